@@ -1,0 +1,367 @@
+//! The alert model: what is inside an encrypted envelope.
+//!
+//! It maps onto STIX 2.1: an [`Alert`] becomes an `indicator`, `campaign`, `report`
+//! (advisory / account-network takedown notice) or `sighting`; observables become pattern
+//! comparisons; [`Tlp`] becomes a TLP 2.0 marking definition. Updates and retractions
+//! reference the original alert's envelope id and are valid only from the original
+//! author's organization (see [`check_amendment`]).
+
+use crate::codec::{self, DecodeError};
+use crate::ids::{EnvelopeId, OrgId};
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Largest plaintext alert accepted.
+pub const MAX_ALERT_BYTES: usize = 256 * 1024;
+
+/// Traffic Light Protocol 2.0 marking, ordered from least to most restrictive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Tlp {
+    /// TLP:CLEAR — may be shared publicly.
+    Clear,
+    /// TLP:GREEN — within the community.
+    Green,
+    /// TLP:AMBER — within the recipient organizations, need to know.
+    Amber,
+    /// TLP:AMBER+STRICT — within the recipient organization only.
+    #[serde(rename = "AMBER+STRICT", alias = "AMBER_STRICT")]
+    AmberStrict,
+    /// TLP:RED — named recipients only.
+    Red,
+}
+
+impl fmt::Display for Tlp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tlp::Clear => "TLP:CLEAR",
+            Tlp::Green => "TLP:GREEN",
+            Tlp::Amber => "TLP:AMBER",
+            Tlp::AmberStrict => "TLP:AMBER+STRICT",
+            Tlp::Red => "TLP:RED",
+        })
+    }
+}
+
+/// What an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// Indicators of a threat (STIX `indicator`).
+    Indicator,
+    /// A coordinated campaign (STIX `campaign`).
+    Campaign,
+    /// A network of fake or coordinated accounts, or a takedown notice for one.
+    AccountNetwork,
+    /// A general advisory (STIX `report`).
+    Advisory,
+    /// Confirmation that the reporter saw indicators of another alert (STIX `sighting`).
+    Sighting,
+}
+
+/// How severe the threat is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+/// A typed observable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "kebab-case")]
+pub enum Observable {
+    /// A domain name.
+    Domain(String),
+    /// A URL.
+    Url(String),
+    /// An IPv4 address.
+    Ipv4([u8; 4]),
+    /// An IPv6 address.
+    Ipv6([u8; 16]),
+    /// An email address.
+    Email(String),
+    /// An account on a platform.
+    SocialAccount {
+        /// The platform, e.g. `example-social`.
+        platform: String,
+        /// The account handle.
+        handle: String,
+    },
+    /// A hashtag, without `#`.
+    Hashtag(String),
+    /// SHA-256 of a file.
+    FileSha256([u8; 32]),
+    /// A phone number in E.164 form.
+    Phone(String),
+    /// An advertisement identifier.
+    AdId {
+        /// The ad network.
+        network: String,
+        /// The ad's id there.
+        id: String,
+    },
+}
+
+impl Observable {
+    fn strings(&self) -> Vec<&str> {
+        match self {
+            Observable::Domain(s)
+            | Observable::Url(s)
+            | Observable::Email(s)
+            | Observable::Hashtag(s)
+            | Observable::Phone(s) => vec![s],
+            Observable::SocialAccount { platform, handle } => vec![platform, handle],
+            Observable::AdId { network, id } => vec![network, id],
+            Observable::Ipv4(_) | Observable::Ipv6(_) | Observable::FileSha256(_) => vec![],
+        }
+    }
+}
+
+/// A threat alert.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Alert {
+    /// What the alert reports.
+    pub kind: AlertKind,
+    /// One-line summary.
+    pub title: String,
+    /// Full description.
+    pub description: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Confidence, 0–100 (STIX confidence scale).
+    pub confidence: u8,
+    /// Observables.
+    pub observables: Vec<Observable>,
+    /// Free labels, e.g. `election-2020`.
+    pub labels: Vec<String>,
+    /// External references (URLs, case numbers).
+    pub references: Vec<String>,
+    /// Start of validity, ms since the Unix epoch.
+    pub valid_from_ms: u64,
+    /// End of validity, if any.
+    pub valid_until_ms: Option<u64>,
+    /// Envelope ids of related alerts (e.g. the alert a sighting confirms).
+    pub related: Vec<EnvelopeId>,
+}
+
+/// A newer version of an alert, by the original author's organization.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AlertUpdate {
+    /// Envelope id of the original alert.
+    pub original: EnvelopeId,
+    /// The alert's new content.
+    pub alert: Alert,
+}
+
+/// Withdrawal of an alert by the original author's organization.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Retraction {
+    /// Envelope id of the original alert.
+    pub original: EnvelopeId,
+    /// Why it is withdrawn.
+    pub reason: String,
+}
+
+/// Why alert content is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlertError {
+    /// The plaintext does not decode.
+    #[error("alert does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// A field is out of bounds.
+    #[error("alert field {field}: {reason}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+const MAX_TITLE: usize = 256;
+const MAX_DESCRIPTION: usize = 16 * 1024;
+const MAX_LIST: usize = 1000;
+const MAX_STRING: usize = 2048;
+
+impl Alert {
+    /// Checks bounds: title 1–256 bytes, description ≤ 16 KiB, confidence ≤ 100, at most
+    /// 1000 entries per list, strings ≤ 2 KiB, validity interval not inverted.
+    pub fn check(&self) -> Result<(), AlertError> {
+        let field = |field, reason| Err(AlertError::Field { field, reason });
+        if self.title.trim().is_empty() || self.title.len() > MAX_TITLE {
+            return field("title", "must be 1-256 bytes");
+        }
+        if self.description.len() > MAX_DESCRIPTION {
+            return field("description", "must be at most 16 KiB");
+        }
+        if self.confidence > 100 {
+            return field("confidence", "must be 0-100");
+        }
+        if self.observables.len() > MAX_LIST
+            || self.labels.len() > MAX_LIST
+            || self.references.len() > MAX_LIST
+            || self.related.len() > MAX_LIST
+        {
+            return field("lists", "at most 1000 entries each");
+        }
+        let too_long = self
+            .observables
+            .iter()
+            .flat_map(Observable::strings)
+            .chain(self.labels.iter().map(String::as_str))
+            .chain(self.references.iter().map(String::as_str))
+            .any(|s| s.is_empty() || s.len() > MAX_STRING);
+        if too_long {
+            return field("strings", "observables, labels and references must be 1-2048 bytes");
+        }
+        if matches!(self.valid_until_ms, Some(until) if until < self.valid_from_ms) {
+            return field("valid_until_ms", "ends before valid_from_ms");
+        }
+        Ok(())
+    }
+}
+
+/// The decrypted content of an alert-bearing envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// A new alert.
+    Alert(Alert),
+    /// An update of an earlier alert.
+    Update(AlertUpdate),
+    /// A retraction of an earlier alert.
+    Retraction(Retraction),
+}
+
+impl Content {
+    /// Encodes the content's plaintext.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Content::Alert(a) => codec::encode(a),
+            Content::Update(u) => codec::encode(u),
+            Content::Retraction(r) => codec::encode(r),
+        }
+    }
+
+    /// The alert carried, if any.
+    pub fn alert(&self) -> Option<&Alert> {
+        match self {
+            Content::Alert(a) => Some(a),
+            Content::Update(u) => Some(&u.alert),
+            Content::Retraction(_) => None,
+        }
+    }
+
+    /// Checks the content's bounds.
+    pub fn check(&self) -> Result<(), AlertError> {
+        match self {
+            Content::Retraction(r) if r.reason.len() > MAX_DESCRIPTION => Err(AlertError::Field {
+                field: "reason",
+                reason: "must be at most 16 KiB",
+            }),
+            Content::Retraction(_) => Ok(()),
+            other => other.alert().map_or(Ok(()), Alert::check),
+        }
+    }
+}
+
+/// Why an update or retraction is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmendmentError {
+    /// The original alert is from another organization.
+    #[error("only {original_org} may amend this alert, not {amending_org}")]
+    NotAuthor {
+        /// The original author's org.
+        original_org: OrgId,
+        /// The org that tried to amend it.
+        amending_org: OrgId,
+    },
+    /// The amendment is on another topic than the original.
+    #[error("an amendment must be published on the original alert's topic")]
+    WrongTopic,
+}
+
+/// An update or retraction is valid only from the original author's organization, on
+/// the original alert's topic.
+pub fn check_amendment(
+    original_org: &OrgId,
+    original_topic: &crate::ids::TopicId,
+    amending_org: &OrgId,
+    amending_topic: &crate::ids::TopicId,
+) -> Result<(), AmendmentError> {
+    if original_org != amending_org {
+        return Err(AmendmentError::NotAuthor {
+            original_org: original_org.clone(),
+            amending_org: amending_org.clone(),
+        });
+    }
+    if original_topic != amending_topic {
+        return Err(AmendmentError::WrongTopic);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_alert() -> Alert {
+        Alert {
+            kind: AlertKind::Indicator,
+            title: "Phishing domain impersonating county election office".into(),
+            description: "Credential phishing targeting poll workers.".into(),
+            severity: Severity::High,
+            confidence: 80,
+            observables: vec![
+                Observable::Domain("vote-county-example.com".into()),
+                Observable::Ipv4([192, 0, 2, 7]),
+                Observable::SocialAccount {
+                    platform: "example-social".into(),
+                    handle: "@fake_poll_news".into(),
+                },
+            ],
+            labels: vec!["election-2020".into()],
+            references: vec![],
+            valid_from_ms: 1_600_000_000_000,
+            valid_until_ms: None,
+            related: vec![],
+        }
+    }
+
+    #[test]
+    fn bounds() {
+        let mut a = sample_alert();
+        assert_eq!(a.check(), Ok(()));
+        a.confidence = 101;
+        assert!(a.check().is_err());
+        a.confidence = 100;
+        a.title = String::new();
+        assert!(a.check().is_err());
+        a.title = "x".into();
+        a.valid_until_ms = Some(1);
+        assert!(a.check().is_err());
+    }
+
+    #[test]
+    fn tlp_order_and_json() {
+        assert!(Tlp::Clear < Tlp::Green && Tlp::Amber < Tlp::AmberStrict && Tlp::AmberStrict < Tlp::Red);
+        assert_eq!(serde_json::to_string(&Tlp::AmberStrict).unwrap(), "\"AMBER+STRICT\"");
+    }
+
+    #[test]
+    fn amendment_only_by_author_org() {
+        let t = crate::ids::TopicId([1; 32]);
+        let a = OrgId::new("fbi").unwrap();
+        let b = OrgId::new("dhs").unwrap();
+        assert_eq!(check_amendment(&a, &t, &a, &t), Ok(()));
+        assert!(matches!(check_amendment(&a, &t, &b, &t), Err(AmendmentError::NotAuthor { .. })));
+        assert_eq!(check_amendment(&a, &t, &a, &crate::ids::TopicId([2; 32])), Err(AmendmentError::WrongTopic));
+    }
+}
