@@ -153,7 +153,7 @@ pub struct Alert {
 }
 
 /// A newer version of an alert, by the original author's organization.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct AlertUpdate {
     /// Envelope id of the original alert.
     pub original: EnvelopeId,
@@ -162,7 +162,7 @@ pub struct AlertUpdate {
 }
 
 /// Withdrawal of an alert by the original author's organization.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct Retraction {
     /// Envelope id of the original alert.
     pub original: EnvelopeId,
@@ -229,8 +229,10 @@ impl Alert {
     }
 }
 
-/// The decrypted content of an alert-bearing envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The decrypted content of an alert-bearing envelope. In JSON: `{"alert": {...}}`,
+/// `{"update": {"original": ..., "alert": {...}}}` or `{"retraction": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Content {
     /// A new alert.
     Alert(Alert),
@@ -256,6 +258,24 @@ impl Content {
             Content::Alert(a) => Some(a),
             Content::Update(u) => Some(&u.alert),
             Content::Retraction(_) => None,
+        }
+    }
+
+    /// The envelope kind that carries this content.
+    pub fn kind(&self) -> crate::envelope::Kind {
+        match self {
+            Content::Alert(_) => crate::envelope::Kind::Alert,
+            Content::Update(_) => crate::envelope::Kind::Update,
+            Content::Retraction(_) => crate::envelope::Kind::Retraction,
+        }
+    }
+
+    /// The original alert an update or retraction refers to.
+    pub fn original(&self) -> Option<EnvelopeId> {
+        match self {
+            Content::Alert(_) => None,
+            Content::Update(u) => Some(u.original),
+            Content::Retraction(r) => Some(r.original),
         }
     }
 

@@ -33,6 +33,7 @@ pub mod ratelimit;
 pub mod sender_key;
 pub mod topic;
 pub mod validate;
+pub mod wire;
 
 pub use alert::{Alert, AlertKind, Content, Observable, Severity, Tlp};
 pub use cert::{NodeCert, SignedNodeCert};
