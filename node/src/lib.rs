@@ -1,1 +1,24 @@
-//! placeholder
+//! alertmesh-node: the daemon each organization runs.
+//!
+//! - [`config`]: the TOML config file.
+//! - [`node`]: starts everything ([`node::Node::start`]).
+//! - [`net`]: the libp2p swarm task and its handle.
+//! - [`core`]: validation, storage, decryption, publishing: the node's state owner.
+//! - [`store`]: SQLite schema, writer thread, queries.
+//! - [`api`]: the local HTTP API.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`example`]: the example network of `keys-example/`.
+//! - [`client`]: a small client of the local API for the CLI and the demo.
+//! - [`demo`]: `alertmesh demo`.
+
+pub mod api;
+pub mod charter_spec;
+pub mod client;
+pub mod config;
+pub mod core;
+pub mod demo;
+pub mod example;
+pub mod metrics;
+pub mod net;
+pub mod node;
+pub mod store;

@@ -1,1 +1,462 @@
-fn main() {}
+//! The `alertmesh` command.
+
+use alertmesh_node::client::Client;
+use alertmesh_node::config::{Config, LogFormat};
+use alertmesh_node::{demo, example, node};
+use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
+use alertmesh_protocol::keyfile::{self, SecretKeyFile};
+use alertmesh_protocol::{AgreementKey, CharterChain, Content, NodeCert, NodeKey, OrgId, OrgRootKey, SignedCharter, Tlp};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use rand::rngs::OsRng;
+use std::path::{Path, PathBuf};
+
+/// alertmesh: a peer-to-peer, end-to-end encrypted threat-alert mesh between organizations.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate a node's keys (node.key and agreement.key, mode 0600).
+    ///
+    /// Example: alertmesh keygen --out /etc/alertmesh/keys
+    Keygen {
+        /// Directory to write node.key and agreement.key into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Organization commands.
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// Node certificate commands.
+    #[command(subcommand)]
+    Cert(CertCmd),
+    /// Charter commands.
+    #[command(subcommand)]
+    Charter(CharterCmd),
+    /// Run a node.
+    ///
+    /// Example: alertmesh run --config /etc/alertmesh/node.toml
+    Run {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Publish an alert through a running node.
+    ///
+    /// Example: alertmesh publish --config node.toml --topic phishing/domains --tlp GREEN
+    ///          --title "Phishing domain" --kind indicator --domain vote-example.com
+    Publish(PublishArgs),
+    /// Follow the alerts a running node receives (server-sent events).
+    ///
+    /// Example: alertmesh tail --config node.toml --topic election-2020/disinfo
+    Tail {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this topic.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// List a running node's peers.
+    ///
+    /// Example: alertmesh peers --config node.toml
+    Peers {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show a running node's status.
+    ///
+    /// Example: alertmesh status --config node.toml
+    Status {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the example network of seven organizations locally and exchange alerts.
+    ///
+    /// Example: cargo run --release -- demo
+    Demo {
+        /// Keep the network running (fixed ports 4101-4107, API 8101-8107) until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+        /// Directory for the network's files (default: temporary).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The example network (default: ./keys-example).
+        #[arg(long)]
+        example_dir: Option<PathBuf>,
+    },
+    /// The example network.
+    #[command(subcommand)]
+    Example(ExampleCmd),
+}
+
+#[derive(Subcommand)]
+enum OrgCmd {
+    /// Create an organization's root key (keep it offline) and print its public key.
+    ///
+    /// Example: alertmesh org init --out /secure/org-root.key
+    Init {
+        /// Where to write the org root key (mode 0600, never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    /// On the node: request a certificate (signed by the node key: proof of possession).
+    ///
+    /// Example: alertmesh cert request --keys /etc/alertmesh/keys --org fbi --charter charter-v1.bin --days 365 --serial 7 --out node.req
+    Request {
+        /// Directory holding node.key and agreement.key.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The org the node belongs to.
+        #[arg(long)]
+        org: String,
+        /// The network's genesis charter (for the network id).
+        #[arg(long)]
+        charter: PathBuf,
+        /// Validity in days from now.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        /// Serial number (unique per org).
+        #[arg(long)]
+        serial: u64,
+        /// Where to write the request.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// At the org (offline): sign a node's certificate request with the org root key.
+    ///
+    /// Example: alertmesh cert issue --org-key /secure/org-root.key --request node.req --out node.cert
+    Issue {
+        /// The org root key file.
+        #[arg(long)]
+        org_key: PathBuf,
+        /// The node's request.
+        #[arg(long)]
+        request: PathBuf,
+        /// Where to write the certificate.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CharterCmd {
+    /// Create an unsigned genesis charter from a TOML description.
+    ///
+    /// Example: alertmesh charter new --spec network.toml --out charter-v1.bin
+    New {
+        /// The network description (see README: "Creating a network").
+        #[arg(long)]
+        spec: PathBuf,
+        /// Where to write the unsigned charter.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a governor's signature to a charter file (in place).
+    ///
+    /// Example: alertmesh charter sign --charter charter-v1.bin --org fbi --org-key /secure/org-root.key
+    Sign {
+        /// The charter file.
+        #[arg(long)]
+        charter: PathBuf,
+        /// The signing governor's org id.
+        #[arg(long)]
+        org: String,
+        /// The governor's org root key.
+        #[arg(long)]
+        org_key: PathBuf,
+    },
+    /// Show a charter: members, topics, hash and signature check.
+    ///
+    /// Example: alertmesh charter show keys-example/charter-v1.bin
+    Show {
+        /// The charter file.
+        charter: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExampleCmd {
+    /// Regenerate the example network (deterministic).
+    ///
+    /// Example: cargo run --release -- example generate --out keys-example
+    Generate {
+        /// Output directory (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// The node's config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Topic name.
+    #[arg(long)]
+    topic: String,
+    /// TLP: CLEAR, GREEN, AMBER, AMBER+STRICT or RED.
+    #[arg(long, default_value = "AMBER")]
+    tlp: String,
+    /// One-line title.
+    #[arg(long)]
+    title: String,
+    /// Description.
+    #[arg(long, default_value = "")]
+    description: String,
+    /// indicator, campaign, account-network, advisory or sighting.
+    #[arg(long, default_value = "advisory")]
+    kind: String,
+    /// low, medium, high or critical.
+    #[arg(long, default_value = "medium")]
+    severity: String,
+    /// Confidence 0-100.
+    #[arg(long, default_value_t = 50)]
+    confidence: u8,
+    /// Domain observables.
+    #[arg(long)]
+    domain: Vec<String>,
+    /// URL observables.
+    #[arg(long)]
+    url: Vec<String>,
+    /// Hashtag observables (without #).
+    #[arg(long)]
+    hashtag: Vec<String>,
+    /// Labels.
+    #[arg(long)]
+    label: Vec<String>,
+    /// Publish a JSON file with the full request body instead.
+    #[arg(long, conflicts_with = "title")]
+    json: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libp2p=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Keygen { out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            let key = NodeKey::generate(&mut OsRng);
+            let agreement = AgreementKey::generate(&mut OsRng);
+            let public = key.public();
+            SecretKeyFile::NodeSign(key).write_new(&out.join("node.key"), "alertmesh node signing key")?;
+            SecretKeyFile::NodeAgreement(agreement).write_new(&out.join("agreement.key"), "alertmesh node agreement key")?;
+            println!("node key {} written to {}", public, out.display());
+            Ok(())
+        }
+        Cmd::Org(OrgCmd::Init { out }) => {
+            let key = OrgRootKey::generate(&mut OsRng);
+            let public = key.public();
+            SecretKeyFile::OrgRoot(key).write_new(&out, "alertmesh org root key: keep offline")?;
+            println!("org root public key: {public}\n(put it in the charter spec as root_pub)");
+            Ok(())
+        }
+        Cmd::Cert(CertCmd::Request { keys, org, charter, days, serial, out }) => {
+            let key = keyfile::load_node_key(&keys.join("node.key"))?;
+            let agreement = keyfile::load_agreement_key(&keys.join("agreement.key"))?;
+            let charter = node::load_charter(&charter)?;
+            let org = OrgId::new(org)?;
+            let now = alertmesh_node::core::now_ms();
+            let cert = NodeCert {
+                network_id: charter.charter().network_id,
+                org_id: org,
+                node_sign_pub: key.public(),
+                node_agree_pub: agreement.public(),
+                not_before_ms: now,
+                not_after_ms: now.saturating_add(days.saturating_mul(86_400_000)),
+                serial,
+            };
+            let request = cert.request(&key);
+            std::fs::write(&out, request.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("certificate request written to {}; have your org sign it with `alertmesh cert issue`", out.display());
+            Ok(())
+        }
+        Cmd::Cert(CertCmd::Issue { org_key, request, out }) => {
+            let root = keyfile::load_org_root(&org_key)?;
+            let bytes = std::fs::read(&request).with_context(|| format!("cannot read {}", request.display()))?;
+            let request = alertmesh_protocol::cert::CertRequest::decode(&bytes).map_err(|e| anyhow::anyhow!("request {}: {e}", request.display()))?;
+            let cert = alertmesh_protocol::SignedNodeCert::issue(&root, request)?;
+            std::fs::write(&out, cert.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("certificate for node {} of {} written to {}", cert.cert().node_sign_pub, cert.cert().org_id, out.display());
+            Ok(())
+        }
+        Cmd::Charter(CharterCmd::New { spec, out }) => {
+            let charter = alertmesh_node::charter_spec::load(&spec)?;
+            if out.exists() {
+                bail!("{} exists; choose another path", out.display());
+            }
+            let signed = SignedCharter::unsigned(charter);
+            std::fs::write(&out, signed.as_bytes())?;
+            println!("unsigned charter written to {} (hash {}); governors now sign it with `alertmesh charter sign`", out.display(), signed.hash());
+            Ok(())
+        }
+        Cmd::Charter(CharterCmd::Sign { charter, org, org_key }) => {
+            let mut signed = node::load_charter(&charter)?;
+            let org = OrgId::new(org)?;
+            let root = keyfile::load_org_root(&org_key)?;
+            let member = signed.charter().member(&org).with_context(|| format!("{org} is not a member of this charter"))?;
+            if member.root_pub != root.public() {
+                bail!("{} is not the root key of {org} in this charter", org_key.display());
+            }
+            signed.sign(&org, &root);
+            std::fs::write(&charter, signed.as_bytes())?;
+            println!("signed by {org}; {} signatures now", signed.signatures().len());
+            Ok(())
+        }
+        Cmd::Charter(CharterCmd::Show { charter }) => show_charter(&charter),
+        Cmd::Run { config } => {
+            let config = Config::load(&config)?;
+            init_logs(config.log_format);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let node = node::Node::start(&config).await?;
+                println!("alertmesh node {} running; API on http://{}", node.peer_id, node.api_addr);
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                node.shutdown().await;
+                anyhow::Ok(())
+            })
+        }
+        Cmd::Publish(args) => publish(args),
+        Cmd::Tail { config, topic } => {
+            let client = Client::from_config(&Config::load(&config)?)?;
+            client.follow(|alert| {
+                if topic.as_deref().is_none_or(|t| alert["topic"] == t) {
+                    let title = alert["content"]["alert"]["title"].as_str().map(String::from).unwrap_or_else(|| alert["kind"].to_string());
+                    println!("[{}] {} {} from {}: {}", alert["topic"].as_str().unwrap_or(""), alert["tlp"].as_str().unwrap_or(""), alert["kind"].as_str().unwrap_or(""), alert["org"].as_str().unwrap_or(""), title);
+                }
+                true
+            })
+        }
+        Cmd::Peers { config } => {
+            let client = Client::from_config(&Config::load(&config)?)?;
+            let peers: serde_json::Value = client.get("/v1/peers")?;
+            println!("{}", serde_json::to_string_pretty(&peers)?);
+            Ok(())
+        }
+        Cmd::Status { config } => {
+            let client = Client::from_config(&Config::load(&config)?)?;
+            let status: serde_json::Value = client.get("/v1/status")?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(())
+        }
+        Cmd::Demo { keep, dir, example_dir } => demo::run(demo::DemoOptions { keep, dir, example_dir }),
+        Cmd::Example(ExampleCmd::Generate { out }) => {
+            example::generate(&out)?;
+            println!("example network written to {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn parse_json_enum<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> anyhow::Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).with_context(|| format!("unknown {what} {value:?}"))
+}
+
+fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let client = Client::from_config(&Config::load(&args.config)?)?;
+    let body = if let Some(path) = &args.json {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?
+    } else {
+        let tlp: Tlp = parse_json_enum(&args.tlp.to_uppercase(), "TLP (use CLEAR, GREEN, AMBER, AMBER+STRICT or RED)")?;
+        let mut observables: Vec<Observable> = args.domain.iter().map(|d| Observable::Domain(d.clone())).collect();
+        observables.extend(args.url.iter().map(|u| Observable::Url(u.clone())));
+        observables.extend(args.hashtag.iter().map(|h| Observable::Hashtag(h.trim_start_matches('#').to_string())));
+        let alert = Alert {
+            kind: parse_json_enum::<AlertKind>(&args.kind, "kind")?,
+            title: args.title.clone(),
+            description: args.description.clone(),
+            severity: parse_json_enum::<Severity>(&args.severity, "severity")?,
+            confidence: args.confidence,
+            observables,
+            labels: args.label.clone(),
+            references: vec![],
+            valid_from_ms: alertmesh_node::core::now_ms(),
+            valid_until_ms: None,
+            related: vec![],
+        };
+        let mut body = serde_json::to_value(Content::Alert(alert))?;
+        body["topic"] = serde_json::json!(args.topic);
+        body["tlp"] = serde_json::to_value(tlp)?;
+        body
+    };
+    let receipt: serde_json::Value = client.post("/v1/alerts", &body)?;
+    println!("published {} on {} (seq {})", receipt["id"].as_str().unwrap_or(""), receipt["topic"].as_str().unwrap_or(""), receipt["seq"]);
+    Ok(())
+}
+
+fn show_charter(path: &Path) -> anyhow::Result<()> {
+    let signed = node::load_charter(path)?;
+    let c = signed.charter();
+    println!("network   {} ({})", c.network_name, c.network_id);
+    println!("version   {}   hash {}", c.version, signed.hash());
+    println!("members:");
+    for m in &c.members {
+        let gov = if c.governors.contains(&m.org_id) { " [governor]" } else { "" };
+        println!("  {:<12} {} ({}){gov}  root {}", m.org_id, m.name, m.roles.join(","), m.root_pub.short());
+    }
+    println!("threshold {} of {} governors", c.threshold, c.governors.len());
+    println!("topics:");
+    for t in &c.topics {
+        let names = |v: &[OrgId]| v.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",");
+        println!("  {:<24} max {}  readers [{}]  publishers [{}]", t.name, t.max_tlp, names(&t.readers), names(&t.publishers));
+    }
+    let signers: Vec<&str> = signed.signatures().iter().map(|s| s.org_id.as_str()).collect();
+    println!("signed by [{}]", signers.join(", "));
+    if c.version == 1 {
+        match CharterChain::verify_genesis(&signed) {
+            Ok(()) => println!("genesis check: valid ({} signatures meet the threshold)", signers.len()),
+            Err(e) => println!("genesis check: NOT valid: {e}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The local HTTP API (axum), bound to a loopback address, every route behind a bearer
+//! token read from a 0600 file.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/alerts` | publish `{"topic", "tlp", "alert": {...}}` (or `"update"`, `"retraction"`) |
+//! | `GET /v1/alerts?topic=&after=&limit=` | decrypted alerts after a cursor |
+//! | `GET /v1/alerts/stream` | live alerts as server-sent events |
+//! | `GET /v1/peers` | connected peers |
+//! | `GET /v1/topics` | topics and this org's rights |
+//! | `GET /v1/status` | node status |
+//! | `GET /metrics` | Prometheus text |
+
+use crate::core::{CoreHandle, PublishError};
+use crate::metrics::Metrics;
+use crate::net::NetHandle;
+use crate::store;
+use alertmesh_protocol::{Content, Tlp};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 512 * 1024;
+/// Most alerts one page returns.
+const MAX_PAGE: usize = 1000;
+
+/// Shared API state.
+#[derive(Clone)]
+pub struct ApiState {
+    core: CoreHandle,
+    net: NetHandle,
+    metrics: Metrics,
+    token: Arc<Zeroizing<String>>,
+    data_dir: PathBuf,
+}
+
+/// An API error: a status and a JSON `{"error": message}` body.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"))
+    }
+}
+
+/// Reads the bearer token from a file that must be private (0600) and non-empty.
+pub fn load_token(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("API token file {}: {e}", path.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            anyhow::bail!("API token file {}: group or others can read it; run `chmod 600 {}`", path.display(), path.display());
+        }
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("API token file {}: {e}", path.display()))?);
+    let token = text.trim();
+    if token.len() < 16 {
+        anyhow::bail!("API token file {}: the token must be at least 16 characters", path.display());
+    }
+    Ok(Zeroizing::new(token.to_string()))
+}
+
+/// Builds the router.
+pub fn router(core: CoreHandle, net: NetHandle, metrics: Metrics, token: Zeroizing<String>, data_dir: PathBuf) -> Router {
+    let state = ApiState { core, net, metrics, token: Arc::new(token), data_dir };
+    Router::new()
+        .route("/v1/alerts", get(list_alerts).post(publish))
+        .route("/v1/alerts/stream", get(stream))
+        .route("/v1/peers", get(peers))
+        .route("/v1/topics", get(topics))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics_text))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Constant-time comparison of the presented bearer token.
+async fn auth(State(state): State<ApiState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = state.token.as_bytes();
+    let ok = presented.len() == expected.len()
+        && presented.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !ok {
+        return ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
+    }
+    next.run(req).await
+}
+
+/// Body of `POST /v1/alerts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    /// Topic name.
+    pub topic: String,
+    /// TLP marking (`CLEAR`, `GREEN`, `AMBER`, `AMBER+STRICT`, `RED`).
+    pub tlp: Tlp,
+    /// The content: `"alert"`, `"update"` or `"retraction"`.
+    #[serde(flatten)]
+    pub content: Content,
+}
+
+async fn publish(State(state): State<ApiState>, body: Result<Json<PublishBody>, axum::extract::rejection::JsonRejection>) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    match state.core.publish(body.topic, body.tlp, body.content).await? {
+        Ok(receipt) => Ok((StatusCode::CREATED, Json(receipt))),
+        Err(e) => {
+            let status = match e {
+                PublishError::UnknownTopic(_) => StatusCode::NOT_FOUND,
+                PublishError::Forbidden { .. } | PublishError::NotAuthor(_) | PublishError::CertInvalid => StatusCode::FORBIDDEN,
+                PublishError::TlpTooHigh { .. } | PublishError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                PublishError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError(status, e.to_string()))
+        }
+    }
+}
+
+/// Query of `GET /v1/alerts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this topic.
+    pub topic: Option<String>,
+    /// Only alerts after this cursor (default 0).
+    pub after: Option<i64>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+async fn list_alerts(State(state): State<ApiState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let after = q.after.unwrap_or(0);
+    let dir = state.data_dir.clone();
+    let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<store::StoredAlert>> {
+        let conn = store::open_reader(&dir)?;
+        Ok(store::list_alerts(&conn, q.topic.as_deref(), after, limit)?)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    let next = rows.last().map_or(after, |r| r.cursor);
+    Ok(Json(serde_json::json!({ "alerts": rows, "next": next })))
+}
+
+async fn stream(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let rx = state.core.subscribe();
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(alert) => {
+                    let event = Event::default().event("alert").json_data(&alert).unwrap_or_default();
+                    return Some((Ok(event), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let event = Event::default().event("lagged").data(n.to_string());
+                    return Some((Ok(event), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+async fn peers(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.net.peers().await?))
+}
+
+async fn topics(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.core.topics().await?))
+}
+
+async fn status(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.core.status().await?))
+}
+
+async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+}

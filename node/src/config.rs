@@ -1,0 +1,231 @@
+//! The node's configuration file: one TOML file per node.
+//!
+//! ```toml
+//! # Paths are relative to this file's directory.
+//! data_dir = "data"                       # SQLite database and runtime files
+//! listen = ["/ip4/127.0.0.1/tcp/4101"]    # libp2p listen addresses
+//! bootstrap = ["/ip4/127.0.0.1/tcp/4102/p2p/12D3Koo..."]  # peers to dial at start
+//! genesis = "charter-v1.bin"             # the genesis charter (binary, as signed)
+//! genesis_hash = "<64 hex digits>"        # pinned: the node refuses any other genesis
+//! log_format = "human"                    # or "json"
+//!
+//! [keys]
+//! node_key = "keys/node.key"              # Ed25519 node signing key (0600)
+//! agreement_key = "keys/agreement.key"    # X25519 agreement key (0600)
+//! cert = "keys/node.cert"                 # the node certificate (binary, as signed)
+//!
+//! [api]
+//! bind = "127.0.0.1:8101"                 # local HTTP API; must be a loopback address
+//! token_file = "keys/api.token"           # bearer token (0600)
+//! ```
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A node's configuration, with paths resolved against the config file's directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from (for messages).
+    pub source: PathBuf,
+    /// Database and runtime files.
+    pub data_dir: PathBuf,
+    /// libp2p listen multiaddrs.
+    pub listen: Vec<libp2p::Multiaddr>,
+    /// libp2p multiaddrs (with `/p2p/<peer id>`) dialled at start.
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+    /// The genesis charter file.
+    pub genesis: PathBuf,
+    /// The pinned genesis hash.
+    pub genesis_hash: alertmesh_protocol::CharterHash,
+    /// `human` or `json` logs.
+    pub log_format: LogFormat,
+    /// Key files.
+    pub keys: KeyPaths,
+    /// Local API.
+    pub api: ApiConfig,
+}
+
+/// Paths of the node's key material.
+#[derive(Debug, Clone)]
+pub struct KeyPaths {
+    /// Ed25519 node signing key file.
+    pub node_key: PathBuf,
+    /// X25519 agreement key file.
+    pub agreement_key: PathBuf,
+    /// Node certificate file.
+    pub cert: PathBuf,
+}
+
+/// Local HTTP API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Loopback address to bind.
+    pub bind: SocketAddr,
+    /// Bearer token file.
+    pub token_file: PathBuf,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: PathBuf,
+    #[serde(default)]
+    listen: Vec<String>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    genesis: PathBuf,
+    genesis_hash: String,
+    #[serde(default)]
+    log_format: LogFormat,
+    keys: RawKeys,
+    api: RawApi,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    node_key: PathBuf,
+    agreement_key: PathBuf,
+    cert: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    bind: String,
+    token_file: PathBuf,
+}
+
+impl Config {
+    /// Loads and checks a config file; errors name the file, the key and the fix.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` locates relative paths and names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
+        let file = path.display();
+        let raw: RawConfig = toml::from_str(text).with_context(|| {
+            format!("config file {file} is not valid (see the configuration reference in README.md)")
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let addrs = |list: &[String], key: &str| -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+            list.iter()
+                .map(|s| {
+                    s.parse().with_context(|| {
+                        format!("config file {file}: `{key}` entry {s:?} is not a multiaddr; write e.g. \"/ip4/127.0.0.1/tcp/4101\"")
+                    })
+                })
+                .collect()
+        };
+        let genesis_hash = alertmesh_protocol::CharterHash::from_hex(&raw.genesis_hash).map_err(|_| {
+            anyhow::anyhow!("config file {file}: `genesis_hash` must be 64 hex digits (see `alertmesh charter show`)")
+        })?;
+        let bind: SocketAddr = raw.api.bind.parse().with_context(|| {
+            format!("config file {file}: `api.bind` {:?} is not an address; write e.g. \"127.0.0.1:8101\"", raw.api.bind)
+        })?;
+        if !bind.ip().is_loopback() {
+            bail!("config file {file}: `api.bind` must be a loopback address (127.0.0.1 or ::1); the API is local only");
+        }
+        let bootstrap = addrs(&raw.bootstrap, "bootstrap")?;
+        for a in &bootstrap {
+            if !a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_))) {
+                bail!("config file {file}: `bootstrap` entry {a} lacks /p2p/<peer id>; append the peer's id");
+            }
+        }
+        Ok(Self {
+            source: path.to_owned(),
+            data_dir: resolve(&raw.data_dir),
+            listen: addrs(&raw.listen, "listen")?,
+            bootstrap,
+            genesis: resolve(&raw.genesis),
+            genesis_hash,
+            log_format: raw.log_format,
+            keys: KeyPaths {
+                node_key: resolve(&raw.keys.node_key),
+                agreement_key: resolve(&raw.keys.agreement_key),
+                cert: resolve(&raw.keys.cert),
+            },
+            api: ApiConfig {
+                bind,
+                token_file: resolve(&raw.api.token_file),
+            },
+        })
+    }
+}
+
+/// Renders a config file (used by the example network and the demo).
+pub fn render(
+    data_dir: &str,
+    listen: &[String],
+    bootstrap: &[String],
+    genesis_hash: &str,
+    api_bind: &str,
+    key_dir: &str,
+    genesis: &str,
+) -> String {
+    let list = |l: &[String]| l.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "# alertmesh node configuration. Paths are relative to this file.\n\
+         data_dir = {data_dir:?}\n\
+         listen = [{}]\n\
+         bootstrap = [{}]\n\
+         genesis = {genesis:?}\n\
+         genesis_hash = {genesis_hash:?}\n\
+         log_format = \"human\"\n\n\
+         [keys]\n\
+         node_key = \"{key_dir}/node.key\"\n\
+         agreement_key = \"{key_dir}/agreement.key\"\n\
+         cert = \"{key_dir}/node.cert\"\n\n\
+         [api]\n\
+         bind = {api_bind:?}\n\
+         token_file = \"{key_dir}/api.token\"\n",
+        list(listen),
+        list(bootstrap),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> String {
+        render("data", &["/ip4/127.0.0.1/tcp/0".into()], &[], &"ab".repeat(32), "127.0.0.1:0", "keys", "charter-v1.bin")
+    }
+
+    #[test]
+    fn rendered_config_parses_and_resolves_paths() {
+        let c = Config::parse(&sample(), Path::new("/etc/am/node.toml")).unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/am/data"));
+        assert_eq!(c.keys.node_key, Path::new("/etc/am/keys/node.key"));
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let bad = sample().replace("127.0.0.1:0", "0.0.0.0:80");
+        let e = format!("{:#}", Config::parse(&bad, Path::new("n.toml")).unwrap_err());
+        assert!(e.contains("n.toml") && e.contains("api.bind"), "{e}");
+        let bad = sample().replace("data_dir", "data_dri");
+        let e = format!("{:#}", Config::parse(&bad, Path::new("n.toml")).unwrap_err());
+        assert!(e.contains("n.toml") && e.contains("data_dri"), "{e}");
+        let bad = sample().replace(&"ab".repeat(32), "xyz");
+        let e = format!("{:#}", Config::parse(&bad, Path::new("n.toml")).unwrap_err());
+        assert!(e.contains("genesis_hash"), "{e}");
+    }
+}

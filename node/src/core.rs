@@ -1,0 +1,1205 @@
+//! The node core: one task that owns the node's protocol state (charters, certificates,
+//! chains, sender keys) and turns network events and local requests into verdicts,
+//! stored rows, decrypted alerts and outgoing messages.
+//!
+//! It runs beside the swarm task, so signature checks never stall the event loop.
+//! Writes go to the database writer; an envelope is reported `Accept` to gossipsub (and
+//! so forwarded) only after its row is committed.
+
+use crate::metrics::Metrics;
+use crate::net::{BAD_PEER_SCORE, NetCommand, NetEvent, NetHandle};
+use crate::store::{self, AlertRow, EnvelopeRow, StoredAlert, Write, Writer};
+use alertmesh_protocol::chain::{ChainEntry, ChainView};
+use alertmesh_protocol::charter::CharterError;
+use alertmesh_protocol::evidence::Evidence;
+use alertmesh_protocol::wire::{self, Hello, MAX_HELLO_CERTS, MAX_HELLO_CHARTERS};
+use alertmesh_protocol::{
+    AgreementKey, AgreementPublicKey, CertDirectory, CharterChain, CharterUpdate, Content, ControlMessage, Draft,
+    EnvelopeId, KeyPackage, Kind, NodeKey, NodePublicKey, OrgId, RejectReason, SenderKey, SignedCharter,
+    SignedEnvelope, SignedNodeCert, Source, Tlp, TopicId, Validator, Verdict,
+};
+use libp2p::PeerId;
+use libp2p::gossipsub::{MessageAcceptance, MessageId, TopicHash};
+use rand::rngs::OsRng;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Requests queued from the API and CLI.
+const REQUEST_QUEUE: usize = 256;
+/// Live alert events buffered per subscriber.
+pub const EVENT_BUFFER: usize = 1024;
+/// Undecryptable envelopes kept in memory awaiting a sender key.
+const MAX_PENDING: usize = 50_000;
+/// A connected peer must show a valid certificate within this time.
+pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a refused peer stays banned.
+const BAN_TIME: Duration = Duration::from_secs(60);
+/// Key packages go out this long after the last change of a topic's readers.
+const KEY_PACKAGE_DEBOUNCE: Duration = Duration::from_millis(400);
+/// Own certificate re-announced on the control topic this often.
+const CERT_ANNOUNCE_PERIOD: Duration = Duration::from_secs(150);
+
+/// This node's own key material.
+pub struct Identity {
+    /// Signing key (libp2p identity, envelope author).
+    pub key: NodeKey,
+    /// Agreement key (receives sender keys).
+    pub agreement: AgreementKey,
+    /// Certificate.
+    pub cert: SignedNodeCert,
+}
+
+/// A local request to the core.
+pub enum Request {
+    /// Publish content on a topic.
+    Publish {
+        /// Topic name.
+        topic: String,
+        /// TLP marking.
+        tlp: Tlp,
+        /// What to publish.
+        content: Content,
+        /// Answer once stored.
+        reply: oneshot::Sender<Result<Receipt, PublishError>>,
+    },
+    /// Node status.
+    Status(oneshot::Sender<Status>),
+    /// Topics and our rights on them.
+    Topics(oneshot::Sender<Vec<TopicInfo>>),
+}
+
+/// The answer to a successful publish.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Receipt {
+    /// Envelope id.
+    pub id: EnvelopeId,
+    /// Topic name.
+    pub topic: String,
+    /// Position in our chain on the topic.
+    pub seq: u64,
+}
+
+/// Why a local publish was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    /// The topic is not in the charter.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// Our org may not publish on the topic.
+    #[error("org {org} may not publish on topic {topic:?} under charter version {version}")]
+    Forbidden {
+        /// Our org.
+        org: OrgId,
+        /// The topic.
+        topic: String,
+        /// The charter version.
+        version: u64,
+    },
+    /// TLP above the topic's maximum.
+    #[error("{tlp} is above the maximum {max} of topic {topic:?}")]
+    TlpTooHigh {
+        /// Requested.
+        tlp: Tlp,
+        /// Allowed.
+        max: Tlp,
+        /// The topic.
+        topic: String,
+    },
+    /// The content is invalid.
+    #[error("invalid alert: {0}")]
+    Invalid(String),
+    /// An update or retraction of an alert we did not author.
+    #[error("{0}")]
+    NotAuthor(String),
+    /// This node's certificate is revoked or expired.
+    #[error("this node's certificate is revoked or expired; it may not publish")]
+    CertInvalid,
+    /// Storage failed.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+/// Node status for the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// Our peer id.
+    pub peer_id: String,
+    /// Our org.
+    pub org: String,
+    /// Network name.
+    pub network: String,
+    /// Current charter version.
+    pub charter_version: u64,
+    /// Governance forks seen (versions).
+    pub charter_forks: Vec<u64>,
+    /// Connected peers with a valid certificate.
+    pub admitted_peers: usize,
+    /// Certificates known.
+    pub known_nodes: usize,
+    /// Envelopes held.
+    pub envelopes: usize,
+    /// Envelopes we cannot decrypt yet.
+    pub undecryptable: usize,
+    /// Equivocations detected.
+    pub evidence: usize,
+    /// Chains with missing entries.
+    pub chain_gaps: usize,
+    /// Per readable topic: how many authors' sender keys this node holds.
+    pub sender_keys: BTreeMap<String, usize>,
+}
+
+/// A topic and our rights on it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// Topic id.
+    pub id: String,
+    /// Whether our org may read it.
+    pub can_read: bool,
+    /// Whether our org may publish on it.
+    pub can_publish: bool,
+    /// Maximum TLP.
+    pub max_tlp: Tlp,
+    /// Reader orgs.
+    pub readers: Vec<String>,
+    /// Publisher orgs.
+    pub publishers: Vec<String>,
+}
+
+/// Cloneable handle to the core.
+#[derive(Clone)]
+pub struct CoreHandle {
+    tx: mpsc::Sender<Request>,
+    events: broadcast::Sender<StoredAlert>,
+}
+
+impl CoreHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> anyhow::Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| anyhow::anyhow!("node is shutting down"))?;
+        rx.await.map_err(|_| anyhow::anyhow!("node is shutting down"))
+    }
+
+    /// Publishes content; resolves once it is durably stored.
+    pub async fn publish(&self, topic: String, tlp: Tlp, content: Content) -> anyhow::Result<Result<Receipt, PublishError>> {
+        self.ask(|reply| Request::Publish { topic, tlp, content, reply }).await
+    }
+
+    /// Node status.
+    pub async fn status(&self) -> anyhow::Result<Status> {
+        self.ask(Request::Status).await
+    }
+
+    /// Topics.
+    pub async fn topics(&self) -> anyhow::Result<Vec<TopicInfo>> {
+        self.ask(Request::Topics).await
+    }
+
+    /// Live stream of alerts decrypted (or published) by this node.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoredAlert> {
+        self.events.subscribe()
+    }
+}
+
+/// Held chain positions, in memory (rebuilt from the database at start).
+#[derive(Default)]
+struct ChainIndex {
+    chains: HashMap<(NodePublicKey, TopicId), BTreeMap<u64, ChainEntry>>,
+    len: usize,
+}
+
+impl ChainView for ChainIndex {
+    fn entry(&self, author: &NodePublicKey, topic: &TopicId, seq: u64) -> Option<ChainEntry> {
+        self.chains.get(&(*author, *topic))?.get(&seq).copied()
+    }
+}
+
+impl ChainIndex {
+    fn insert(&mut self, env: &SignedEnvelope) {
+        let h = env.header();
+        let chain = self.chains.entry((h.author, h.topic_id)).or_default();
+        if chain.insert(h.seq, ChainEntry { id: env.id(), prev: h.prev }).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn head(&self, author: &NodePublicKey, topic: &TopicId) -> Option<(u64, EnvelopeId)> {
+        self.chains.get(&(*author, *topic))?.last_key_value().map(|(s, e)| (*s, e.id))
+    }
+
+    fn gaps(&self) -> usize {
+        self.chains
+            .values()
+            .filter(|c| c.last_key_value().is_some_and(|(head, _)| *head as usize != c.len()))
+            .count()
+    }
+}
+
+/// Our own chain and sender key on one topic.
+struct OwnTopic {
+    key: SenderKey,
+    /// Reader nodes the current key was sealed to.
+    sealed_to: BTreeSet<AgreementPublicKey>,
+    /// When the reader set last changed (a key package is due after the debounce).
+    due: Option<Instant>,
+}
+
+struct PeerState {
+    connected_at: Instant,
+    org: Option<OrgId>,
+    subscriptions: HashSet<TopicHash>,
+}
+
+/// The core's state.
+pub struct Core {
+    me: Identity,
+    org: OrgId,
+    charters: CharterChain,
+    certs: CertDirectory,
+    chains: ChainIndex,
+    validator: Validator,
+    keys: HashMap<(NodePublicKey, TopicId, u64), SenderKey>,
+    own: HashMap<TopicId, OwnTopic>,
+    pending: HashMap<(NodePublicKey, TopicId, u64), Vec<SignedEnvelope>>,
+    pending_len: usize,
+    /// Decrypted alerts: id → (org, topic), for update/retraction authorship checks.
+    alert_origin: HashMap<EnvelopeId, (OrgId, TopicId)>,
+    peers: HashMap<PeerId, PeerState>,
+    banned: HashMap<PeerId, Instant>,
+    topic_by_hash: HashMap<TopicHash, TopicId>,
+    evidence: HashSet<[u8; 32]>,
+    writer: Writer,
+    reader: std::sync::Mutex<rusqlite::Connection>,
+    data_dir: std::path::PathBuf,
+    net: NetHandle,
+    events: broadcast::Sender<StoredAlert>,
+    metrics: Metrics,
+    next_cert_announce: Instant,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Everything [`Core::new`] needs.
+pub struct CoreParts {
+    /// Our keys.
+    pub me: Identity,
+    /// Charter history.
+    pub charters: CharterChain,
+    /// Database writer.
+    pub writer: Writer,
+    /// A read connection.
+    pub reader: rusqlite::Connection,
+    /// Data dir (for messages).
+    pub data_dir: std::path::PathBuf,
+    /// What was loaded from the database.
+    pub loaded: store::Loaded,
+    /// Network handle.
+    pub net: NetHandle,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl Core {
+    /// Builds the core from loaded state and returns it with its handle.
+    pub fn new(parts: CoreParts) -> anyhow::Result<(Self, CoreHandle, mpsc::Receiver<Request>)> {
+        let CoreParts { me, mut charters, writer, reader, data_dir, loaded, net, metrics } = parts;
+        for bytes in &loaded.charters {
+            let signed = SignedCharter::decode(bytes).map_err(|e| anyhow::anyhow!("stored charter does not decode: {e}"))?;
+            if let Err(e) = charters.offer(signed) {
+                tracing::warn!(error = %e, "stored charter not adopted");
+            }
+        }
+        let org = me.cert.cert().org_id.clone();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        let handle = CoreHandle { tx, events: events.clone() };
+        let mut core = Self {
+            org,
+            charters,
+            certs: CertDirectory::default(),
+            chains: ChainIndex::default(),
+            validator: Validator::new(),
+            keys: HashMap::new(),
+            own: HashMap::new(),
+            pending: HashMap::new(),
+            pending_len: 0,
+            alert_origin: HashMap::new(),
+            peers: HashMap::new(),
+            banned: HashMap::new(),
+            topic_by_hash: HashMap::new(),
+            evidence: HashSet::new(),
+            writer,
+            reader: std::sync::Mutex::new(reader),
+            data_dir,
+            net,
+            events,
+            metrics,
+            next_cert_announce: Instant::now() + Duration::from_secs(2),
+            me,
+        };
+        let charter = core.charters.current().charter().clone();
+        core.certs
+            .insert(core.me.cert.clone(), &charter)
+            .map_err(|e| anyhow::anyhow!("this node's certificate is not valid for the network: {e}"))?;
+        for bytes in &loaded.certs {
+            if let Ok(cert) = SignedNodeCert::decode(bytes) {
+                let _ = core.certs.insert(cert, &charter);
+            }
+        }
+        for (id, (org, topic_name)) in &loaded.decrypted {
+            core.alert_origin.insert(*id, (OrgId(org.clone()), TopicId::derive(&charter.network_id, topic_name)));
+        }
+        // Rebuild chains and sender keys; queue what is not decrypted yet.
+        let mut own_epochs: HashMap<TopicId, u64> = HashMap::new();
+        let max = charter.limits.max_envelope_bytes as usize;
+        for bytes in &loaded.envelopes {
+            let Ok(env) = SignedEnvelope::decode(bytes, max.max(bytes.len())) else { continue };
+            core.chains.insert(&env);
+            let h = env.header();
+            if h.author == core.me.key.public() && h.kind == Kind::KeyPackage {
+                let e = own_epochs.entry(h.topic_id).or_default();
+                *e = (*e).max(h.key_epoch);
+            }
+            if h.kind == Kind::KeyPackage {
+                core.learn_key_package(&env);
+            } else if h.kind.is_encrypted() && !loaded.decrypted.contains_key(&env.id()) {
+                core.queue_pending(env);
+            }
+        }
+        // A fresh sender-key epoch on every start: a key is never reused after a crash.
+        for rule in &charter.topics {
+            let topic = TopicId::derive(&charter.network_id, &rule.name);
+            if rule.publishers.contains(&core.org) {
+                let epoch = own_epochs.get(&topic).map_or(1, |e| e + 1);
+                core.own.insert(topic, OwnTopic { key: SenderKey::generate(epoch, &mut OsRng), sealed_to: BTreeSet::new(), due: Some(Instant::now()) });
+            }
+        }
+        core.update_topic_map();
+        core.retry_all_pending();
+        Ok((core, handle, rx))
+    }
+
+    fn network(&self) -> alertmesh_protocol::NetworkId {
+        self.charters.current().charter().network_id
+    }
+
+    fn update_topic_map(&mut self) {
+        let c = self.charters.current().charter();
+        let net = c.network_id;
+        self.topic_by_hash.clear();
+        let control = TopicId::control(&net);
+        self.topic_by_hash.insert(TopicHash::from_raw(control.gossip_name(&net)), control);
+        for t in &c.topics {
+            let id = TopicId::derive(&net, &t.name);
+            self.topic_by_hash.insert(TopicHash::from_raw(id.gossip_name(&net)), id);
+        }
+    }
+
+    /// Gossip topics this node subscribes to: control plus every topic its org reads.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let c = self.charters.current().charter();
+        let net = c.network_id;
+        std::iter::once(TopicId::control(&net))
+            .chain(c.topics.iter().filter(|t| t.readers.contains(&self.org)).map(|t| TopicId::derive(&net, &t.name)))
+            .map(|t| t.gossip_name(&net))
+            .collect()
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(
+        mut self,
+        mut net_events: mpsc::Receiver<NetEvent>,
+        mut requests: mpsc::Receiver<Request>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        for topic in self.subscriptions() {
+            let _ = self.net.send(NetCommand::Subscribe(topic)).await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                ev = net_events.recv() => match ev {
+                    Some(ev) => self.on_net_event(ev).await,
+                    None => break,
+                },
+                req = requests.recv() => match req {
+                    Some(req) => self.on_request(req).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+        }
+        let _ = self.writer.flush().await;
+        tracing::debug!("core stopped");
+    }
+
+    async fn send(&self, cmd: NetCommand) {
+        if self.net.send(cmd).await.is_err() {
+            tracing::debug!("network task gone");
+        }
+    }
+
+    async fn on_net_event(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Gossip { source, id, topic, data } => self.on_gossip(source, id, topic, data).await,
+            NetEvent::Connected(peer) => {
+                self.peers.insert(peer, PeerState { connected_at: Instant::now(), org: None, subscriptions: HashSet::new() });
+                let hello = wire::Request::Hello(self.my_hello()).encode();
+                self.send(NetCommand::Request(peer, hello)).await;
+            }
+            NetEvent::Disconnected(peer) => {
+                if self.peers.remove(&peer).is_some_and(|p| p.org.is_some()) {
+                    self.metrics.admitted_peers.dec();
+                }
+            }
+            NetEvent::Subscribed(peer, topic) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.subscriptions.insert(topic.clone());
+                }
+                self.check_subscription(peer, &topic).await;
+            }
+            NetEvent::Request { peer, data, channel } => {
+                let response = match wire::Request::decode(&data) {
+                    Ok(wire::Request::Hello(hello)) => match self.on_hello(peer, hello).await {
+                        Ok(()) => wire::Response::Hello(self.my_hello()),
+                        Err(reason) => wire::Response::Refused(reason),
+                    },
+                    Err(e) => {
+                        self.refuse(peer, &format!("malformed request: {e}")).await;
+                        wire::Response::Refused("malformed request".into())
+                    }
+                };
+                self.send(NetCommand::Respond(channel, response.encode())).await;
+            }
+            NetEvent::Response { peer, data } => match wire::Response::decode(&data) {
+                Ok(wire::Response::Hello(hello)) => {
+                    let _ = self.on_hello(peer, hello).await;
+                }
+                Ok(wire::Response::Refused(reason)) => {
+                    tracing::warn!(%peer, %reason, "peer refused our hello");
+                }
+                Err(e) => self.refuse(peer, &format!("malformed response: {e}")).await,
+            },
+        }
+    }
+
+    fn my_hello(&self) -> Hello {
+        Hello {
+            cert: self.me.cert.as_bytes().to_vec(),
+            charters: self.charters.history().iter().skip(1).rev().take(MAX_HELLO_CHARTERS).rev().map(|c| c.as_bytes().to_vec()).collect(),
+            certs: self.certs.all().take(MAX_HELLO_CERTS).map(|c| c.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    /// Checks a peer's hello; admits it or refuses (and bans) it.
+    async fn on_hello(&mut self, peer: PeerId, hello: Hello) -> Result<(), String> {
+        for bytes in hello.charters.iter().take(MAX_HELLO_CHARTERS) {
+            if let Ok(c) = SignedCharter::decode(bytes) {
+                let _ = self.offer_charter(c).await;
+            }
+        }
+        for bytes in hello.certs.iter().take(MAX_HELLO_CERTS) {
+            if let Ok(c) = SignedNodeCert::decode(bytes) {
+                self.learn_cert(c).await;
+            }
+        }
+        let verdict = self.check_peer_cert(peer, &hello.cert);
+        match verdict {
+            Ok(cert) => {
+                let org = cert.cert().org_id.clone();
+                self.learn_cert(cert).await;
+                let newly = self.peers.get_mut(&peer).map(|p| p.org.replace(org.clone()).is_none()).unwrap_or(false);
+                if newly {
+                    self.metrics.admitted_peers.inc();
+                    tracing::info!(%peer, %org, "peer admitted");
+                    let subs: Vec<TopicHash> = self.peers.get(&peer).map(|p| p.subscriptions.iter().cloned().collect()).unwrap_or_default();
+                    for t in subs {
+                        self.check_subscription(peer, &t).await;
+                    }
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                self.refuse(peer, &reason).await;
+                Err(reason)
+            }
+        }
+    }
+
+    fn check_peer_cert(&mut self, peer: PeerId, bytes: &[u8]) -> Result<SignedNodeCert, String> {
+        let cert = SignedNodeCert::decode(bytes).map_err(|e| format!("certificate does not decode: {e}"))?;
+        let charter = self.charters.current().charter();
+        let node = cert.cert().node_sign_pub;
+        if crate::net::peer_id_of(&node) != Some(peer) {
+            return Err("certificate is for another node key".into());
+        }
+        let member = charter.member(&cert.cert().org_id).ok_or("org is not a member")?;
+        cert.verify(&charter.network_id, &member.root_pub).map_err(|e| e.to_string())?;
+        if !cert.valid_at(now_ms()) {
+            return Err("certificate is expired or not yet valid".into());
+        }
+        if charter.is_revoked(&node) {
+            return Err("certificate is revoked".into());
+        }
+        Ok(cert)
+    }
+
+    async fn refuse(&mut self, peer: PeerId, reason: &str) {
+        tracing::warn!(%peer, %reason, "refusing peer");
+        self.metrics.refused_peers.inc();
+        if self.peers.remove(&peer).is_some_and(|p| p.org.is_some()) {
+            self.metrics.admitted_peers.dec();
+        }
+        self.banned.insert(peer, Instant::now());
+        self.send(NetCommand::Ban(peer)).await;
+    }
+
+    /// A peer in a topic its org may not read is scored below the graylist threshold.
+    async fn check_subscription(&mut self, peer: PeerId, topic: &TopicHash) {
+        let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else { return };
+        let Some(id) = self.topic_by_hash.get(topic) else {
+            return;
+        };
+        let charter = self.charters.current().charter();
+        if *id != TopicId::control(&charter.network_id) && !charter.may_read(&org, id) {
+            tracing::warn!(%peer, %org, "peer subscribed to a topic its org may not read; scoring it down");
+            self.send(NetCommand::Score(peer, BAD_PEER_SCORE)).await;
+        }
+    }
+
+    async fn learn_cert(&mut self, cert: SignedNodeCert) -> bool {
+        let charter = self.charters.current().charter().clone();
+        match self.certs.insert(cert.clone(), &charter) {
+            Ok(true) => {
+                let bytes = cert.as_bytes().to_vec();
+                let _ = self.writer.write(Write::Cert { node: cert.cert().node_sign_pub, bytes }).await;
+                self.mark_readers_changed();
+                self.retry_all_pending();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn offer_charter(&mut self, charter: SignedCharter) -> Result<CharterUpdate, CharterError> {
+        let result = self.charters.offer(charter.clone());
+        match &result {
+            Ok(CharterUpdate::Adopted(version)) => {
+                tracing::info!(version, "adopted charter");
+                let _ = self
+                    .writer
+                    .write(Write::Charter { version: *version, hash: charter.hash().0, bytes: charter.as_bytes().to_vec() })
+                    .await;
+                self.update_topic_map();
+                let current = self.charters.current().charter().clone();
+                self.validator.retain_members(&current);
+                for topic in self.subscriptions() {
+                    self.send(NetCommand::Subscribe(topic)).await;
+                }
+                self.mark_readers_changed();
+            }
+            Ok(CharterUpdate::Fork(fork)) => {
+                tracing::error!(version = fork.version, "GOVERNANCE FORK: two valid charters with the same version; neither is adopted");
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn mark_readers_changed(&mut self) {
+        let now = Instant::now();
+        for own in self.own.values_mut() {
+            own.due = Some(now);
+        }
+    }
+
+    async fn on_gossip(&mut self, source: PeerId, id: MessageId, topic: TopicHash, data: Vec<u8>) {
+        let admitted = self.peers.get(&source).is_some_and(|p| p.org.is_some());
+        if !admitted {
+            self.metrics.verdict("reject", "unadmitted_peer");
+            self.send(NetCommand::Report(id, source, MessageAcceptance::Reject)).await;
+            return;
+        }
+        let Some(topic_id) = self.topic_by_hash.get(&topic).copied() else {
+            self.metrics.verdict("reject", "unknown_topic");
+            self.send(NetCommand::Report(id, source, MessageAcceptance::Reject)).await;
+            return;
+        };
+        let net = self.network();
+        let acceptance = if topic_id == TopicId::control(&net) {
+            self.on_control(&data).await
+        } else {
+            self.on_envelope(&data, Some(topic_id)).await
+        };
+        match acceptance {
+            Some(done) => {
+                // Forward only after the row is on disk.
+                let net = self.net.clone();
+                tokio::spawn(async move {
+                    let acceptance = match done.await {
+                        Ok(Ok(())) => MessageAcceptance::Accept,
+                        _ => MessageAcceptance::Ignore,
+                    };
+                    let _ = net.send(NetCommand::Report(id, source, acceptance)).await;
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// Validates an envelope; on accept, stores and processes it. Returns a receiver that
+    /// resolves when the row is committed (None: not accepted, already reported).
+    async fn on_envelope(&mut self, data: &[u8], expected_topic: Option<TopicId>) -> Option<oneshot::Receiver<Result<(), String>>> {
+        let now = now_ms();
+        let ctx = alertmesh_protocol::Context { charters: &self.charters, certs: &self.certs, chains: &self.chains, now_ms: now };
+        let verdict = self.validator.validate(&ctx, data, Source::Gossip);
+        match verdict {
+            Verdict::Accept(accepted) => {
+                let env = accepted.envelope;
+                if expected_topic.is_some_and(|t| t != env.header().topic_id) {
+                    self.metrics.verdict("reject", "topic_mismatch");
+                    return self.rejected_now();
+                }
+                self.metrics.verdict("accept", "ok");
+                Some(self.accept(env, accepted.org, now).await)
+            }
+            Verdict::Ignore(reason) => {
+                self.metrics.verdict("ignore", reason.label());
+                tracing::debug!(%reason, "ignored envelope");
+                self.ignored_now()
+            }
+            Verdict::Reject(reason) => {
+                self.metrics.verdict("reject", reason.label());
+                tracing::debug!(%reason, "rejected envelope");
+                self.on_conflict(&reason, data).await;
+                self.rejected_now()
+            }
+        }
+    }
+
+    fn ignored_now(&self) -> Option<oneshot::Receiver<Result<(), String>>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err("ignored".into()));
+        Some(rx)
+    }
+
+    fn rejected_now(&self) -> Option<oneshot::Receiver<Result<(), String>>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err("rejected".into()));
+        Some(rx).and_then(|rx| {
+            // Signal rejection through a distinct path: None would mean "handled".
+            Some(rx)
+        })
+    }
+
+    /// Stores an accepted envelope and processes its payload.
+    async fn accept(&mut self, env: SignedEnvelope, org: OrgId, now: u64) -> oneshot::Receiver<Result<(), String>> {
+        self.chains.insert(&env);
+        // Queued before any row that refers to it; acknowledged once committed.
+        let ack_rx = self.writer.write_acked(Write::Envelope(EnvelopeRow { envelope: env.clone(), received_ms: now })).await;
+        let ack_rx = ack_rx.unwrap_or_else(|_| {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err("writer stopped".into()));
+            rx
+        });
+        match env.header().kind {
+            Kind::KeyPackage => {
+                if let Some(key_id) = self.learn_key_package(&env) {
+                    self.retry_pending(key_id).await;
+                }
+            }
+            Kind::Evidence => self.record_evidence_envelope(&env).await,
+            Kind::Alert | Kind::Update | Kind::Retraction => {
+                let key_id = (env.header().author, env.header().topic_id, env.header().key_epoch);
+                if self.keys.contains_key(&key_id) {
+                    self.deliver(&env, &org).await;
+                } else {
+                    self.queue_pending(env);
+                }
+            }
+        }
+        ack_rx
+    }
+
+    fn learn_key_package(&mut self, env: &SignedEnvelope) -> Option<(NodePublicKey, TopicId, u64)> {
+        let pkg = KeyPackage::decode(env.payload()).ok()?;
+        let h = env.header();
+        let key_id = (h.author, h.topic_id, h.key_epoch);
+        if self.keys.contains_key(&key_id) {
+            return None;
+        }
+        let key = pkg.open(&h.network_id, &h.author, &self.me.agreement).ok()?;
+        self.keys.insert(key_id, key);
+        Some(key_id)
+    }
+
+    fn queue_pending(&mut self, env: SignedEnvelope) {
+        if self.pending_len >= MAX_PENDING {
+            return; // still stored; decrypted after a restart or never, but never lost
+        }
+        let h = env.header();
+        self.pending.entry((h.author, h.topic_id, h.key_epoch)).or_default().push(env);
+        self.pending_len += 1;
+        self.metrics.undecryptable.set(self.pending_len as i64);
+    }
+
+    fn retry_all_pending(&mut self) {
+        // Called at start and when certs change: keys may have become available.
+        let ready: Vec<_> = self.pending.keys().filter(|k| self.keys.contains_key(k)).copied().collect();
+        for k in ready {
+            if let Some(list) = self.pending.remove(&k) {
+                self.pending_len -= list.len();
+                for env in list {
+                    let org = self.certs.any_for(&env.header().author).map(|c| c.cert().org_id.clone());
+                    if let Some(org) = org {
+                        self.decrypt_and_record(&env, &org, false);
+                    }
+                }
+            }
+        }
+        self.metrics.undecryptable.set(self.pending_len as i64);
+    }
+
+    async fn retry_pending(&mut self, key_id: (NodePublicKey, TopicId, u64)) {
+        if let Some(list) = self.pending.remove(&key_id) {
+            self.pending_len -= list.len();
+            self.metrics.undecryptable.set(self.pending_len as i64);
+            for env in list {
+                if let Some(org) = self.certs.any_for(&env.header().author).map(|c| c.cert().org_id.clone()) {
+                    self.deliver(&env, &org).await;
+                }
+            }
+        }
+    }
+
+    async fn deliver(&mut self, env: &SignedEnvelope, org: &OrgId) {
+        if let Some((row, alert)) = self.decrypt_and_record(env, org, true) {
+            let _ = self.writer.write(Write::Alert(row)).await;
+            self.metrics.delivered.inc();
+            let _ = self.events.send(alert);
+        }
+    }
+
+    /// Decrypts, checks authorship of amendments, and returns the row to store and the
+    /// event to broadcast. With `live = false` the row is written directly (start-up).
+    fn decrypt_and_record(&mut self, env: &SignedEnvelope, org: &OrgId, live: bool) -> Option<(AlertRow, StoredAlert)> {
+        let h = env.header();
+        let key = self.keys.get(&(h.author, h.topic_id, h.key_epoch))?;
+        let content = match env.open(key) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(id = %env.id().short(), error = %e, "cannot open an accepted envelope");
+                self.metrics.verdict("undecryptable", "bad_content");
+                return None;
+            }
+        };
+        if let Some(original) = content.original() {
+            let ok = self.alert_origin.get(&original).is_some_and(|(o, t)| {
+                alertmesh_protocol::alert::check_amendment(o, t, org, &h.topic_id).is_ok()
+            });
+            if !ok {
+                tracing::warn!(id = %env.id().short(), %org, "amendment of an alert by another org (or unknown original) not applied");
+                self.metrics.verdict("undecryptable", "amendment_not_by_author");
+                return None;
+            }
+        } else {
+            self.alert_origin.insert(env.id(), (org.clone(), h.topic_id));
+        }
+        if live {
+            let latency = now_ms().saturating_sub(h.timestamp_ms) as f64 / 1000.0;
+            if h.author != self.me.key.public() {
+                self.metrics.delivery_latency.observe(latency);
+            }
+        }
+        let (row, alert) = self.alert_row(env, org, &content);
+        if !live {
+            let writer = self.writer.clone();
+            let row2 = row.clone();
+            tokio::spawn(async move {
+                let _ = writer.write(Write::Alert(row2)).await;
+            });
+        }
+        Some((row, alert))
+    }
+
+    fn alert_row(&self, env: &SignedEnvelope, org: &OrgId, content: &Content) -> (AlertRow, StoredAlert) {
+        let h = env.header();
+        let topic_name = self.charters.current().charter().topic(&h.topic_id).map(|t| t.name.clone()).unwrap_or_default();
+        let content_json = serde_json::to_string(content).unwrap_or_default();
+        let kind = h.kind.as_str().to_string();
+        let row = AlertRow {
+            envelope_id: env.id(),
+            topic_name: topic_name.clone(),
+            org: org.to_string(),
+            kind: kind.clone(),
+            original: content.original(),
+            tlp: h.tlp.to_string(),
+            timestamp_ms: h.timestamp_ms,
+            content_json,
+        };
+        let alert = StoredAlert {
+            cursor: 0,
+            id: env.id().to_hex(),
+            topic: topic_name,
+            org: org.to_string(),
+            kind,
+            original: content.original().map(|o| o.to_hex()),
+            tlp: h.tlp.to_string(),
+            timestamp_ms: h.timestamp_ms as i64,
+            received_ms: now_ms() as i64,
+            content: serde_json::to_value(content).unwrap_or_default(),
+        };
+        (row, alert)
+    }
+
+    async fn on_control(&mut self, data: &[u8]) -> Option<oneshot::Receiver<Result<(), String>>> {
+        let msg = match ControlMessage::decode(data) {
+            Ok(m) => m,
+            Err(_) => {
+                self.metrics.verdict("reject", "malformed_control");
+                return self.rejected_now();
+            }
+        };
+        match msg {
+            ControlMessage::Cert(bytes) => {
+                let Ok(cert) = SignedNodeCert::decode(&bytes) else {
+                    self.metrics.verdict("reject", "malformed_cert");
+                    return self.rejected_now();
+                };
+                let charter = self.charters.current().charter().clone();
+                if cert.verify(&charter.network_id, &charter.member(&cert.cert().org_id)?.root_pub).is_err() {
+                    self.metrics.verdict("reject", "bad_cert");
+                    return self.rejected_now();
+                }
+                if self.learn_cert(cert).await {
+                    self.metrics.verdict("accept", "cert");
+                    let (tx, rx) = oneshot::channel();
+                    let _ = tx.send(Ok(()));
+                    Some(rx)
+                } else {
+                    self.ignored_now()
+                }
+            }
+            ControlMessage::Charter(bytes) => {
+                let Ok(charter) = SignedCharter::decode(&bytes) else {
+                    self.metrics.verdict("reject", "malformed_charter");
+                    return self.rejected_now();
+                };
+                match self.offer_charter(charter).await {
+                    Ok(CharterUpdate::Adopted(_)) | Ok(CharterUpdate::Fork(_)) => {
+                        let (tx, rx) = oneshot::channel();
+                        let _ = tx.send(Ok(()));
+                        Some(rx)
+                    }
+                    Ok(CharterUpdate::AlreadyKnown) | Err(CharterError::MissingPredecessor { .. }) => self.ignored_now(),
+                    Err(_) => {
+                        self.metrics.verdict("reject", "bad_charter");
+                        self.rejected_now()
+                    }
+                }
+            }
+            ControlMessage::Envelope(bytes) => {
+                let net = self.network();
+                self.on_envelope(&bytes, Some(TopicId::control(&net))).await
+            }
+        }
+    }
+
+    /// On equivocation or a chain conflict, builds evidence from the held envelope.
+    async fn on_conflict(&mut self, reason: &RejectReason, data: &[u8]) {
+        let other = match reason {
+            RejectReason::Equivocation { existing } => *existing,
+            RejectReason::ChainConflict { other } => *other,
+            _ => return,
+        };
+        let max = self.charters.current().charter().limits.max_envelope_bytes as usize;
+        let Ok(new) = SignedEnvelope::decode(data, max) else { return };
+        if self.writer.flush().await.is_err() {
+            return;
+        }
+        let held: Option<Vec<u8>> = self.reader.lock().ok().and_then(|conn| {
+            conn.query_row("SELECT bytes FROM envelopes WHERE id = ?1", [other.as_bytes()], |r| r.get(0)).ok()
+        });
+        let Some(held) = held.and_then(|b| SignedEnvelope::decode(&b, max.max(b.len())).ok()) else { return };
+        let Ok(evidence) = Evidence::new(&held, &new) else { return };
+        if evidence.verify(max).is_err() {
+            return;
+        }
+        self.store_evidence(&evidence).await;
+        // Tell every member: an evidence envelope on the control topic.
+        let net = self.network();
+        let _ = self.publish_own(TopicId::control(&net), Kind::Evidence, Tlp::Clear, &evidence.encode()).await;
+    }
+
+    async fn store_evidence(&mut self, evidence: &Evidence) {
+        let bytes = evidence.encode();
+        let id = alertmesh_protocol::ids::sha256(&bytes);
+        let max = self.charters.current().charter().limits.max_envelope_bytes as usize;
+        let Ok(proven) = evidence.verify(max) else { return };
+        if !self.evidence.insert(id) {
+            return;
+        }
+        tracing::error!(author = %proven.author.short(), seq = proven.seq, kind = ?proven.misbehaviour, "EQUIVOCATION: an author signed conflicting envelopes; evidence stored");
+        self.metrics.evidence.inc();
+        let _ = self
+            .writer
+            .write(Write::Evidence { id, author: proven.author, topic: proven.topic, seq: proven.seq, bytes, received_ms: now_ms() })
+            .await;
+    }
+
+    async fn record_evidence_envelope(&mut self, env: &SignedEnvelope) {
+        let max = self.charters.current().charter().limits.max_envelope_bytes as usize;
+        if let Ok(evidence) = Evidence::decode(env.payload(), max) {
+            self.store_evidence(&evidence).await;
+        }
+    }
+
+    /// Seals and stores an envelope of ours; publishes it once committed.
+    async fn publish_own(&mut self, topic: TopicId, kind: Kind, tlp: Tlp, payload: &[u8]) -> Result<(SignedEnvelope, oneshot::Receiver<Result<(), String>>), PublishError> {
+        let me = self.me.key.public();
+        let (seq, prev) = self.chains.head(&me, &topic).map_or((1, EnvelopeId::default()), |(s, id)| (s + 1, id));
+        let charter = self.charters.current().charter();
+        let draft = Draft {
+            network_id: charter.network_id,
+            topic_id: topic,
+            seq,
+            prev,
+            charter_version: charter.version,
+            timestamp_ms: now_ms(),
+            kind,
+            key_epoch: 0,
+            tlp,
+        };
+        let env = if kind.is_encrypted() {
+            let own = self.own.get(&topic).ok_or(PublishError::Invalid("no sender key for topic".into()))?;
+            let draft = Draft { key_epoch: own.key.epoch(), ..draft };
+            SignedEnvelope::seal_encrypted(&self.me.key, &draft, &own.key, payload, &mut OsRng)
+        } else {
+            let epoch = if kind == Kind::KeyPackage { self.own.get(&topic).map_or(0, |o| o.key.epoch()) } else { 0 };
+            SignedEnvelope::seal_clear(&self.me.key, &Draft { key_epoch: epoch, ..draft }, payload)
+        }
+        .map_err(|e| PublishError::Invalid(e.to_string()))?;
+        self.chains.insert(&env);
+        self.metrics.published.inc();
+        let (ack_tx, ack_rx) = oneshot::channel();
+        let writer = self.writer.clone();
+        let netw = self.net.clone();
+        let net_id = charter.network_id;
+        let gossip = if topic == TopicId::control(&net_id) {
+            ControlMessage::Envelope(env.as_bytes().to_vec()).encode()
+        } else {
+            env.as_bytes().to_vec()
+        };
+        let topic_hash = TopicHash::from_raw(topic.gossip_name(&net_id));
+        let row = Write::Envelope(EnvelopeRow { envelope: env.clone(), received_ms: now_ms() });
+        let committed = writer.write_acked(row).await.map_err(|e| PublishError::Storage(e.to_string()))?;
+        tokio::spawn(async move {
+            let result = committed.await.unwrap_or_else(|_| Err("writer stopped".into()));
+            if result.is_ok() {
+                let _ = netw.send(NetCommand::Publish(topic_hash, gossip)).await;
+            }
+            let _ = ack_tx.send(result);
+        });
+        Ok((env, ack_rx))
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        // Admission deadline.
+        let late: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.org.is_none() && now.duration_since(p.connected_at) > ADMISSION_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in late {
+            self.refuse(peer, "no valid certificate shown in time").await;
+        }
+        let expired: Vec<PeerId> = self.banned.iter().filter(|(_, t)| now.duration_since(**t) > BAN_TIME).map(|(p, _)| *p).collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.send(NetCommand::Unban(peer)).await;
+        }
+        // Key packages whose reader set changed.
+        let due: Vec<TopicId> = self
+            .own
+            .iter()
+            .filter(|(_, o)| o.due.is_some_and(|d| now.duration_since(d) >= KEY_PACKAGE_DEBOUNCE))
+            .map(|(t, _)| *t)
+            .collect();
+        for topic in due {
+            self.refresh_key_package(topic).await;
+        }
+        // Announce our certificate on the control topic.
+        if now >= self.next_cert_announce && self.peers.values().any(|p| p.org.is_some()) {
+            self.next_cert_announce = now + CERT_ANNOUNCE_PERIOD;
+            let net = self.network();
+            let msg = ControlMessage::Cert(self.me.cert.as_bytes().to_vec()).encode();
+            self.send(NetCommand::Publish(TopicHash::from_raw(TopicId::control(&net).gossip_name(&net)), msg)).await;
+        }
+    }
+
+    /// The reader nodes a topic's sender key must be sealed to now.
+    fn readers_of(&self, topic: &TopicId) -> BTreeSet<AgreementPublicKey> {
+        let charter = self.charters.current().charter();
+        let Some(rule) = charter.topic(topic) else { return BTreeSet::new() };
+        let now = now_ms();
+        self.certs
+            .all()
+            .filter(|c| rule.readers.contains(&c.cert().org_id) && c.valid_at(now) && !charter.is_revoked(&c.cert().node_sign_pub))
+            .filter(|c| charter.member(&c.cert().org_id).is_some())
+            .map(|c| c.cert().node_agree_pub)
+            .collect()
+    }
+
+    /// Publishes a key package if the topic's reader set changed; a reader that left means
+    /// a fresh key and epoch.
+    async fn refresh_key_package(&mut self, topic: TopicId) {
+        let readers = self.readers_of(&topic);
+        let net = self.network();
+        let Some(own) = self.own.get_mut(&topic) else { return };
+        own.due = None;
+        if readers == own.sealed_to {
+            return;
+        }
+        if !own.sealed_to.is_subset(&readers) {
+            own.key = SenderKey::generate(own.key.epoch() + 1, &mut OsRng);
+            tracing::info!(epoch = own.key.epoch(), "reader removed: rotated sender key");
+        }
+        let recipients: Vec<AgreementPublicKey> = readers.iter().copied().collect();
+        let (pkg, refused) = KeyPackage::seal(&net, &topic, &self.me.key.public(), &own.key, &recipients, &mut OsRng);
+        if !refused.is_empty() {
+            tracing::warn!(count = refused.len(), "HPKE refused some reader keys");
+        }
+        own.sealed_to = readers;
+        let key_id = (self.me.key.public(), topic, own.key.epoch());
+        let key = own.key.clone();
+        self.keys.insert(key_id, key);
+        if let Err(e) = self.publish_own(topic, Kind::KeyPackage, Tlp::Clear, &pkg.encode()).await {
+            tracing::warn!(error = %e, "cannot publish key package");
+        }
+    }
+
+    async fn on_request(&mut self, req: Request) {
+        match req {
+            Request::Publish { topic, tlp, content, reply } => {
+                let result = self.local_publish(&topic, tlp, content).await;
+                match result {
+                    Ok((receipt, done, alert)) => {
+                        let events = self.events.clone();
+                        tokio::spawn(async move {
+                            let result = match done.await {
+                                Ok(Ok(())) => {
+                                    let _ = events.send(alert);
+                                    Ok(receipt)
+                                }
+                                Ok(Err(e)) => Err(PublishError::Storage(e)),
+                                Err(_) => Err(PublishError::Storage("writer stopped".into())),
+                            };
+                            let _ = reply.send(result);
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Request::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Request::Topics(reply) => {
+                let _ = reply.send(self.topics());
+            }
+        }
+    }
+
+    async fn local_publish(&mut self, name: &str, tlp: Tlp, content: Content) -> Result<(Receipt, oneshot::Receiver<Result<(), String>>, StoredAlert), PublishError> {
+        let charter = self.charters.current().charter().clone();
+        let rule = charter.topic_by_name(name).ok_or_else(|| PublishError::UnknownTopic(name.into()))?;
+        let topic = TopicId::derive(&charter.network_id, name);
+        if !rule.publishers.contains(&self.org) {
+            return Err(PublishError::Forbidden { org: self.org.clone(), topic: name.into(), version: charter.version });
+        }
+        if tlp > rule.max_tlp {
+            return Err(PublishError::TlpTooHigh { tlp, max: rule.max_tlp, topic: name.into() });
+        }
+        if charter.is_revoked(&self.me.key.public()) || !self.me.cert.valid_at(now_ms()) {
+            return Err(PublishError::CertInvalid);
+        }
+        content.check().map_err(|e| PublishError::Invalid(e.to_string()))?;
+        if let Some(original) = content.original() {
+            let ok = self.alert_origin.get(&original).is_some_and(|(o, t)| *o == self.org && *t == topic);
+            if !ok {
+                return Err(PublishError::NotAuthor(format!("alert {} is not an alert of {} on {name:?}", original.short(), self.org)));
+            }
+        }
+        // Make sure readers hold the current key before the alert goes out.
+        if self.own.get(&topic).is_some_and(|o| o.due.is_some()) {
+            self.refresh_key_package(topic).await;
+        }
+        let (env, done) = self.publish_own(topic, content.kind(), tlp, &content.encode()).await?;
+        if content.original().is_none() {
+            self.alert_origin.insert(env.id(), (self.org.clone(), topic));
+        }
+        let (row, alert) = self.alert_row(&env, &self.org.clone(), &content);
+        let _ = self.writer.write(Write::Alert(row)).await;
+        Ok((Receipt { id: env.id(), topic: name.into(), seq: env.header().seq }, done, alert))
+    }
+
+    fn status(&self) -> Status {
+        let c = self.charters.current().charter();
+        Status {
+            peer_id: crate::net::peer_id_of(&self.me.key.public()).map(|p| p.to_string()).unwrap_or_default(),
+            org: self.org.to_string(),
+            network: c.network_name.clone(),
+            charter_version: c.version,
+            charter_forks: self.charters.forks().iter().map(|f| f.version).collect(),
+            admitted_peers: self.peers.values().filter(|p| p.org.is_some()).count(),
+            known_nodes: self.certs.len(),
+            envelopes: self.chains.len,
+            undecryptable: self.pending_len,
+            evidence: self.evidence.len(),
+            chain_gaps: self.chains.gaps(),
+            sender_keys: c
+                .topics
+                .iter()
+                .filter(|t| t.readers.contains(&self.org))
+                .map(|t| {
+                    let id = TopicId::derive(&c.network_id, &t.name);
+                    let authors: HashSet<&NodePublicKey> = self.keys.keys().filter(|(_, tp, _)| *tp == id).map(|(a, _, _)| a).collect();
+                    (t.name.clone(), authors.len())
+                })
+                .collect(),
+        }
+    }
+
+    fn topics(&self) -> Vec<TopicInfo> {
+        let c = self.charters.current().charter();
+        c.topics
+            .iter()
+            .map(|t| TopicInfo {
+                name: t.name.clone(),
+                id: TopicId::derive(&c.network_id, &t.name).to_hex(),
+                can_read: t.readers.contains(&self.org),
+                can_publish: t.publishers.contains(&self.org),
+                max_tlp: t.max_tlp,
+                readers: t.readers.iter().map(ToString::to_string).collect(),
+                publishers: t.publishers.iter().map(ToString::to_string).collect(),
+            })
+            .collect()
+    }
+
+    /// The data dir (for diagnostics).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+}

@@ -1,0 +1,144 @@
+//! Starting a node: load keys and charter, open the database, start the swarm, the core
+//! and the API. [`Node::start`] is what `alertmesh run` and the tests call.
+
+use crate::api;
+use crate::config::Config;
+use crate::core::{Core, CoreHandle, CoreParts, Identity};
+use crate::metrics::Metrics;
+use crate::net::{self, NetHandle};
+use crate::store;
+use alertmesh_protocol::keyfile;
+use alertmesh_protocol::{CharterChain, SignedCharter, SignedNodeCert};
+use anyhow::Context;
+use libp2p::{Multiaddr, PeerId};
+use std::net::SocketAddr;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running node.
+pub struct Node {
+    /// Its peer id.
+    pub peer_id: PeerId,
+    /// Core handle (publish, status, live alerts).
+    pub core: CoreHandle,
+    /// Network handle.
+    pub net: NetHandle,
+    /// The API's bound address.
+    pub api_addr: SocketAddr,
+    /// Metrics.
+    pub metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Reads a certificate file (binary, as signed).
+pub fn load_cert(path: &std::path::Path) -> anyhow::Result<SignedNodeCert> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read certificate file {}", path.display()))?;
+    SignedNodeCert::decode(&bytes).map_err(|e| anyhow::anyhow!("certificate file {}: {e}; issue a new one with `alertmesh cert issue`", path.display()))
+}
+
+/// Reads a charter file (binary, as signed).
+pub fn load_charter(path: &std::path::Path) -> anyhow::Result<SignedCharter> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read charter file {}", path.display()))?;
+    SignedCharter::decode(&bytes).map_err(|e| anyhow::anyhow!("charter file {}: {e}", path.display()))
+}
+
+impl Node {
+    /// Starts every part of a node from its config.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        let key = keyfile::load_node_key(&config.keys.node_key)?;
+        let agreement = keyfile::load_agreement_key(&config.keys.agreement_key)?;
+        let cert = load_cert(&config.keys.cert)?;
+        if cert.cert().node_sign_pub != key.public() {
+            anyhow::bail!(
+                "certificate {} is for node key {}, but {} holds {}; check [keys] in {}",
+                config.keys.cert.display(),
+                cert.cert().node_sign_pub.short(),
+                config.keys.node_key.display(),
+                key.public().short(),
+                config.source.display()
+            );
+        }
+        if cert.cert().node_agree_pub != agreement.public() {
+            anyhow::bail!("certificate {} does not match the agreement key {}", config.keys.cert.display(), config.keys.agreement_key.display());
+        }
+        let genesis = load_charter(&config.genesis)?;
+        let charters = CharterChain::from_genesis(genesis, &config.genesis_hash)
+            .with_context(|| format!("genesis charter {} is not acceptable", config.genesis.display()))?;
+        let token = api::load_token(&config.api.token_file)?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let network = charters.current().charter().network_id;
+        let conn = store::open(&config.data_dir, &network)?;
+        let loaded = store::load(&conn, &config.data_dir)?;
+        let writer = store::spawn_writer(conn);
+        let reader = store::open_reader(&config.data_dir)?;
+
+        let metrics = Metrics::new();
+        let keypair = net::keypair(&key)?;
+        let peer_id = keypair.public().to_peer_id();
+        let swarm = net::build_swarm(keypair, &config.listen)?;
+        let (net, commands) = net::channel();
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(net::EVENT_QUEUE);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let me = Identity { key, agreement, cert };
+        let (core, core_handle, requests) = Core::new(CoreParts {
+            me,
+            charters,
+            writer,
+            reader,
+            data_dir: config.data_dir.clone(),
+            loaded,
+            net: net.clone(),
+            metrics: metrics.clone(),
+        })?;
+
+        let listener = tokio::net::TcpListener::bind(config.api.bind)
+            .await
+            .with_context(|| format!("cannot bind the API to {} (config {})", config.api.bind, config.source.display()))?;
+        let api_addr = listener.local_addr()?;
+        let router = api::router(core_handle.clone(), net.clone(), metrics.clone(), token, config.data_dir.clone());
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(net::run(swarm, commands, events_tx, shutdown_rx.clone(), metrics.clone())));
+        tasks.push(tokio::spawn(core.run(events_rx, requests, shutdown_rx.clone())));
+        let mut api_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = api_shutdown.changed().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "API server failed");
+            }
+        }));
+        for addr in &config.bootstrap {
+            net.send(net::NetCommand::Dial(addr.clone())).await?;
+        }
+        tracing::info!(%peer_id, api = %api_addr, "node started");
+        Ok(Self { peer_id, core: core_handle, net, api_addr, metrics, shutdown, tasks })
+    }
+
+    /// The swarm's listen addresses (with `/p2p/<peer id>` appended).
+    pub async fn listen_addrs(&self) -> anyhow::Result<Vec<Multiaddr>> {
+        Ok(self
+            .net
+            .listen_addrs()
+            .await?
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(self.peer_id)))
+            .collect())
+    }
+
+    /// Dials another node.
+    pub async fn dial(&self, addr: Multiaddr) -> anyhow::Result<()> {
+        self.net.send(net::NetCommand::Dial(addr)).await
+    }
+
+    /// Stops every task and waits for them (pending writes are flushed).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! The node's SQLite database: signed envelopes as raw bytes, decrypted alerts, charters,
+//! certificates and evidence.
+//!
+//! WAL mode with `synchronous=FULL`. All writes go through one [`Writer`] thread that
+//! groups queued writes into one transaction and acknowledges each write only after the
+//! commit, so an acknowledged write survives `kill -9`. Readers use their own
+//! connections. A database that is not ours, or is damaged, is refused, never overwritten.
+
+use alertmesh_protocol::{EnvelopeId, NetworkId, NodePublicKey, SignedEnvelope, TopicId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use tokio::sync::{mpsc, oneshot};
+
+/// SQLite `application_id` marking an alertmesh database ("alms").
+const APPLICATION_ID: i64 = 0x616c_6d73;
+/// Writes queued for the writer thread before senders wait.
+const WRITE_QUEUE: usize = 4096;
+/// Most writes grouped into one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Schema migrations; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+     CREATE TABLE envelopes (
+         cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+         id BLOB NOT NULL UNIQUE,
+         author BLOB NOT NULL,
+         topic BLOB NOT NULL,
+         seq INTEGER NOT NULL,
+         prev BLOB NOT NULL,
+         kind TEXT NOT NULL,
+         charter_version INTEGER NOT NULL,
+         timestamp_ms INTEGER NOT NULL,
+         key_epoch INTEGER NOT NULL,
+         received_ms INTEGER NOT NULL,
+         bytes BLOB NOT NULL,
+         UNIQUE (author, topic, seq));
+     CREATE TABLE alerts (
+         envelope_id BLOB PRIMARY KEY REFERENCES envelopes(id),
+         cursor INTEGER NOT NULL,
+         topic_name TEXT NOT NULL,
+         org TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         original BLOB,
+         tlp TEXT NOT NULL,
+         timestamp_ms INTEGER NOT NULL,
+         content_json TEXT NOT NULL);
+     CREATE INDEX alerts_topic_cursor ON alerts (topic_name, cursor);
+     CREATE TABLE charters (version INTEGER PRIMARY KEY, hash BLOB NOT NULL, bytes BLOB NOT NULL);
+     CREATE TABLE certs (node BLOB NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (node, bytes));
+     CREATE TABLE evidence (
+         id BLOB PRIMARY KEY,
+         author BLOB NOT NULL,
+         topic BLOB NOT NULL,
+         seq INTEGER NOT NULL,
+         bytes BLOB NOT NULL,
+         received_ms INTEGER NOT NULL);",
+];
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// The file is not an alertmesh database, or belongs to another network.
+    #[error("database {path} {problem}; it was left untouched: point `data_dir` elsewhere or move the file away")]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The writer thread has stopped.
+    #[error("the database writer has stopped")]
+    WriterGone,
+}
+
+/// An envelope row to insert.
+#[derive(Debug, Clone)]
+pub struct EnvelopeRow {
+    /// The envelope.
+    pub envelope: SignedEnvelope,
+    /// When we received (or published) it.
+    pub received_ms: u64,
+}
+
+/// A decrypted alert row to insert.
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    /// The envelope it came in.
+    pub envelope_id: EnvelopeId,
+    /// The topic's name.
+    pub topic_name: String,
+    /// The author's org.
+    pub org: String,
+    /// `alert`, `update` or `retraction`.
+    pub kind: String,
+    /// For updates and retractions: the original alert.
+    pub original: Option<EnvelopeId>,
+    /// TLP label.
+    pub tlp: String,
+    /// The envelope's timestamp.
+    pub timestamp_ms: u64,
+    /// The content as JSON.
+    pub content_json: String,
+}
+
+/// One write for the writer thread.
+#[derive(Debug)]
+pub enum Write {
+    /// A validated envelope (ignored if the id or position is already stored).
+    Envelope(EnvelopeRow),
+    /// A decrypted alert.
+    Alert(AlertRow),
+    /// An adopted charter.
+    Charter {
+        /// Version.
+        version: u64,
+        /// Hash.
+        hash: [u8; 32],
+        /// Exact bytes.
+        bytes: Vec<u8>,
+    },
+    /// A verified certificate.
+    Cert {
+        /// Node key.
+        node: NodePublicKey,
+        /// Exact bytes.
+        bytes: Vec<u8>,
+    },
+    /// Nothing: acknowledged once everything queued before it is committed.
+    Barrier,
+    /// Equivocation evidence.
+    Evidence {
+        /// Evidence id (SHA-256 of its bytes).
+        id: [u8; 32],
+        /// The author.
+        author: NodePublicKey,
+        /// The topic.
+        topic: TopicId,
+        /// The seq.
+        seq: u64,
+        /// Encoded evidence.
+        bytes: Vec<u8>,
+        /// When we learned of it.
+        received_ms: u64,
+    },
+}
+
+/// Resolves once a write is committed (`Err` with the reason if the transaction failed).
+pub type Ack = oneshot::Receiver<Result<(), String>>;
+
+struct Job {
+    write: Write,
+    ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Handle to the writer thread; cloneable.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Queues a write (writes are applied in queue order); the returned receiver
+    /// resolves once it is committed to disk.
+    pub async fn write_acked(&self, write: Write) -> Result<Ack, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Job { write, ack: Some(ack) })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(done)
+    }
+
+    /// Queues a write; it is committed with the next batch.
+    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        self.tx
+            .send(Job { write, ack: None })
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Job {
+                write: Write::Barrier,
+                ack: Some(ack),
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        done.await.map_err(|_| StoreError::WriterGone)?.map_err(|_| StoreError::WriterGone)
+    }
+}
+
+/// The database file inside a data dir.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("alertmesh.db")
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite { path: path.to_owned(), source }
+}
+
+/// Opens (creating if needed) the database, checks it is ours and for this network,
+/// and applies migrations.
+pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreError> {
+    let path = db_path(data_dir);
+    let e = sql_err(&path);
+    let foreign = |problem: &str| StoreError::Foreign { path: path.clone(), problem: problem.into() };
+    let existed = path.exists();
+    let conn = Connection::open(&path).map_err(&e)?;
+    // A file that is not SQLite at all fails here, before anything is written.
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|_| foreign("is not a SQLite database"))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&e)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(&e)?;
+    if existed && app_id != APPLICATION_ID && (tables > 0 || version > 0) {
+        return Err(foreign("is not an alertmesh database"));
+    }
+    if app_id == APPLICATION_ID {
+        let ok: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(&e)?;
+        if ok != "ok" {
+            return Err(foreign(&format!("is damaged ({ok})")));
+        }
+    }
+    if version as usize > MIGRATIONS.len() {
+        return Err(foreign("was written by a newer alertmesh"));
+    }
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(&e)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(&e)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(&e)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .map_err(&e)?;
+    }
+    let stored: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| r.get(0))
+        .optional()
+        .map_err(&e)?;
+    match stored {
+        Some(id) if id != network.as_bytes() => return Err(foreign("belongs to another network")),
+        Some(_) => {}
+        None => {
+            conn.execute("INSERT INTO meta (key, value) VALUES ('network_id', ?1)", [network.as_bytes()])
+                .map_err(&e)?;
+        }
+    }
+    Ok(conn)
+}
+
+/// Opens a read-only connection to an existing database.
+pub fn open_reader(data_dir: &Path) -> Result<Connection, StoreError> {
+    let path = db_path(data_dir);
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(sql_err(&path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_err(&path))?;
+    Ok(conn)
+}
+
+/// Starts the writer thread on an open connection.
+pub fn spawn_writer(conn: Connection) -> Writer {
+    let (tx, mut rx) = mpsc::channel::<Job>(WRITE_QUEUE);
+    std::thread::Builder::new()
+        .name("alertmesh-db-writer".into())
+        .spawn(move || {
+            let mut conn = conn;
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let result = commit(&mut conn, &batch).map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, writes = batch.len(), "database write failed");
+                }
+                for job in batch {
+                    if let Some(ack) = job.ack {
+                        let _ = ack.send(result.clone());
+                    }
+                }
+            }
+        })
+        .map(|_| ())
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the database writer"));
+    Writer { tx }
+}
+
+fn commit(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for job in batch {
+        apply(&tx, &job.write)?;
+    }
+    tx.commit()
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
+    match write {
+        Write::Envelope(row) => {
+            let h = row.envelope.header();
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO envelopes
+                 (id, author, topic, seq, prev, kind, charter_version, timestamp_ms, key_epoch, received_ms, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                row.envelope.id().as_bytes(),
+                h.author.as_bytes(),
+                h.topic_id.as_bytes(),
+                h.seq as i64,
+                h.prev.as_bytes(),
+                h.kind.as_str(),
+                h.charter_version as i64,
+                h.timestamp_ms as i64,
+                h.key_epoch as i64,
+                row.received_ms as i64,
+                row.envelope.as_bytes(),
+            ])?;
+        }
+        Write::Alert(a) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO alerts
+                 (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json)
+                 SELECT ?1, cursor, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM envelopes WHERE id = ?1",
+            )?
+            .execute(params![
+                a.envelope_id.as_bytes(),
+                a.topic_name,
+                a.org,
+                a.kind,
+                a.original.map(|o| o.0.to_vec()),
+                a.tlp,
+                a.timestamp_ms as i64,
+                a.content_json,
+            ])?;
+        }
+        Write::Barrier => {}
+        Write::Charter { version, hash, bytes } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO charters (version, hash, bytes) VALUES (?1, ?2, ?3)")?
+                .execute(params![*version as i64, hash.as_slice(), bytes])?;
+        }
+        Write::Cert { node, bytes } => {
+            tx.prepare_cached("INSERT OR IGNORE INTO certs (node, bytes) VALUES (?1, ?2)")?
+                .execute(params![node.as_bytes(), bytes])?;
+        }
+        Write::Evidence { id, author, topic, seq, bytes, received_ms } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO evidence (id, author, topic, seq, bytes, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                id.as_slice(),
+                author.as_bytes(),
+                topic.as_bytes(),
+                *seq as i64,
+                bytes,
+                *received_ms as i64
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Everything the node loads at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Charters after genesis, by version.
+    pub charters: Vec<Vec<u8>>,
+    /// Certificates.
+    pub certs: Vec<Vec<u8>>,
+    /// All envelopes, in insertion order.
+    pub envelopes: Vec<Vec<u8>>,
+    /// Envelopes with a decrypted alert row: id → (author org, topic name).
+    pub decrypted: std::collections::HashMap<EnvelopeId, (String, String)>,
+}
+
+/// Reads everything the node needs in memory at start.
+pub fn load(conn: &Connection, data_dir: &Path) -> Result<Loaded, StoreError> {
+    let path = db_path(data_dir);
+    let e = sql_err(&path);
+    let mut out = Loaded::default();
+    let mut q = conn.prepare("SELECT bytes FROM charters WHERE version > 1 ORDER BY version").map_err(&e)?;
+    out.charters = q.query_map([], |r| r.get(0)).map_err(&e)?.collect::<Result<_, _>>().map_err(&e)?;
+    let mut q = conn.prepare("SELECT bytes FROM certs").map_err(&e)?;
+    out.certs = q.query_map([], |r| r.get(0)).map_err(&e)?.collect::<Result<_, _>>().map_err(&e)?;
+    let mut q = conn.prepare("SELECT bytes FROM envelopes ORDER BY cursor").map_err(&e)?;
+    out.envelopes = q.query_map([], |r| r.get(0)).map_err(&e)?.collect::<Result<_, _>>().map_err(&e)?;
+    let mut q = conn.prepare("SELECT envelope_id, org, topic_name FROM alerts").map_err(&e)?;
+    let rows = q.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)));
+    for row in rows.map_err(&e)? {
+        let (id, org, topic) = row.map_err(&e)?;
+        if let Ok(arr) = <[u8; 32]>::try_from(id.as_slice()) {
+            out.decrypted.insert(EnvelopeId(arr), (org, topic));
+        }
+    }
+    Ok(out)
+}
+
+/// A stored alert as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredAlert {
+    /// Position in this node's log (the pagination cursor).
+    pub cursor: i64,
+    /// Envelope id.
+    pub id: String,
+    /// Topic name.
+    pub topic: String,
+    /// Author org.
+    pub org: String,
+    /// `alert`, `update` or `retraction`.
+    pub kind: String,
+    /// The original alert, for updates and retractions.
+    pub original: Option<String>,
+    /// TLP.
+    pub tlp: String,
+    /// Author's timestamp.
+    pub timestamp_ms: i64,
+    /// When this node received (or published) it.
+    pub received_ms: i64,
+    /// Decrypted content.
+    pub content: serde_json::Value,
+}
+
+/// Lists decrypted alerts after `cursor`, optionally on one topic.
+pub fn list_alerts(
+    conn: &Connection,
+    topic: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredAlert>> {
+    let mut q = conn.prepare_cached(
+        "SELECT a.cursor, a.envelope_id, a.topic_name, a.org, a.kind, a.original, a.tlp, a.timestamp_ms,
+                a.content_json, e.received_ms
+         FROM alerts a JOIN envelopes e ON e.id = a.envelope_id
+         WHERE a.cursor > ?1 AND (?2 IS NULL OR a.topic_name = ?2)
+         ORDER BY a.cursor LIMIT ?3",
+    )?;
+    let rows = q.query_map(params![after, topic, limit as i64], |r| {
+        let json: String = r.get(8)?;
+        Ok(StoredAlert {
+            cursor: r.get(0)?,
+            id: hex::encode(r.get::<_, Vec<u8>>(1)?),
+            topic: r.get(2)?,
+            org: r.get(3)?,
+            kind: r.get(4)?,
+            original: r.get::<_, Option<Vec<u8>>>(5)?.map(hex::encode),
+            tlp: r.get(6)?,
+            timestamp_ms: r.get(7)?,
+            received_ms: r.get(9)?,
+            content: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Counts of what is stored.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Counts {
+    /// Envelopes.
+    pub envelopes: i64,
+    /// Decrypted alerts.
+    pub alerts: i64,
+    /// Evidence objects.
+    pub evidence: i64,
+}
+
+/// Counts stored rows.
+pub fn counts(conn: &Connection) -> rusqlite::Result<Counts> {
+    Ok(Counts {
+        envelopes: conn.query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0))?,
+        alerts: conn.query_row("SELECT count(*) FROM alerts", [], |r| r.get(0))?,
+        evidence: conn.query_row("SELECT count(*) FROM evidence", [], |r| r.get(0))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_foreign_files_without_touching_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        std::fs::write(&path, b"this is not a database, it is a text file of some length ........................................................").unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = open(dir.path(), &NetworkId([1; 32])).unwrap_err();
+        assert!(err.to_string().contains("left untouched"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(db_path(dir.path())).unwrap();
+            c.execute_batch("CREATE TABLE other (x INTEGER); INSERT INTO other VALUES (1);").unwrap();
+        }
+        let err = open(dir.path(), &NetworkId([1; 32])).unwrap_err();
+        assert!(err.to_string().contains("not an alertmesh database"), "{err}");
+    }
+
+    #[test]
+    fn refuses_another_networks_database() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path(), &NetworkId([1; 32])).unwrap());
+        drop(open(dir.path(), &NetworkId([1; 32])).unwrap());
+        let err = open(dir.path(), &NetworkId([2; 32])).unwrap_err();
+        assert!(err.to_string().contains("another network"), "{err}");
+    }
+}
