@@ -101,7 +101,10 @@ impl Network {
     }
 }
 
-/// Issues a certificate for fresh node keys.
+/// Generates fresh node keys and issues their certificate: the node key signs the
+/// request (proof of possession), then `root` signs it (both keys are at hand here; an
+/// org that keeps its root offline uses [`NodeCert::request`] on the node and
+/// [`SignedNodeCert::issue`] offline instead).
 pub fn new_node(
     network: &NetworkId,
     org: &OrgId,
@@ -113,19 +116,25 @@ pub fn new_node(
 ) -> NodeMaterial {
     let key = NodeKey::generate(rng);
     let agreement = AgreementKey::generate(rng);
-    let cert = SignedNodeCert::issue(
-        root,
-        NodeCert {
-            network_id: *network,
-            org_id: org.clone(),
-            node_sign_pub: key.public(),
-            node_agree_pub: agreement.public(),
-            not_before_ms,
-            not_after_ms,
-            serial,
-        },
-    );
-    NodeMaterial { key, agreement, cert }
+    let body = NodeCert {
+        network_id: *network,
+        org_id: org.clone(),
+        node_sign_pub: key.public(),
+        node_agree_pub: agreement.public(),
+        not_before_ms,
+        not_after_ms,
+        serial,
+    };
+    let cert = match SignedNodeCert::issue_with_node_key(root, &key, body) {
+        Ok(cert) => cert,
+        // The request is signed by the key it names, so its proof of possession holds.
+        Err(e) => unreachable!("a fresh node's own certificate request is refused: {e}"),
+    };
+    NodeMaterial {
+        key,
+        agreement,
+        cert,
+    }
 }
 
 impl NetworkPlan {
@@ -165,7 +174,12 @@ impl NetworkPlan {
                 }
             })
             .collect();
-        let governors: Vec<OrgId> = self.orgs.iter().filter(|o| o.governor).map(|o| o.org_id.clone()).collect();
+        let governors: Vec<OrgId> = self
+            .orgs
+            .iter()
+            .filter(|o| o.governor)
+            .map(|o| o.org_id.clone())
+            .collect();
         let charter = Charter {
             network_id,
             network_name: self.network_name.clone(),

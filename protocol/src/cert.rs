@@ -1,15 +1,34 @@
-//! Node certificates: an org root vouches for a node's signing and agreement keys.
+//! Node certificates: an org root vouches for a node's signing and agreement keys, and the
+//! node proves that it holds the signing key and consents to belong to that org.
 //!
-//! Wire form: `encode(NodeCert) ‖ signature(64)`, the signature by the org root key over
-//! `"alertmesh/v1/node-cert" ‖ 0x00 ‖ encode(NodeCert)`.
+//! Issuing takes two steps, so that the org root can stay offline and the node key never
+//! leaves the node:
+//!
+//! 1. on the node, [`NodeCert::request`] signs the certificate body with the node's own
+//!    key, giving a [`CertRequest`]: `encode(NodeCert) ‖ node_signature(64)`, where
+//!    `node_signature` is by the node key over
+//!    `"alertmesh/v1/node-cert-pop" ‖ 0x00 ‖ encode(NodeCert)` (proof of possession);
+//! 2. offline, [`SignedNodeCert::issue`] checks that proof and adds the org root's
+//!    signature.
+//!
+//! Wire form of a [`SignedNodeCert`]: `encode(NodeCert) ‖ node_signature(64) ‖
+//! org_signature(64)`, the org signature by the org root key over
+//! `"alertmesh/v1/node-cert" ‖ 0x00 ‖ encode(NodeCert) ‖ node_signature`.
+//!
+//! Because the node co-signs the body (which names the org), no org can certify another
+//! org's node key: a node key is bound to the orgs its holder signed requests for.
 
 use crate::codec::{self, DecodeError};
 use crate::ids::{AgreementPublicKey, NetworkId, NodePublicKey, OrgId, OrgPublicKey, tags};
-use crate::keys::{OrgRootKey, Signature, SignatureError};
+use crate::keys::{NodeKey, OrgRootKey, Signature, SignatureError};
 use bincode::{Decode, Encode};
 
-/// Largest encoded signed certificate accepted.
+/// Largest encoded signed certificate accepted (body and both signatures).
 pub const MAX_CERT_BYTES: usize = 1024;
+/// Largest encoded certificate request accepted (body and the node signature).
+pub const MAX_CERT_REQUEST_BYTES: usize = MAX_CERT_BYTES - 64;
+
+const SIG: usize = 64;
 
 /// What an org root vouches for: this node belongs to `org_id` in `network_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -30,14 +49,23 @@ pub struct NodeCert {
     pub serial: u64,
 }
 
-/// A [`NodeCert`] with its org root signature, keeping the exact received bytes.
+/// A [`NodeCert`] signed by the node key it names (proof of possession), waiting for the
+/// org root's signature. Keeps the exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRequest {
+    bytes: Vec<u8>,
+    cert: NodeCert,
+}
+
+/// A [`NodeCert`] with the node's and the org root's signatures, keeping the exact
+/// received bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedNodeCert {
     bytes: Vec<u8>,
     cert: NodeCert,
 }
 
-/// Why a certificate is not acceptable.
+/// Why a certificate (or certificate request) is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertError {
     /// The bytes do not decode.
@@ -46,6 +74,9 @@ pub enum CertError {
     /// The org root signature does not verify.
     #[error("certificate signature: {0}")]
     Signature(#[from] SignatureError),
+    /// The node's signature (proof of possession of `node_sign_pub`) does not verify.
+    #[error("certificate's node signature (proof of possession): {0}")]
+    ProofOfPossession(SignatureError),
     /// The certificate names another network.
     #[error("certificate is for another network")]
     WrongNetwork,
@@ -57,16 +88,108 @@ pub enum CertError {
     EmptyValidity,
 }
 
-impl SignedNodeCert {
-    /// Signs `cert` with the org root key.
-    pub fn issue(root: &OrgRootKey, cert: NodeCert) -> Self {
-        let mut bytes = codec::encode(&cert);
-        let sig = root.sign(tags::NODE_CERT, &bytes);
-        bytes.extend_from_slice(&sig);
-        Self { bytes, cert }
+impl CertError {
+    /// A short label for metrics and test vectors.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CertError::Decode(_) => "malformed",
+            CertError::Signature(_) => "bad_org_signature",
+            CertError::ProofOfPossession(_) => "bad_node_signature",
+            CertError::WrongNetwork => "wrong_network",
+            CertError::UnknownOrg(_) => "unknown_org",
+            CertError::EmptyValidity => "empty_validity",
+        }
+    }
+}
+
+impl NodeCert {
+    /// Signs this body with the node key it names, producing the request an org root
+    /// signs with [`SignedNodeCert::issue`]. `node` should be the key whose public half
+    /// is `node_sign_pub`; a request signed by any other key fails
+    /// [`CertRequest::verify_pop`] and is refused by `issue`.
+    pub fn request(self, node: &NodeKey) -> CertRequest {
+        let mut bytes = codec::encode(&self);
+        let pop = node.sign(tags::NODE_CERT_POP, &bytes);
+        bytes.extend_from_slice(&pop);
+        CertRequest { bytes, cert: self }
+    }
+}
+
+fn signature_at(bytes: &[u8], at: usize) -> Signature {
+    let mut sig = [0u8; SIG];
+    sig.copy_from_slice(&bytes[at..at + SIG]);
+    sig
+}
+
+/// Checks the node's proof of possession: `pop` by `cert.node_sign_pub` over `body`.
+fn verify_pop(cert: &NodeCert, body: &[u8], pop: &Signature) -> Result<(), CertError> {
+    cert.node_sign_pub
+        .verify(tags::NODE_CERT_POP, body, pop)
+        .map_err(CertError::ProofOfPossession)
+}
+
+impl CertRequest {
+    /// Strictly decodes a request (the node signature is not checked here).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_CERT_REQUEST_BYTES {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_CERT_REQUEST_BYTES,
+            });
+        }
+        let body_len = bytes.len().checked_sub(SIG).ok_or(DecodeError::Truncated)?;
+        let cert = codec::decode_exact::<NodeCert>(&bytes[..body_len], MAX_CERT_REQUEST_BYTES)?;
+        Ok(Self {
+            bytes: bytes.to_vec(),
+            cert,
+        })
     }
 
-    /// Strictly decodes a signed certificate (the signature is not checked here).
+    /// The certificate body the node asks to have signed.
+    pub fn cert(&self) -> &NodeCert {
+        &self.cert
+    }
+
+    /// The exact bytes: `encode(NodeCert) ‖ node_signature`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.bytes[..self.bytes.len() - SIG]
+    }
+
+    /// Checks the node signature over the body with `verify_strict` under the body's
+    /// `node_sign_pub`: the requester holds that key and asks to belong to `org_id`.
+    pub fn verify_pop(&self) -> Result<(), CertError> {
+        let pop = signature_at(&self.bytes, self.bytes.len() - SIG);
+        verify_pop(&self.cert, self.body(), &pop)
+    }
+}
+
+impl SignedNodeCert {
+    /// Signs a request with the org root key, after checking its proof of possession
+    /// (refused with [`CertError::ProofOfPossession`]). The org decides what it vouches
+    /// for; [`SignedNodeCert::verify`] still refuses an empty validity interval.
+    pub fn issue(root: &OrgRootKey, request: CertRequest) -> Result<Self, CertError> {
+        request.verify_pop()?;
+        let CertRequest { mut bytes, cert } = request;
+        let sig = root.sign(tags::NODE_CERT, &bytes);
+        bytes.extend_from_slice(&sig);
+        Ok(Self { bytes, cert })
+    }
+
+    /// Both steps at once, for when the org root and the node key are at hand (network
+    /// bootstrap, tests): `issue(root, cert.request(node))`.
+    pub fn issue_with_node_key(
+        root: &OrgRootKey,
+        node: &NodeKey,
+        cert: NodeCert,
+    ) -> Result<Self, CertError> {
+        Self::issue(root, cert.request(node))
+    }
+
+    /// Strictly decodes a signed certificate (the signatures are not checked here).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_CERT_BYTES {
             return Err(DecodeError::TooLarge {
@@ -74,7 +197,10 @@ impl SignedNodeCert {
                 max: MAX_CERT_BYTES,
             });
         }
-        let body_len = bytes.len().checked_sub(64).ok_or(DecodeError::Truncated)?;
+        let body_len = bytes
+            .len()
+            .checked_sub(2 * SIG)
+            .ok_or(DecodeError::Truncated)?;
         let cert = codec::decode_exact::<NodeCert>(&bytes[..body_len], MAX_CERT_BYTES)?;
         Ok(Self {
             bytes: bytes.to_vec(),
@@ -92,13 +218,14 @@ impl SignedNodeCert {
         &self.bytes
     }
 
-    fn signature(&self) -> Signature {
-        let mut sig = [0u8; 64];
-        sig.copy_from_slice(&self.bytes[self.bytes.len() - 64..]);
-        sig
+    /// The request this certificate was issued for: `encode(NodeCert) ‖ node_signature`.
+    pub fn request_bytes(&self) -> &[u8] {
+        &self.bytes[..self.bytes.len() - SIG]
     }
 
-    /// Checks network, validity interval and the org root signature over the exact bytes.
+    /// Checks network, validity interval, the node's proof of possession (under
+    /// `node_sign_pub`) and the org root signature, all with `verify_strict` over the
+    /// exact bytes.
     pub fn verify(&self, network: &NetworkId, root: &OrgPublicKey) -> Result<(), CertError> {
         if &self.cert.network_id != network {
             return Err(CertError::WrongNetwork);
@@ -106,10 +233,13 @@ impl SignedNodeCert {
         if self.cert.not_after_ms < self.cert.not_before_ms {
             return Err(CertError::EmptyValidity);
         }
+        let n = self.bytes.len();
+        let body = &self.bytes[..n - 2 * SIG];
+        verify_pop(&self.cert, body, &signature_at(&self.bytes, n - 2 * SIG))?;
         root.verify(
             tags::NODE_CERT,
-            &self.bytes[..self.bytes.len() - 64],
-            &self.signature(),
+            self.request_bytes(),
+            &signature_at(&self.bytes, n - SIG),
         )?;
         Ok(())
     }
@@ -121,48 +251,166 @@ impl SignedNodeCert {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::keys::{AgreementKey, NodeKey};
+    use crate::keys::AgreementKey;
     use rand_chacha08::ChaCha20Rng;
     use rand_chacha08::rand_core::SeedableRng;
 
-    fn sample() -> (OrgRootKey, SignedNodeCert) {
+    const NET: NetworkId = NetworkId([9; 32]);
+
+    struct Sample {
+        root: OrgRootKey,
+        node: NodeKey,
+        cert: NodeCert,
+    }
+
+    fn sample() -> Sample {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let root = OrgRootKey::generate(&mut rng);
+        let node = NodeKey::generate(&mut rng);
         let cert = NodeCert {
-            network_id: NetworkId([9; 32]),
+            network_id: NET,
             org_id: OrgId::new("fbi").unwrap(),
-            node_sign_pub: NodeKey::generate(&mut rng).public(),
+            node_sign_pub: node.public(),
             node_agree_pub: AgreementKey::generate(&mut rng).public(),
             not_before_ms: 10,
             not_after_ms: 20,
             serial: 1,
         };
-        (OrgRootKey::from_secret_bytes(&root.secret_bytes()), SignedNodeCert::issue(&root, cert))
+        Sample { root, node, cert }
+    }
+
+    fn signed(s: &Sample) -> SignedNodeCert {
+        SignedNodeCert::issue(&s.root, s.cert.clone().request(&s.node)).unwrap()
     }
 
     #[test]
     fn issue_decode_verify() {
-        let (root, signed) = sample();
+        let s = sample();
+        let signed = signed(&s);
+        assert_eq!(signed.as_bytes().len(), codec::encode(&s.cert).len() + 128);
         let decoded = SignedNodeCert::decode(signed.as_bytes()).unwrap();
         assert_eq!(decoded, signed);
-        assert_eq!(decoded.verify(&NetworkId([9; 32]), &root.public()), Ok(()));
-        assert_eq!(decoded.verify(&NetworkId([8; 32]), &root.public()), Err(CertError::WrongNetwork));
+        assert_eq!(decoded.verify(&NET, &s.root.public()), Ok(()));
+        assert_eq!(
+            decoded.verify(&NetworkId([8; 32]), &s.root.public()),
+            Err(CertError::WrongNetwork)
+        );
         assert!(decoded.valid_at(10) && decoded.valid_at(20) && !decoded.valid_at(21));
+        // Another root does not verify it.
+        let other = OrgRootKey::from_secret_bytes(&[3; 32]);
+        assert_eq!(
+            decoded.verify(&NET, &other.public()),
+            Err(CertError::Signature(SignatureError::Invalid))
+        );
+        // The convenience gives the same bytes (Ed25519 signing is deterministic).
+        let again = SignedNodeCert::issue_with_node_key(&s.root, &s.node, s.cert.clone()).unwrap();
+        assert_eq!(again, signed);
+    }
+
+    #[test]
+    fn request_round_trip_and_layout() {
+        let s = sample();
+        let request = s.cert.clone().request(&s.node);
+        let body = codec::encode(&s.cert);
+        assert_eq!(&request.as_bytes()[..body.len()], &body[..]);
+        assert_eq!(request.as_bytes().len(), body.len() + 64);
+        let decoded = CertRequest::decode(request.as_bytes()).unwrap();
+        assert_eq!(decoded, request);
+        assert_eq!(decoded.cert(), &s.cert);
+        assert_eq!(decoded.verify_pop(), Ok(()));
+        let signed = SignedNodeCert::issue(&s.root, decoded).unwrap();
+        // The signed certificate extends the request's exact bytes.
+        assert_eq!(signed.request_bytes(), request.as_bytes());
+        assert!(CertRequest::decode(&request.as_bytes()[..63]).is_err());
+        let mut longer = request.as_bytes().to_vec();
+        longer.push(0);
+        assert!(CertRequest::decode(&longer).is_err());
+    }
+
+    #[test]
+    fn request_signed_by_another_key_is_refused() {
+        let s = sample();
+        let intruder = NodeKey::from_secret_bytes(&[5; 32]);
+        let request = s.cert.clone().request(&intruder);
+        assert_eq!(
+            request.verify_pop(),
+            Err(CertError::ProofOfPossession(SignatureError::Invalid))
+        );
+        assert_eq!(
+            SignedNodeCert::issue(&s.root, request),
+            Err(CertError::ProofOfPossession(SignatureError::Invalid))
+        );
+        // An empty validity interval is issued as asked but never verifies.
+        let mut empty = s.cert.clone();
+        empty.not_after_ms = 9;
+        let issued = SignedNodeCert::issue(&s.root, empty.request(&s.node)).unwrap();
+        assert_eq!(
+            issued.verify(&NET, &s.root.public()),
+            Err(CertError::EmptyValidity)
+        );
+    }
+
+    #[test]
+    fn org_signature_alone_is_not_enough() {
+        // An org root signs a body with a node signature it forged (by its own key): the
+        // org signature is valid, the proof of possession is not.
+        let s = sample();
+        let mut bytes = codec::encode(&s.cert);
+        let forged_pop = s.root.sign(tags::NODE_CERT_POP, &bytes);
+        bytes.extend_from_slice(&forged_pop);
+        let org_sig = s.root.sign(tags::NODE_CERT, &bytes);
+        bytes.extend_from_slice(&org_sig);
+        let cert = SignedNodeCert::decode(&bytes).unwrap();
+        assert_eq!(
+            cert.verify(&NET, &s.root.public()),
+            Err(CertError::ProofOfPossession(SignatureError::Invalid))
+        );
+        // The node's proof over one body does not carry over to another.
+        let genuine = signed(&s);
+        let mut other = s.cert.clone();
+        other.serial = 2;
+        let mut bytes = codec::encode(&other);
+        bytes.extend_from_slice(&genuine.as_bytes()[genuine.as_bytes().len() - 128..][..64]);
+        let org_sig = s.root.sign(tags::NODE_CERT, &bytes);
+        bytes.extend_from_slice(&org_sig);
+        let cert = SignedNodeCert::decode(&bytes).unwrap();
+        assert!(matches!(
+            cert.verify(&NET, &s.root.public()),
+            Err(CertError::ProofOfPossession(_))
+        ));
     }
 
     #[test]
     fn any_flipped_bit_fails() {
-        let (root, signed) = sample();
+        let s = sample();
+        let signed = signed(&s);
         let bytes = signed.as_bytes();
         for i in 0..bytes.len() * 8 {
             let mut b = bytes.to_vec();
             b[i / 8] ^= 1 << (i % 8);
             let ok = SignedNodeCert::decode(&b)
-                .map(|c| c.verify(&NetworkId([9; 32]), &root.public()).is_ok())
+                .map(|c| c.verify(&NET, &s.root.public()).is_ok())
                 .unwrap_or(false);
             assert!(!ok, "bit {i} flip accepted");
         }
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let all = [
+            CertError::Decode(DecodeError::Truncated),
+            CertError::Signature(SignatureError::Invalid),
+            CertError::ProofOfPossession(SignatureError::Invalid),
+            CertError::WrongNetwork,
+            CertError::UnknownOrg(OrgId::new("x").unwrap()),
+            CertError::EmptyValidity,
+        ];
+        let mut labels: Vec<_> = all.iter().map(CertError::label).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), all.len());
     }
 }

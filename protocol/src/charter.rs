@@ -11,7 +11,9 @@
 
 use crate::alert::Tlp;
 use crate::codec::{self, DecodeError};
-use crate::ids::{CharterHash, NetworkId, NodePublicKey, OrgId, OrgPublicKey, TopicId, tagged_hash, tags};
+use crate::ids::{
+    CharterHash, NetworkId, NodePublicKey, OrgId, OrgPublicKey, TopicId, tagged_hash, tags,
+};
 use crate::keys::{OrgRootKey, Signature, SignatureError};
 use crate::topic::CONTROL_TOPIC_NAME;
 use bincode::{Decode, Encode};
@@ -48,8 +50,11 @@ pub struct TopicRule {
     pub max_tlp: Tlp,
 }
 
-/// The last sequence number accepted from an author on a topic, recorded when an org is
-/// removed or a cert revoked. Anything later is rejected everywhere.
+/// The last sequence number accepted from an author on a topic. Governance records one
+/// whenever an author's rights on a topic shrink (org removed, node key revoked, org
+/// dropped from the publishers, `max_tlp` lowered below what the author used, org root
+/// replaced): envelopes up to `last_seq` are then checked against the charter version they
+/// name only, and anything later is rejected everywhere (see [`crate::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Cutoff {
     /// The node key concerned.
@@ -107,7 +112,8 @@ pub struct Charter {
     pub topics: Vec<TopicRule>,
     /// Revoked node keys.
     pub revoked_certs: Vec<NodePublicKey>,
-    /// Per-(author, topic) cut-offs for revoked nodes and removed orgs.
+    /// Per-(author, topic) cut-offs for authors whose rights shrank (revoked nodes,
+    /// removed orgs, demoted publishers ...).
     pub cutoffs: Vec<Cutoff>,
     /// Network-wide limits.
     pub limits: Limits,
@@ -216,7 +222,8 @@ impl SignedCharter {
         });
         self.signatures.sort_by(|a, b| a.org_id.cmp(&b.org_id));
         self.bytes.truncate(self.body_len);
-        self.bytes.extend_from_slice(&codec::encode(&self.signatures));
+        self.bytes
+            .extend_from_slice(&codec::encode(&self.signatures));
     }
 
     /// Strictly decodes a signed charter (signatures are checked by [`CharterChain`]).
@@ -312,7 +319,8 @@ impl Charter {
 
     /// Whether `org` may publish on `topic`.
     pub fn may_publish(&self, org: &OrgId, topic: &TopicId) -> bool {
-        self.topic(topic).is_some_and(|t| t.publishers.contains(org))
+        self.topic(topic)
+            .is_some_and(|t| t.publishers.contains(org))
     }
 
     /// Whether this node key is revoked.
@@ -376,7 +384,10 @@ impl Charter {
         let mut names = HashSet::new();
         for t in &self.topics {
             if t.name.is_empty() || t.name.len() > 128 || t.name.starts_with('_') {
-                return bad(format!("topic name {:?} must be 1-128 bytes and not start with '_'", t.name));
+                return bad(format!(
+                    "topic name {:?} must be 1-128 bytes and not start with '_'",
+                    t.name
+                ));
             }
             if t.name == CONTROL_TOPIC_NAME || !names.insert(&t.name) {
                 return bad(format!("topic {} listed twice or reserved", t.name));
@@ -384,8 +395,12 @@ impl Charter {
             known(&t.readers, &format!("topic {} readers", t.name))?;
             known(&t.publishers, &format!("topic {} publishers", t.name))?;
         }
-        if self.limits.max_envelope_bytes == 0 || self.limits.max_envelope_bytes > MAX_ENVELOPE_BYTES {
-            return bad(format!("max_envelope_bytes must be 1..={MAX_ENVELOPE_BYTES}"));
+        if self.limits.max_envelope_bytes == 0
+            || self.limits.max_envelope_bytes > MAX_ENVELOPE_BYTES
+        {
+            return bad(format!(
+                "max_envelope_bytes must be 1..={MAX_ENVELOPE_BYTES}"
+            ));
         }
         if self.limits.rate_per_org_per_minute == 0 || self.limits.rate_burst == 0 {
             return bad("rate limits must be positive".into());
@@ -433,7 +448,10 @@ pub struct CharterChain {
 
 impl CharterChain {
     /// Starts from a genesis charter, which must match the pinned hash.
-    pub fn from_genesis(genesis: SignedCharter, pinned: &CharterHash) -> Result<Self, CharterError> {
+    pub fn from_genesis(
+        genesis: SignedCharter,
+        pinned: &CharterHash,
+    ) -> Result<Self, CharterError> {
         if &genesis.hash() != pinned {
             return Err(CharterError::GenesisMismatch {
                 pinned: *pinned,
@@ -495,7 +513,10 @@ impl CharterChain {
             return Err(CharterError::WrongNetwork);
         }
         if c.version == 0 {
-            return Err(CharterError::VersionNotIncreasing { offered: 0, current });
+            return Err(CharterError::VersionNotIncreasing {
+                offered: 0,
+                current,
+            });
         }
         if c.version == 1 {
             // Another genesis: only the pinned one counts.
@@ -509,7 +530,9 @@ impl CharterChain {
         }
         if let Some(halt) = self.halted_at() {
             if c.version >= halt {
-                return self.record_fork(offered).map_or(Err(CharterError::Halted(halt)), Ok);
+                return self
+                    .record_fork(offered)
+                    .map_or(Err(CharterError::Halted(halt)), Ok);
             }
         }
         if c.version > current + 1 {
@@ -526,7 +549,10 @@ impl CharterChain {
         // Verify against the predecessor (which we hold: version ≤ current + 1).
         let prev = self
             .version(c.version - 1)
-            .ok_or(CharterError::MissingPredecessor { offered: c.version, current })?;
+            .ok_or(CharterError::MissingPredecessor {
+                offered: c.version,
+                current,
+            })?;
         if c.prev_hash != prev.hash() {
             return Err(CharterError::WrongPrevHash(c.version - 1));
         }
@@ -539,18 +565,28 @@ impl CharterChain {
         }
         // A valid charter for a version we already adopted, with another hash: a fork.
         self.record_fork(offered)
-            .ok_or(CharterError::VersionNotIncreasing { offered: c.version, current })
+            .ok_or(CharterError::VersionNotIncreasing {
+                offered: c.version,
+                current,
+            })
     }
 
     /// Records a fork for a valid `offered` that conflicts with one we adopted or with a
     /// fork already recorded at its version; rolls back to the version before it.
     fn record_fork(&mut self, offered: SignedCharter) -> Option<CharterUpdate> {
         let version = offered.charter().version;
-        let rival = self
-            .version(version)
-            .cloned()
-            .or_else(|| self.forks.iter().find(|f| f.version == version).map(|f| f.first.clone()))?;
-        if rival.hash() == offered.hash() || self.forks.iter().any(|f| f.version == version && (f.first.hash() == offered.hash() || f.second.hash() == offered.hash())) {
+        let rival = self.version(version).cloned().or_else(|| {
+            self.forks
+                .iter()
+                .find(|f| f.version == version)
+                .map(|f| f.first.clone())
+        })?;
+        if rival.hash() == offered.hash()
+            || self.forks.iter().any(|f| {
+                f.version == version
+                    && (f.first.hash() == offered.hash() || f.second.hash() == offered.hash())
+            })
+        {
             return Some(CharterUpdate::AlreadyKnown);
         }
         // The offered one must itself be valid against its predecessor.
@@ -561,8 +597,16 @@ impl CharterChain {
         {
             return None;
         }
-        let (first, second) = if rival.hash() < offered.hash() { (rival, offered) } else { (offered, rival) };
-        let fork = CharterFork { version, first, second };
+        let (first, second) = if rival.hash() < offered.hash() {
+            (rival, offered)
+        } else {
+            (offered, rival)
+        };
+        let fork = CharterFork {
+            version,
+            first,
+            second,
+        };
         self.forks.push(fork.clone());
         let keep = usize::try_from(version - 1).unwrap_or(usize::MAX);
         self.versions.truncate(keep.max(1));

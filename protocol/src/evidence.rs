@@ -74,7 +74,11 @@ fn conflict(a: &SignedEnvelope, b: &SignedEnvelope) -> Result<(Misbehaviour, boo
         }
         return Ok((Misbehaviour::Equivocation, a.id() < b.id()));
     }
-    let (lo, hi, ordered) = if ha.seq < hb.seq { (a, b, true) } else { (b, a, false) };
+    let (lo, hi, ordered) = if ha.seq < hb.seq {
+        (a, b, true)
+    } else {
+        (b, a, false)
+    };
     if hi.header().seq == lo.header().seq + 1 && hi.header().prev != lo.id() {
         return Ok((Misbehaviour::ChainConflict, ordered));
     }
@@ -98,9 +102,17 @@ impl Evidence {
         codec::encode(self)
     }
 
-    /// Strictly decodes evidence whose envelopes are at most `max_envelope` bytes each.
+    /// Strictly decodes evidence whose envelopes are at most `max_envelope` bytes each
+    /// (the bound `2 × (max_envelope + 8)` saturates, so any `max_envelope` is safe).
     pub fn decode(bytes: &[u8], max_envelope: usize) -> Result<Self, DecodeError> {
-        codec::decode_exact(bytes, 2 * (max_envelope + 8))
+        codec::decode_exact(bytes, Self::max_encoded_len(max_envelope))
+    }
+
+    /// The largest encoding of evidence whose envelopes are at most `max_envelope` bytes
+    /// each: two length-prefixed envelopes, `2 × (max_envelope + 8)`, saturating at
+    /// `usize::MAX`.
+    pub fn max_encoded_len(max_envelope: usize) -> usize {
+        max_envelope.saturating_add(8).saturating_mul(2)
     }
 
     /// Checks both signatures with `verify_strict` and that the envelopes conflict.

@@ -95,8 +95,11 @@ id32!(
 pub mod tags {
     /// Signature over an envelope's header and payload.
     pub const ENVELOPE: &[u8] = b"alertmesh/v1/envelope";
-    /// Signature by an org root over a node certificate.
+    /// Signature by an org root over a node certificate and the node's signature.
     pub const NODE_CERT: &[u8] = b"alertmesh/v1/node-cert";
+    /// A node's signature over its certificate body: proof of possession of the node key
+    /// and consent to belong to the org the body names.
+    pub const NODE_CERT_POP: &[u8] = b"alertmesh/v1/node-cert-pop";
     /// A governor's signature over a charter body.
     pub const CHARTER: &[u8] = b"alertmesh/v1/charter";
     /// Hash of a charter body (its identity and the next version's `prev_hash`).
@@ -143,7 +146,11 @@ impl OrgId {
     /// Builds an org id, checking its syntax.
     pub fn new(s: impl Into<String>) -> Result<Self, InvalidOrgId> {
         let id = Self(s.into());
-        if id.is_valid() { Ok(id) } else { Err(InvalidOrgId(id.0)) }
+        if id.is_valid() {
+            Ok(id)
+        } else {
+            Err(InvalidOrgId(id.0))
+        }
     }
 
     /// Whether the id has the required syntax.

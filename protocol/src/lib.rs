@@ -5,7 +5,8 @@
 //! the clock nor an RNG of its own: callers pass `now` and an RNG in.
 //!
 //! - [`keys`], [`keyfile`]: org root, node signing and node agreement keys; key files.
-//! - [`cert`], [`certs`]: node certificates signed by org roots; a verified directory.
+//! - [`cert`], [`certs`]: node certificates co-signed by the node (proof of possession)
+//!   and signed by org roots; a verified directory.
 //! - [`charter`]: membership, governors, topics and ACLs; threshold-signed versions.
 //! - [`alert`]: the alert model (maps onto STIX 2.1).
 //! - [`envelope`]: `Header ‖ payload ‖ signature`, sealing and strict decoding.
@@ -36,7 +37,7 @@ pub mod validate;
 pub mod wire;
 
 pub use alert::{Alert, AlertKind, Content, Observable, Severity, Tlp};
-pub use cert::{NodeCert, SignedNodeCert};
+pub use cert::{CertRequest, NodeCert, SignedNodeCert};
 pub use certs::CertDirectory;
 pub use chain::{ChainEntry, ChainView, MemoryChains};
 pub use charter::{Charter, CharterChain, CharterUpdate, Limits, Member, SignedCharter, TopicRule};
@@ -44,7 +45,10 @@ pub use codec::DecodeError;
 pub use control::ControlMessage;
 pub use envelope::{Draft, Header, Kind, SignedEnvelope};
 pub use evidence::Evidence;
-pub use ids::{AgreementPublicKey, CharterHash, EnvelopeId, NetworkId, NodePublicKey, OrgId, OrgPublicKey, TopicId};
+pub use ids::{
+    AgreementPublicKey, CharterHash, EnvelopeId, NetworkId, NodePublicKey, OrgId, OrgPublicKey,
+    TopicId,
+};
 pub use keys::{AgreementKey, NodeKey, OrgRootKey};
 pub use sender_key::{KeyPackage, SenderKey};
 pub use validate::{Context, IgnoreReason, RejectReason, Source, Validator, Verdict};

@@ -90,14 +90,31 @@ impl SenderKey {
     pub fn encrypt(&self, nonce: &[u8; 24], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         // Encryption into a Vec fails only for plaintexts beyond 256 GiB.
         self.cipher()
-            .encrypt(XNonce::from_slice(nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .unwrap_or_default()
     }
 
     /// XChaCha20-Poly1305 decryption with `aad`.
-    pub fn decrypt(&self, nonce: &[u8; 24], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn decrypt(
+        &self,
+        nonce: &[u8; 24],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         self.cipher()
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::Aead)
     }
 }
@@ -142,8 +159,10 @@ fn hpke_rng(rng: &mut impl CryptoRngCore) -> rand_chacha::ChaCha20Rng {
 }
 
 impl KeyPackage {
-    /// Seals `key` to each recipient. Recipients whose key HPKE refuses (e.g. a low-order
-    /// point) are skipped and returned so the caller can report them.
+    /// Seals `key` to each recipient, in order. Recipients whose key HPKE refuses (e.g. a
+    /// low-order point) are skipped and returned so the caller can report them, and so
+    /// are all recipients after the first [`MAX_KEY_PACKAGE_ENTRIES`] sealed ones: the
+    /// package never has more entries than [`KeyPackage::decode`] accepts.
     pub fn seal(
         network: &NetworkId,
         topic: &TopicId,
@@ -154,9 +173,13 @@ impl KeyPackage {
     ) -> (Self, Vec<AgreementPublicKey>) {
         let info = hpke_info(network, topic, author, key.epoch);
         let mut hrng = hpke_rng(rng);
-        let mut entries = Vec::with_capacity(recipients.len());
+        let mut entries = Vec::with_capacity(recipients.len().min(MAX_KEY_PACKAGE_ENTRIES));
         let mut refused = Vec::new();
         for recipient in recipients {
+            if entries.len() == MAX_KEY_PACKAGE_ENTRIES {
+                refused.push(*recipient);
+                continue;
+            }
             match seal_one(recipient, &info, key, &mut hrng) {
                 Some(entry) => entries.push(entry),
                 None => refused.push(*recipient),
@@ -175,10 +198,13 @@ impl KeyPackage {
         codec::encode(self)
     }
 
-    /// Strictly decodes a package.
+    /// The largest encoded package: topic (32), epoch (8), entry count (8) and
+    /// [`MAX_KEY_PACKAGE_ENTRIES`] entries of 112 bytes.
+    pub const MAX_ENCODED_LEN: usize = 32 + 8 + 8 + MAX_KEY_PACKAGE_ENTRIES * (32 + 32 + 48);
+
+    /// Strictly decodes a package of at most [`MAX_KEY_PACKAGE_ENTRIES`] entries.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let max = 8 + 32 + 8 + MAX_KEY_PACKAGE_ENTRIES * (32 + 32 + 48);
-        codec::decode_exact(bytes, max)
+        codec::decode_exact(bytes, Self::MAX_ENCODED_LEN)
     }
 
     /// The recipients addressed.
@@ -200,7 +226,8 @@ impl KeyPackage {
             .find(|e| e.recipient == my_pub)
             .ok_or(CryptoError::NotARecipient)?;
         let info = hpke_info(network, &self.topic_id, author, self.epoch);
-        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&entry.enc).map_err(|_| CryptoError::Hpke)?;
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&entry.enc)
+            .map_err(|_| CryptoError::Hpke)?;
         let plain = Zeroizing::new(
             hpke::single_shot_open::<HpkeAead, HpkeKdf, Kem>(
                 &OpModeR::Base,

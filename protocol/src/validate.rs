@@ -10,20 +10,49 @@
 //! 2. strict decode
 //! 3. network is ours; topic is in the current charter (or the control topic); the named
 //!    charter version is known
-//! 4. the author has a certificate valid at the envelope's timestamp from a member org;
-//!    it is not beyond a recorded cut-off; it is not revoked and its org not removed
-//!    (unless a cut-off admits this seq)
-//! 5. the author's org may publish the kind on the topic under the named charter version
-//! 6. TLP not above the topic's `max_tlp`
+//! 4. the author: a certificate is known for its node key (else Ignore); the held
+//!    certificates all name one org (else Reject [`RejectReason::AmbiguousAuthor`]); one
+//!    of them is valid at the envelope's timestamp under the named version; the seq is not
+//!    beyond a cut-off recorded in the current charter. Unless such a cut-off covers the
+//!    seq (a *historical* envelope): the node key is not revoked, the org is still a
+//!    member, and a certificate is valid at the timestamp under the current version too
+//! 5. the author's org may publish the kind on the topic under the named version and,
+//!    unless historical, under the current one
+//! 6. TLP not above the topic's `max_tlp` under the named version and, unless historical,
+//!    under the current one
 //! 7. signature (`verify_strict` over the received bytes)
 //! 8. clear payloads (key packages, evidence) are well formed
 //! 9. timestamp not in the future beyond the allowed skew
 //! 10. chain: new → continue; same bytes held → Ignore; conflicting → Reject (evidence)
 //! 11. per-org rate limit (gossip only)
+//!
+//! # Authorization across charter versions
+//!
+//! An envelope names the charter version it was published under, and any adopted version
+//! may be named. Naming an old version must not restore rights the network has withdrawn
+//! since, so the author must be authorized under **both** the named version and the
+//! current one: its org a member with a certificate for the node key that is valid at the
+//! envelope's timestamp and was verified with the org root key that version lists, the org
+//! a publisher on the topic, and the TLP at most the topic's `max_tlp`, in each of the two.
+//!
+//! The one exception is a *historical* envelope: one whose seq a cut-off in the current
+//! charter covers for (author, topic). It is checked against the named version only, so
+//! that history sync still admits what the author published before it lost its rights.
+//! Cut-offs are thus the only way an envelope that the current rules forbid is admitted.
+//!
+//! Consequence for governance: a charter change that shrinks an author's rights on a
+//! topic (org removed, node key revoked, org dropped from the topic's publishers, the
+//! topic's `max_tlp` lowered below what the author used, org root key replaced without
+//! re-certifying the org's node keys for the same period) MUST record a cut-off for that
+//! author and topic with the last seq the signers accept; otherwise the author's earlier
+//! envelopes that the new rules forbid are rejected from then on, e.g. in history sync. A
+//! cut-off also ends the author's stream on the topic: every later seq is rejected, so an
+//! author that keeps publishing there (e.g. after a lowered `max_tlp`) continues with a
+//! new node key.
 
-use crate::charter::{Charter, CharterChain};
-use crate::certs::CertDirectory;
+use crate::certs::{Attribution, CertDirectory};
 use crate::chain::{ChainPosition, ChainView, classify};
+use crate::charter::{Charter, CharterChain};
 use crate::codec::DecodeError;
 use crate::envelope::{Kind, SignedEnvelope};
 use crate::evidence::Evidence;
@@ -98,8 +127,13 @@ pub enum RejectReason {
     /// The named charter version is zero or unknown.
     #[error("unknown charter version {0}")]
     UnknownCharterVersion(u64),
+    /// The certificates held for the author's node key name more than one org, so the
+    /// envelope cannot be attributed.
+    #[error("author's node key is certified by more than one org")]
+    AmbiguousAuthor,
     /// The author's certificate does not cover the timestamp, or its org is not a
-    /// member of the named charter.
+    /// member of the named charter (or, unless a cut-off admits the envelope, of the
+    /// current one) with the root key that signed the certificate.
     #[error("author has no valid certificate at the envelope's time")]
     CertNotValid,
     /// The author's certificate is revoked.
@@ -116,10 +150,12 @@ pub enum RejectReason {
         /// The last accepted seq.
         last_seq: u64,
     },
-    /// The author's org may not publish this kind on the topic.
+    /// The author's org may not publish this kind on the topic (under the named charter
+    /// version or, unless a cut-off admits the envelope, the current one).
     #[error("org may not publish on this topic")]
     NotPublisher,
-    /// TLP above the topic's maximum.
+    /// TLP above the topic's maximum (under the named charter version or, unless a
+    /// cut-off admits the envelope, the current one).
     #[error("TLP above the topic's maximum")]
     TlpTooHigh,
     /// The signature does not verify.
@@ -171,6 +207,7 @@ impl RejectReason {
             RejectReason::WrongNetwork => "wrong_network",
             RejectReason::UnknownTopic => "unknown_topic",
             RejectReason::UnknownCharterVersion(_) => "unknown_charter_version",
+            RejectReason::AmbiguousAuthor => "ambiguous_author",
             RejectReason::CertNotValid => "cert_not_valid",
             RejectReason::CertRevoked => "cert_revoked",
             RejectReason::OrgRemoved => "org_removed",
@@ -226,11 +263,19 @@ impl Validator {
     }
 
     /// Applies every rule to `bytes` (see the module docs for the order).
-    pub fn validate<V: ChainView>(&mut self, ctx: &Context<'_, V>, bytes: &[u8], source: Source) -> Verdict {
+    pub fn validate<V: ChainView>(
+        &mut self,
+        ctx: &Context<'_, V>,
+        bytes: &[u8],
+        source: Source,
+    ) -> Verdict {
         let current = ctx.charters.current().charter();
         let max = current.limits.max_envelope_bytes as usize;
         if bytes.len() > max {
-            reject!(RejectReason::TooLarge { len: bytes.len(), max });
+            reject!(RejectReason::TooLarge {
+                len: bytes.len(),
+                max
+            });
         }
         let env = match SignedEnvelope::decode(bytes, max) {
             Ok(env) => env,
@@ -266,24 +311,35 @@ impl Validator {
         };
 
         // 4. the author
-        let org = match author_standing(ctx, current, named, &env) {
-            Ok(org) => org,
+        let Standing { org, historical } = match author_standing(ctx, current, named, &env) {
+            Ok(standing) => standing,
             Err(verdict) => return verdict,
         };
 
-        // 5–6. publishing rights under the named version
+        // 5–6. publishing rights under the named version and, unless a cut-off admits
+        // the envelope, under the current one
         if is_control {
             if h.kind != Kind::Evidence {
                 reject!(RejectReason::NotPublisher);
             }
         } else {
-            let Some(rule) = named.topic(&h.topic_id) else {
-                reject!(RejectReason::NotPublisher);
+            let both = [named, current];
+            let authorities = if historical || named.version == current.version {
+                &both[..1]
+            } else {
+                &both[..]
             };
-            if h.kind == Kind::Evidence || !rule.publishers.contains(&org) {
-                reject!(RejectReason::NotPublisher);
+            let mut tlp_ok = true;
+            for charter in authorities {
+                let Some(rule) = charter.topic(&h.topic_id) else {
+                    reject!(RejectReason::NotPublisher);
+                };
+                if h.kind == Kind::Evidence || !rule.publishers.contains(&org) {
+                    reject!(RejectReason::NotPublisher);
+                }
+                tlp_ok &= h.tlp <= rule.max_tlp;
             }
-            if h.tlp > rule.max_tlp {
+            if !tlp_ok {
                 reject!(RejectReason::TlpTooHigh);
             }
         }
@@ -310,7 +366,9 @@ impl Validator {
         let gap = match classify(ctx.chains, h, &env.id()) {
             ChainPosition::New { gap } => gap,
             ChainPosition::Duplicate => return Verdict::Ignore(IgnoreReason::Duplicate),
-            ChainPosition::Equivocation { existing } => reject!(RejectReason::Equivocation { existing }),
+            ChainPosition::Equivocation { existing } => {
+                reject!(RejectReason::Equivocation { existing })
+            }
             ChainPosition::PrevMismatch { predecessor } => {
                 reject!(RejectReason::ChainConflict { other: predecessor })
             }
@@ -330,7 +388,11 @@ impl Validator {
         {
             return Verdict::Ignore(IgnoreReason::RateLimited);
         }
-        Verdict::Accept(Box::new(Accepted { envelope: env, org, gap }))
+        Verdict::Accept(Box::new(Accepted {
+            envelope: env,
+            org,
+            gap,
+        }))
     }
 
     /// Forgets rate state of orgs that are no longer members.
@@ -339,26 +401,48 @@ impl Validator {
     }
 }
 
-/// Rule 4: the author's certificate, membership, revocation and cut-off.
+/// What rule 4 learned about the author.
+struct Standing {
+    /// The one org its certificates name.
+    org: OrgId,
+    /// A cut-off in the current charter covers the envelope's seq: it is checked against
+    /// the named charter version only.
+    historical: bool,
+}
+
+/// Rule 4: the author's certificate, attribution, cut-off, revocation and membership.
 fn author_standing<V: ChainView>(
     ctx: &Context<'_, V>,
     current: &Charter,
     named: &Charter,
     env: &SignedEnvelope,
-) -> Result<OrgId, Verdict> {
+) -> Result<Standing, Verdict> {
     let h = env.header();
-    let Some(any) = ctx.certs.any_for(&h.author) else {
-        return Err(Verdict::Ignore(IgnoreReason::UnknownAuthor));
+    let org = match ctx.certs.attribution(&h.author) {
+        Attribution::Unknown => return Err(Verdict::Ignore(IgnoreReason::UnknownAuthor)),
+        Attribution::Ambiguous => return Err(Verdict::Reject(RejectReason::AmbiguousAuthor)),
+        Attribution::Org(org) => org.clone(),
     };
-    let org = any.cert().org_id.clone();
-    if ctx.certs.valid_for(&h.author, named, h.timestamp_ms).is_none() {
+    if ctx
+        .certs
+        .valid_for(&h.author, named, h.timestamp_ms)
+        .is_none()
+    {
         return Err(Verdict::Reject(RejectReason::CertNotValid));
     }
     match current.cutoff(&h.author, &h.topic_id) {
         Some(last_seq) if h.seq > last_seq => {
-            return Err(Verdict::Reject(RejectReason::BeyondCutoff { seq: h.seq, last_seq }));
+            return Err(Verdict::Reject(RejectReason::BeyondCutoff {
+                seq: h.seq,
+                last_seq,
+            }));
         }
-        Some(_) => return Ok(org),
+        Some(_) => {
+            return Ok(Standing {
+                org,
+                historical: true,
+            });
+        }
         None => {}
     }
     if current.is_revoked(&h.author) {
@@ -367,7 +451,18 @@ fn author_standing<V: ChainView>(
     if current.member(&org).is_none() {
         return Err(Verdict::Reject(RejectReason::OrgRemoved));
     }
-    Ok(org)
+    if named.version != current.version
+        && ctx
+            .certs
+            .valid_for(&h.author, current, h.timestamp_ms)
+            .is_none()
+    {
+        return Err(Verdict::Reject(RejectReason::CertNotValid));
+    }
+    Ok(Standing {
+        org,
+        historical: false,
+    })
 }
 
 /// Rule 8: a key package must address its own topic and epoch; evidence must prove a

@@ -311,3 +311,48 @@ fn key_package_for_200_readers() {
         assert_eq!(*opened.secret_bytes(), *key.secret_bytes());
     }
 }
+
+#[test]
+fn key_package_never_exceeds_the_entry_limit() {
+    use alertmesh_protocol::sender_key::MAX_KEY_PACKAGE_ENTRIES;
+    let mut r = rng(215);
+    let network = alertmesh_protocol::NetworkId([0x21; 32]);
+    let topic = TopicId::derive(&network, "all");
+    let author = NodeKey::generate(&mut r).public();
+    let reader = AgreementKey::generate(&mut r);
+    let last = AgreementKey::generate(&mut r);
+    // A key HPKE refuses (all zero: a low-order point) does not take an entry; then one
+    // more valid recipient than fits, and one after that.
+    let zero = AgreementPublicKey([0; 32]);
+    let mut recipients = vec![zero];
+    recipients.extend(std::iter::repeat_n(
+        reader.public(),
+        MAX_KEY_PACKAGE_ENTRIES,
+    ));
+    recipients.push(last.public());
+    recipients.push(reader.public());
+    let key = SenderKey::generate(7, &mut r);
+    let (pkg, refused) = KeyPackage::seal(&network, &topic, &author, &key, &recipients, &mut r);
+    assert_eq!(pkg.entries.len(), MAX_KEY_PACKAGE_ENTRIES);
+    assert_eq!(refused, vec![zero, last.public(), reader.public()]);
+    // What it seals always decodes, at exactly the size limit.
+    let encoded = pkg.encode();
+    assert_eq!(encoded.len(), KeyPackage::MAX_ENCODED_LEN);
+    let decoded = KeyPackage::decode(&encoded).unwrap();
+    assert_eq!(decoded, pkg);
+    assert_eq!(
+        *decoded
+            .open(&network, &author, &reader)
+            .unwrap()
+            .secret_bytes(),
+        *key.secret_bytes()
+    );
+    assert_eq!(
+        decoded.open(&network, &author, &last).unwrap_err(),
+        CryptoError::NotARecipient
+    );
+    // One entry more would not decode.
+    let mut over = pkg;
+    over.entries.push(over.entries[0].clone());
+    assert!(KeyPackage::decode(&over.encode()).is_err());
+}

@@ -11,10 +11,10 @@ use alertmesh_protocol::envelope::{Draft, decode_content};
 use alertmesh_protocol::sender_key::SealedKey;
 use alertmesh_protocol::{AgreementPublicKey, Content, alert::AlertUpdate, alert::Retraction};
 use alertmesh_protocol::{
-    Alert, AlertKind, Charter, ControlMessage, EnvelopeId, Evidence, Header, KeyPackage, Kind,
-    Limits, Member, NetworkId, NodeCert, NodeKey, NodePublicKey, Observable, OrgId, OrgPublicKey,
-    OrgRootKey, SenderKey, Severity, SignedCharter, SignedEnvelope, SignedNodeCert, Tlp, TopicId,
-    TopicRule, codec,
+    Alert, AlertKind, CertRequest, Charter, ControlMessage, EnvelopeId, Evidence, Header,
+    KeyPackage, Kind, Limits, Member, NetworkId, NodeCert, NodeKey, NodePublicKey, Observable,
+    OrgId, OrgPublicKey, OrgRootKey, SenderKey, Severity, SignedCharter, SignedEnvelope,
+    SignedNodeCert, Tlp, TopicId, TopicRule, codec,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -431,11 +431,20 @@ fn envelope() -> impl Strategy<Value = (SignedEnvelope, Option<(SenderKey, Conte
     )
 }
 
-/// A node cert signed with a root key from the seed.
+/// A node cert co-signed by a node key and signed by a root key, both from seeds (the
+/// cert names the node key).
 fn signed_cert() -> impl Strategy<Value = (SignedNodeCert, OrgPublicKey)> {
-    (node_cert(), b32()).prop_map(|(cert, seed)| {
+    (node_cert(), b32(), b32()).prop_map(|(cert, seed, node_seed)| {
         let root = OrgRootKey::from_secret_bytes(&seed);
-        (SignedNodeCert::issue(&root, cert), root.public())
+        let node = NodeKey::from_secret_bytes(&node_seed);
+        let cert = NodeCert {
+            node_sign_pub: node.public(),
+            ..cert
+        };
+        (
+            SignedNodeCert::issue(&root, cert.request(&node)).unwrap(),
+            root.public(),
+        )
     })
 }
 
@@ -490,7 +499,12 @@ fn envelope_rejected(bytes: &[u8]) -> bool {
 fn decode_all(bytes: &[u8]) {
     if let Ok(c) = SignedNodeCert::decode(bytes) {
         assert_eq!(c.as_bytes(), bytes);
-        assert_eq!(codec::encode(c.cert()), bytes[..bytes.len() - 64]);
+        assert_eq!(codec::encode(c.cert()), bytes[..bytes.len() - 128]);
+    }
+    if let Ok(r) = CertRequest::decode(bytes) {
+        assert_eq!(r.as_bytes(), bytes);
+        assert_eq!(codec::encode(r.cert()), bytes[..bytes.len() - 64]);
+        let _ = r.verify_pop();
     }
     if let Ok(c) = SignedCharter::decode(bytes) {
         assert_eq!(c.as_bytes(), bytes);
@@ -554,9 +568,15 @@ proptest! {
         prop_assert_eq!(decoded.as_bytes(), bytes);
         prop_assert_eq!(decoded.verify(&signed.cert().network_id, &root).is_ok(),
             signed.cert().not_after_ms >= signed.cert().not_before_ms);
-        // The body alone.
+        // The body alone, then the request (body and node signature).
         let body = codec::encode(signed.cert());
-        prop_assert_eq!(&body[..], &bytes[..bytes.len() - 64]);
+        prop_assert_eq!(&body[..], &bytes[..bytes.len() - 128]);
+        let request = CertRequest::decode(signed.request_bytes()).unwrap();
+        prop_assert_eq!(request.cert(), signed.cert());
+        prop_assert_eq!(request.verify_pop(), Ok(()));
+        for bad in damaged(signed.request_bytes(), extra) {
+            prop_assert!(CertRequest::decode(&bad).map(|r| r.verify_pop().is_err()).unwrap_or(true));
+        }
         let cert: NodeCert = codec::decode_exact(&body, 1024).unwrap();
         prop_assert_eq!(&cert, signed.cert());
         for bad in damaged(bytes, extra) {
@@ -776,4 +796,28 @@ fn invalid_tags_and_variants_refused() {
     assert_eq!(bytes[tlp_at], 4);
     bytes[tlp_at] = 5;
     assert!(SignedEnvelope::decode(&bytes, MAX).is_err());
+}
+
+#[test]
+fn evidence_size_bound_saturates() {
+    // Any max_envelope is safe, including ones whose bound would overflow.
+    let evidence = Evidence {
+        first: vec![1; 10],
+        second: vec![2; 20],
+    };
+    let bytes = evidence.encode();
+    assert_eq!(bytes.len(), 8 + 10 + 8 + 20);
+    for max in [usize::MAX, usize::MAX - 7, usize::MAX / 2] {
+        assert_eq!(Evidence::decode(&bytes, max), Ok(evidence.clone()), "{max}");
+        assert_eq!(Evidence::max_encoded_len(max), usize::MAX, "{max}");
+    }
+    assert_eq!(Evidence::max_encoded_len(100), 216);
+    // The bound is 2 × (max + 8) on the whole encoding: 46 bytes fit with max 15, not 14.
+    assert!(Evidence::decode(&bytes, 15).is_ok());
+    assert!(matches!(
+        Evidence::decode(&bytes, 14),
+        Err(alertmesh_protocol::DecodeError::TooLarge { .. })
+    ));
+    // Garbage with a huge max is still refused without panicking.
+    assert!(Evidence::decode(&[0xff; 40], usize::MAX).is_err());
 }

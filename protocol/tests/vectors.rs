@@ -16,8 +16,8 @@ use alertmesh_protocol::evidence::Misbehaviour;
 use alertmesh_protocol::ids::{AgreementPublicKey, CharterHash, NetworkId, NodePublicKey, TopicId};
 use alertmesh_protocol::validate::{Context, Source, Validator, Verdict};
 use alertmesh_protocol::{
-    AgreementKey, CertDirectory, CharterChain, Content, ControlMessage, Evidence, KeyPackage, Kind,
-    MemoryChains, SignedCharter, SignedEnvelope, SignedNodeCert,
+    AgreementKey, CertDirectory, CertRequest, CharterChain, Content, ControlMessage, Evidence,
+    KeyPackage, Kind, MemoryChains, SignedCharter, SignedEnvelope, SignedNodeCert,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -234,32 +234,61 @@ fn keys_match_their_secrets() {
     }
 }
 
+/// Hand-parses a signed certificate: `(body, node signature, org signature, org_id,
+/// node_sign_pub)`, checking the body's fixed fields against the network and the
+/// vectors' validity period.
+fn parse_cert<'a>(v: &Value, bytes: &'a [u8]) -> (&'a [u8], &'a [u8], &'a [u8], String, [u8; 32]) {
+    let (signed, org_sig) = bytes.split_at(bytes.len() - 64);
+    let (body, node_sig) = signed.split_at(signed.len() - 64);
+    let mut r = Reader::new(body);
+    assert_eq!(r.a32(), h32(&v["network_id"]));
+    let org_id = r.string();
+    let sign_pub = r.a32();
+    let _agree_pub = r.a32();
+    let (not_before, not_after, _serial) = (r.u64(), r.u64(), r.u64());
+    assert!(r.rest().is_empty());
+    assert_eq!(not_before, generator::T0);
+    assert!(not_after >= generator::T0 + generator::CERT_LIFETIME_MS);
+    (body, node_sig, org_sig, org_id, sign_pub)
+}
+
 #[test]
 fn node_certificates() {
     let v = load();
     let net = h32(&v["network_id"]);
     for n in v["nodes"].as_array().unwrap() {
         let bytes = hx(&n["cert"]);
-        let (body, sig) = bytes.split_at(bytes.len() - 64);
-        let mut r = Reader::new(body);
-        assert_eq!(r.a32(), net);
-        let org_id = r.string();
+        let (body, node_sig, org_sig, org_id, sign_pub) = parse_cert(&v, &bytes);
         assert_eq!(org_id, s(&n["org_id"]));
-        assert_eq!(r.a32(), h32(&n["sign_public"]));
-        assert_eq!(r.a32(), h32(&n["agree_public"]));
-        let (not_before, not_after, _serial) = (r.u64(), r.u64(), r.u64());
-        assert!(r.rest().is_empty());
-        assert_eq!(not_before, generator::T0);
-        assert_eq!(not_after, generator::T0 + generator::CERT_LIFETIME_MS);
-        let root = h32(&org(&v, &org_id)["root_public"]);
+        assert_eq!(sign_pub, h32(&n["sign_public"]));
+        assert_eq!(
+            &body[32 + 8 + org_id.len() + 32..][..32],
+            &h32(&n["agree_public"])
+        );
+        // Proof of possession: the node key over the body.
         assert!(
-            ed25519_ok(&root, "alertmesh/v1/node-cert", body, sig),
+            ed25519_ok(&sign_pub, "alertmesh/v1/node-cert-pop", body, node_sig),
             "{}",
             n["name"]
         );
-        // Another org's root does not verify it.
+        // The org root over the body and the node signature.
+        let root = h32(&org(&v, &org_id)["root_public"]);
+        let request = &bytes[..bytes.len() - 64];
+        assert!(
+            ed25519_ok(&root, "alertmesh/v1/node-cert", request, org_sig),
+            "{}",
+            n["name"]
+        );
+        // Another org's root does not verify it, nor does the org signature cover the
+        // body alone.
         let other = h32(&org(&v, if org_id == "fbi" { "dhs" } else { "fbi" })["root_public"]);
-        assert!(!ed25519_ok(&other, "alertmesh/v1/node-cert", body, sig));
+        assert!(!ed25519_ok(
+            &other,
+            "alertmesh/v1/node-cert",
+            request,
+            org_sig
+        ));
+        assert!(!ed25519_ok(&root, "alertmesh/v1/node-cert", body, org_sig));
 
         let cert = SignedNodeCert::decode(&bytes).unwrap();
         assert_eq!(
@@ -267,7 +296,55 @@ fn node_certificates() {
             Ok(())
         );
         assert_eq!(cert.as_bytes(), &bytes[..]);
+        let request = CertRequest::decode(cert.request_bytes()).unwrap();
+        assert_eq!(request.verify_pop(), Ok(()));
+        assert_eq!(request.cert(), cert.cert());
     }
+}
+
+#[test]
+fn extra_certificates() {
+    let v = load();
+    let net = h32(&v["network_id"]);
+    let mut labels = Vec::new();
+    for c in v["extra_certs"].as_array().unwrap() {
+        let name = s(&c["name"]);
+        let bytes = hx(&c["hex"]);
+        let (body, node_sig, org_sig, org_id, sign_pub) = parse_cert(&v, &bytes);
+        assert_eq!(org_id, s(&c["org_id"]), "{name}");
+        assert_eq!(
+            sign_pub,
+            h32(&node(&v, s(&c["node"]))["sign_public"]),
+            "{name}"
+        );
+        let root = h32(&org(&v, &org_id)["root_public"]);
+        // Every extra certificate carries a valid org signature; what differs is the
+        // node's proof of possession.
+        assert!(ed25519_ok(
+            &root,
+            "alertmesh/v1/node-cert",
+            &bytes[..bytes.len() - 64],
+            org_sig
+        ));
+        let pop_ok = ed25519_ok(&sign_pub, "alertmesh/v1/node-cert-pop", body, node_sig);
+        let expected = s(&c["expected"]);
+        assert_eq!(pop_ok, expected == "valid", "{name}");
+        let verdict = SignedNodeCert::decode(&bytes)
+            .unwrap()
+            .verify(&NetworkId(net), &alertmesh_protocol::OrgPublicKey(root));
+        assert_eq!(
+            verdict.map_or_else(|e| e.label(), |()| "valid"),
+            expected,
+            "{name}"
+        );
+        assert_eq!(
+            c["in_directory"].as_bool().unwrap(),
+            expected == "valid",
+            "{name}"
+        );
+        labels.push(expected);
+    }
+    assert_eq!(labels, ["valid", "bad_node_signature"]);
 }
 
 #[test]
@@ -557,6 +634,20 @@ fn envelopes_and_verdicts() {
             );
         }
     }
+    for c in v["extra_certs"].as_array().unwrap() {
+        let cert = SignedNodeCert::decode(&hx(&c["hex"])).unwrap();
+        let inserted = certs.insert(cert, genesis.charter());
+        if c["in_directory"].as_bool().unwrap() {
+            assert_eq!(inserted, Ok(true), "{}", c["name"]);
+        } else {
+            assert_eq!(
+                inserted.map_err(|e| e.label()),
+                Err(s(&c["expected"])),
+                "{}",
+                c["name"]
+            );
+        }
+    }
     let now_ms = v["now_ms"].as_u64().unwrap();
     let mut chains = MemoryChains::default();
 
@@ -600,6 +691,7 @@ fn envelopes_and_verdicts() {
         "unknown_charter_version",
         "charter_ahead",
         "unknown_author",
+        "ambiguous_author",
         "cert_not_valid",
         "cert_revoked",
         "beyond_cutoff",

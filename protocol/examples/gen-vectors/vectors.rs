@@ -78,6 +78,7 @@ pub struct Vectors {
     pub sender_keys: Vec<SenderKeyVector>,
     pub envelopes: Vec<EnvelopeVector>,
     pub cases: Vec<EnvelopeVector>,
+    pub extra_certs: Vec<CertVector>,
     pub evidence: Vec<EvidenceVector>,
     pub control_messages: Vec<ControlVector>,
 }
@@ -110,6 +111,19 @@ pub struct NodeVector {
     pub agree_public: String,
     pub cert: String,
     pub in_directory: bool,
+}
+
+/// A certificate beyond each node's own: `expected` is `valid` or the `CertError` label
+/// its verification fails with.
+#[derive(Serialize)]
+pub struct CertVector {
+    pub name: String,
+    pub description: String,
+    pub node: String,
+    pub org_id: String,
+    pub hex: String,
+    pub in_directory: bool,
+    pub expected: &'static str,
 }
 
 #[derive(Serialize)]
@@ -446,18 +460,17 @@ pub fn build() -> Vectors {
         .map(|&(name, o, serial, in_directory)| {
             let key = NodeKey::generate(&mut rng);
             let agree = AgreementKey::generate(&mut rng);
-            let cert = SignedNodeCert::issue(
-                &roots[o],
-                NodeCert {
-                    network_id: net,
-                    org_id: org(o),
-                    node_sign_pub: key.public(),
-                    node_agree_pub: agree.public(),
-                    not_before_ms: T0,
-                    not_after_ms: T0 + CERT_LIFETIME_MS,
-                    serial,
-                },
-            );
+            let request = NodeCert {
+                network_id: net,
+                org_id: org(o),
+                node_sign_pub: key.public(),
+                node_agree_pub: agree.public(),
+                not_before_ms: T0,
+                not_after_ms: T0 + CERT_LIFETIME_MS,
+                serial,
+            }
+            .request(&key);
+            let cert = SignedNodeCert::issue(&roots[o], request).unwrap();
             Node {
                 name,
                 org: org(o),
@@ -512,8 +525,9 @@ pub fn build() -> Vectors {
     let voting = TopicId::derive(&net, VOTING);
     let control = TopicId::control(&net);
 
-    // Version 2: platform-b leaves, platform-a-1 is revoked with a cut-off at seq 1 on the
-    // disinfo topic. Signed by two governors of version 1 (fbi, dhs).
+    // Version 2: platform-b leaves, dhs no longer publishes on the disinfo topic (it has
+    // published nothing there, so no cut-off), platform-a-1 is revoked with a cut-off at
+    // seq 1 on the disinfo topic. Signed by two governors of version 1 (fbi, dhs).
     let v2_body = Charter {
         network_id: net,
         network_name: network_name.clone(),
@@ -527,7 +541,7 @@ pub fn build() -> Vectors {
             TopicRule {
                 name: DISINFO.into(),
                 readers: vec![org(0), org(1), org(2)],
-                publishers: vec![org(0), org(1), org(2)],
+                publishers: vec![org(0), org(2)],
                 max_tlp: Tlp::Amber,
             },
             TopicRule {
@@ -1306,6 +1320,99 @@ pub fn build() -> Vectors {
         accept(true),
     ));
 
+    // Naming an old charter version does not restore rights (drawn after every vector
+    // above, so adding it changed none of them).
+    let d = Draft {
+        seq: 1,
+        prev: EnvelopeId::default(),
+        charter_version: 1,
+        ..d5f.clone()
+    };
+    let e = seal(dhs, &d, &dhs_sk, &p5f, &mut rng);
+    case(env_vector(
+        "old-charter-does-not-restore-rights",
+        "dhs-1's seq 1 on election-2020/disinfo naming charter version 1, where dhs publishes there; version 2 dropped dhs from the topic's publishers with no cut-off, and the author must be authorized under both the named and the current version",
+        dhs,
+        DISINFO,
+        e.as_bytes(),
+        reject("not_publisher"),
+    ));
+
+    // dhs-2: a node whose key co-signed certificate requests for two orgs (dhs and fbi).
+    let dual_key = NodeKey::generate(&mut rng);
+    let dual_agree = AgreementKey::generate(&mut rng);
+    let dual_body = |o: usize, serial: u64| NodeCert {
+        network_id: net,
+        org_id: org(o),
+        node_sign_pub: dual_key.public(),
+        node_agree_pub: dual_agree.public(),
+        not_before_ms: T0,
+        not_after_ms: T0 + CERT_LIFETIME_MS,
+        serial,
+    };
+    let dual_own = SignedNodeCert::issue(&roots[1], dual_body(1, 2).request(&dual_key)).unwrap();
+    let dual_fbi = SignedNodeCert::issue(&roots[0], dual_body(0, 3).request(&dual_key)).unwrap();
+    let dual = Node {
+        name: "dhs-2",
+        org: org(1),
+        key: dual_key,
+        agree: dual_agree,
+        cert: dual_own,
+        in_directory: true,
+    };
+    let d = Draft {
+        topic_id: voting,
+        seq: 1,
+        prev: EnvelopeId::default(),
+        ..d5f.clone()
+    };
+    let e = seal(&dual, &d, &dhs_sk, &p5f, &mut rng);
+    case(env_vector(
+        "ambiguous-author",
+        "dhs-2's seq 1 on voting-infra: the directory holds certificates for its key from dhs (nodes[5]) and from fbi (extra_certs[0]), so the author cannot be attributed to one org",
+        &dual,
+        VOTING,
+        e.as_bytes(),
+        reject("ambiguous_author"),
+    ));
+
+    // platform-a's root signs a certificate naming fbi-1's keys for platform-a, with a
+    // "proof of possession" by platform-a-1's key: the org signature is valid, the node
+    // signature is not.
+    let mut hijack = codec::encode(&NodeCert {
+        network_id: net,
+        org_id: org(2),
+        node_sign_pub: fbi.key.public(),
+        node_agree_pub: fbi.agree.public(),
+        not_before_ms: T0,
+        not_after_ms: T0 + CERT_LIFETIME_MS + 1,
+        serial: 99,
+    });
+    let pop = pa.key.sign(tags::NODE_CERT_POP, &hijack);
+    hijack.extend_from_slice(&pop);
+    let org_sig = roots[2].sign(tags::NODE_CERT, &hijack);
+    hijack.extend_from_slice(&org_sig);
+    let extra_certs = vec![
+        CertVector {
+            name: "dhs-2-by-fbi".into(),
+            description: "fbi certifies dhs-2's keys; dhs-2 co-signed the request, so the certificate is valid, and the directory holds it next to dhs-2's own certificate from dhs".into(),
+            node: "dhs-2".into(),
+            org_id: org(0).0,
+            hex: h(dual_fbi.as_bytes()),
+            in_directory: true,
+            expected: "valid",
+        },
+        CertVector {
+            name: "fbi-1-by-platform-a".into(),
+            description: "platform-a certifies fbi-1's keys with a node signature by platform-a-1's key: no proof of possession, so it does not verify and no directory takes it".into(),
+            node: "fbi-1".into(),
+            org_id: org(2).0,
+            hex: h(&hijack),
+            in_directory: false,
+            expected: "bad_node_signature",
+        },
+    ];
+
     // --- evidence, control messages -----------------------------------------------------
     let chain_conflict = Evidence::new(&e_cc, &e4).unwrap();
     let (eq_first, eq_second) = if e2.id() < e_eq.id() {
@@ -1376,7 +1483,7 @@ pub fn build() -> Vectors {
         now_ms: NOW_MS,
         setup: Setup {
             charters: "pin genesis_hash, start from charters[0] (version 1), then offer charters[1] (version 2), which is adopted: the current charter is version 2",
-            cert_directory: "every node whose in_directory is true, each certificate verified against its org's root key in charters[0]",
+            cert_directory: "every node whose in_directory is true, then every extra_certs entry whose in_directory is true, each certificate verified against its org's root key in charters[0]; extra_certs entries whose in_directory is false fail verification with the expected label",
             envelopes: "validate envelopes[0..] in order; each is accepted and then held (inserted into the chain store)",
             cases: "validate each case independently against the state after all envelopes; cases are never held",
             source: "gossip, with a fresh per-org rate limiter for every envelope and case (no vector reaches the rate limit)",
@@ -1396,6 +1503,7 @@ pub fn build() -> Vectors {
             .collect(),
         nodes: nodes
             .iter()
+            .chain(std::iter::once(&dual))
             .map(|n| NodeVector {
                 name: n.name.into(),
                 org_id: n.org.0.clone(),
@@ -1442,6 +1550,7 @@ pub fn build() -> Vectors {
         ],
         envelopes,
         cases,
+        extra_certs,
         evidence,
         control_messages,
     }
