@@ -65,22 +65,45 @@ pub fn load_token(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("API token file {}: {e}", path.display()))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| anyhow::anyhow!("API token file {}: {e}", path.display()))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            anyhow::bail!("API token file {}: group or others can read it; run `chmod 600 {}`", path.display(), path.display());
+            anyhow::bail!(
+                "API token file {}: group or others can read it; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
         }
     }
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("API token file {}: {e}", path.display()))?);
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("API token file {}: {e}", path.display()))?,
+    );
     let token = text.trim();
     if token.len() < 16 {
-        anyhow::bail!("API token file {}: the token must be at least 16 characters", path.display());
+        anyhow::bail!(
+            "API token file {}: the token must be at least 16 characters",
+            path.display()
+        );
     }
     Ok(Zeroizing::new(token.to_string()))
 }
 
 /// Builds the router.
-pub fn router(core: CoreHandle, net: NetHandle, metrics: Metrics, token: Zeroizing<String>, data_dir: PathBuf) -> Router {
-    let state = ApiState { core, net, metrics, token: Arc::new(token), data_dir };
+pub fn router(
+    core: CoreHandle,
+    net: NetHandle,
+    metrics: Metrics,
+    token: Zeroizing<String>,
+    data_dir: PathBuf,
+) -> Router {
+    let state = ApiState {
+        core,
+        net,
+        metrics,
+        token: Arc::new(token),
+        data_dir,
+    };
     Router::new()
         .route("/v1/alerts", get(list_alerts).post(publish))
         .route("/v1/alerts/stream", get(stream))
@@ -94,7 +117,12 @@ pub fn router(core: CoreHandle, net: NetHandle, metrics: Metrics, token: Zeroizi
 }
 
 /// Constant-time comparison of the presented bearer token.
-async fn auth(State(state): State<ApiState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+async fn auth(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -102,9 +130,17 @@ async fn auth(State(state): State<ApiState>, headers: HeaderMap, req: Request, n
         .unwrap_or("");
     let expected = state.token.as_bytes();
     let ok = presented.len() == expected.len()
-        && presented.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && presented
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if !ok {
-        return ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token".into(),
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -122,15 +158,26 @@ pub struct PublishBody {
     pub content: Content,
 }
 
-async fn publish(State(state): State<ApiState>, body: Result<Json<PublishBody>, axum::extract::rejection::JsonRejection>) -> Result<impl IntoResponse, ApiError> {
+async fn publish(
+    State(state): State<ApiState>,
+    body: Result<Json<PublishBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
-    match state.core.publish(body.topic, body.tlp, body.content).await? {
+    match state
+        .core
+        .publish(body.topic, body.tlp, body.content)
+        .await?
+    {
         Ok(receipt) => Ok((StatusCode::CREATED, Json(receipt))),
         Err(e) => {
             let status = match e {
                 PublishError::UnknownTopic(_) => StatusCode::NOT_FOUND,
-                PublishError::Forbidden { .. } | PublishError::NotAuthor(_) | PublishError::CertInvalid => StatusCode::FORBIDDEN,
-                PublishError::TlpTooHigh { .. } | PublishError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                PublishError::Forbidden { .. }
+                | PublishError::NotAuthor(_)
+                | PublishError::CertInvalid => StatusCode::FORBIDDEN,
+                PublishError::TlpTooHigh { .. } | PublishError::Invalid(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
                 PublishError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             Err(ApiError(status, e.to_string()))
@@ -150,7 +197,10 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-async fn list_alerts(State(state): State<ApiState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
+async fn list_alerts(
+    State(state): State<ApiState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let after = q.after.unwrap_or(0);
@@ -166,13 +216,18 @@ async fn list_alerts(State(state): State<ApiState>, query: Result<Query<ListQuer
     Ok(Json(serde_json::json!({ "alerts": rows, "next": next })))
 }
 
-async fn stream(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+async fn stream(
+    State(state): State<ApiState>,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
     let rx = state.core.subscribe();
     let events = futures::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
                 Ok(alert) => {
-                    let event = Event::default().event("alert").json_data(&alert).unwrap_or_default();
+                    let event = Event::default()
+                        .event("alert")
+                        .json_data(&alert)
+                        .unwrap_or_default();
                     return Some((Ok(event), rx));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -199,5 +254,11 @@ async fn status(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiE
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
 }

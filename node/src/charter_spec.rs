@@ -18,7 +18,9 @@
 //! max_tlp = "AMBER"
 //! ```
 
-use alertmesh_protocol::{Charter, CharterHash, Limits, Member, NetworkId, OrgId, OrgPublicKey, Tlp, TopicRule};
+use alertmesh_protocol::{
+    Charter, CharterHash, Limits, Member, NetworkId, OrgId, OrgPublicKey, Tlp, TopicRule,
+};
 use anyhow::Context;
 use rand::RngCore;
 use serde::Deserialize;
@@ -58,15 +60,26 @@ struct TopicSpec {
 /// Reads a spec file and builds the (unsigned, checked) genesis charter.
 pub fn load(path: &Path) -> anyhow::Result<Charter> {
     let file = path.display();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read charter spec {file}"))?;
-    let spec: Spec = toml::from_str(&text).with_context(|| format!("charter spec {file} is not valid"))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read charter spec {file}"))?;
+    let spec: Spec =
+        toml::from_str(&text).with_context(|| format!("charter spec {file} is not valid"))?;
     let org = |s: &String| OrgId::new(s.clone()).with_context(|| format!("charter spec {file}"));
     let mut members = Vec::new();
     let mut governors = Vec::new();
     for m in &spec.members {
-        let root_pub = OrgPublicKey::from_hex(&m.root_pub)
-            .map_err(|_| anyhow::anyhow!("charter spec {file}: root_pub of {} must be 64 hex digits", m.org_id))?;
-        members.push(Member { org_id: org(&m.org_id)?, name: m.name.clone(), root_pub, roles: m.roles.clone() });
+        let root_pub = OrgPublicKey::from_hex(&m.root_pub).map_err(|_| {
+            anyhow::anyhow!(
+                "charter spec {file}: root_pub of {} must be 64 hex digits",
+                m.org_id
+            )
+        })?;
+        members.push(Member {
+            org_id: org(&m.org_id)?,
+            name: m.name.clone(),
+            root_pub,
+            roles: m.roles.clone(),
+        });
         if m.governor {
             governors.push(org(&m.org_id)?);
         }
@@ -78,7 +91,11 @@ pub fn load(path: &Path) -> anyhow::Result<Charter> {
             Ok(TopicRule {
                 name: t.name.clone(),
                 readers: t.readers.iter().map(org).collect::<anyhow::Result<_>>()?,
-                publishers: t.publishers.iter().map(org).collect::<anyhow::Result<_>>()?,
+                publishers: t
+                    .publishers
+                    .iter()
+                    .map(org)
+                    .collect::<anyhow::Result<_>>()?,
                 max_tlp: t.max_tlp,
             })
         })
@@ -99,6 +116,8 @@ pub fn load(path: &Path) -> anyhow::Result<Charter> {
         cutoffs: vec![],
         limits: Limits::default(),
     };
-    charter.check_well_formed().with_context(|| format!("charter spec {file}"))?;
+    charter
+        .check_well_formed()
+        .with_context(|| format!("charter spec {file}"))?;
     Ok(charter)
 }

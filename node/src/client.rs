@@ -29,19 +29,38 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Self { base: format!("http://{addr}"), token, agent }
+        Self {
+            base: format!("http://{addr}"),
+            token,
+            agent,
+        }
     }
 
     fn auth(&self) -> String {
         format!("Bearer {}", self.token.as_str())
     }
 
-    fn check<T: DeserializeOwned>(&self, what: &str, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<T> {
-        let resp = resp.with_context(|| format!("cannot reach the node's API at {} (is `alertmesh run` running?)", self.base))?;
+    fn check<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        let resp = resp.with_context(|| {
+            format!(
+                "cannot reach the node's API at {} (is `alertmesh run` running?)",
+                self.base
+            )
+        })?;
         let status = resp.status();
-        let body: serde_json::Value = resp.into_body().read_json().with_context(|| format!("{what}: unreadable answer"))?;
+        let body: serde_json::Value = resp
+            .into_body()
+            .read_json()
+            .with_context(|| format!("{what}: unreadable answer"))?;
         if !status.is_success() {
-            let msg = body.get("error").and_then(|e| e.as_str()).unwrap_or("no reason given");
+            let msg = body
+                .get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("no reason given");
             bail!("{what} refused ({status}): {msg}");
         }
         serde_json::from_value(body).with_context(|| format!("{what}: unexpected answer"))
@@ -49,20 +68,38 @@ impl Client {
 
     /// `GET` a JSON resource.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let resp = self.agent.get(format!("{}{path}", self.base)).header("Authorization", self.auth()).call();
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .call();
         self.check(path, resp)
     }
 
     /// `POST` JSON.
-    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
-        let resp = self.agent.post(format!("{}{path}", self.base)).header("Authorization", self.auth()).send_json(body);
+    pub fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .send_json(body);
         self.check(path, resp)
     }
 
     /// Follows the live stream, calling `on_alert` with each alert's JSON until it
     /// returns false or the stream ends.
-    pub fn follow(&self, mut on_alert: impl FnMut(serde_json::Value) -> bool) -> anyhow::Result<()> {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    pub fn follow(
+        &self,
+        mut on_alert: impl FnMut(serde_json::Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
         let resp = agent
             .get(format!("{}/v1/alerts/stream", self.base))
             .header("Authorization", self.auth())

@@ -121,10 +121,18 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
         let file = path.display();
         let raw: RawConfig = toml::from_str(text).with_context(|| {
-            format!("config file {file} is not valid (see the configuration reference in README.md)")
+            format!(
+                "config file {file} is not valid (see the configuration reference in README.md)"
+            )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
         let addrs = |list: &[String], key: &str| -> anyhow::Result<Vec<libp2p::Multiaddr>> {
             list.iter()
                 .map(|s| {
@@ -141,12 +149,19 @@ impl Config {
             format!("config file {file}: `api.bind` {:?} is not an address; write e.g. \"127.0.0.1:8101\"", raw.api.bind)
         })?;
         if !bind.ip().is_loopback() {
-            bail!("config file {file}: `api.bind` must be a loopback address (127.0.0.1 or ::1); the API is local only");
+            bail!(
+                "config file {file}: `api.bind` must be a loopback address (127.0.0.1 or ::1); the API is local only"
+            );
         }
         let bootstrap = addrs(&raw.bootstrap, "bootstrap")?;
         for a in &bootstrap {
-            if !a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_))) {
-                bail!("config file {file}: `bootstrap` entry {a} lacks /p2p/<peer id>; append the peer's id");
+            if !a
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+            {
+                bail!(
+                    "config file {file}: `bootstrap` entry {a} lacks /p2p/<peer id>; append the peer's id"
+                );
             }
         }
         Ok(Self {
@@ -180,7 +195,12 @@ pub fn render(
     key_dir: &str,
     genesis: &str,
 ) -> String {
-    let list = |l: &[String]| l.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let list = |l: &[String]| {
+        l.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!(
         "# alertmesh node configuration. Paths are relative to this file.\n\
          data_dir = {data_dir:?}\n\
@@ -206,7 +226,15 @@ mod tests {
     use super::*;
 
     fn sample() -> String {
-        render("data", &["/ip4/127.0.0.1/tcp/0".into()], &[], &"ab".repeat(32), "127.0.0.1:0", "keys", "charter-v1.bin")
+        render(
+            "data",
+            &["/ip4/127.0.0.1/tcp/0".into()],
+            &[],
+            &"ab".repeat(32),
+            "127.0.0.1:0",
+            "keys",
+            "charter-v1.bin",
+        )
     }
 
     #[test]
@@ -219,13 +247,22 @@ mod tests {
     #[test]
     fn errors_name_file_and_key() {
         let bad = sample().replace("127.0.0.1:0", "0.0.0.0:80");
-        let e = format!("{:#}", Config::parse(&bad, Path::new("n.toml")).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse(&bad, Path::new("n.toml")).unwrap_err()
+        );
         assert!(e.contains("n.toml") && e.contains("api.bind"), "{e}");
         let bad = sample().replace("data_dir", "data_dri");
-        let e = format!("{:#}", Config::parse(&bad, Path::new("n.toml")).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse(&bad, Path::new("n.toml")).unwrap_err()
+        );
         assert!(e.contains("n.toml") && e.contains("data_dri"), "{e}");
         let bad = sample().replace(&"ab".repeat(32), "xyz");
-        let e = format!("{:#}", Config::parse(&bad, Path::new("n.toml")).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse(&bad, Path::new("n.toml")).unwrap_err()
+        );
         assert!(e.contains("genesis_hash"), "{e}");
     }
 }

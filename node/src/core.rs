@@ -14,9 +14,10 @@ use alertmesh_protocol::charter::CharterError;
 use alertmesh_protocol::evidence::Evidence;
 use alertmesh_protocol::wire::{self, Hello, MAX_HELLO_CERTS, MAX_HELLO_CHARTERS};
 use alertmesh_protocol::{
-    AgreementKey, AgreementPublicKey, CertDirectory, CharterChain, CharterUpdate, Content, ControlMessage, Draft,
-    EnvelopeId, KeyPackage, Kind, NodeKey, NodePublicKey, OrgId, RejectReason, SenderKey, SignedCharter,
-    SignedEnvelope, SignedNodeCert, Source, Tlp, TopicId, Validator, Verdict,
+    AgreementKey, AgreementPublicKey, CertDirectory, CharterChain, CharterUpdate, Content,
+    ControlMessage, Draft, EnvelopeId, KeyPackage, Kind, NodeKey, NodePublicKey, OrgId,
+    RejectReason, SenderKey, SignedCharter, SignedEnvelope, SignedNodeCert, Source, Tlp, TopicId,
+    Validator, Verdict,
 };
 use libp2p::PeerId;
 use libp2p::gossipsub::{MessageAcceptance, MessageId, TopicHash};
@@ -37,6 +38,12 @@ pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
 const BAN_TIME: Duration = Duration::from_secs(60);
 /// Key packages go out this long after the last change of a topic's readers.
 const KEY_PACKAGE_DEBOUNCE: Duration = Duration::from_millis(400);
+/// Anti-entropy runs this often.
+const SYNC_PERIOD: Duration = Duration::from_secs(15);
+/// Peers asked per anti-entropy period.
+const SYNC_PEERS_PER_PERIOD: usize = 2;
+/// Most pages one sync session may fetch (a peer sending endless pages is cut off).
+const MAX_SYNC_ROUNDS: u32 = 10_000;
 /// Own certificate re-announced on the control topic this often.
 const CERT_ANNOUNCE_PERIOD: Duration = Duration::from_secs(150);
 
@@ -178,13 +185,28 @@ pub struct CoreHandle {
 impl CoreHandle {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> anyhow::Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| anyhow::anyhow!("node is shutting down"))?;
-        rx.await.map_err(|_| anyhow::anyhow!("node is shutting down"))
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("node is shutting down"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("node is shutting down"))
     }
 
     /// Publishes content; resolves once it is durably stored.
-    pub async fn publish(&self, topic: String, tlp: Tlp, content: Content) -> anyhow::Result<Result<Receipt, PublishError>> {
-        self.ask(|reply| Request::Publish { topic, tlp, content, reply }).await
+    pub async fn publish(
+        &self,
+        topic: String,
+        tlp: Tlp,
+        content: Content,
+    ) -> anyhow::Result<Result<Receipt, PublishError>> {
+        self.ask(|reply| Request::Publish {
+            topic,
+            tlp,
+            content,
+            reply,
+        })
+        .await
     }
 
     /// Node status.
@@ -220,19 +242,34 @@ impl ChainIndex {
     fn insert(&mut self, env: &SignedEnvelope) {
         let h = env.header();
         let chain = self.chains.entry((h.author, h.topic_id)).or_default();
-        if chain.insert(h.seq, ChainEntry { id: env.id(), prev: h.prev }).is_none() {
+        if chain
+            .insert(
+                h.seq,
+                ChainEntry {
+                    id: env.id(),
+                    prev: h.prev,
+                },
+            )
+            .is_none()
+        {
             self.len += 1;
         }
     }
 
     fn head(&self, author: &NodePublicKey, topic: &TopicId) -> Option<(u64, EnvelopeId)> {
-        self.chains.get(&(*author, *topic))?.last_key_value().map(|(s, e)| (*s, e.id))
+        self.chains
+            .get(&(*author, *topic))?
+            .last_key_value()
+            .map(|(s, e)| (*s, e.id))
     }
 
     fn gaps(&self) -> usize {
         self.chains
             .values()
-            .filter(|c| c.last_key_value().is_some_and(|(head, _)| *head as usize != c.len()))
+            .filter(|c| {
+                c.last_key_value()
+                    .is_some_and(|(head, _)| *head as usize != c.len())
+            })
             .count()
     }
 }
@@ -270,6 +307,9 @@ pub struct Core {
     banned: HashMap<PeerId, Instant>,
     topic_by_hash: HashMap<TopicHash, TopicId>,
     evidence: HashSet<[u8; 32]>,
+    /// Open sync sessions: pages requested per (peer, topic).
+    sync_rounds: HashMap<(PeerId, TopicId), u32>,
+    next_sync: Instant,
     writer: Writer,
     reader: std::sync::Mutex<rusqlite::Connection>,
     data_dir: std::path::PathBuf,
@@ -310,9 +350,19 @@ pub struct CoreParts {
 impl Core {
     /// Builds the core from loaded state and returns it with its handle.
     pub fn new(parts: CoreParts) -> anyhow::Result<(Self, CoreHandle, mpsc::Receiver<Request>)> {
-        let CoreParts { me, mut charters, writer, reader, data_dir, loaded, net, metrics } = parts;
+        let CoreParts {
+            me,
+            mut charters,
+            writer,
+            reader,
+            data_dir,
+            loaded,
+            net,
+            metrics,
+        } = parts;
         for bytes in &loaded.charters {
-            let signed = SignedCharter::decode(bytes).map_err(|e| anyhow::anyhow!("stored charter does not decode: {e}"))?;
+            let signed = SignedCharter::decode(bytes)
+                .map_err(|e| anyhow::anyhow!("stored charter does not decode: {e}"))?;
             if let Err(e) = charters.offer(signed) {
                 tracing::warn!(error = %e, "stored charter not adopted");
             }
@@ -320,7 +370,10 @@ impl Core {
         let org = me.cert.cert().org_id.clone();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-        let handle = CoreHandle { tx, events: events.clone() };
+        let handle = CoreHandle {
+            tx,
+            events: events.clone(),
+        };
         let mut core = Self {
             org,
             charters,
@@ -336,6 +389,8 @@ impl Core {
             banned: HashMap::new(),
             topic_by_hash: HashMap::new(),
             evidence: HashSet::new(),
+            sync_rounds: HashMap::new(),
+            next_sync: Instant::now() + SYNC_PERIOD,
             writer,
             reader: std::sync::Mutex::new(reader),
             data_dir,
@@ -348,20 +403,30 @@ impl Core {
         let charter = core.charters.current().charter().clone();
         core.certs
             .insert(core.me.cert.clone(), &charter)
-            .map_err(|e| anyhow::anyhow!("this node's certificate is not valid for the network: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("this node's certificate is not valid for the network: {e}")
+            })?;
         for bytes in &loaded.certs {
             if let Ok(cert) = SignedNodeCert::decode(bytes) {
                 let _ = core.certs.insert(cert, &charter);
             }
         }
         for (id, (org, topic_name)) in &loaded.decrypted {
-            core.alert_origin.insert(*id, (OrgId(org.clone()), TopicId::derive(&charter.network_id, topic_name)));
+            core.alert_origin.insert(
+                *id,
+                (
+                    OrgId(org.clone()),
+                    TopicId::derive(&charter.network_id, topic_name),
+                ),
+            );
         }
         // Rebuild chains and sender keys; queue what is not decrypted yet.
         let mut own_epochs: HashMap<TopicId, u64> = HashMap::new();
         let max = charter.limits.max_envelope_bytes as usize;
         for bytes in &loaded.envelopes {
-            let Ok(env) = SignedEnvelope::decode(bytes, max.max(bytes.len())) else { continue };
+            let Ok(env) = SignedEnvelope::decode(bytes, max.max(bytes.len())) else {
+                continue;
+            };
             core.chains.insert(&env);
             let h = env.header();
             if h.author == core.me.key.public() && h.kind == Kind::KeyPackage {
@@ -379,7 +444,14 @@ impl Core {
             let topic = TopicId::derive(&charter.network_id, &rule.name);
             if rule.publishers.contains(&core.org) {
                 let epoch = own_epochs.get(&topic).map_or(1, |e| e + 1);
-                core.own.insert(topic, OwnTopic { key: SenderKey::generate(epoch, &mut OsRng), sealed_to: BTreeSet::new(), due: Some(Instant::now()) });
+                core.own.insert(
+                    topic,
+                    OwnTopic {
+                        key: SenderKey::generate(epoch, &mut OsRng),
+                        sealed_to: BTreeSet::new(),
+                        due: Some(Instant::now()),
+                    },
+                );
             }
         }
         core.update_topic_map();
@@ -396,10 +468,12 @@ impl Core {
         let net = c.network_id;
         self.topic_by_hash.clear();
         let control = TopicId::control(&net);
-        self.topic_by_hash.insert(TopicHash::from_raw(control.gossip_name(&net)), control);
+        self.topic_by_hash
+            .insert(TopicHash::from_raw(control.gossip_name(&net)), control);
         for t in &c.topics {
             let id = TopicId::derive(&net, &t.name);
-            self.topic_by_hash.insert(TopicHash::from_raw(id.gossip_name(&net)), id);
+            self.topic_by_hash
+                .insert(TopicHash::from_raw(id.gossip_name(&net)), id);
         }
     }
 
@@ -408,7 +482,12 @@ impl Core {
         let c = self.charters.current().charter();
         let net = c.network_id;
         std::iter::once(TopicId::control(&net))
-            .chain(c.topics.iter().filter(|t| t.readers.contains(&self.org)).map(|t| TopicId::derive(&net, &t.name)))
+            .chain(
+                c.topics
+                    .iter()
+                    .filter(|t| t.readers.contains(&self.org))
+                    .map(|t| TopicId::derive(&net, &t.name)),
+            )
             .map(|t| t.gossip_name(&net))
             .collect()
     }
@@ -450,13 +529,26 @@ impl Core {
 
     async fn on_net_event(&mut self, ev: NetEvent) {
         match ev {
-            NetEvent::Gossip { source, id, topic, data } => self.on_gossip(source, id, topic, data).await,
+            NetEvent::Gossip {
+                source,
+                id,
+                topic,
+                data,
+            } => self.on_gossip(source, id, topic, data).await,
             NetEvent::Connected(peer) => {
-                self.peers.insert(peer, PeerState { connected_at: Instant::now(), org: None, subscriptions: HashSet::new() });
+                self.peers.insert(
+                    peer,
+                    PeerState {
+                        connected_at: Instant::now(),
+                        org: None,
+                        subscriptions: HashSet::new(),
+                    },
+                );
                 let hello = wire::Request::Hello(self.my_hello()).encode();
                 self.send(NetCommand::Request(peer, hello)).await;
             }
             NetEvent::Disconnected(peer) => {
+                self.sync_rounds.retain(|(p, _), _| *p != peer);
                 if self.peers.remove(&peer).is_some_and(|p| p.org.is_some()) {
                     self.metrics.admitted_peers.dec();
                 }
@@ -467,10 +559,18 @@ impl Core {
                 }
                 self.check_subscription(peer, &topic).await;
             }
-            NetEvent::Request { peer, data, channel } => {
+            NetEvent::Request {
+                peer,
+                data,
+                channel,
+            } => {
                 let response = match wire::Request::decode(&data) {
                     Ok(wire::Request::Hello(hello)) => match self.on_hello(peer, hello).await {
                         Ok(()) => wire::Response::Hello(self.my_hello()),
+                        Err(reason) => wire::Response::Refused(reason),
+                    },
+                    Ok(wire::Request::Sync(req)) => match self.serve_sync(peer, &req) {
+                        Ok(page) => wire::Response::Sync(page),
                         Err(reason) => wire::Response::Refused(reason),
                     },
                     Err(e) => {
@@ -478,12 +578,14 @@ impl Core {
                         wire::Response::Refused("malformed request".into())
                     }
                 };
-                self.send(NetCommand::Respond(channel, response.encode())).await;
+                self.send(NetCommand::Respond(channel, response.encode()))
+                    .await;
             }
             NetEvent::Response { peer, data } => match wire::Response::decode(&data) {
                 Ok(wire::Response::Hello(hello)) => {
                     let _ = self.on_hello(peer, hello).await;
                 }
+                Ok(wire::Response::Sync(page)) => self.on_sync_page(peer, page).await,
                 Ok(wire::Response::Refused(reason)) => {
                     tracing::warn!(%peer, %reason, "peer refused our hello");
                 }
@@ -495,8 +597,22 @@ impl Core {
     fn my_hello(&self) -> Hello {
         Hello {
             cert: self.me.cert.as_bytes().to_vec(),
-            charters: self.charters.history().iter().skip(1).rev().take(MAX_HELLO_CHARTERS).rev().map(|c| c.as_bytes().to_vec()).collect(),
-            certs: self.certs.all().take(MAX_HELLO_CERTS).map(|c| c.as_bytes().to_vec()).collect(),
+            charters: self
+                .charters
+                .history()
+                .iter()
+                .skip(1)
+                .rev()
+                .take(MAX_HELLO_CHARTERS)
+                .rev()
+                .map(|c| c.as_bytes().to_vec())
+                .collect(),
+            certs: self
+                .certs
+                .all()
+                .take(MAX_HELLO_CERTS)
+                .map(|c| c.as_bytes().to_vec())
+                .collect(),
         }
     }
 
@@ -517,11 +633,20 @@ impl Core {
             Ok(cert) => {
                 let org = cert.cert().org_id.clone();
                 self.learn_cert(cert).await;
-                let newly = self.peers.get_mut(&peer).map(|p| p.org.replace(org.clone()).is_none()).unwrap_or(false);
+                let newly = self
+                    .peers
+                    .get_mut(&peer)
+                    .map(|p| p.org.replace(org.clone()).is_none())
+                    .unwrap_or(false);
                 if newly {
                     self.metrics.admitted_peers.inc();
                     tracing::info!(%peer, %org, "peer admitted");
-                    let subs: Vec<TopicHash> = self.peers.get(&peer).map(|p| p.subscriptions.iter().cloned().collect()).unwrap_or_default();
+                    self.start_sync(peer).await;
+                    let subs: Vec<TopicHash> = self
+                        .peers
+                        .get(&peer)
+                        .map(|p| p.subscriptions.iter().cloned().collect())
+                        .unwrap_or_default();
                     for t in subs {
                         self.check_subscription(peer, &t).await;
                     }
@@ -536,14 +661,18 @@ impl Core {
     }
 
     fn check_peer_cert(&mut self, peer: PeerId, bytes: &[u8]) -> Result<SignedNodeCert, String> {
-        let cert = SignedNodeCert::decode(bytes).map_err(|e| format!("certificate does not decode: {e}"))?;
+        let cert = SignedNodeCert::decode(bytes)
+            .map_err(|e| format!("certificate does not decode: {e}"))?;
         let charter = self.charters.current().charter();
         let node = cert.cert().node_sign_pub;
         if crate::net::peer_id_of(&node) != Some(peer) {
             return Err("certificate is for another node key".into());
         }
-        let member = charter.member(&cert.cert().org_id).ok_or("org is not a member")?;
-        cert.verify(&charter.network_id, &member.root_pub).map_err(|e| e.to_string())?;
+        let member = charter
+            .member(&cert.cert().org_id)
+            .ok_or("org is not a member")?;
+        cert.verify(&charter.network_id, &member.root_pub)
+            .map_err(|e| e.to_string())?;
         if !cert.valid_at(now_ms()) {
             return Err("certificate is expired or not yet valid".into());
         }
@@ -565,7 +694,9 @@ impl Core {
 
     /// A peer in a topic its org may not read is scored below the graylist threshold.
     async fn check_subscription(&mut self, peer: PeerId, topic: &TopicHash) {
-        let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else { return };
+        let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else {
+            return;
+        };
         let Some(id) = self.topic_by_hash.get(topic) else {
             return;
         };
@@ -581,7 +712,13 @@ impl Core {
         match self.certs.insert(cert.clone(), &charter) {
             Ok(true) => {
                 let bytes = cert.as_bytes().to_vec();
-                let _ = self.writer.write(Write::Cert { node: cert.cert().node_sign_pub, bytes }).await;
+                let _ = self
+                    .writer
+                    .write(Write::Cert {
+                        node: cert.cert().node_sign_pub,
+                        bytes,
+                    })
+                    .await;
                 self.mark_readers_changed();
                 self.retry_all_pending();
                 true
@@ -590,14 +727,21 @@ impl Core {
         }
     }
 
-    async fn offer_charter(&mut self, charter: SignedCharter) -> Result<CharterUpdate, CharterError> {
+    async fn offer_charter(
+        &mut self,
+        charter: SignedCharter,
+    ) -> Result<CharterUpdate, CharterError> {
         let result = self.charters.offer(charter.clone());
         match &result {
             Ok(CharterUpdate::Adopted(version)) => {
                 tracing::info!(version, "adopted charter");
                 let _ = self
                     .writer
-                    .write(Write::Charter { version: *version, hash: charter.hash().0, bytes: charter.as_bytes().to_vec() })
+                    .write(Write::Charter {
+                        version: *version,
+                        hash: charter.hash().0,
+                        bytes: charter.as_bytes().to_vec(),
+                    })
                     .await;
                 self.update_topic_map();
                 let current = self.charters.current().charter().clone();
@@ -608,7 +752,10 @@ impl Core {
                 self.mark_readers_changed();
             }
             Ok(CharterUpdate::Fork(fork)) => {
-                tracing::error!(version = fork.version, "GOVERNANCE FORK: two valid charters with the same version; neither is adopted");
+                tracing::error!(
+                    version = fork.version,
+                    "GOVERNANCE FORK: two valid charters with the same version; neither is adopted"
+                );
             }
             _ => {}
         }
@@ -626,19 +773,22 @@ impl Core {
         let admitted = self.peers.get(&source).is_some_and(|p| p.org.is_some());
         if !admitted {
             self.metrics.verdict("reject", "unadmitted_peer");
-            self.send(NetCommand::Report(id, source, MessageAcceptance::Reject)).await;
+            self.send(NetCommand::Report(id, source, MessageAcceptance::Reject))
+                .await;
             return;
         }
         let Some(topic_id) = self.topic_by_hash.get(&topic).copied() else {
             self.metrics.verdict("reject", "unknown_topic");
-            self.send(NetCommand::Report(id, source, MessageAcceptance::Reject)).await;
+            self.send(NetCommand::Report(id, source, MessageAcceptance::Reject))
+                .await;
             return;
         };
         let net = self.network();
         let acceptance = if topic_id == TopicId::control(&net) {
             self.on_control(&data).await
         } else {
-            self.on_envelope(&data, Some(topic_id)).await
+            self.on_envelope(&data, Some(topic_id), Source::Gossip)
+                .await
         };
         match acceptance {
             Some(done) => {
@@ -658,10 +808,20 @@ impl Core {
 
     /// Validates an envelope; on accept, stores and processes it. Returns a receiver that
     /// resolves when the row is committed (None: not accepted, already reported).
-    async fn on_envelope(&mut self, data: &[u8], expected_topic: Option<TopicId>) -> Option<oneshot::Receiver<Result<(), String>>> {
+    async fn on_envelope(
+        &mut self,
+        data: &[u8],
+        expected_topic: Option<TopicId>,
+        source: Source,
+    ) -> Option<oneshot::Receiver<Result<(), String>>> {
         let now = now_ms();
-        let ctx = alertmesh_protocol::Context { charters: &self.charters, certs: &self.certs, chains: &self.chains, now_ms: now };
-        let verdict = self.validator.validate(&ctx, data, Source::Gossip);
+        let ctx = alertmesh_protocol::Context {
+            charters: &self.charters,
+            certs: &self.certs,
+            chains: &self.chains,
+            now_ms: now,
+        };
+        let verdict = self.validator.validate(&ctx, data, source);
         match verdict {
             Verdict::Accept(accepted) => {
                 let env = accepted.envelope;
@@ -702,10 +862,21 @@ impl Core {
     }
 
     /// Stores an accepted envelope and processes its payload.
-    async fn accept(&mut self, env: SignedEnvelope, org: OrgId, now: u64) -> oneshot::Receiver<Result<(), String>> {
+    async fn accept(
+        &mut self,
+        env: SignedEnvelope,
+        org: OrgId,
+        now: u64,
+    ) -> oneshot::Receiver<Result<(), String>> {
         self.chains.insert(&env);
         // Queued before any row that refers to it; acknowledged once committed.
-        let ack_rx = self.writer.write_acked(Write::Envelope(EnvelopeRow { envelope: env.clone(), received_ms: now })).await;
+        let ack_rx = self
+            .writer
+            .write_acked(Write::Envelope(EnvelopeRow {
+                envelope: env.clone(),
+                received_ms: now,
+            }))
+            .await;
         let ack_rx = ack_rx.unwrap_or_else(|_| {
             let (tx, rx) = oneshot::channel();
             let _ = tx.send(Err("writer stopped".into()));
@@ -719,7 +890,11 @@ impl Core {
             }
             Kind::Evidence => self.record_evidence_envelope(&env).await,
             Kind::Alert | Kind::Update | Kind::Retraction => {
-                let key_id = (env.header().author, env.header().topic_id, env.header().key_epoch);
+                let key_id = (
+                    env.header().author,
+                    env.header().topic_id,
+                    env.header().key_epoch,
+                );
                 if self.keys.contains_key(&key_id) {
                     self.deliver(&env, &org).await;
                 } else {
@@ -737,7 +912,9 @@ impl Core {
         if self.keys.contains_key(&key_id) {
             return None;
         }
-        let key = pkg.open(&h.network_id, &h.author, &self.me.agreement).ok()?;
+        let key = pkg
+            .open(&h.network_id, &h.author, &self.me.agreement)
+            .ok()?;
         self.keys.insert(key_id, key);
         Some(key_id)
     }
@@ -747,19 +924,27 @@ impl Core {
             return; // still stored; decrypted after a restart or never, but never lost
         }
         let h = env.header();
-        self.pending.entry((h.author, h.topic_id, h.key_epoch)).or_default().push(env);
+        self.pending
+            .entry((h.author, h.topic_id, h.key_epoch))
+            .or_default()
+            .push(env);
         self.pending_len += 1;
         self.metrics.undecryptable.set(self.pending_len as i64);
     }
 
     fn retry_all_pending(&mut self) {
         // Called at start and when certs change: keys may have become available.
-        let ready: Vec<_> = self.pending.keys().filter(|k| self.keys.contains_key(k)).copied().collect();
+        let ready: Vec<_> = self
+            .pending
+            .keys()
+            .filter(|k| self.keys.contains_key(k))
+            .copied()
+            .collect();
         for k in ready {
             if let Some(list) = self.pending.remove(&k) {
                 self.pending_len -= list.len();
                 for env in list {
-                    let org = self.certs.any_for(&env.header().author).map(|c| c.cert().org_id.clone());
+                    let org = self.certs.org_of(&env.header().author).cloned();
                     if let Some(org) = org {
                         self.decrypt_and_record(&env, &org, false);
                     }
@@ -774,7 +959,7 @@ impl Core {
             self.pending_len -= list.len();
             self.metrics.undecryptable.set(self.pending_len as i64);
             for env in list {
-                if let Some(org) = self.certs.any_for(&env.header().author).map(|c| c.cert().org_id.clone()) {
+                if let Some(org) = self.certs.org_of(&env.header().author).cloned() {
                     self.deliver(&env, &org).await;
                 }
             }
@@ -791,7 +976,12 @@ impl Core {
 
     /// Decrypts, checks authorship of amendments, and returns the row to store and the
     /// event to broadcast. With `live = false` the row is written directly (start-up).
-    fn decrypt_and_record(&mut self, env: &SignedEnvelope, org: &OrgId, live: bool) -> Option<(AlertRow, StoredAlert)> {
+    fn decrypt_and_record(
+        &mut self,
+        env: &SignedEnvelope,
+        org: &OrgId,
+        live: bool,
+    ) -> Option<(AlertRow, StoredAlert)> {
         let h = env.header();
         let key = self.keys.get(&(h.author, h.topic_id, h.key_epoch))?;
         let content = match env.open(key) {
@@ -808,11 +998,13 @@ impl Core {
             });
             if !ok {
                 tracing::warn!(id = %env.id().short(), %org, "amendment of an alert by another org (or unknown original) not applied");
-                self.metrics.verdict("undecryptable", "amendment_not_by_author");
+                self.metrics
+                    .verdict("undecryptable", "amendment_not_by_author");
                 return None;
             }
         } else {
-            self.alert_origin.insert(env.id(), (org.clone(), h.topic_id));
+            self.alert_origin
+                .insert(env.id(), (org.clone(), h.topic_id));
         }
         if live {
             let latency = now_ms().saturating_sub(h.timestamp_ms) as f64 / 1000.0;
@@ -831,9 +1023,20 @@ impl Core {
         Some((row, alert))
     }
 
-    fn alert_row(&self, env: &SignedEnvelope, org: &OrgId, content: &Content) -> (AlertRow, StoredAlert) {
+    fn alert_row(
+        &self,
+        env: &SignedEnvelope,
+        org: &OrgId,
+        content: &Content,
+    ) -> (AlertRow, StoredAlert) {
         let h = env.header();
-        let topic_name = self.charters.current().charter().topic(&h.topic_id).map(|t| t.name.clone()).unwrap_or_default();
+        let topic_name = self
+            .charters
+            .current()
+            .charter()
+            .topic(&h.topic_id)
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
         let content_json = serde_json::to_string(content).unwrap_or_default();
         let kind = h.kind.as_str().to_string();
         let row = AlertRow {
@@ -876,7 +1079,13 @@ impl Core {
                     return self.rejected_now();
                 };
                 let charter = self.charters.current().charter().clone();
-                if cert.verify(&charter.network_id, &charter.member(&cert.cert().org_id)?.root_pub).is_err() {
+                if cert
+                    .verify(
+                        &charter.network_id,
+                        &charter.member(&cert.cert().org_id)?.root_pub,
+                    )
+                    .is_err()
+                {
                     self.metrics.verdict("reject", "bad_cert");
                     return self.rejected_now();
                 }
@@ -900,7 +1109,8 @@ impl Core {
                         let _ = tx.send(Ok(()));
                         Some(rx)
                     }
-                    Ok(CharterUpdate::AlreadyKnown) | Err(CharterError::MissingPredecessor { .. }) => self.ignored_now(),
+                    Ok(CharterUpdate::AlreadyKnown)
+                    | Err(CharterError::MissingPredecessor { .. }) => self.ignored_now(),
                     Err(_) => {
                         self.metrics.verdict("reject", "bad_charter");
                         self.rejected_now()
@@ -909,7 +1119,8 @@ impl Core {
             }
             ControlMessage::Envelope(bytes) => {
                 let net = self.network();
-                self.on_envelope(&bytes, Some(TopicId::control(&net))).await
+                self.on_envelope(&bytes, Some(TopicId::control(&net)), Source::Gossip)
+                    .await
             }
         }
     }
@@ -922,29 +1133,50 @@ impl Core {
             _ => return,
         };
         let max = self.charters.current().charter().limits.max_envelope_bytes as usize;
-        let Ok(new) = SignedEnvelope::decode(data, max) else { return };
+        let Ok(new) = SignedEnvelope::decode(data, max) else {
+            return;
+        };
         if self.writer.flush().await.is_err() {
             return;
         }
         let held: Option<Vec<u8>> = self.reader.lock().ok().and_then(|conn| {
-            conn.query_row("SELECT bytes FROM envelopes WHERE id = ?1", [other.as_bytes()], |r| r.get(0)).ok()
+            conn.query_row(
+                "SELECT bytes FROM envelopes WHERE id = ?1",
+                [other.as_bytes()],
+                |r| r.get(0),
+            )
+            .ok()
         });
-        let Some(held) = held.and_then(|b| SignedEnvelope::decode(&b, max.max(b.len())).ok()) else { return };
-        let Ok(evidence) = Evidence::new(&held, &new) else { return };
+        let Some(held) = held.and_then(|b| SignedEnvelope::decode(&b, max.max(b.len())).ok())
+        else {
+            return;
+        };
+        let Ok(evidence) = Evidence::new(&held, &new) else {
+            return;
+        };
         if evidence.verify(max).is_err() {
             return;
         }
         self.store_evidence(&evidence).await;
         // Tell every member: an evidence envelope on the control topic.
         let net = self.network();
-        let _ = self.publish_own(TopicId::control(&net), Kind::Evidence, Tlp::Clear, &evidence.encode()).await;
+        let _ = self
+            .publish_own(
+                TopicId::control(&net),
+                Kind::Evidence,
+                Tlp::Clear,
+                &evidence.encode(),
+            )
+            .await;
     }
 
     async fn store_evidence(&mut self, evidence: &Evidence) {
         let bytes = evidence.encode();
         let id = alertmesh_protocol::ids::sha256(&bytes);
         let max = self.charters.current().charter().limits.max_envelope_bytes as usize;
-        let Ok(proven) = evidence.verify(max) else { return };
+        let Ok(proven) = evidence.verify(max) else {
+            return;
+        };
         if !self.evidence.insert(id) {
             return;
         }
@@ -952,7 +1184,14 @@ impl Core {
         self.metrics.evidence.inc();
         let _ = self
             .writer
-            .write(Write::Evidence { id, author: proven.author, topic: proven.topic, seq: proven.seq, bytes, received_ms: now_ms() })
+            .write(Write::Evidence {
+                id,
+                author: proven.author,
+                topic: proven.topic,
+                seq: proven.seq,
+                bytes,
+                received_ms: now_ms(),
+            })
             .await;
     }
 
@@ -964,9 +1203,18 @@ impl Core {
     }
 
     /// Seals and stores an envelope of ours; publishes it once committed.
-    async fn publish_own(&mut self, topic: TopicId, kind: Kind, tlp: Tlp, payload: &[u8]) -> Result<(SignedEnvelope, oneshot::Receiver<Result<(), String>>), PublishError> {
+    async fn publish_own(
+        &mut self,
+        topic: TopicId,
+        kind: Kind,
+        tlp: Tlp,
+        payload: &[u8],
+    ) -> Result<(SignedEnvelope, oneshot::Receiver<Result<(), String>>), PublishError> {
         let me = self.me.key.public();
-        let (seq, prev) = self.chains.head(&me, &topic).map_or((1, EnvelopeId::default()), |(s, id)| (s + 1, id));
+        let (seq, prev) = self
+            .chains
+            .head(&me, &topic)
+            .map_or((1, EnvelopeId::default()), |(s, id)| (s + 1, id));
         let charter = self.charters.current().charter();
         let draft = Draft {
             network_id: charter.network_id,
@@ -980,12 +1228,29 @@ impl Core {
             tlp,
         };
         let env = if kind.is_encrypted() {
-            let own = self.own.get(&topic).ok_or(PublishError::Invalid("no sender key for topic".into()))?;
-            let draft = Draft { key_epoch: own.key.epoch(), ..draft };
+            let own = self
+                .own
+                .get(&topic)
+                .ok_or(PublishError::Invalid("no sender key for topic".into()))?;
+            let draft = Draft {
+                key_epoch: own.key.epoch(),
+                ..draft
+            };
             SignedEnvelope::seal_encrypted(&self.me.key, &draft, &own.key, payload, &mut OsRng)
         } else {
-            let epoch = if kind == Kind::KeyPackage { self.own.get(&topic).map_or(0, |o| o.key.epoch()) } else { 0 };
-            SignedEnvelope::seal_clear(&self.me.key, &Draft { key_epoch: epoch, ..draft }, payload)
+            let epoch = if kind == Kind::KeyPackage {
+                self.own.get(&topic).map_or(0, |o| o.key.epoch())
+            } else {
+                0
+            };
+            SignedEnvelope::seal_clear(
+                &self.me.key,
+                &Draft {
+                    key_epoch: epoch,
+                    ..draft
+                },
+                payload,
+            )
         }
         .map_err(|e| PublishError::Invalid(e.to_string()))?;
         self.chains.insert(&env);
@@ -1000,10 +1265,18 @@ impl Core {
             env.as_bytes().to_vec()
         };
         let topic_hash = TopicHash::from_raw(topic.gossip_name(&net_id));
-        let row = Write::Envelope(EnvelopeRow { envelope: env.clone(), received_ms: now_ms() });
-        let committed = writer.write_acked(row).await.map_err(|e| PublishError::Storage(e.to_string()))?;
+        let row = Write::Envelope(EnvelopeRow {
+            envelope: env.clone(),
+            received_ms: now_ms(),
+        });
+        let committed = writer
+            .write_acked(row)
+            .await
+            .map_err(|e| PublishError::Storage(e.to_string()))?;
         tokio::spawn(async move {
-            let result = committed.await.unwrap_or_else(|_| Err("writer stopped".into()));
+            let result = committed
+                .await
+                .unwrap_or_else(|_| Err("writer stopped".into()));
             if result.is_ok() {
                 let _ = netw.send(NetCommand::Publish(topic_hash, gossip)).await;
             }
@@ -1018,13 +1291,21 @@ impl Core {
         let late: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.org.is_none() && now.duration_since(p.connected_at) > ADMISSION_TIMEOUT)
+            .filter(|(_, p)| {
+                p.org.is_none() && now.duration_since(p.connected_at) > ADMISSION_TIMEOUT
+            })
             .map(|(id, _)| *id)
             .collect();
         for peer in late {
-            self.refuse(peer, "no valid certificate shown in time").await;
+            self.refuse(peer, "no valid certificate shown in time")
+                .await;
         }
-        let expired: Vec<PeerId> = self.banned.iter().filter(|(_, t)| now.duration_since(**t) > BAN_TIME).map(|(p, _)| *p).collect();
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) > BAN_TIME)
+            .map(|(p, _)| *p)
+            .collect();
         for peer in expired {
             self.banned.remove(&peer);
             self.send(NetCommand::Unban(peer)).await;
@@ -1033,29 +1314,46 @@ impl Core {
         let due: Vec<TopicId> = self
             .own
             .iter()
-            .filter(|(_, o)| o.due.is_some_and(|d| now.duration_since(d) >= KEY_PACKAGE_DEBOUNCE))
+            .filter(|(_, o)| {
+                o.due
+                    .is_some_and(|d| now.duration_since(d) >= KEY_PACKAGE_DEBOUNCE)
+            })
             .map(|(t, _)| *t)
             .collect();
         for topic in due {
             self.refresh_key_package(topic).await;
+        }
+        if now >= self.next_sync {
+            self.next_sync = now + SYNC_PERIOD;
+            self.periodic_sync().await;
         }
         // Announce our certificate on the control topic.
         if now >= self.next_cert_announce && self.peers.values().any(|p| p.org.is_some()) {
             self.next_cert_announce = now + CERT_ANNOUNCE_PERIOD;
             let net = self.network();
             let msg = ControlMessage::Cert(self.me.cert.as_bytes().to_vec()).encode();
-            self.send(NetCommand::Publish(TopicHash::from_raw(TopicId::control(&net).gossip_name(&net)), msg)).await;
+            self.send(NetCommand::Publish(
+                TopicHash::from_raw(TopicId::control(&net).gossip_name(&net)),
+                msg,
+            ))
+            .await;
         }
     }
 
     /// The reader nodes a topic's sender key must be sealed to now.
     fn readers_of(&self, topic: &TopicId) -> BTreeSet<AgreementPublicKey> {
         let charter = self.charters.current().charter();
-        let Some(rule) = charter.topic(topic) else { return BTreeSet::new() };
+        let Some(rule) = charter.topic(topic) else {
+            return BTreeSet::new();
+        };
         let now = now_ms();
         self.certs
             .all()
-            .filter(|c| rule.readers.contains(&c.cert().org_id) && c.valid_at(now) && !charter.is_revoked(&c.cert().node_sign_pub))
+            .filter(|c| {
+                rule.readers.contains(&c.cert().org_id)
+                    && c.valid_at(now)
+                    && !charter.is_revoked(&c.cert().node_sign_pub)
+            })
             .filter(|c| charter.member(&c.cert().org_id).is_some())
             .map(|c| c.cert().node_agree_pub)
             .collect()
@@ -1066,17 +1364,29 @@ impl Core {
     async fn refresh_key_package(&mut self, topic: TopicId) {
         let readers = self.readers_of(&topic);
         let net = self.network();
-        let Some(own) = self.own.get_mut(&topic) else { return };
+        let Some(own) = self.own.get_mut(&topic) else {
+            return;
+        };
         own.due = None;
         if readers == own.sealed_to {
             return;
         }
         if !own.sealed_to.is_subset(&readers) {
             own.key = SenderKey::generate(own.key.epoch() + 1, &mut OsRng);
-            tracing::info!(epoch = own.key.epoch(), "reader removed: rotated sender key");
+            tracing::info!(
+                epoch = own.key.epoch(),
+                "reader removed: rotated sender key"
+            );
         }
         let recipients: Vec<AgreementPublicKey> = readers.iter().copied().collect();
-        let (pkg, refused) = KeyPackage::seal(&net, &topic, &self.me.key.public(), &own.key, &recipients, &mut OsRng);
+        let (pkg, refused) = KeyPackage::seal(
+            &net,
+            &topic,
+            &self.me.key.public(),
+            &own.key,
+            &recipients,
+            &mut OsRng,
+        );
         if !refused.is_empty() {
             tracing::warn!(count = refused.len(), "HPKE refused some reader keys");
         }
@@ -1084,14 +1394,22 @@ impl Core {
         let key_id = (self.me.key.public(), topic, own.key.epoch());
         let key = own.key.clone();
         self.keys.insert(key_id, key);
-        if let Err(e) = self.publish_own(topic, Kind::KeyPackage, Tlp::Clear, &pkg.encode()).await {
+        if let Err(e) = self
+            .publish_own(topic, Kind::KeyPackage, Tlp::Clear, &pkg.encode())
+            .await
+        {
             tracing::warn!(error = %e, "cannot publish key package");
         }
     }
 
     async fn on_request(&mut self, req: Request) {
         match req {
-            Request::Publish { topic, tlp, content, reply } => {
+            Request::Publish {
+                topic,
+                tlp,
+                content,
+                reply,
+            } => {
                 let result = self.local_publish(&topic, tlp, content).await;
                 match result {
                     Ok((receipt, done, alert)) => {
@@ -1122,43 +1440,80 @@ impl Core {
         }
     }
 
-    async fn local_publish(&mut self, name: &str, tlp: Tlp, content: Content) -> Result<(Receipt, oneshot::Receiver<Result<(), String>>, StoredAlert), PublishError> {
+    async fn local_publish(
+        &mut self,
+        name: &str,
+        tlp: Tlp,
+        content: Content,
+    ) -> Result<(Receipt, oneshot::Receiver<Result<(), String>>, StoredAlert), PublishError> {
         let charter = self.charters.current().charter().clone();
-        let rule = charter.topic_by_name(name).ok_or_else(|| PublishError::UnknownTopic(name.into()))?;
+        let rule = charter
+            .topic_by_name(name)
+            .ok_or_else(|| PublishError::UnknownTopic(name.into()))?;
         let topic = TopicId::derive(&charter.network_id, name);
         if !rule.publishers.contains(&self.org) {
-            return Err(PublishError::Forbidden { org: self.org.clone(), topic: name.into(), version: charter.version });
+            return Err(PublishError::Forbidden {
+                org: self.org.clone(),
+                topic: name.into(),
+                version: charter.version,
+            });
         }
         if tlp > rule.max_tlp {
-            return Err(PublishError::TlpTooHigh { tlp, max: rule.max_tlp, topic: name.into() });
+            return Err(PublishError::TlpTooHigh {
+                tlp,
+                max: rule.max_tlp,
+                topic: name.into(),
+            });
         }
         if charter.is_revoked(&self.me.key.public()) || !self.me.cert.valid_at(now_ms()) {
             return Err(PublishError::CertInvalid);
         }
-        content.check().map_err(|e| PublishError::Invalid(e.to_string()))?;
+        content
+            .check()
+            .map_err(|e| PublishError::Invalid(e.to_string()))?;
         if let Some(original) = content.original() {
-            let ok = self.alert_origin.get(&original).is_some_and(|(o, t)| *o == self.org && *t == topic);
+            let ok = self
+                .alert_origin
+                .get(&original)
+                .is_some_and(|(o, t)| *o == self.org && *t == topic);
             if !ok {
-                return Err(PublishError::NotAuthor(format!("alert {} is not an alert of {} on {name:?}", original.short(), self.org)));
+                return Err(PublishError::NotAuthor(format!(
+                    "alert {} is not an alert of {} on {name:?}",
+                    original.short(),
+                    self.org
+                )));
             }
         }
         // Make sure readers hold the current key before the alert goes out.
         if self.own.get(&topic).is_some_and(|o| o.due.is_some()) {
             self.refresh_key_package(topic).await;
         }
-        let (env, done) = self.publish_own(topic, content.kind(), tlp, &content.encode()).await?;
+        let (env, done) = self
+            .publish_own(topic, content.kind(), tlp, &content.encode())
+            .await?;
         if content.original().is_none() {
-            self.alert_origin.insert(env.id(), (self.org.clone(), topic));
+            self.alert_origin
+                .insert(env.id(), (self.org.clone(), topic));
         }
         let (row, alert) = self.alert_row(&env, &self.org.clone(), &content);
         let _ = self.writer.write(Write::Alert(row)).await;
-        Ok((Receipt { id: env.id(), topic: name.into(), seq: env.header().seq }, done, alert))
+        Ok((
+            Receipt {
+                id: env.id(),
+                topic: name.into(),
+                seq: env.header().seq,
+            },
+            done,
+            alert,
+        ))
     }
 
     fn status(&self) -> Status {
         let c = self.charters.current().charter();
         Status {
-            peer_id: crate::net::peer_id_of(&self.me.key.public()).map(|p| p.to_string()).unwrap_or_default(),
+            peer_id: crate::net::peer_id_of(&self.me.key.public())
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             org: self.org.to_string(),
             network: c.network_name.clone(),
             charter_version: c.version,
@@ -1175,7 +1530,12 @@ impl Core {
                 .filter(|t| t.readers.contains(&self.org))
                 .map(|t| {
                     let id = TopicId::derive(&c.network_id, &t.name);
-                    let authors: HashSet<&NodePublicKey> = self.keys.keys().filter(|(_, tp, _)| *tp == id).map(|(a, _, _)| a).collect();
+                    let authors: HashSet<&NodePublicKey> = self
+                        .keys
+                        .keys()
+                        .filter(|(_, tp, _)| *tp == id)
+                        .map(|(a, _, _)| a)
+                        .collect();
                     (t.name.clone(), authors.len())
                 })
                 .collect(),
@@ -1201,5 +1561,181 @@ impl Core {
     /// The data dir (for diagnostics).
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
+    }
+}
+
+/// History sync (anti-entropy): on admission and periodically, ask peers for what we lack.
+impl Core {
+    /// Topics we sync with a peer: the control topic and every topic both orgs may read.
+    fn sync_topics(&self, peer_org: &OrgId) -> Vec<TopicId> {
+        let c = self.charters.current().charter();
+        std::iter::once(TopicId::control(&c.network_id))
+            .chain(
+                c.topics
+                    .iter()
+                    .filter(|t| t.readers.contains(&self.org) && t.readers.contains(peer_org))
+                    .map(|t| TopicId::derive(&c.network_id, &t.name)),
+            )
+            .collect()
+    }
+
+    /// What we hold on a topic, per author.
+    fn summary(&self, topic: &TopicId) -> Vec<wire::ChainSummary> {
+        self.chains
+            .chains
+            .iter()
+            .filter(|((_, t), _)| t == topic)
+            .take(wire::MAX_SYNC_AUTHORS)
+            .map(|((author, _), chain)| {
+                wire::ChainSummary::from_seqs(*author, chain.keys().copied())
+            })
+            .collect()
+    }
+
+    async fn start_sync(&mut self, peer: PeerId) {
+        let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else {
+            return;
+        };
+        for topic in self.sync_topics(&org) {
+            self.request_sync(peer, topic).await;
+        }
+    }
+
+    async fn request_sync(&mut self, peer: PeerId, topic: TopicId) {
+        let rounds = self.sync_rounds.entry((peer, topic)).or_insert(0);
+        *rounds += 1;
+        let req = wire::Request::Sync(wire::SyncRequest {
+            topic,
+            have: self.summary(&topic),
+        });
+        self.send(NetCommand::Request(peer, req.encode())).await;
+    }
+
+    /// Answers a sync request with one bounded page, if the peer's org may read the topic.
+    fn serve_sync(
+        &mut self,
+        peer: PeerId,
+        req: &wire::SyncRequest,
+    ) -> Result<wire::SyncPage, String> {
+        let org = self
+            .peers
+            .get(&peer)
+            .and_then(|p| p.org.clone())
+            .ok_or("not admitted")?;
+        if !self.sync_topics(&org).contains(&req.topic) {
+            return Err("your org may not read this topic".into());
+        }
+        let have: HashMap<&NodePublicKey, &wire::ChainSummary> = req
+            .have
+            .iter()
+            .take(wire::MAX_SYNC_AUTHORS)
+            .map(|s| (&s.author, s))
+            .collect();
+        let mut wanted: Vec<(NodePublicKey, u64)> = Vec::new();
+        let mut more = false;
+        'chains: for ((author, topic), chain) in &self.chains.chains {
+            if *topic != req.topic {
+                continue;
+            }
+            for seq in chain.keys() {
+                if !have.get(author).is_some_and(|s| s.holds(*seq)) {
+                    if wanted.len() == wire::MAX_PAGE_ENVELOPES {
+                        more = true;
+                        break 'chains;
+                    }
+                    wanted.push((*author, *seq));
+                }
+            }
+        }
+        wanted.sort();
+        let conn = self.reader.lock().map_err(|_| "database unavailable")?;
+        let mut q = conn
+            .prepare_cached(
+                "SELECT bytes FROM envelopes WHERE author = ?1 AND topic = ?2 AND seq = ?3",
+            )
+            .map_err(|e| e.to_string())?;
+        let mut envelopes = Vec::new();
+        let mut bytes_total = 0;
+        let mut authors = BTreeSet::new();
+        for (author, seq) in wanted {
+            let Ok(bytes) = q.query_row(
+                rusqlite::params![author.as_bytes(), req.topic.as_bytes(), seq as i64],
+                |r| r.get::<_, Vec<u8>>(0),
+            ) else {
+                continue; // not committed yet: next round
+            };
+            if bytes_total + bytes.len() > wire::MAX_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            bytes_total += bytes.len();
+            authors.insert(author);
+            envelopes.push(bytes);
+        }
+        let certs = authors
+            .iter()
+            .filter_map(|a| self.certs.any_for(a))
+            .map(|c| c.as_bytes().to_vec())
+            .collect();
+        Ok(wire::SyncPage {
+            topic: req.topic,
+            certs,
+            envelopes,
+            more,
+        })
+    }
+
+    /// Validates and stores a page (same validation as gossip, without the rate limit);
+    /// asks for the next page while there is progress.
+    async fn on_sync_page(&mut self, peer: PeerId, page: wire::SyncPage) {
+        let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else {
+            return;
+        };
+        if !self.sync_topics(&org).contains(&page.topic)
+            || !self.sync_rounds.contains_key(&(peer, page.topic))
+        {
+            return; // unsolicited
+        }
+        for bytes in page.certs.iter().take(wire::MAX_PAGE_ENVELOPES) {
+            if let Ok(cert) = SignedNodeCert::decode(bytes) {
+                self.learn_cert(cert).await;
+            }
+        }
+        let before = self.chains.len;
+        for bytes in page.envelopes.iter().take(wire::MAX_PAGE_ENVELOPES) {
+            let _ = self
+                .on_envelope(bytes, Some(page.topic), Source::Sync)
+                .await;
+        }
+        let progress = self.chains.len > before;
+        let rounds = self
+            .sync_rounds
+            .get(&(peer, page.topic))
+            .copied()
+            .unwrap_or(0);
+        if page.more && progress && rounds < MAX_SYNC_ROUNDS {
+            self.request_sync(peer, page.topic).await;
+        } else {
+            self.sync_rounds.remove(&(peer, page.topic));
+            if page.more && !progress {
+                tracing::warn!(%peer, "sync peer sends pages without anything new; stopped");
+            }
+        }
+    }
+
+    /// Periodic anti-entropy with a few admitted peers.
+    async fn periodic_sync(&mut self) {
+        use rand::seq::IteratorRandom;
+        let peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.org.is_some())
+            .map(|(id, _)| *id)
+            .choose_multiple(&mut rand::thread_rng(), SYNC_PEERS_PER_PERIOD);
+        for peer in peers {
+            // A session that never completed (refused, timed out) is restarted.
+            self.sync_rounds.retain(|(p, _), _| *p != peer);
+            self.start_sync(peer).await;
+        }
     }
 }

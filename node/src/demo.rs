@@ -35,7 +35,10 @@ impl Daemons {
     fn stop(&mut self) {
         for (_, child) in &mut self.children {
             // SIGTERM: the node flushes and exits; SIGKILL if it does not.
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         for (_, child) in &mut self.children {
@@ -72,7 +75,9 @@ fn find_example_dir(opt: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -87,22 +92,42 @@ fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Lays out a runnable copy of the example network in `dir`; returns each org's config path.
-fn materialize(example: &Path, dir: &Path, fixed_ports: bool) -> anyhow::Result<Vec<(String, PathBuf)>> {
+fn materialize(
+    example: &Path,
+    dir: &Path,
+    fixed_ports: bool,
+) -> anyhow::Result<Vec<(String, PathBuf)>> {
     std::fs::create_dir_all(dir)?;
     std::fs::copy(example.join("charter-v1.bin"), dir.join("charter-v1.bin"))?;
-    let hash = std::fs::read_to_string(example.join("genesis-hash.txt"))?.trim().to_string();
+    let hash = std::fs::read_to_string(example.join("genesis-hash.txt"))?
+        .trim()
+        .to_string();
     let mut ports = Vec::new();
     let mut peers = Vec::new();
     for (i, (org, _, _)) in ORGS.iter().enumerate() {
-        let p2p = if fixed_ports { example::BASE_P2P_PORT + i as u16 } else { free_port()? };
-        let api = if fixed_ports { example::BASE_API_PORT + i as u16 } else { free_port()? };
+        let p2p = if fixed_ports {
+            example::BASE_P2P_PORT + i as u16
+        } else {
+            free_port()?
+        };
+        let api = if fixed_ports {
+            example::BASE_API_PORT + i as u16
+        } else {
+            free_port()?
+        };
         ports.push((p2p, api));
         let key = alertmesh_protocol::keyfile::SecretKeyFile::parse(
             &std::fs::read_to_string(example.join("nodes").join(org).join("node.key"))?,
             alertmesh_protocol::keyfile::KeyKind::NodeSign,
         )?;
-        let alertmesh_protocol::keyfile::SecretKeyFile::NodeSign(key) = key else { bail!("bad example node key") };
-        peers.push(crate::net::peer_id_of(&key.public()).map(|p| p.to_string()).unwrap_or_default());
+        let alertmesh_protocol::keyfile::SecretKeyFile::NodeSign(key) = key else {
+            bail!("bad example node key")
+        };
+        peers.push(
+            crate::net::peer_id_of(&key.public())
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        );
     }
     let mut out = Vec::new();
     for (i, (org, _, _)) in ORGS.iter().enumerate() {
@@ -149,7 +174,13 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> anyhow::Result<bool>) -> an
 /// The alerts the demo publishes: (publishing org, topic, TLP, content).
 fn scenario() -> Vec<(&'static str, &'static str, &'static str, Value)> {
     let now = crate::core::now_ms();
-    let alert = |kind: &str, title: &str, description: &str, severity: &str, confidence: u8, observables: Value, labels: Value| {
+    let alert = |kind: &str,
+                 title: &str,
+                 description: &str,
+                 severity: &str,
+                 confidence: u8,
+                 observables: Value,
+                 labels: Value| {
         json!({ "alert": {
             "kind": kind, "title": title, "description": description, "severity": severity,
             "confidence": confidence, "observables": observables, "labels": labels,
@@ -157,53 +188,104 @@ fn scenario() -> Vec<(&'static str, &'static str, &'static str, Value)> {
         }})
     };
     vec![
-        ("fbi", "election-2020/disinfo", "AMBER", alert(
-            "campaign",
-            "Foreign influence operation spreading false polling-place closures",
-            "A state-linked operation is posting fabricated notices that polling places in three swing counties are closed on election day.",
-            "high", 85,
-            json!([{"type": "hashtag", "value": "PollsClosed2020"}, {"type": "social-account", "value": {"platform": "chirper", "handle": "@county_vote_alerts"}}]),
-            json!(["election-2020", "voter-suppression"]))),
-        ("chirper", "election-2020/disinfo", "GREEN", alert(
-            "account-network",
-            "Takedown: 312 coordinated inauthentic accounts amplifying #PollsClosed2020",
-            "Accounts created in the last 30 days, shared infrastructure, scheduled posting. Removed; handles attached.",
-            "medium", 90,
-            json!([{"type": "social-account", "value": {"platform": "chirper", "handle": "@county_vote_alerts"}}, {"type": "ipv4", "value": [203, 0, 113, 45]}]),
-            json!(["election-2020", "takedown"]))),
-        ("dhs", "phishing/domains", "GREEN", alert(
-            "indicator",
-            "Phishing domains impersonating county election offices",
-            "Credential-phishing pages targeting poll workers' webmail.",
-            "high", 80,
-            json!([{"type": "domain", "value": "vote-county-example.com"}, {"type": "url", "value": "https://elections-login.example.net/owa"}, {"type": "ipv4", "value": [198, 51, 100, 23]}]),
-            json!(["phishing", "election-2020"]))),
-        ("odni", "agency/leads", "RED", alert(
-            "advisory",
-            "State-sponsored actor preparing a hack-and-leak against a campaign",
-            "Reporting indicates staging of stolen documents for release in the final week.",
-            "critical", 70, json!([]), json!(["apt", "hack-and-leak"]))),
-        ("facespace", "platform/takedowns", "AMBER+STRICT", alert(
-            "account-network",
-            "Notice to agencies: removed page network posing as local news outlets",
-            "47 pages with shared admins; content mirrored from the polling-place operation.",
-            "medium", 75,
-            json!([{"type": "social-account", "value": {"platform": "facespace", "handle": "TriCountyDailyNews"}}]),
-            json!(["takedown"]))),
-        ("searchly", "phishing/domains", "CLEAR", alert(
-            "indicator",
-            "Ads directing voters to a fake registration-check site",
-            "Ad accounts suspended; landing domain shared with the phishing set.",
-            "medium", 65,
-            json!([{"type": "ad-id", "value": {"network": "searchly-ads", "id": "AD-99812"}}, {"type": "domain", "value": "check-my-registration.example.org"}]),
-            json!(["ads", "election-2020"]))),
-        ("vidtube", "election-2020/disinfo", "GREEN", alert(
-            "sighting",
-            "Sighting: same #PollsClosed2020 narrative in uploaded videos",
-            "Confirms the campaign reported by the FBI; 58 videos removed.",
-            "medium", 80,
-            json!([{"type": "hashtag", "value": "PollsClosed2020"}]),
-            json!(["election-2020"]))),
+        (
+            "fbi",
+            "election-2020/disinfo",
+            "AMBER",
+            alert(
+                "campaign",
+                "Foreign influence operation spreading false polling-place closures",
+                "A state-linked operation is posting fabricated notices that polling places in three swing counties are closed on election day.",
+                "high",
+                85,
+                json!([{"type": "hashtag", "value": "PollsClosed2020"}, {"type": "social-account", "value": {"platform": "chirper", "handle": "@county_vote_alerts"}}]),
+                json!(["election-2020", "voter-suppression"]),
+            ),
+        ),
+        (
+            "chirper",
+            "election-2020/disinfo",
+            "GREEN",
+            alert(
+                "account-network",
+                "Takedown: 312 coordinated inauthentic accounts amplifying #PollsClosed2020",
+                "Accounts created in the last 30 days, shared infrastructure, scheduled posting. Removed; handles attached.",
+                "medium",
+                90,
+                json!([{"type": "social-account", "value": {"platform": "chirper", "handle": "@county_vote_alerts"}}, {"type": "ipv4", "value": [203, 0, 113, 45]}]),
+                json!(["election-2020", "takedown"]),
+            ),
+        ),
+        (
+            "dhs",
+            "phishing/domains",
+            "GREEN",
+            alert(
+                "indicator",
+                "Phishing domains impersonating county election offices",
+                "Credential-phishing pages targeting poll workers' webmail.",
+                "high",
+                80,
+                json!([{"type": "domain", "value": "vote-county-example.com"}, {"type": "url", "value": "https://elections-login.example.net/owa"}, {"type": "ipv4", "value": [198, 51, 100, 23]}]),
+                json!(["phishing", "election-2020"]),
+            ),
+        ),
+        (
+            "odni",
+            "agency/leads",
+            "RED",
+            alert(
+                "advisory",
+                "State-sponsored actor preparing a hack-and-leak against a campaign",
+                "Reporting indicates staging of stolen documents for release in the final week.",
+                "critical",
+                70,
+                json!([]),
+                json!(["apt", "hack-and-leak"]),
+            ),
+        ),
+        (
+            "facespace",
+            "platform/takedowns",
+            "AMBER+STRICT",
+            alert(
+                "account-network",
+                "Notice to agencies: removed page network posing as local news outlets",
+                "47 pages with shared admins; content mirrored from the polling-place operation.",
+                "medium",
+                75,
+                json!([{"type": "social-account", "value": {"platform": "facespace", "handle": "TriCountyDailyNews"}}]),
+                json!(["takedown"]),
+            ),
+        ),
+        (
+            "searchly",
+            "phishing/domains",
+            "CLEAR",
+            alert(
+                "indicator",
+                "Ads directing voters to a fake registration-check site",
+                "Ad accounts suspended; landing domain shared with the phishing set.",
+                "medium",
+                65,
+                json!([{"type": "ad-id", "value": {"network": "searchly-ads", "id": "AD-99812"}}, {"type": "domain", "value": "check-my-registration.example.org"}]),
+                json!(["ads", "election-2020"]),
+            ),
+        ),
+        (
+            "vidtube",
+            "election-2020/disinfo",
+            "GREEN",
+            alert(
+                "sighting",
+                "Sighting: same #PollsClosed2020 narrative in uploaded videos",
+                "Confirms the campaign reported by the FBI; 58 videos removed.",
+                "medium",
+                80,
+                json!([{"type": "hashtag", "value": "PollsClosed2020"}]),
+                json!(["election-2020"]),
+            ),
+        ),
     ]
 }
 
@@ -223,7 +305,9 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         (Some(d), _) => d.clone(),
         (None, true) => PathBuf::from("target/alertmesh-demo"),
         (None, false) => {
-            temp = tempfile::Builder::new().prefix("alertmesh-demo-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("alertmesh-demo-")
+                .tempdir()?;
             temp.path().to_path_buf()
         }
     };
@@ -232,15 +316,24 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     let configs = materialize(&example, &dir, opts.keep)?;
     let exe = std::env::current_exe()?;
-    println!("alertmesh demo: starting {} organizations as separate daemons in {}", configs.len(), dir.display());
-    let mut daemons = Daemons { children: Vec::new() };
+    println!(
+        "alertmesh demo: starting {} organizations as separate daemons in {}",
+        configs.len(),
+        dir.display()
+    );
+    let mut daemons = Daemons {
+        children: Vec::new(),
+    };
     for (org, path) in &configs {
         let log = std::fs::File::create(path.with_file_name("node.log"))?;
         let child = Command::new(&exe)
             .arg("run")
             .arg("--config")
             .arg(path)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -269,7 +362,9 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if opts.keep {
         let fbi = dir.join("fbi/node.toml");
         let dhs = dir.join("dhs/node.toml");
-        println!("\nThe network keeps running (ports 4101-4107, API 8101-8107). From another terminal:");
+        println!(
+            "\nThe network keeps running (ports 4101-4107, API 8101-8107). From another terminal:"
+        );
         println!("  cargo run --release -- tail --config {}", dhs.display());
         println!(
             "  cargo run --release -- publish --config {} --topic election-2020/disinfo --tlp AMBER --title \"Test alert\"",
@@ -277,7 +372,9 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         );
         println!("  cargo run --release -- status --config {}", fbi.display());
         println!("Press Ctrl-C to stop the network.");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             let _ = tokio::signal::ctrl_c().await;
         });
@@ -288,7 +385,12 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn exercise(clients: &BTreeMap<String, Client>, configs: &[(String, PathBuf)], daemons: &mut Daemons, started: Instant) -> anyhow::Result<()> {
+fn exercise(
+    clients: &BTreeMap<String, Client>,
+    configs: &[(String, PathBuf)],
+    daemons: &mut Daemons,
+    started: Instant,
+) -> anyhow::Result<()> {
     // 1. The mesh: every node admits every other.
     let n = configs.len();
     wait_until("every node to admit its peers", || {
@@ -298,31 +400,68 @@ fn exercise(clients: &BTreeMap<String, Client>, configs: &[(String, PathBuf)], d
             }
         }
         Ok(clients.values().all(|c| {
-            c.get::<Value>("/v1/status").is_ok_and(|s| s["admitted_peers"].as_u64() == Some(n as u64 - 1))
+            c.get::<Value>("/v1/status")
+                .is_ok_and(|s| s["admitted_peers"].as_u64() == Some(n as u64 - 1))
         }))
     })?;
     // 2. Sender keys: every reader holds every publisher's key for each topic it reads.
-    let topics: Vec<Value> = clients.values().next().context("no nodes")?.get("/v1/topics")?;
+    let topics: Vec<Value> = clients
+        .values()
+        .next()
+        .context("no nodes")?
+        .get("/v1/topics")?;
     let readers_of = |topic: &str| -> BTreeSet<String> {
-        topics.iter().find(|t| t["name"] == topic).map(|t| t["readers"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+        topics
+            .iter()
+            .find(|t| t["name"] == topic)
+            .map(|t| {
+                t["readers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let publishers_count = |topic: &str| -> u64 {
-        topics.iter().find(|t| t["name"] == topic).and_then(|t| t["publishers"].as_array()).map_or(0, |a| a.len() as u64)
+        topics
+            .iter()
+            .find(|t| t["name"] == topic)
+            .and_then(|t| t["publishers"].as_array())
+            .map_or(0, |a| a.len() as u64)
     };
     wait_until("sender keys to reach every reader", || {
         Ok(clients.values().all(|c| {
             c.get::<Value>("/v1/status").is_ok_and(|s| {
-                s["sender_keys"].as_object().is_some_and(|m| m.iter().all(|(topic, v)| v.as_u64() == Some(publishers_count(topic))))
+                s["sender_keys"].as_object().is_some_and(|m| {
+                    m.iter()
+                        .all(|(topic, v)| v.as_u64() == Some(publishers_count(topic)))
+                })
             })
         }))
     })?;
-    println!("mesh ready in {:.1}s: {n} nodes, each admitted {} peers and holds every sender key it may read\n", started.elapsed().as_secs_f64(), n - 1);
+    println!(
+        "mesh ready in {:.1}s: {n} nodes, each admitted {} peers and holds every sender key it may read\n",
+        started.elapsed().as_secs_f64(),
+        n - 1
+    );
 
     // 3. Access control at the source.
     println!("access control at the publisher:");
     let forbidden = [
-        ("vidtube", "agency/leads", "GREEN", "a platform publishing on the agency-only topic"),
-        ("chirper", "election-2020/disinfo", "RED", "TLP:RED on a topic whose maximum is AMBER"),
+        (
+            "vidtube",
+            "agency/leads",
+            "GREEN",
+            "a platform publishing on the agency-only topic",
+        ),
+        (
+            "chirper",
+            "election-2020/disinfo",
+            "RED",
+            "TLP:RED on a topic whose maximum is AMBER",
+        ),
     ];
     for (org, topic, tlp, what) in forbidden {
         let body = json!({"topic": topic, "tlp": tlp, "alert": {"kind": "advisory", "title": "should be refused", "description": "", "severity": "low", "confidence": 1, "observables": [], "labels": [], "references": [], "valid_from_ms": 0, "valid_until_ms": null, "related": []}});
@@ -342,12 +481,21 @@ fn exercise(clients: &BTreeMap<String, Client>, configs: &[(String, PathBuf)], d
         let receipt: Value = clients[org].post("/v1/alerts", &body)?;
         let title = content["alert"]["title"].as_str().unwrap_or("").to_string();
         println!("  {org:>9} -> {topic:<22} TLP:{tlp:<12} {title}");
-        published.push((org.to_string(), topic.to_string(), receipt["id"].as_str().unwrap_or("").to_string(), title));
+        published.push((
+            org.to_string(),
+            topic.to_string(),
+            receipt["id"].as_str().unwrap_or("").to_string(),
+            title,
+        ));
     }
 
     // 5. Wait for delivery to every reader.
     let expected = |org: &str| -> BTreeSet<String> {
-        published.iter().filter(|(author, topic, _, _)| author != org && readers_of(topic).contains(org)).map(|p| p.2.clone()).collect()
+        published
+            .iter()
+            .filter(|(author, topic, _, _)| author != org && readers_of(topic).contains(org))
+            .map(|p| p.2.clone())
+            .collect()
     };
     let received = |c: &Client| -> anyhow::Result<Vec<Value>> {
         let page: Value = c.get("/v1/alerts?limit=1000")?;
@@ -356,7 +504,10 @@ fn exercise(clients: &BTreeMap<String, Client>, configs: &[(String, PathBuf)], d
     wait_until("every alert to reach every reader", || {
         Ok(clients.iter().all(|(org, c)| {
             received(c).is_ok_and(|rows| {
-                let ids: BTreeSet<String> = rows.iter().filter_map(|r| r["id"].as_str().map(String::from)).collect();
+                let ids: BTreeSet<String> = rows
+                    .iter()
+                    .filter_map(|r| r["id"].as_str().map(String::from))
+                    .collect();
                 expected(org).is_subset(&ids)
             })
         }))
@@ -370,17 +521,34 @@ fn exercise(clients: &BTreeMap<String, Client>, configs: &[(String, PathBuf)], d
         let rows = received(c)?;
         let foreign: Vec<&Value> = rows.iter().filter(|r| r["org"] != org.as_str()).collect();
         let status: Value = c.get("/v1/status")?;
-        println!("  {org} ({} received, {} stored envelopes it cannot read)", foreign.len(), status["undecryptable"]);
+        println!(
+            "  {org} ({} received, {} stored envelopes it cannot read)",
+            foreign.len(),
+            status["undecryptable"]
+        );
         for r in &foreign {
             let topic = r["topic"].as_str().unwrap_or("");
             if !readers_of(topic).contains(org) {
                 violations.push(format!("{org} read an alert on {topic}"));
             }
-            let latency = r["received_ms"].as_u64().unwrap_or(0).saturating_sub(r["timestamp_ms"].as_u64().unwrap_or(0));
+            let latency = r["received_ms"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(r["timestamp_ms"].as_u64().unwrap_or(0));
             latencies.push(latency);
-            println!("    from {:>9} on {:<22} {} ({} ms)", r["org"].as_str().unwrap_or(""), topic, r["content"]["alert"]["title"].as_str().unwrap_or(""), latency);
+            println!(
+                "    from {:>9} on {:<22} {} ({} ms)",
+                r["org"].as_str().unwrap_or(""),
+                topic,
+                r["content"]["alert"]["title"].as_str().unwrap_or(""),
+                latency
+            );
         }
-        let unreadable: Vec<&str> = topics.iter().filter_map(|t| t["name"].as_str()).filter(|t| !readers_of(t).contains(org)).collect();
+        let unreadable: Vec<&str> = topics
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .filter(|t| !readers_of(t).contains(org))
+            .collect();
         if !unreadable.is_empty() {
             println!("    (may not read: {})", unreadable.join(", "));
         }

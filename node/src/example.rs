@@ -6,14 +6,15 @@
 
 use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan};
 use alertmesh_protocol::keyfile::SecretKeyFile;
-use alertmesh_protocol::{Limits, NodeKey, AgreementKey, OrgId, OrgRootKey, Tlp};
+use alertmesh_protocol::{AgreementKey, Limits, NodeKey, OrgId, OrgRootKey, Tlp};
 use anyhow::Context;
 use rand_chacha03::ChaCha20Rng;
 use rand_chacha03::rand_core::SeedableRng;
 use std::path::Path;
 
 /// Marks every example key file.
-pub const TEST_ONLY: &str = "TEST-ONLY KEY of the alertmesh example network. It is public: never use it for real alerts.";
+pub const TEST_ONLY: &str =
+    "TEST-ONLY KEY of the alertmesh example network. It is public: never use it for real alerts.";
 /// Seed of the example network.
 const SEED: u64 = 2020_11_03;
 /// First libp2p port; org i listens on BASE_P2P_PORT + i.
@@ -28,8 +29,16 @@ pub const ORGS: [(&str, &str, &str); 7] = [
     ("vidtube", "VidTube (video platform)", "platform"),
     ("searchly", "Searchly (search and ads)", "platform"),
     ("fbi", "Federal Bureau of Investigation", "law-enforcement"),
-    ("dhs", "Department of Homeland Security (CISA)", "homeland-security"),
-    ("odni", "Office of the Director of National Intelligence", "intelligence"),
+    (
+        "dhs",
+        "Department of Homeland Security (CISA)",
+        "homeland-security",
+    ),
+    (
+        "odni",
+        "Office of the Director of National Intelligence",
+        "intelligence",
+    ),
 ];
 
 fn ids(list: &[&str]) -> Vec<OrgId> {
@@ -54,10 +63,30 @@ pub fn plan() -> NetworkPlan {
             })
             .collect(),
         topics: vec![
-            TopicPlan { name: "election-2020/disinfo".into(), readers: ids(&all), publishers: ids(&all), max_tlp: Tlp::Amber },
-            TopicPlan { name: "phishing/domains".into(), readers: ids(&all), publishers: ids(&all), max_tlp: Tlp::Green },
-            TopicPlan { name: "agency/leads".into(), readers: ids(agencies), publishers: ids(agencies), max_tlp: Tlp::Red },
-            TopicPlan { name: "platform/takedowns".into(), readers: ids(agencies), publishers: ids(platforms), max_tlp: Tlp::AmberStrict },
+            TopicPlan {
+                name: "election-2020/disinfo".into(),
+                readers: ids(&all),
+                publishers: ids(&all),
+                max_tlp: Tlp::Amber,
+            },
+            TopicPlan {
+                name: "phishing/domains".into(),
+                readers: ids(&all),
+                publishers: ids(&all),
+                max_tlp: Tlp::Green,
+            },
+            TopicPlan {
+                name: "agency/leads".into(),
+                readers: ids(agencies),
+                publishers: ids(agencies),
+                max_tlp: Tlp::Red,
+            },
+            TopicPlan {
+                name: "platform/takedowns".into(),
+                readers: ids(agencies),
+                publishers: ids(platforms),
+                max_tlp: Tlp::AmberStrict,
+            },
         ],
         threshold: 4,
         limits: Limits::default(),
@@ -81,7 +110,9 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(contents)?;
     Ok(())
 }
@@ -89,32 +120,63 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 /// Writes the example network into `out` (which must not exist yet).
 pub fn generate(out: &Path) -> anyhow::Result<()> {
     if out.exists() {
-        anyhow::bail!("{} exists; remove it first (the example is regenerated from scratch)", out.display());
+        anyhow::bail!(
+            "{} exists; remove it first (the example is regenerated from scratch)",
+            out.display()
+        );
     }
     let mut rng = ChaCha20Rng::seed_from_u64(SEED);
     let network = plan().build(&mut rng);
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("charter-v1.bin"), network.genesis.as_bytes())?;
-    std::fs::write(out.join("genesis-hash.txt"), format!("{}\n", network.genesis_hash()))?;
+    std::fs::write(
+        out.join("genesis-hash.txt"),
+        format!("{}\n", network.genesis_hash()),
+    )?;
     let peer_ids: Vec<String> = network
         .nodes()
-        .map(|(_, n)| crate::net::peer_id_of(&n.key.public()).map(|p| p.to_string()).unwrap_or_default())
+        .map(|(_, n)| {
+            crate::net::peer_id_of(&n.key.public())
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        })
         .collect();
     for (i, org) in network.orgs.iter().enumerate() {
         let org_dir = out.join("orgs").join(org.member.org_id.as_str());
         std::fs::create_dir_all(&org_dir)?;
-        write_secret(&org_dir.join("org-root.key"), SecretKeyFile::OrgRoot(OrgRootKey::from_secret_bytes(&org.root.secret_bytes())))?;
+        write_secret(
+            &org_dir.join("org-root.key"),
+            SecretKeyFile::OrgRoot(OrgRootKey::from_secret_bytes(&org.root.secret_bytes())),
+        )?;
         let node = &org.nodes[0];
         let node_dir = out.join("nodes").join(org.member.org_id.as_str());
         std::fs::create_dir_all(&node_dir)?;
-        write_secret(&node_dir.join("node.key"), SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&node.key.secret_bytes())))?;
-        write_secret(&node_dir.join("agreement.key"), SecretKeyFile::NodeAgreement(AgreementKey::from_secret_bytes(&node.agreement.secret_bytes())))?;
+        write_secret(
+            &node_dir.join("node.key"),
+            SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&node.key.secret_bytes())),
+        )?;
+        write_secret(
+            &node_dir.join("agreement.key"),
+            SecretKeyFile::NodeAgreement(AgreementKey::from_secret_bytes(
+                &node.agreement.secret_bytes(),
+            )),
+        )?;
         std::fs::write(node_dir.join("node.cert"), node.cert.as_bytes())?;
-        let token = format!("example-token-{}-{}", org.member.org_id, hex::encode(&node.key.public().as_bytes()[..8]));
+        let token = format!(
+            "example-token-{}-{}",
+            org.member.org_id,
+            hex::encode(&node.key.public().as_bytes()[..8])
+        );
         write_private(&node_dir.join("api.token"), token.as_bytes())?;
         let bootstrap: Vec<String> = (0..network.orgs.len())
             .filter(|j| *j != i)
-            .map(|j| format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", BASE_P2P_PORT + j as u16, peer_ids[j]))
+            .map(|j| {
+                format!(
+                    "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                    BASE_P2P_PORT + j as u16,
+                    peer_ids[j]
+                )
+            })
             .collect();
         let config = crate::config::render(
             "data",
@@ -125,16 +187,26 @@ pub fn generate(out: &Path) -> anyhow::Result<()> {
             ".",
             "../../charter-v1.bin",
         );
-        std::fs::write(node_dir.join("node.toml"), format!("# {TEST_ONLY}\n{config}"))?;
+        std::fs::write(
+            node_dir.join("node.toml"),
+            format!("# {TEST_ONLY}\n{config}"),
+        )?;
     }
-    std::fs::write(out.join("README.md"), readme(&network.genesis_hash().to_hex()))?;
+    std::fs::write(
+        out.join("README.md"),
+        readme(&network.genesis_hash().to_hex()),
+    )?;
     Ok(())
 }
 
 fn readme(hash: &str) -> String {
     let mut orgs = String::new();
     for (i, (id, name, role)) in ORGS.iter().enumerate() {
-        orgs.push_str(&format!("| `{id}` | {name} | {role} | {} | {} |\n", BASE_P2P_PORT + i as u16, BASE_API_PORT + i as u16));
+        orgs.push_str(&format!(
+            "| `{id}` | {name} | {role} | {} | {} |\n",
+            BASE_P2P_PORT + i as u16,
+            BASE_API_PORT + i as u16
+        ));
     }
     format!(
         "# keys-example: an example alertmesh network — TEST-ONLY KEYS\n\n\

@@ -5,7 +5,9 @@ use alertmesh_node::config::{Config, LogFormat};
 use alertmesh_node::{demo, example, node};
 use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
 use alertmesh_protocol::keyfile::{self, SecretKeyFile};
-use alertmesh_protocol::{AgreementKey, CharterChain, Content, NodeCert, NodeKey, OrgId, OrgRootKey, SignedCharter, Tlp};
+use alertmesh_protocol::{
+    AgreementKey, CharterChain, Content, NodeCert, NodeKey, OrgId, OrgRootKey, SignedCharter, Tlp,
+};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use rand::rngs::OsRng;
@@ -250,7 +252,8 @@ fn main() {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libp2p=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,libp2p=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -261,12 +264,15 @@ fn init_logs(format: LogFormat) {
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Keygen { out } => {
-            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             let key = NodeKey::generate(&mut OsRng);
             let agreement = AgreementKey::generate(&mut OsRng);
             let public = key.public();
-            SecretKeyFile::NodeSign(key).write_new(&out.join("node.key"), "alertmesh node signing key")?;
-            SecretKeyFile::NodeAgreement(agreement).write_new(&out.join("agreement.key"), "alertmesh node agreement key")?;
+            SecretKeyFile::NodeSign(key)
+                .write_new(&out.join("node.key"), "alertmesh node signing key")?;
+            SecretKeyFile::NodeAgreement(agreement)
+                .write_new(&out.join("agreement.key"), "alertmesh node agreement key")?;
             println!("node key {} written to {}", public, out.display());
             Ok(())
         }
@@ -277,7 +283,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("org root public key: {public}\n(put it in the charter spec as root_pub)");
             Ok(())
         }
-        Cmd::Cert(CertCmd::Request { keys, org, charter, days, serial, out }) => {
+        Cmd::Cert(CertCmd::Request {
+            keys,
+            org,
+            charter,
+            days,
+            serial,
+            out,
+        }) => {
             let key = keyfile::load_node_key(&keys.join("node.key"))?;
             let agreement = keyfile::load_agreement_key(&keys.join("agreement.key"))?;
             let charter = node::load_charter(&charter)?;
@@ -293,17 +306,33 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 serial,
             };
             let request = cert.request(&key);
-            std::fs::write(&out, request.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("certificate request written to {}; have your org sign it with `alertmesh cert issue`", out.display());
+            std::fs::write(&out, request.as_bytes())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "certificate request written to {}; have your org sign it with `alertmesh cert issue`",
+                out.display()
+            );
             Ok(())
         }
-        Cmd::Cert(CertCmd::Issue { org_key, request, out }) => {
+        Cmd::Cert(CertCmd::Issue {
+            org_key,
+            request,
+            out,
+        }) => {
             let root = keyfile::load_org_root(&org_key)?;
-            let bytes = std::fs::read(&request).with_context(|| format!("cannot read {}", request.display()))?;
-            let request = alertmesh_protocol::cert::CertRequest::decode(&bytes).map_err(|e| anyhow::anyhow!("request {}: {e}", request.display()))?;
+            let bytes = std::fs::read(&request)
+                .with_context(|| format!("cannot read {}", request.display()))?;
+            let request = alertmesh_protocol::cert::CertRequest::decode(&bytes)
+                .map_err(|e| anyhow::anyhow!("request {}: {e}", request.display()))?;
             let cert = alertmesh_protocol::SignedNodeCert::issue(&root, request)?;
-            std::fs::write(&out, cert.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("certificate for node {} of {} written to {}", cert.cert().node_sign_pub, cert.cert().org_id, out.display());
+            std::fs::write(&out, cert.as_bytes())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "certificate for node {} of {} written to {}",
+                cert.cert().node_sign_pub,
+                cert.cert().org_id,
+                out.display()
+            );
             Ok(())
         }
         Cmd::Charter(CharterCmd::New { spec, out }) => {
@@ -313,30 +342,52 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             let signed = SignedCharter::unsigned(charter);
             std::fs::write(&out, signed.as_bytes())?;
-            println!("unsigned charter written to {} (hash {}); governors now sign it with `alertmesh charter sign`", out.display(), signed.hash());
+            println!(
+                "unsigned charter written to {} (hash {}); governors now sign it with `alertmesh charter sign`",
+                out.display(),
+                signed.hash()
+            );
             Ok(())
         }
-        Cmd::Charter(CharterCmd::Sign { charter, org, org_key }) => {
+        Cmd::Charter(CharterCmd::Sign {
+            charter,
+            org,
+            org_key,
+        }) => {
             let mut signed = node::load_charter(&charter)?;
             let org = OrgId::new(org)?;
             let root = keyfile::load_org_root(&org_key)?;
-            let member = signed.charter().member(&org).with_context(|| format!("{org} is not a member of this charter"))?;
+            let member = signed
+                .charter()
+                .member(&org)
+                .with_context(|| format!("{org} is not a member of this charter"))?;
             if member.root_pub != root.public() {
-                bail!("{} is not the root key of {org} in this charter", org_key.display());
+                bail!(
+                    "{} is not the root key of {org} in this charter",
+                    org_key.display()
+                );
             }
             signed.sign(&org, &root);
             std::fs::write(&charter, signed.as_bytes())?;
-            println!("signed by {org}; {} signatures now", signed.signatures().len());
+            println!(
+                "signed by {org}; {} signatures now",
+                signed.signatures().len()
+            );
             Ok(())
         }
         Cmd::Charter(CharterCmd::Show { charter }) => show_charter(&charter),
         Cmd::Run { config } => {
             let config = Config::load(&config)?;
             init_logs(config.log_format);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async {
                 let node = node::Node::start(&config).await?;
-                println!("alertmesh node {} running; API on http://{}", node.peer_id, node.api_addr);
+                println!(
+                    "alertmesh node {} running; API on http://{}",
+                    node.peer_id, node.api_addr
+                );
                 wait_for_signal().await;
                 tracing::info!("shutting down");
                 node.shutdown().await;
@@ -348,8 +399,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let client = Client::from_config(&Config::load(&config)?)?;
             client.follow(|alert| {
                 if topic.as_deref().is_none_or(|t| alert["topic"] == t) {
-                    let title = alert["content"]["alert"]["title"].as_str().map(String::from).unwrap_or_else(|| alert["kind"].to_string());
-                    println!("[{}] {} {} from {}: {}", alert["topic"].as_str().unwrap_or(""), alert["tlp"].as_str().unwrap_or(""), alert["kind"].as_str().unwrap_or(""), alert["org"].as_str().unwrap_or(""), title);
+                    let title = alert["content"]["alert"]["title"]
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| alert["kind"].to_string());
+                    println!(
+                        "[{}] {} {} from {}: {}",
+                        alert["topic"].as_str().unwrap_or(""),
+                        alert["tlp"].as_str().unwrap_or(""),
+                        alert["kind"].as_str().unwrap_or(""),
+                        alert["org"].as_str().unwrap_or(""),
+                        title
+                    );
                 }
                 true
             })
@@ -366,7 +427,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(())
         }
-        Cmd::Demo { keep, dir, example_dir } => demo::run(demo::DemoOptions { keep, dir, example_dir }),
+        Cmd::Demo {
+            keep,
+            dir,
+            example_dir,
+        } => demo::run(demo::DemoOptions {
+            keep,
+            dir,
+            example_dir,
+        }),
         Cmd::Example(ExampleCmd::Generate { out }) => {
             example::generate(&out)?;
             println!("example network written to {}", out.display());
@@ -398,19 +467,32 @@ async fn wait_for_signal() {
 }
 
 fn parse_json_enum<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> anyhow::Result<T> {
-    serde_json::from_value(serde_json::Value::String(value.to_string())).with_context(|| format!("unknown {what} {value:?}"))
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .with_context(|| format!("unknown {what} {value:?}"))
 }
 
 fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let client = Client::from_config(&Config::load(&args.config)?)?;
     let body = if let Some(path) = &args.json {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?
     } else {
-        let tlp: Tlp = parse_json_enum(&args.tlp.to_uppercase(), "TLP (use CLEAR, GREEN, AMBER, AMBER+STRICT or RED)")?;
-        let mut observables: Vec<Observable> = args.domain.iter().map(|d| Observable::Domain(d.clone())).collect();
+        let tlp: Tlp = parse_json_enum(
+            &args.tlp.to_uppercase(),
+            "TLP (use CLEAR, GREEN, AMBER, AMBER+STRICT or RED)",
+        )?;
+        let mut observables: Vec<Observable> = args
+            .domain
+            .iter()
+            .map(|d| Observable::Domain(d.clone()))
+            .collect();
         observables.extend(args.url.iter().map(|u| Observable::Url(u.clone())));
-        observables.extend(args.hashtag.iter().map(|h| Observable::Hashtag(h.trim_start_matches('#').to_string())));
+        observables.extend(
+            args.hashtag
+                .iter()
+                .map(|h| Observable::Hashtag(h.trim_start_matches('#').to_string())),
+        );
         let alert = Alert {
             kind: parse_json_enum::<AlertKind>(&args.kind, "kind")?,
             title: args.title.clone(),
@@ -430,7 +512,12 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
         body
     };
     let receipt: serde_json::Value = client.post("/v1/alerts", &body)?;
-    println!("published {} on {} (seq {})", receipt["id"].as_str().unwrap_or(""), receipt["topic"].as_str().unwrap_or(""), receipt["seq"]);
+    println!(
+        "published {} on {} (seq {})",
+        receipt["id"].as_str().unwrap_or(""),
+        receipt["topic"].as_str().unwrap_or(""),
+        receipt["seq"]
+    );
     Ok(())
 }
 
@@ -441,20 +528,47 @@ fn show_charter(path: &Path) -> anyhow::Result<()> {
     println!("version   {}   hash {}", c.version, signed.hash());
     println!("members:");
     for m in &c.members {
-        let gov = if c.governors.contains(&m.org_id) { " [governor]" } else { "" };
-        println!("  {:<12} {} ({}){gov}  root {}", m.org_id, m.name, m.roles.join(","), m.root_pub.short());
+        let gov = if c.governors.contains(&m.org_id) {
+            " [governor]"
+        } else {
+            ""
+        };
+        println!(
+            "  {:<12} {} ({}){gov}  root {}",
+            m.org_id,
+            m.name,
+            m.roles.join(","),
+            m.root_pub.short()
+        );
     }
-    println!("threshold {} of {} governors", c.threshold, c.governors.len());
+    println!(
+        "threshold {} of {} governors",
+        c.threshold,
+        c.governors.len()
+    );
     println!("topics:");
     for t in &c.topics {
         let names = |v: &[OrgId]| v.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",");
-        println!("  {:<24} max {}  readers [{}]  publishers [{}]", t.name, t.max_tlp, names(&t.readers), names(&t.publishers));
+        println!(
+            "  {:<24} max {}  readers [{}]  publishers [{}]",
+            t.name,
+            t.max_tlp,
+            names(&t.readers),
+            names(&t.publishers)
+        );
     }
-    let signers: Vec<&str> = signed.signatures().iter().map(|s| s.org_id.as_str()).collect();
+    let signers: Vec<&str> = signed
+        .signatures()
+        .iter()
+        .map(|s| s.org_id.as_str())
+        .collect();
     println!("signed by [{}]", signers.join(", "));
     if c.version == 1 {
         match CharterChain::verify_genesis(&signed) {
-            Ok(()) => println!("genesis check: valid ({} signatures meet the threshold)", signers.len()),
+            Ok(()) => println!(
+                "genesis check: valid ({} signatures meet the threshold)",
+                signers.len()
+            ),
             Err(e) => println!("genesis check: NOT valid: {e}"),
         }
     }

@@ -47,23 +47,64 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("alertmesh");
         let verdicts = Family::<VerdictLabels, Counter>::default();
-        registry.register("envelopes", "Received envelopes by verdict and reason", verdicts.clone());
+        registry.register(
+            "envelopes",
+            "Received envelopes by verdict and reason",
+            verdicts.clone(),
+        );
         let published = Counter::default();
-        registry.register("published", "Envelopes published by this node", published.clone());
+        registry.register(
+            "published",
+            "Envelopes published by this node",
+            published.clone(),
+        );
         let delivered = Counter::default();
-        registry.register("delivered", "Alerts decrypted and delivered locally", delivered.clone());
+        registry.register(
+            "delivered",
+            "Alerts decrypted and delivered locally",
+            delivered.clone(),
+        );
         let undecryptable = Gauge::default();
-        registry.register("undecryptable", "Stored envelopes awaiting a sender key", undecryptable.clone());
+        registry.register(
+            "undecryptable",
+            "Stored envelopes awaiting a sender key",
+            undecryptable.clone(),
+        );
         let admitted_peers = Gauge::default();
-        registry.register("admitted_peers", "Connected peers with a valid member certificate", admitted_peers.clone());
+        registry.register(
+            "admitted_peers",
+            "Connected peers with a valid member certificate",
+            admitted_peers.clone(),
+        );
         let refused_peers = Counter::default();
-        registry.register("refused_peers", "Peers disconnected without a valid certificate", refused_peers.clone());
+        registry.register(
+            "refused_peers",
+            "Peers disconnected without a valid certificate",
+            refused_peers.clone(),
+        );
         let dropped_events = Counter::default();
-        registry.register("dropped_events", "Network events dropped under overload", dropped_events.clone());
+        registry.register(
+            "dropped_events",
+            "Network events dropped under overload",
+            dropped_events.clone(),
+        );
         let evidence = Counter::default();
-        registry.register("evidence", "Equivocation evidence recorded", evidence.clone());
-        let delivery_latency = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter());
-        registry.register("delivery_latency_seconds", "Author timestamp to local delivery", delivery_latency.clone());
+        registry.register(
+            "evidence",
+            "Equivocation evidence recorded",
+            evidence.clone(),
+        );
+        let delivery_latency = Histogram::new(
+            [
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]
+            .into_iter(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Author timestamp to local delivery",
+            delivery_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             verdicts,
@@ -80,7 +121,9 @@ impl Metrics {
 
     /// Counts one validation outcome.
     pub fn verdict(&self, verdict: &'static str, reason: &'static str) {
-        self.verdicts.get_or_create(&VerdictLabels { verdict, reason }).inc();
+        self.verdicts
+            .get_or_create(&VerdictLabels { verdict, reason })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -9,7 +9,9 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, ping, tcp, yamux,
+};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::time::Duration;
@@ -36,14 +38,20 @@ async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> io::Res
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame over the size limit"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame over the size limit",
+        ));
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     Ok(buf)
 }
 
-async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8]) -> io::Result<()> {
+async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    data: &[u8],
+) -> io::Result<()> {
     let len = u32::try_from(data.len())
         .ok()
         .filter(|l| *l as usize <= MAX_FRAME_BYTES)
@@ -58,16 +66,34 @@ impl request_response::Codec for FrameCodec {
     type Request = Vec<u8>;
     type Response = Vec<u8>;
 
-    async fn read_request<T: futures::AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
         read_frame(io).await
     }
-    async fn read_response<T: futures::AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
         read_frame(io).await
     }
-    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()> {
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
         write_frame(io, &req).await
     }
-    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> io::Result<()> {
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()> {
         write_frame(io, &res).await
     }
 }
@@ -186,7 +212,10 @@ pub struct NetHandle {
 impl NetHandle {
     /// Sends a command; fails only when the swarm task has stopped.
     pub async fn send(&self, cmd: NetCommand) -> anyhow::Result<()> {
-        self.tx.send(cmd).await.map_err(|_| anyhow::anyhow!("the network task has stopped"))
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| anyhow::anyhow!("the network task has stopped"))
     }
 
     /// Connected peers.
@@ -263,25 +292,48 @@ pub fn topic_score_params() -> gossipsub::TopicScoreParams {
 }
 
 /// Builds the swarm for a node key, listening on `listen`.
-pub fn build_swarm(key: identity::Keypair, listen: &[Multiaddr]) -> anyhow::Result<Swarm<Behaviour>> {
+pub fn build_swarm(
+    key: identity::Keypair,
+    listen: &[Multiaddr],
+) -> anyhow::Result<Swarm<Behaviour>> {
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
-            let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossipsub_config()?)?;
+            let mut gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Anonymous,
+                gossipsub_config()?,
+            )?;
             let (params, thresholds) = score_params();
             gossipsub.with_peer_score(params, thresholds)?;
-            let identify = identify::Behaviour::new(identify::Config::new("/alertmesh/id/1".into(), key.public()));
+            let identify = identify::Behaviour::new(identify::Config::new(
+                "/alertmesh/id/1".into(),
+                key.public(),
+            ));
             let mut kad_cfg = kad::Config::new(StreamProtocol::new("/alertmesh/kad/1"));
             kad_cfg.set_query_timeout(Duration::from_secs(30));
-            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad_cfg,
+            );
             kad.set_mode(Some(kad::Mode::Server));
             let req = request_response::Behaviour::new(
                 [(StreamProtocol::new(REQ_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
             );
-            Ok(Behaviour { gossipsub, identify, ping: ping::Behaviour::default(), kad, req })
+            Ok(Behaviour {
+                gossipsub,
+                identify,
+                ping: ping::Behaviour::default(),
+                kad,
+                req,
+            })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
@@ -326,11 +378,17 @@ pub async fn run(
     tracing::debug!("network task stopped");
 }
 
-fn handle_command(swarm: &mut Swarm<Behaviour>, cmd: NetCommand, banned: &mut HashSet<PeerId>, addrs: &HashMap<PeerId, Multiaddr>) {
+fn handle_command(
+    swarm: &mut Swarm<Behaviour>,
+    cmd: NetCommand,
+    banned: &mut HashSet<PeerId>,
+    addrs: &HashMap<PeerId, Multiaddr>,
+) {
     let b = swarm.behaviour_mut();
     match cmd {
         NetCommand::Report(id, source, acceptance) => {
-            b.gossipsub.report_message_validation_result(&id, &source, acceptance);
+            b.gossipsub
+                .report_message_validation_result(&id, &source, acceptance);
         }
         NetCommand::Publish(topic, data) => {
             if let Err(e) = b.gossipsub.publish(topic, data) {
@@ -406,34 +464,79 @@ fn handle_event(
         if let Err(mpsc::error::TrySendError::Full(ev)) = events.try_send(ev) {
             metrics.dropped_events.inc();
             if let NetEvent::Gossip { id, source, .. } = ev {
-                swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
+                swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
             }
         }
     };
     match event {
-        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
-            forward(NetEvent::Gossip { source: propagation_source, id: message_id, topic: message.topic, data: message.data });
+        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        })) => {
+            forward(NetEvent::Gossip {
+                source: propagation_source,
+                id: message_id,
+                topic: message.topic,
+                data: message.data,
+            });
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })) => {
+        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+            peer_id,
+            topic,
+        })) => {
             forward(NetEvent::Subscribed(peer_id, topic));
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Req(request_response::Event::Message { peer, message, .. })) => match message {
-            request_response::Message::Request { request, channel, .. } => {
-                forward(NetEvent::Request { peer, data: request, channel });
+        SwarmEvent::Behaviour(BehaviourEvent::Req(request_response::Event::Message {
+            peer,
+            message,
+            ..
+        })) => match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => {
+                forward(NetEvent::Request {
+                    peer,
+                    data: request,
+                    channel,
+                });
             }
             request_response::Message::Response { response, .. } => {
-                forward(NetEvent::Response { peer, data: response });
+                forward(NetEvent::Response {
+                    peer,
+                    data: response,
+                });
             }
         },
-        SwarmEvent::Behaviour(BehaviourEvent::Req(request_response::Event::OutboundFailure { peer, error, .. })) => {
+        SwarmEvent::Behaviour(BehaviourEvent::Req(request_response::Event::OutboundFailure {
+            peer,
+            error,
+            ..
+        })) => {
             tracing::debug!(%peer, %error, "request failed");
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-            for addr in info.listen_addrs.into_iter().filter(|a| !a.to_string().contains("/ip4/0.0.0.0")) {
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+            peer_id,
+            info,
+            ..
+        })) => {
+            for addr in info
+                .listen_addrs
+                .into_iter()
+                .filter(|a| !a.to_string().contains("/ip4/0.0.0.0"))
+            {
                 swarm.behaviour_mut().kad.add_address(&peer_id, addr);
             }
         }
-        SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+        SwarmEvent::ConnectionEstablished {
+            peer_id,
+            endpoint,
+            num_established,
+            ..
+        } => {
             if banned.contains(&peer_id) {
                 let _ = swarm.disconnect_peer_id(peer_id);
                 return;
@@ -443,7 +546,11 @@ fn handle_event(
                 forward(NetEvent::Connected(peer_id));
             }
         }
-        SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established: 0,
+            ..
+        } => {
             addrs.remove(&peer_id);
             forward(NetEvent::Disconnected(peer_id));
         }

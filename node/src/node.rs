@@ -33,14 +33,22 @@ pub struct Node {
 
 /// Reads a certificate file (binary, as signed).
 pub fn load_cert(path: &std::path::Path) -> anyhow::Result<SignedNodeCert> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read certificate file {}", path.display()))?;
-    SignedNodeCert::decode(&bytes).map_err(|e| anyhow::anyhow!("certificate file {}: {e}; issue a new one with `alertmesh cert issue`", path.display()))
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read certificate file {}", path.display()))?;
+    SignedNodeCert::decode(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "certificate file {}: {e}; issue a new one with `alertmesh cert issue`",
+            path.display()
+        )
+    })
 }
 
 /// Reads a charter file (binary, as signed).
 pub fn load_charter(path: &std::path::Path) -> anyhow::Result<SignedCharter> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read charter file {}", path.display()))?;
-    SignedCharter::decode(&bytes).map_err(|e| anyhow::anyhow!("charter file {}: {e}", path.display()))
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read charter file {}", path.display()))?;
+    SignedCharter::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("charter file {}: {e}", path.display()))
 }
 
 impl Node {
@@ -60,13 +68,23 @@ impl Node {
             );
         }
         if cert.cert().node_agree_pub != agreement.public() {
-            anyhow::bail!("certificate {} does not match the agreement key {}", config.keys.cert.display(), config.keys.agreement_key.display());
+            anyhow::bail!(
+                "certificate {} does not match the agreement key {}",
+                config.keys.cert.display(),
+                config.keys.agreement_key.display()
+            );
         }
         let genesis = load_charter(&config.genesis)?;
-        let charters = CharterChain::from_genesis(genesis, &config.genesis_hash)
-            .with_context(|| format!("genesis charter {} is not acceptable", config.genesis.display()))?;
+        let charters =
+            CharterChain::from_genesis(genesis, &config.genesis_hash).with_context(|| {
+                format!(
+                    "genesis charter {} is not acceptable",
+                    config.genesis.display()
+                )
+            })?;
         let token = api::load_token(&config.api.token_file)?;
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let network = charters.current().charter().network_id;
         let conn = store::open(&config.data_dir, &network)?;
         let loaded = store::load(&conn, &config.data_dir)?;
@@ -81,7 +99,11 @@ impl Node {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(net::EVENT_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let me = Identity { key, agreement, cert };
+        let me = Identity {
+            key,
+            agreement,
+            cert,
+        };
         let (core, core_handle, requests) = Core::new(CoreParts {
             me,
             charters,
@@ -95,13 +117,35 @@ impl Node {
 
         let listener = tokio::net::TcpListener::bind(config.api.bind)
             .await
-            .with_context(|| format!("cannot bind the API to {} (config {})", config.api.bind, config.source.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot bind the API to {} (config {})",
+                    config.api.bind,
+                    config.source.display()
+                )
+            })?;
         let api_addr = listener.local_addr()?;
-        let router = api::router(core_handle.clone(), net.clone(), metrics.clone(), token, config.data_dir.clone());
+        let router = api::router(
+            core_handle.clone(),
+            net.clone(),
+            metrics.clone(),
+            token,
+            config.data_dir.clone(),
+        );
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(net::run(swarm, commands, events_tx, shutdown_rx.clone(), metrics.clone())));
-        tasks.push(tokio::spawn(core.run(events_rx, requests, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(net::run(
+            swarm,
+            commands,
+            events_tx,
+            shutdown_rx.clone(),
+            metrics.clone(),
+        )));
+        tasks.push(tokio::spawn(core.run(
+            events_rx,
+            requests,
+            shutdown_rx.clone(),
+        )));
         let mut api_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -115,7 +159,15 @@ impl Node {
             net.send(net::NetCommand::Dial(addr.clone())).await?;
         }
         tracing::info!(%peer_id, api = %api_addr, "node started");
-        Ok(Self { peer_id, core: core_handle, net, api_addr, metrics, shutdown, tasks })
+        Ok(Self {
+            peer_id,
+            core: core_handle,
+            net,
+            api_addr,
+            metrics,
+            shutdown,
+            tasks,
+        })
     }
 
     /// The swarm's listen addresses (with `/p2p/<peer id>` appended).

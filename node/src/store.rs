@@ -70,7 +70,9 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The file is not an alertmesh database, or belongs to another network.
-    #[error("database {path} {problem}; it was left untouched: point `data_dir` elsewhere or move the file away")]
+    #[error(
+        "database {path} {problem}; it was left untouched: point `data_dir` elsewhere or move the file away"
+    )]
     Foreign {
         /// The database file.
         path: PathBuf,
@@ -174,7 +176,10 @@ impl Writer {
     pub async fn write_acked(&self, write: Write) -> Result<Ack, StoreError> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Job { write, ack: Some(ack) })
+            .send(Job {
+                write,
+                ack: Some(ack),
+            })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         Ok(done)
@@ -198,7 +203,9 @@ impl Writer {
             })
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        done.await.map_err(|_| StoreError::WriterGone)?.map_err(|_| StoreError::WriterGone)
+        done.await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| StoreError::WriterGone)
     }
 }
 
@@ -208,7 +215,10 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite { path: path.to_owned(), source }
+    move |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Opens (creating if needed) the database, checks it is ours and for this network,
@@ -216,14 +226,19 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreError> {
     let path = db_path(data_dir);
     let e = sql_err(&path);
-    let foreign = |problem: &str| StoreError::Foreign { path: path.clone(), problem: problem.into() };
+    let foreign = |problem: &str| StoreError::Foreign {
+        path: path.clone(),
+        problem: problem.into(),
+    };
     let existed = path.exists();
     let conn = Connection::open(&path).map_err(&e)?;
     // A file that is not SQLite at all fails here, before anything is written.
     let app_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(|_| foreign("is not a SQLite database"))?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&e)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(&e)?;
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
         .map_err(&e)?;
@@ -231,7 +246,9 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
         return Err(foreign("is not an alertmesh database"));
     }
     if app_id == APPLICATION_ID {
-        let ok: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(&e)?;
+        let ok: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(&e)?;
         if ok != "ok" {
             return Err(foreign(&format!("is damaged ({ok})")));
         }
@@ -239,10 +256,13 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
     if version as usize > MIGRATIONS.len() {
         return Err(foreign("was written by a newer alertmesh"));
     }
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(&e)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(&e)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(&e)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(&e)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(&e)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(&e)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         conn.execute_batch(&format!(
             "BEGIN; {sql}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {}; COMMIT;",
@@ -251,15 +271,20 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
         .map_err(&e)?;
     }
     let stored: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(&e)?;
     match stored {
         Some(id) if id != network.as_bytes() => return Err(foreign("belongs to another network")),
         Some(_) => {}
         None => {
-            conn.execute("INSERT INTO meta (key, value) VALUES ('network_id', ?1)", [network.as_bytes()])
-                .map_err(&e)?;
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('network_id', ?1)",
+                [network.as_bytes()],
+            )
+            .map_err(&e)?;
         }
     }
     Ok(conn)
@@ -268,9 +293,13 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
 /// Opens a read-only connection to an existing database.
 pub fn open_reader(data_dir: &Path) -> Result<Connection, StoreError> {
     let path = db_path(data_dir);
-    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_err(&path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql_err(&path))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_err(&path))?;
     Ok(conn)
 }
 
@@ -354,15 +383,28 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> 
             ])?;
         }
         Write::Barrier => {}
-        Write::Charter { version, hash, bytes } => {
-            tx.prepare_cached("INSERT OR REPLACE INTO charters (version, hash, bytes) VALUES (?1, ?2, ?3)")?
-                .execute(params![*version as i64, hash.as_slice(), bytes])?;
+        Write::Charter {
+            version,
+            hash,
+            bytes,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO charters (version, hash, bytes) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![*version as i64, hash.as_slice(), bytes])?;
         }
         Write::Cert { node, bytes } => {
             tx.prepare_cached("INSERT OR IGNORE INTO certs (node, bytes) VALUES (?1, ?2)")?
                 .execute(params![node.as_bytes(), bytes])?;
         }
-        Write::Evidence { id, author, topic, seq, bytes, received_ms } => {
+        Write::Evidence {
+            id,
+            author,
+            topic,
+            seq,
+            bytes,
+            received_ms,
+        } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO evidence (id, author, topic, seq, bytes, received_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -398,14 +440,38 @@ pub fn load(conn: &Connection, data_dir: &Path) -> Result<Loaded, StoreError> {
     let path = db_path(data_dir);
     let e = sql_err(&path);
     let mut out = Loaded::default();
-    let mut q = conn.prepare("SELECT bytes FROM charters WHERE version > 1 ORDER BY version").map_err(&e)?;
-    out.charters = q.query_map([], |r| r.get(0)).map_err(&e)?.collect::<Result<_, _>>().map_err(&e)?;
+    let mut q = conn
+        .prepare("SELECT bytes FROM charters WHERE version > 1 ORDER BY version")
+        .map_err(&e)?;
+    out.charters = q
+        .query_map([], |r| r.get(0))
+        .map_err(&e)?
+        .collect::<Result<_, _>>()
+        .map_err(&e)?;
     let mut q = conn.prepare("SELECT bytes FROM certs").map_err(&e)?;
-    out.certs = q.query_map([], |r| r.get(0)).map_err(&e)?.collect::<Result<_, _>>().map_err(&e)?;
-    let mut q = conn.prepare("SELECT bytes FROM envelopes ORDER BY cursor").map_err(&e)?;
-    out.envelopes = q.query_map([], |r| r.get(0)).map_err(&e)?.collect::<Result<_, _>>().map_err(&e)?;
-    let mut q = conn.prepare("SELECT envelope_id, org, topic_name FROM alerts").map_err(&e)?;
-    let rows = q.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)));
+    out.certs = q
+        .query_map([], |r| r.get(0))
+        .map_err(&e)?
+        .collect::<Result<_, _>>()
+        .map_err(&e)?;
+    let mut q = conn
+        .prepare("SELECT bytes FROM envelopes ORDER BY cursor")
+        .map_err(&e)?;
+    out.envelopes = q
+        .query_map([], |r| r.get(0))
+        .map_err(&e)?
+        .collect::<Result<_, _>>()
+        .map_err(&e)?;
+    let mut q = conn
+        .prepare("SELECT envelope_id, org, topic_name FROM alerts")
+        .map_err(&e)?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    });
     for row in rows.map_err(&e)? {
         let (id, org, topic) = row.map_err(&e)?;
         if let Ok(arr) = <[u8; 32]>::try_from(id.as_slice()) {
@@ -509,10 +575,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let c = Connection::open(db_path(dir.path())).unwrap();
-            c.execute_batch("CREATE TABLE other (x INTEGER); INSERT INTO other VALUES (1);").unwrap();
+            c.execute_batch("CREATE TABLE other (x INTEGER); INSERT INTO other VALUES (1);")
+                .unwrap();
         }
         let err = open(dir.path(), &NetworkId([1; 32])).unwrap_err();
-        assert!(err.to_string().contains("not an alertmesh database"), "{err}");
+        assert!(
+            err.to_string().contains("not an alertmesh database"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use std::fmt;
 pub const MAX_ALERT_BYTES: usize = 256 * 1024;
 
 /// Traffic Light Protocol 2.0 marking, ordered from least to most restrictive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Tlp {
     /// TLP:CLEAR — may be shared publicly.
@@ -34,7 +36,7 @@ pub enum Tlp {
 
 impl fmt::Display for Tlp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Tlp::Clear => "TLP:CLEAR",
             Tlp::Green => "TLP:GREEN",
             Tlp::Amber => "TLP:AMBER",
@@ -61,7 +63,9 @@ pub enum AlertKind {
 }
 
 /// How severe the threat is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Low.
@@ -220,7 +224,10 @@ impl Alert {
             .chain(self.references.iter().map(String::as_str))
             .any(|s| s.is_empty() || s.len() > MAX_STRING);
         if too_long {
-            return field("strings", "observables, labels and references must be 1-2048 bytes");
+            return field(
+                "strings",
+                "observables, labels and references must be 1-2048 bytes",
+            );
         }
         if matches!(self.valid_until_ms, Some(until) if until < self.valid_from_ms) {
             return field("valid_until_ms", "ends before valid_from_ms");
@@ -371,8 +378,13 @@ pub(crate) mod tests {
 
     #[test]
     fn tlp_order_and_json() {
-        assert!(Tlp::Clear < Tlp::Green && Tlp::Amber < Tlp::AmberStrict && Tlp::AmberStrict < Tlp::Red);
-        assert_eq!(serde_json::to_string(&Tlp::AmberStrict).unwrap(), "\"AMBER+STRICT\"");
+        assert!(
+            Tlp::Clear < Tlp::Green && Tlp::Amber < Tlp::AmberStrict && Tlp::AmberStrict < Tlp::Red
+        );
+        assert_eq!(
+            serde_json::to_string(&Tlp::AmberStrict).unwrap(),
+            "\"AMBER+STRICT\""
+        );
     }
 
     #[test]
@@ -381,7 +393,13 @@ pub(crate) mod tests {
         let a = OrgId::new("fbi").unwrap();
         let b = OrgId::new("dhs").unwrap();
         assert_eq!(check_amendment(&a, &t, &a, &t), Ok(()));
-        assert!(matches!(check_amendment(&a, &t, &b, &t), Err(AmendmentError::NotAuthor { .. })));
-        assert_eq!(check_amendment(&a, &t, &a, &crate::ids::TopicId([2; 32])), Err(AmendmentError::WrongTopic));
+        assert!(matches!(
+            check_amendment(&a, &t, &b, &t),
+            Err(AmendmentError::NotAuthor { .. })
+        ));
+        assert_eq!(
+            check_amendment(&a, &t, &a, &crate::ids::TopicId([2; 32])),
+            Err(AmendmentError::WrongTopic)
+        );
     }
 }

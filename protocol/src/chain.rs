@@ -57,13 +57,20 @@ pub fn classify(view: &impl ChainView, header: &Header, id: &EnvelopeId) -> Chai
             ChainPosition::Equivocation { existing: held.id }
         };
     }
-    let predecessor = if seq > 1 { view.entry(author, topic, seq - 1) } else { None };
+    let predecessor = if seq > 1 {
+        view.entry(author, topic, seq - 1)
+    } else {
+        None
+    };
     if let Some(p) = predecessor {
         if p.id != header.prev {
             return ChainPosition::PrevMismatch { predecessor: p.id };
         }
     }
-    if let Some(s) = seq.checked_add(1).and_then(|next| view.entry(author, topic, next)) {
+    if let Some(s) = seq
+        .checked_add(1)
+        .and_then(|next| view.entry(author, topic, next))
+    {
         if &s.prev != id {
             return ChainPosition::SuccessorMismatch { successor: s.id };
         }
@@ -100,13 +107,26 @@ impl MemoryChains {
     }
 
     /// The envelope held at a position.
-    pub fn get(&self, author: &NodePublicKey, topic: &TopicId, seq: u64) -> Option<&SignedEnvelope> {
+    pub fn get(
+        &self,
+        author: &NodePublicKey,
+        topic: &TopicId,
+        seq: u64,
+    ) -> Option<&SignedEnvelope> {
         self.chains.get(&(*author, *topic))?.get(&seq)
     }
 
     /// The envelope held with this id at the position its header names.
-    pub fn find(&self, author: &NodePublicKey, topic: &TopicId, id: &EnvelopeId) -> Option<&SignedEnvelope> {
-        self.chains.get(&(*author, *topic))?.values().find(|e| &e.id() == id)
+    pub fn find(
+        &self,
+        author: &NodePublicKey,
+        topic: &TopicId,
+        id: &EnvelopeId,
+    ) -> Option<&SignedEnvelope> {
+        self.chains
+            .get(&(*author, *topic))?
+            .values()
+            .find(|e| &e.id() == id)
     }
 
     /// Highest seq held per (author, topic).

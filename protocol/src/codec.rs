@@ -9,7 +9,7 @@
 //! may not allocate more than [`MAX_DECODE_BYTES`], trailing bytes are an error, and
 //! re-encoding the decoded value must reproduce the input exactly (one encoding per value).
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::{Decode, Encode};
 
 /// Upper bound on any single decoded object; no length field can make us allocate more.
@@ -68,7 +68,10 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes exactly one object occupying all of `bytes`, strictly (see module docs).
-pub fn decode_exact<T: Decode<()> + Encode>(bytes: &[u8], max_len: usize) -> Result<T, DecodeError> {
+pub fn decode_exact<T: Decode<()> + Encode>(
+    bytes: &[u8],
+    max_len: usize,
+) -> Result<T, DecodeError> {
     let (value, used) = decode_prefix::<T>(bytes, max_len)?;
     if used != bytes.len() {
         return Err(DecodeError::TrailingBytes(bytes.len() - used));
@@ -138,15 +141,25 @@ mod tests {
 
     #[test]
     fn trailing_bytes_rejected() {
-        let mut bytes = encode(&Sample { a: 1, b: vec![], c: None });
+        let mut bytes = encode(&Sample {
+            a: 1,
+            b: vec![],
+            c: None,
+        });
         bytes.push(0);
-        assert_eq!(decode_exact::<Sample>(&bytes, 100), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(
+            decode_exact::<Sample>(&bytes, 100),
+            Err(DecodeError::TrailingBytes(1))
+        );
     }
 
     #[test]
     fn size_checked_first() {
         let bytes = vec![0u8; 101];
-        assert!(matches!(decode_exact::<Sample>(&bytes, 100), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            decode_exact::<Sample>(&bytes, 100),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -155,12 +168,19 @@ mod tests {
         let mut bytes = vec![0, 0, 0, 0];
         bytes.extend_from_slice(&(1u64 << 62).to_le_bytes());
         let err = decode_exact::<Sample>(&bytes, 100).unwrap_err();
-        assert!(matches!(err, DecodeError::TooLarge { .. } | DecodeError::Truncated), "{err:?}");
+        assert!(
+            matches!(err, DecodeError::TooLarge { .. } | DecodeError::Truncated),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn invalid_bool_and_option_tags_rejected() {
-        let mut bytes = encode(&Sample { a: 1, b: vec![], c: Some(true) });
+        let mut bytes = encode(&Sample {
+            a: 1,
+            b: vec![],
+            c: Some(true),
+        });
         let last = bytes.len() - 1;
         bytes[last] = 2;
         assert!(decode_exact::<Sample>(&bytes, 100).is_err());
@@ -170,7 +190,11 @@ mod tests {
 
     #[test]
     fn truncated_rejected() {
-        let bytes = encode(&Sample { a: 1, b: vec![1, 2, 3], c: None });
+        let bytes = encode(&Sample {
+            a: 1,
+            b: vec![1, 2, 3],
+            c: None,
+        });
         for cut in 0..bytes.len() {
             assert!(decode_exact::<Sample>(&bytes[..cut], 100).is_err());
         }

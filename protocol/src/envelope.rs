@@ -8,7 +8,7 @@
 //! sender key for the topic, with `Header.nonce` as nonce and the encoded header as
 //! associated data. Key packages and evidence travel in clear (they are public by design).
 
-use crate::alert::{Alert, AlertUpdate, Content, Retraction, Tlp, MAX_ALERT_BYTES};
+use crate::alert::{Alert, AlertUpdate, Content, MAX_ALERT_BYTES, Retraction, Tlp};
 use crate::codec::{self, DecodeError};
 use crate::ids::{EnvelopeId, NetworkId, NodePublicKey, TopicId, sha256, tags};
 use crate::keys::{NodeKey, Signature, SignatureError};
@@ -326,10 +326,21 @@ pub enum OpenError {
 /// Decodes and bounds-checks the plaintext of an alert-bearing kind.
 pub fn decode_content(kind: Kind, plaintext: &[u8]) -> Result<Content, OpenError> {
     let content = match kind {
-        Kind::Alert => Content::Alert(codec::decode_exact::<Alert>(plaintext, MAX_ALERT_BYTES).map_err(crate::alert::AlertError::from)?),
-        Kind::Update => Content::Update(codec::decode_exact::<AlertUpdate>(plaintext, MAX_ALERT_BYTES).map_err(crate::alert::AlertError::from)?),
-        Kind::Retraction => Content::Retraction(codec::decode_exact::<Retraction>(plaintext, MAX_ALERT_BYTES).map_err(crate::alert::AlertError::from)?),
-        Kind::KeyPackage | Kind::Evidence => return Err(OpenError::Crypto(CryptoError::NotEncrypted)),
+        Kind::Alert => Content::Alert(
+            codec::decode_exact::<Alert>(plaintext, MAX_ALERT_BYTES)
+                .map_err(crate::alert::AlertError::from)?,
+        ),
+        Kind::Update => Content::Update(
+            codec::decode_exact::<AlertUpdate>(plaintext, MAX_ALERT_BYTES)
+                .map_err(crate::alert::AlertError::from)?,
+        ),
+        Kind::Retraction => Content::Retraction(
+            codec::decode_exact::<Retraction>(plaintext, MAX_ALERT_BYTES)
+                .map_err(crate::alert::AlertError::from)?,
+        ),
+        Kind::KeyPackage | Kind::Evidence => {
+            return Err(OpenError::Crypto(CryptoError::NotEncrypted));
+        }
     };
     content.check()?;
     Ok(content)

@@ -73,7 +73,9 @@ pub enum KeyFileProblem {
     #[error("cannot read it ({0}); check the path in your config")]
     Read(std::io::Error),
     /// The file could not be created (it may already exist: keys are never overwritten).
-    #[error("cannot create it ({0}); keys are never overwritten, choose a new path or remove the old file deliberately")]
+    #[error(
+        "cannot create it ({0}); keys are never overwritten, choose a new path or remove the old file deliberately"
+    )]
     Create(std::io::Error),
     /// Group or others can access the file.
     #[error("permissions are {mode:o}, group or others can access it; run `chmod 600` on it")]
@@ -88,7 +90,9 @@ pub enum KeyFileProblem {
     #[error("not an alertmesh secret key file ({0}); generate one with `alertmesh keygen`")]
     Format(&'static str),
     /// The file holds a different kind of key.
-    #[error("holds a {found} key but a {expected} key is needed here; check which file your config points to")]
+    #[error(
+        "holds a {found} key but a {expected} key is needed here; check which file your config points to"
+    )]
     WrongKind {
         /// The kind the caller needs.
         expected: KeyKind,
@@ -96,10 +100,14 @@ pub enum KeyFileProblem {
         found: KeyKind,
     },
     /// The secret is not 32 bytes of hex.
-    #[error("the secret is not 64 hex digits (32 bytes); the file is damaged, restore it from backup")]
+    #[error(
+        "the secret is not 64 hex digits (32 bytes); the file is damaged, restore it from backup"
+    )]
     BadSecret,
     /// The stored public key does not match the secret.
-    #[error("the public key does not match the secret; the file is damaged, restore it from backup")]
+    #[error(
+        "the public key does not match the secret; the file is damaged, restore it from backup"
+    )]
     PublicMismatch,
 }
 
@@ -158,7 +166,11 @@ impl SecretKeyFile {
         }
         out.push_str(MAGIC);
         out.push('\n');
-        out.push_str(&format!("kind: {}\npublic: {}\n", self.kind(), self.public_hex()));
+        out.push_str(&format!(
+            "kind: {}\npublic: {}\n",
+            self.kind(),
+            self.public_hex()
+        ));
         out.push_str("secret: ");
         out.push_str(&hex::encode(self.secret_bytes().as_ref()));
         out.push('\n');
@@ -211,7 +223,9 @@ impl SecretKeyFile {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options.open(path).map_err(|e| err(KeyFileProblem::Create(e)))?;
+        let mut file = options
+            .open(path)
+            .map_err(|e| err(KeyFileProblem::Create(e)))?;
         file.write_all(self.render(comment).as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| err(KeyFileProblem::Create(e)))
@@ -295,7 +309,10 @@ mod tests {
         // never overwritten
         let again = SecretKeyFile::NodeSign(NodeKey::generate(&mut ChaCha20Rng::seed_from_u64(4)))
             .write_new(&path, "");
-        assert!(matches!(again.unwrap_err().problem, KeyFileProblem::Create(_)));
+        assert!(matches!(
+            again.unwrap_err().problem,
+            KeyFileProblem::Create(_)
+        ));
         assert_eq!(load_node_key(&path).unwrap().public(), key.public());
     }
 
@@ -306,26 +323,50 @@ mod tests {
             .render("x");
         let loose = write(dir.path(), "loose.key", &good, 0o644);
         let e = load_org_root(&loose).unwrap_err();
-        assert!(e.to_string().contains("loose.key") && e.to_string().contains("chmod 600"), "{e}");
+        assert!(
+            e.to_string().contains("loose.key") && e.to_string().contains("chmod 600"),
+            "{e}"
+        );
 
         let wrong = write(dir.path(), "wrong.key", &good, 0o600);
         let e = load_node_key(&wrong).unwrap_err();
         assert!(matches!(e.problem, KeyFileProblem::WrongKind { .. }), "{e}");
 
         let garbage = write(dir.path(), "garbage.key", "\u{0}\u{1}hello", 0o600);
-        assert!(matches!(load_org_root(&garbage).unwrap_err().problem, KeyFileProblem::Format(_)));
+        assert!(matches!(
+            load_org_root(&garbage).unwrap_err().problem,
+            KeyFileProblem::Format(_)
+        ));
 
-        let short = write(dir.path(), "short.key", &good.replace("secret: ", "secret: ab"), 0o600);
-        assert!(matches!(load_org_root(&short).unwrap_err().problem, KeyFileProblem::BadSecret));
+        let short = write(
+            dir.path(),
+            "short.key",
+            &good.replace("secret: ", "secret: ab"),
+            0o600,
+        );
+        assert!(matches!(
+            load_org_root(&short).unwrap_err().problem,
+            KeyFileProblem::BadSecret
+        ));
 
         let mut flipped = good.to_string();
         let pos = flipped.find("secret: ").unwrap() + 8;
-        let c = if &flipped[pos..pos + 1] == "0" { "1" } else { "0" };
+        let c = if &flipped[pos..pos + 1] == "0" {
+            "1"
+        } else {
+            "0"
+        };
         flipped.replace_range(pos..pos + 1, c);
         let flipped = write(dir.path(), "flipped.key", &flipped, 0o600);
-        assert!(matches!(load_org_root(&flipped).unwrap_err().problem, KeyFileProblem::PublicMismatch));
+        assert!(matches!(
+            load_org_root(&flipped).unwrap_err().problem,
+            KeyFileProblem::PublicMismatch
+        ));
 
         let missing = dir.path().join("missing.key");
-        assert!(matches!(load_org_root(&missing).unwrap_err().problem, KeyFileProblem::Read(_)));
+        assert!(matches!(
+            load_org_root(&missing).unwrap_err().problem,
+            KeyFileProblem::Read(_)
+        ));
     }
 }

@@ -30,7 +30,12 @@ pub enum SignatureError {
     Invalid,
 }
 
-fn verify(public: &[u8; 32], tag: &[u8], body: &[u8], sig: &Signature) -> Result<(), SignatureError> {
+fn verify(
+    public: &[u8; 32],
+    tag: &[u8],
+    body: &[u8],
+    sig: &Signature,
+) -> Result<(), SignatureError> {
     let key = VerifyingKey::from_bytes(public).map_err(|_| SignatureError::InvalidKey)?;
     if key.is_weak() {
         return Err(SignatureError::WeakKey);
@@ -168,7 +173,11 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let k = NodeKey::generate(&mut rng);
         let hex_secret = hex::encode(k.secret_bytes().as_ref());
-        let printed = format!("{k:?} {:?} {:?}", OrgRootKey::generate(&mut rng), AgreementKey::generate(&mut rng));
+        let printed = format!(
+            "{k:?} {:?} {:?}",
+            OrgRootKey::generate(&mut rng),
+            AgreementKey::generate(&mut rng)
+        );
         assert_eq!(printed, "SecretKey(..) SecretKey(..) SecretKey(..)");
         assert!(!printed.contains(&hex_secret));
     }
@@ -179,8 +188,14 @@ mod tests {
         let k = OrgRootKey::generate(&mut rng);
         let sig = k.sign(b"tag-a", b"body");
         assert_eq!(k.public().verify(b"tag-a", b"body", &sig), Ok(()));
-        assert_eq!(k.public().verify(b"tag-b", b"body", &sig), Err(SignatureError::Invalid));
-        assert_eq!(k.public().verify(b"tag-a", b"bodY", &sig), Err(SignatureError::Invalid));
+        assert_eq!(
+            k.public().verify(b"tag-b", b"body", &sig),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            k.public().verify(b"tag-a", b"bodY", &sig),
+            Err(SignatureError::Invalid)
+        );
     }
 
     #[test]
@@ -190,10 +205,16 @@ mod tests {
             b[0] = 1; // the identity point: small order
             OrgPublicKey(b)
         };
-        assert_eq!(identity.verify(b"t", b"m", &[0u8; 64]), Err(SignatureError::WeakKey));
+        assert_eq!(
+            identity.verify(b"t", b"m", &[0u8; 64]),
+            Err(SignatureError::WeakKey)
+        );
         // y = 2 is not on the curve.
         let mut off_curve = [0u8; 32];
         off_curve[0] = 2;
-        assert_eq!(OrgPublicKey(off_curve).verify(b"t", b"m", &[0u8; 64]), Err(SignatureError::InvalidKey));
+        assert_eq!(
+            OrgPublicKey(off_curve).verify(b"t", b"m", &[0u8; 64]),
+            Err(SignatureError::InvalidKey)
+        );
     }
 }

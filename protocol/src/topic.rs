@@ -8,7 +8,10 @@ pub const CONTROL_TOPIC_NAME: &str = "_control";
 impl TopicId {
     /// `SHA-256("alertmesh/v1/topic" ‖ 0x00 ‖ network_id ‖ name)`.
     pub fn derive(network: &NetworkId, name: &str) -> Self {
-        TopicId(tagged_hash(tags::TOPIC, &[network.as_bytes(), name.as_bytes()]))
+        TopicId(tagged_hash(
+            tags::TOPIC,
+            &[network.as_bytes(), name.as_bytes()],
+        ))
     }
 
     /// The control topic of a network.
@@ -19,7 +22,11 @@ impl TopicId {
     /// The gossipsub topic string: `alertmesh/<first 8 bytes of network id>/<topic id>`.
     /// It reveals neither the topic's name nor its readers.
     pub fn gossip_name(&self, network: &NetworkId) -> String {
-        format!("alertmesh/{}/{}", hex::encode(&network.as_bytes()[..8]), self.to_hex())
+        format!(
+            "alertmesh/{}/{}",
+            hex::encode(&network.as_bytes()[..8]),
+            self.to_hex()
+        )
     }
 }
 

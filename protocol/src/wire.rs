@@ -6,6 +6,7 @@
 //! is disconnected.
 
 use crate::codec::{self, DecodeError};
+use crate::ids::{NodePublicKey, TopicId};
 use bincode::{Decode, Encode};
 
 /// Largest request or response frame.
@@ -26,11 +27,54 @@ pub struct Hello {
     pub certs: Vec<Vec<u8>>,
 }
 
+/// Most authors one sync request may describe.
+pub const MAX_SYNC_AUTHORS: usize = 4096;
+/// Most held ranges per author in a sync request.
+pub const MAX_SYNC_RANGES: usize = 64;
+/// Most envelopes in one sync page.
+pub const MAX_PAGE_ENVELOPES: usize = 256;
+/// Most envelope bytes in one sync page.
+pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The seqs a node holds of one author's chain on a topic, as inclusive ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ChainSummary {
+    /// The author.
+    pub author: NodePublicKey,
+    /// Held seqs as inclusive `(first, last)` ranges, ascending (at most
+    /// [`MAX_SYNC_RANGES`]; anything beyond is treated as not held).
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// "Here is what I hold on this topic; send me what I lack."
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SyncRequest {
+    /// The topic.
+    pub topic: TopicId,
+    /// What the requester holds, per author.
+    pub have: Vec<ChainSummary>,
+}
+
+/// One bounded page of envelopes the requester lacks, in (author, seq) order.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SyncPage {
+    /// The topic.
+    pub topic: TopicId,
+    /// Certificates of the page's authors.
+    pub certs: Vec<Vec<u8>>,
+    /// Signed envelopes (exact bytes).
+    pub envelopes: Vec<Vec<u8>>,
+    /// Whether more pages are available (ask again with an updated summary).
+    pub more: bool,
+}
+
 /// A request.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum Request {
     /// Introduce ourselves; the answer is the peer's hello.
     Hello(Hello),
+    /// Ask for envelopes of a topic we lack.
+    Sync(SyncRequest),
 }
 
 /// A response.
@@ -40,6 +84,44 @@ pub enum Response {
     Hello(Hello),
     /// The request was refused.
     Refused(String),
+    /// A page of envelopes.
+    Sync(SyncPage),
+}
+
+impl ChainSummary {
+    /// Summarizes ascending held seqs into ranges.
+    pub fn from_seqs(author: NodePublicKey, seqs: impl IntoIterator<Item = u64>) -> Self {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for s in seqs {
+            match ranges.last_mut() {
+                Some((_, last)) if s == *last + 1 => *last = s,
+                Some((_, last)) if s <= *last => {}
+                _ => ranges.push((s, s)),
+            }
+        }
+        ranges.truncate(MAX_SYNC_RANGES);
+        Self { author, ranges }
+    }
+
+    /// Whether `seq` is covered.
+    pub fn holds(&self, seq: u64) -> bool {
+        self.ranges
+            .iter()
+            .take(MAX_SYNC_RANGES)
+            .any(|(a, b)| *a <= seq && seq <= *b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_ranges() {
+        let s = ChainSummary::from_seqs(NodePublicKey([1; 32]), [1, 2, 3, 5, 7, 8]);
+        assert_eq!(s.ranges, vec![(1, 3), (5, 5), (7, 8)]);
+        assert!(s.holds(2) && !s.holds(4) && s.holds(8) && !s.holds(9));
+    }
 }
 
 impl Request {

@@ -1,1 +1,270 @@
-//! placeholder
+//! Test harness for multi-node tests: builds a network of real nodes (real TCP, Noise,
+//! Yamux, gossipsub, SQLite files) in one process, plus a hostile test peer that speaks
+//! the wire protocols but is free to send anything.
+
+pub mod hostile;
+
+use alertmesh_node::config::Config;
+use alertmesh_node::node::Node;
+use alertmesh_protocol::bootstrap::{Network, NetworkPlan};
+use alertmesh_protocol::keyfile::SecretKeyFile;
+use alertmesh_protocol::{AgreementKey, NodeKey};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long any wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A token every test node's API accepts.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// One running test node.
+pub struct TestNode {
+    /// The node.
+    pub node: Node,
+    /// Its org.
+    pub org: String,
+    /// Its config file.
+    pub config_path: PathBuf,
+}
+
+/// A running test network; files live in a temporary directory.
+pub struct TestNetwork {
+    /// The network's keys and charter.
+    pub network: Network,
+    /// Nodes, in the plan's org order.
+    pub nodes: Vec<TestNode>,
+    /// The directory holding every node's files.
+    pub dir: tempfile::TempDir,
+}
+
+/// Polls `condition` every 20 ms until it holds; fails after [`WAIT`].
+pub async fn wait_for<F, Fut>(what: &str, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("timed out after {:?} waiting for {what}", WAIT);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+/// Writes a node's key files and config into `dir`; returns the config path.
+pub fn write_node_files(
+    dir: &Path,
+    network: &Network,
+    key: &NodeKey,
+    agreement: &AgreementKey,
+    cert: &[u8],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&key.secret_bytes()))
+        .write_new(&dir.join("node.key"), "test")?;
+    SecretKeyFile::NodeAgreement(AgreementKey::from_secret_bytes(&agreement.secret_bytes()))
+        .write_new(&dir.join("agreement.key"), "test")?;
+    std::fs::write(dir.join("node.cert"), cert)?;
+    write_private(&dir.join("api.token"), TOKEN.as_bytes())?;
+    let genesis = dir.join("charter-v1.bin");
+    std::fs::write(&genesis, network.genesis.as_bytes())?;
+    let text = alertmesh_node::config::render(
+        "data",
+        &["/ip4/127.0.0.1/tcp/0".to_string()],
+        &[],
+        &network.genesis_hash().to_hex(),
+        "127.0.0.1:0",
+        ".",
+        "charter-v1.bin",
+    );
+    let path = dir.join("node.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Files of one node, ready to start.
+pub struct NodeFiles {
+    /// Its org.
+    pub org: String,
+    /// Its config file.
+    pub config_path: PathBuf,
+}
+
+impl TestNetwork {
+    /// Builds `plan` with a fixed seed, starts every node, connects them all to each other
+    /// and waits until every node has admitted every other and holds every sender key
+    /// it may read.
+    pub async fn start(plan: &NetworkPlan, seed: u64) -> anyhow::Result<Self> {
+        let (net, _) = Self::start_some(plan, seed, usize::MAX).await?;
+        Ok(net)
+    }
+
+    /// Like [`TestNetwork::start`] but starts only the first `count` nodes; returns the
+    /// files of the others, to start later with [`TestNetwork::join`].
+    pub async fn start_some(
+        plan: &NetworkPlan,
+        seed: u64,
+        count: usize,
+    ) -> anyhow::Result<(Self, Vec<NodeFiles>)> {
+        use rand_chacha03::rand_core::SeedableRng;
+        let mut rng = rand_chacha03::ChaCha20Rng::seed_from_u64(seed);
+        let network = plan.build(&mut rng);
+        let dir = tempfile::tempdir()?;
+        let mut files = Vec::new();
+        for (i, (org, material)) in network.nodes().enumerate() {
+            let node_dir = dir.path().join(format!("{i}-{org}"));
+            let config_path = write_node_files(
+                &node_dir,
+                &network,
+                &material.key,
+                &material.agreement,
+                material.cert.as_bytes(),
+            )?;
+            files.push(NodeFiles {
+                org: org.to_string(),
+                config_path,
+            });
+        }
+        let later = files.split_off(count.min(files.len()));
+        let mut nodes = Vec::new();
+        for f in files {
+            let node = Node::start(&Config::load(&f.config_path)?).await?;
+            nodes.push(TestNode {
+                node,
+                org: f.org,
+                config_path: f.config_path,
+            });
+        }
+        let net = Self {
+            network,
+            nodes,
+            dir,
+        };
+        net.connect_all().await?;
+        net.wait_ready().await?;
+        Ok((net, later))
+    }
+
+    /// Starts a node (new, or restarted from its files) and dials every running node.
+    pub async fn join(&mut self, files: &NodeFiles) -> anyhow::Result<()> {
+        let node = Node::start(&Config::load(&files.config_path)?).await?;
+        for other in &self.nodes {
+            node.dial(listen_addr(&other.node).await?).await?;
+        }
+        self.nodes.push(TestNode {
+            node,
+            org: files.org.clone(),
+            config_path: files.config_path.clone(),
+        });
+        Ok(())
+    }
+
+    /// Dials every pair of nodes once.
+    pub async fn connect_all(&self) -> anyhow::Result<()> {
+        let mut addrs = Vec::new();
+        for n in &self.nodes {
+            addrs.push(listen_addr(&n.node).await?);
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            for addr in &addrs[..i] {
+                n.node.dial(addr.clone()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every node admitted all others and holds every sender key it may read.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let n = self.nodes.len();
+        let charter = self.network.genesis.charter().clone();
+        let running: Vec<&str> = self.nodes.iter().map(|n| n.org.as_str()).collect();
+        let publishers = |topic: &str| {
+            charter.topic_by_name(topic).map_or(0, |t| {
+                t.publishers
+                    .iter()
+                    .filter(|p| running.contains(&p.as_str()))
+                    .count()
+            })
+        };
+        for node in &self.nodes {
+            wait_for("peers admitted and sender keys delivered", || async {
+                node.node.core.status().await.is_ok_and(|s| {
+                    s.admitted_peers == n - 1
+                        && s.sender_keys
+                            .iter()
+                            .all(|(topic, count)| *count == publishers(topic))
+                })
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The node of an org.
+    pub fn node(&self, org: &str) -> &TestNode {
+        self.nodes
+            .iter()
+            .find(|n| n.org == org)
+            .unwrap_or_else(|| panic!("no node for {org}"))
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        for n in self.nodes {
+            n.node.shutdown().await;
+        }
+    }
+}
+
+/// A node's first listen address (with `/p2p/`), once it is listening.
+pub async fn listen_addr(node: &Node) -> anyhow::Result<libp2p::Multiaddr> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(addr) = node.listen_addrs().await?.into_iter().next() {
+            return Ok(addr);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("node never started listening");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A reader of a node's verdict counter: how many envelopes got `verdict` for `reason`.
+pub fn verdict_count(node: &Node, verdict: &'static str, reason: &'static str) -> u64 {
+    node.metrics
+        .verdicts
+        .get_or_create(&alertmesh_node::metrics::VerdictLabels { verdict, reason })
+        .get()
+}
+
+/// A valid alert for tests.
+pub fn sample_alert(title: &str) -> alertmesh_protocol::Content {
+    use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
+    alertmesh_protocol::Content::Alert(Alert {
+        kind: AlertKind::Indicator,
+        title: title.to_string(),
+        description: "test alert".into(),
+        severity: Severity::High,
+        confidence: 90,
+        observables: vec![Observable::Domain("vote-example.com".into())],
+        labels: vec![],
+        references: vec![],
+        valid_from_ms: 0,
+        valid_until_ms: None,
+        related: vec![],
+    })
+}
