@@ -9,6 +9,7 @@
 //! | `GET /v1/peers` | connected peers |
 //! | `GET /v1/topics` | topics and this org's rights |
 //! | `GET /v1/status` | node status |
+//! | `POST /v1/charters` | hand in a signed charter `{"charter": hex}`: adopted and gossiped |
 //! | `GET /metrics` | Prometheus text |
 
 use crate::core::{CoreHandle, PublishError};
@@ -110,6 +111,7 @@ pub fn router(
         .route("/v1/peers", get(peers))
         .route("/v1/topics", get(topics))
         .route("/v1/status", get(status))
+        .route("/v1/charters", axum::routing::post(submit_charter))
         .route("/metrics", get(metrics_text))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -251,6 +253,28 @@ async fn topics(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiE
 
 async fn status(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(state.core.status().await?))
+}
+
+/// Body of `POST /v1/charters`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CharterBody {
+    /// The signed charter, hex-encoded.
+    pub charter: String,
+}
+
+async fn submit_charter(
+    State(state): State<ApiState>,
+    body: Result<Json<CharterBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let bytes = hex::decode(body.charter.trim())
+        .map_err(|_| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "charter must be hex".into()))?;
+    match state.core.submit_charter(bytes).await? {
+        Ok(version) => Ok(Json(serde_json::json!({ "version": version }))),
+        Err(e @ crate::core::SubmitError::Fork(_)) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
+        Err(e) => Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+    }
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {

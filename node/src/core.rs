@@ -6,6 +6,10 @@
 //! Writes go to the database writer; an envelope is reported `Accept` to gossipsub (and
 //! so forwarded) only after its row is committed.
 
+mod governance;
+
+pub use governance::SubmitError;
+
 use crate::metrics::Metrics;
 use crate::net::{BAD_PEER_SCORE, NetCommand, NetEvent, NetHandle};
 use crate::store::{self, AlertRow, EnvelopeRow, StoredAlert, Write, Writer};
@@ -38,8 +42,8 @@ pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
 const BAN_TIME: Duration = Duration::from_secs(60);
 /// Key packages go out this long after the last change of a topic's readers.
 const KEY_PACKAGE_DEBOUNCE: Duration = Duration::from_millis(400);
-/// Anti-entropy runs this often.
-const SYNC_PERIOD: Duration = Duration::from_secs(15);
+/// Anti-entropy runs this often unless the config's `sync_interval_ms` says otherwise.
+pub const SYNC_PERIOD: Duration = Duration::from_secs(15);
 /// Peers asked per anti-entropy period.
 const SYNC_PEERS_PER_PERIOD: usize = 2;
 /// Most pages one sync session may fetch (a peer sending endless pages is cut off).
@@ -74,6 +78,13 @@ pub enum Request {
     Status(oneshot::Sender<Status>),
     /// Topics and our rights on them.
     Topics(oneshot::Sender<Vec<TopicInfo>>),
+    /// Adopt a signed charter handed in by the operator and gossip it.
+    SubmitCharter {
+        /// The signed charter's bytes.
+        bytes: Vec<u8>,
+        /// The adopted version, or why it was not adopted.
+        reply: oneshot::Sender<Result<u64, governance::SubmitError>>,
+    },
 }
 
 /// The answer to a successful publish.
@@ -120,7 +131,7 @@ pub enum PublishError {
     #[error("{0}")]
     NotAuthor(String),
     /// This node's certificate is revoked or expired.
-    #[error("this node's certificate is revoked or expired; it may not publish")]
+    #[error("this node's certificate is revoked or expired, or its org was removed; it may not publish")]
     CertInvalid,
     /// Storage failed.
     #[error("storage failed: {0}")]
@@ -152,6 +163,8 @@ pub struct Status {
     pub evidence: usize,
     /// Chains with missing entries.
     pub chain_gaps: usize,
+    /// False when this node's certificate is revoked or expired, or its org removed.
+    pub publishing_allowed: bool,
     /// Per readable topic: how many authors' sender keys this node holds.
     pub sender_keys: BTreeMap<String, usize>,
 }
@@ -217,6 +230,12 @@ impl CoreHandle {
     /// Topics.
     pub async fn topics(&self) -> anyhow::Result<Vec<TopicInfo>> {
         self.ask(Request::Topics).await
+    }
+
+    /// Hands a signed charter to the node: adopted and gossiped if it is the valid next
+    /// version.
+    pub async fn submit_charter(&self, bytes: Vec<u8>) -> anyhow::Result<Result<u64, governance::SubmitError>> {
+        self.ask(|reply| Request::SubmitCharter { bytes, reply }).await
     }
 
     /// Live stream of alerts decrypted (or published) by this node.
@@ -286,6 +305,8 @@ struct OwnTopic {
 struct PeerState {
     connected_at: Instant,
     org: Option<OrgId>,
+    /// The node key its certificate names (once admitted).
+    node: Option<NodePublicKey>,
     subscriptions: HashSet<TopicHash>,
 }
 
@@ -310,6 +331,12 @@ pub struct Core {
     /// Open sync sessions: pages requested per (peer, topic).
     sync_rounds: HashMap<(PeerId, TopicId), u32>,
     next_sync: Instant,
+    /// How often anti-entropy runs.
+    sync_period: Duration,
+    /// Gossip topics we are subscribed to.
+    subscribed: HashSet<String>,
+    /// Peers to disconnect once the time comes (removed orgs, revoked nodes).
+    evictions: Vec<(PeerId, Instant)>,
     writer: Writer,
     reader: std::sync::Mutex<rusqlite::Connection>,
     data_dir: std::path::PathBuf,
@@ -345,6 +372,8 @@ pub struct CoreParts {
     pub net: NetHandle,
     /// Metrics.
     pub metrics: Metrics,
+    /// How often anti-entropy runs ([`SYNC_PERIOD`] by default).
+    pub sync_period: Duration,
 }
 
 impl Core {
@@ -359,6 +388,7 @@ impl Core {
             loaded,
             net,
             metrics,
+            sync_period,
         } = parts;
         for bytes in &loaded.charters {
             let signed = SignedCharter::decode(bytes)
@@ -390,7 +420,10 @@ impl Core {
             topic_by_hash: HashMap::new(),
             evidence: HashSet::new(),
             sync_rounds: HashMap::new(),
-            next_sync: Instant::now() + SYNC_PERIOD,
+            next_sync: Instant::now() + sync_period,
+            sync_period,
+            subscribed: HashSet::new(),
+            evictions: Vec::new(),
             writer,
             reader: std::sync::Mutex::new(reader),
             data_dir,
@@ -499,9 +532,7 @@ impl Core {
         mut requests: mpsc::Receiver<Request>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        for topic in self.subscriptions() {
-            let _ = self.net.send(NetCommand::Subscribe(topic)).await;
-        }
+        self.sync_subscriptions().await;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
@@ -541,6 +572,7 @@ impl Core {
                     PeerState {
                         connected_at: Instant::now(),
                         org: None,
+                        node: None,
                         subscriptions: HashSet::new(),
                     },
                 );
@@ -632,11 +664,15 @@ impl Core {
         match verdict {
             Ok(cert) => {
                 let org = cert.cert().org_id.clone();
+                let node = cert.cert().node_sign_pub;
                 self.learn_cert(cert).await;
                 let newly = self
                     .peers
                     .get_mut(&peer)
-                    .map(|p| p.org.replace(org.clone()).is_none())
+                    .map(|p| {
+                        p.node = Some(node);
+                        p.org.replace(org.clone()).is_none()
+                    })
                     .unwrap_or(false);
                 if newly {
                     self.metrics.admitted_peers.inc();
@@ -743,19 +779,10 @@ impl Core {
                         bytes: charter.as_bytes().to_vec(),
                     })
                     .await;
-                self.update_topic_map();
-                let current = self.charters.current().charter().clone();
-                self.validator.retain_members(&current);
-                for topic in self.subscriptions() {
-                    self.send(NetCommand::Subscribe(topic)).await;
-                }
-                self.mark_readers_changed();
+                self.apply_charter_effects().await;
             }
             Ok(CharterUpdate::Fork(fork)) => {
-                tracing::error!(
-                    version = fork.version,
-                    "GOVERNANCE FORK: two valid charters with the same version; neither is adopted"
-                );
+                self.record_fork(fork);
             }
             _ => {}
         }
@@ -785,7 +812,7 @@ impl Core {
         };
         let net = self.network();
         let acceptance = if topic_id == TopicId::control(&net) {
-            self.on_control(&data).await
+            self.on_control(&data, source).await
         } else {
             self.on_envelope(&data, Some(topic_id), Source::Gossip)
                 .await
@@ -1064,7 +1091,7 @@ impl Core {
         (row, alert)
     }
 
-    async fn on_control(&mut self, data: &[u8]) -> Option<oneshot::Receiver<Result<(), String>>> {
+    async fn on_control(&mut self, data: &[u8], source: PeerId) -> Option<oneshot::Receiver<Result<(), String>>> {
         let msg = match ControlMessage::decode(data) {
             Ok(m) => m,
             Err(_) => {
@@ -1109,8 +1136,13 @@ impl Core {
                         let _ = tx.send(Ok(()));
                         Some(rx)
                     }
-                    Ok(CharterUpdate::AlreadyKnown)
-                    | Err(CharterError::MissingPredecessor { .. }) => self.ignored_now(),
+                    Ok(CharterUpdate::AlreadyKnown) => self.ignored_now(),
+                    Err(CharterError::MissingPredecessor { .. }) => {
+                        // We are behind: the source's hello carries the versions between.
+                        let hello = wire::Request::Hello(self.my_hello()).encode();
+                        self.send(NetCommand::Request(source, hello)).await;
+                        self.ignored_now()
+                    }
                     Err(_) => {
                         self.metrics.verdict("reject", "bad_charter");
                         self.rejected_now()
@@ -1323,8 +1355,9 @@ impl Core {
         for topic in due {
             self.refresh_key_package(topic).await;
         }
+        self.evict_due().await;
         if now >= self.next_sync {
-            self.next_sync = now + SYNC_PERIOD;
+            self.next_sync = now + self.sync_period;
             self.periodic_sync().await;
         }
         // Announce our certificate on the control topic.
@@ -1437,6 +1470,9 @@ impl Core {
             Request::Topics(reply) => {
                 let _ = reply.send(self.topics());
             }
+            Request::SubmitCharter { bytes, reply } => {
+                let _ = reply.send(self.submit_charter(bytes).await);
+            }
         }
     }
 
@@ -1465,7 +1501,7 @@ impl Core {
                 topic: name.into(),
             });
         }
-        if charter.is_revoked(&self.me.key.public()) || !self.me.cert.valid_at(now_ms()) {
+        if !self.may_publish_at_all() {
             return Err(PublishError::CertInvalid);
         }
         content
@@ -1524,6 +1560,7 @@ impl Core {
             undecryptable: self.pending_len,
             evidence: self.evidence.len(),
             chain_gaps: self.chains.gaps(),
+            publishing_allowed: self.may_publish_at_all(),
             sender_keys: c
                 .topics
                 .iter()

@@ -21,4 +21,5 @@ pub mod example;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod proposal;
 pub mod store;

@@ -179,6 +179,23 @@ enum CharterCmd {
         #[arg(long)]
         org_key: PathBuf,
     },
+    /// Write the next charter version with changes (unsigned); cut-offs are computed from
+    /// the node's database.
+    ///
+    /// Example: alertmesh charter propose --config node.toml --remove-org searchly --out charter-v2.bin
+    /// Example: alertmesh charter propose --config node.toml --topic agency/leads --readers fbi,dhs --out charter-v2.bin
+    Propose(ProposeArgs),
+    /// Hand a signed charter to a running node, which adopts it and gossips it.
+    ///
+    /// Example: alertmesh charter submit --config node.toml --charter charter-v2.bin
+    Submit {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The signed charter file.
+        #[arg(long)]
+        charter: PathBuf,
+    },
     /// Show a charter: members, topics, hash and signature check.
     ///
     /// Example: alertmesh charter show keys-example/charter-v1.bin
@@ -186,6 +203,58 @@ enum CharterCmd {
         /// The charter file.
         charter: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ProposeArgs {
+    /// The proposing node's config (its latest charter and database are the base).
+    #[arg(long)]
+    config: PathBuf,
+    /// Where to write the proposed (unsigned) charter.
+    #[arg(long)]
+    out: PathBuf,
+    /// Add an org (with --name and --root-pub).
+    #[arg(long, requires_all = ["name", "root_pub"])]
+    add_org: Option<String>,
+    /// Name of the added org.
+    #[arg(long)]
+    name: Option<String>,
+    /// Root public key (hex) of the added org.
+    #[arg(long)]
+    root_pub: Option<String>,
+    /// Roles of the added org.
+    #[arg(long)]
+    role: Vec<String>,
+    /// Make the added org a governor.
+    #[arg(long)]
+    governor: bool,
+    /// Remove an org (from members, governors and every topic).
+    #[arg(long)]
+    remove_org: Vec<String>,
+    /// The topic to change (with --readers, --publishers, --max-tlp).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Create the topic named by --topic.
+    #[arg(long, requires = "topic")]
+    new_topic: bool,
+    /// New readers of --topic (comma-separated org ids).
+    #[arg(long, requires = "topic")]
+    readers: Option<String>,
+    /// New publishers of --topic (comma-separated org ids).
+    #[arg(long, requires = "topic")]
+    publishers: Option<String>,
+    /// New maximum TLP of --topic.
+    #[arg(long, requires = "topic")]
+    max_tlp: Option<String>,
+    /// Revoke a node certificate (the node's public key, hex).
+    #[arg(long)]
+    revoke_node: Vec<String>,
+    /// New governor set (comma-separated org ids).
+    #[arg(long)]
+    governors: Option<String>,
+    /// New threshold.
+    #[arg(long)]
+    threshold: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -376,6 +445,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Charter(CharterCmd::Show { charter }) => show_charter(&charter),
+        Cmd::Charter(CharterCmd::Propose(args)) => propose(args),
+        Cmd::Charter(CharterCmd::Submit { config, charter }) => {
+            let client = Client::from_config(&Config::load(&config)?)?;
+            let bytes = std::fs::read(&charter).with_context(|| format!("cannot read {}", charter.display()))?;
+            let answer: serde_json::Value = client.post("/v1/charters", &serde_json::json!({ "charter": hex::encode(bytes) }))?;
+            println!("adopted charter version {}; the node gossips it to the network", answer["version"]);
+            Ok(())
+        }
         Cmd::Run { config } => {
             let config = Config::load(&config)?;
             init_logs(config.log_format);
@@ -517,6 +594,59 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
         receipt["id"].as_str().unwrap_or(""),
         receipt["topic"].as_str().unwrap_or(""),
         receipt["seq"]
+    );
+    Ok(())
+}
+
+fn propose(args: ProposeArgs) -> anyhow::Result<()> {
+    use alertmesh_node::proposal::{self, History, Proposal, TopicEdit};
+    let config = Config::load(&args.config)?;
+    let current = proposal::current_charter(&config.data_dir, &config.genesis)?;
+    let history = if alertmesh_node::store::db_path(&config.data_dir).exists() {
+        History::from_data_dir(&config.data_dir)?
+    } else {
+        History::default()
+    };
+    let mut p = Proposal::default();
+    if let Some(org) = &args.add_org {
+        let m = proposal::member(org, args.name.as_deref().unwrap_or(""), args.root_pub.as_deref().unwrap_or(""), &args.role)?;
+        p.add_members.push((m, args.governor));
+    }
+    p.remove_orgs = args.remove_org.iter().map(|o| Ok(OrgId::new(o.as_str())?)).collect::<anyhow::Result<_>>()?;
+    if let Some(name) = &args.topic {
+        p.topics.push(TopicEdit {
+            name: name.clone(),
+            create: args.new_topic,
+            readers: args.readers.as_deref().map(proposal::org_list).transpose()?,
+            publishers: args.publishers.as_deref().map(proposal::org_list).transpose()?,
+            max_tlp: args.max_tlp.as_deref().map(|t| parse_json_enum::<Tlp>(&t.to_uppercase(), "TLP")).transpose()?,
+        });
+    }
+    p.revoke = args
+        .revoke_node
+        .iter()
+        .map(|h| alertmesh_protocol::NodePublicKey::from_hex(h).map_err(|_| anyhow::anyhow!("--revoke-node must be 64 hex digits")))
+        .collect::<anyhow::Result<_>>()?;
+    p.governors = args.governors.as_deref().map(proposal::org_list).transpose()?;
+    p.threshold = args.threshold;
+    let next = proposal::propose(&current, &history, &p, alertmesh_node::core::now_ms())?;
+    if args.out.exists() {
+        bail!("{} exists; choose another path", args.out.display());
+    }
+    let signed = SignedCharter::unsigned(next);
+    std::fs::write(&args.out, signed.as_bytes()).with_context(|| format!("cannot write {}", args.out.display()))?;
+    let c = signed.charter();
+    println!(
+        "proposed charter version {} (hash {}) written to {}; {} cut-offs recorded.\n\
+         It needs {} signatures of the governors of version {} ({}): alertmesh charter sign --charter {} --org <id> --org-key <file>",
+        c.version,
+        signed.hash(),
+        args.out.display(),
+        c.cutoffs.len(),
+        current.charter().threshold,
+        current.charter().version,
+        current.charter().governors.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
+        args.out.display()
     );
     Ok(())
 }

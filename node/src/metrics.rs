@@ -37,6 +37,8 @@ pub struct Metrics {
     pub dropped_events: Counter,
     /// Equivocation evidence objects held.
     pub evidence: Counter,
+    /// Governance forks seen (two valid charters with one version).
+    pub charter_forks: Counter,
     /// Publish-to-receive latency of alerts from other nodes (author timestamp to local
     /// decryption), in seconds.
     pub delivery_latency: Histogram,
@@ -94,6 +96,8 @@ impl Metrics {
             "Equivocation evidence recorded",
             evidence.clone(),
         );
+        let charter_forks = Counter::default();
+        registry.register("charter_forks", "Governance forks seen", charter_forks.clone());
         let delivery_latency = Histogram::new(
             [
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -115,6 +119,7 @@ impl Metrics {
             refused_peers,
             dropped_events,
             evidence,
+            charter_forks,
             delivery_latency,
         }
     }
