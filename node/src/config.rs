@@ -8,6 +8,7 @@
 //! genesis = "charter-v1.bin"             # the genesis charter (binary, as signed)
 //! genesis_hash = "<64 hex digits>"        # pinned: the node refuses any other genesis
 //! log_format = "human"                    # or "json"
+//! sync_interval_ms = 15000                # optional: anti-entropy period (default 15 s)
 //!
 //! [keys]
 //! node_key = "keys/node.key"              # Ed25519 node signing key (0600)
@@ -41,6 +42,8 @@ pub struct Config {
     pub genesis_hash: alertmesh_protocol::CharterHash,
     /// `human` or `json` logs.
     pub log_format: LogFormat,
+    /// How often the node runs anti-entropy with a few peers (`sync_interval_ms`).
+    pub sync_interval: std::time::Duration,
     /// Key files.
     pub keys: KeyPaths,
     /// Local API.
@@ -90,6 +93,8 @@ struct RawConfig {
     genesis_hash: String,
     #[serde(default)]
     log_format: LogFormat,
+    #[serde(default)]
+    sync_interval_ms: Option<u64>,
     keys: RawKeys,
     api: RawApi,
 }
@@ -154,6 +159,13 @@ impl Config {
             );
         }
         let bootstrap = addrs(&raw.bootstrap, "bootstrap")?;
+        let sync_interval = match raw.sync_interval_ms {
+            None => crate::core::SYNC_PERIOD,
+            Some(ms @ 100..=86_400_000) => std::time::Duration::from_millis(ms),
+            Some(ms) => bail!(
+                "config file {file}: `sync_interval_ms` {ms} is out of range; write a value from 100 (0.1 s) to 86400000 (one day)"
+            ),
+        };
         for a in &bootstrap {
             if !a
                 .iter()
@@ -172,6 +184,7 @@ impl Config {
             genesis: resolve(&raw.genesis),
             genesis_hash,
             log_format: raw.log_format,
+            sync_interval,
             keys: KeyPaths {
                 node_key: resolve(&raw.keys.node_key),
                 agreement_key: resolve(&raw.keys.agreement_key),

@@ -113,6 +113,7 @@ impl Node {
             loaded,
             net: net.clone(),
             metrics: metrics.clone(),
+            sync_period: config.sync_interval,
         })?;
 
         let listener = tokio::net::TcpListener::bind(config.api.bind)
