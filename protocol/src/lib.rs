@@ -13,11 +13,13 @@
 //! - [`sender_key`]: per-topic sender keys, sealed to readers with HPKE in key packages.
 //! - [`chain`], [`evidence`]: per-author hash chains, equivocation evidence.
 //! - [`validate`]: the ordered validation rules with typed verdicts.
+//! - [`audit`]: the audit export format and a pure verifier of a whole signed log.
 //! - [`codec`]: the one module that uses bincode.
 //!
 //! `PROTOCOL.md` at the repository root specifies every byte.
 
 pub mod alert;
+pub mod audit;
 pub mod bootstrap;
 pub mod cert;
 pub mod certs;
