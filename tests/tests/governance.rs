@@ -151,36 +151,72 @@ async fn revoked_node_is_disconnected_everywhere_and_stops_publishing() -> anyho
     Ok(())
 }
 
+/// The demo's example network (seven orgs, 4-of-7 governors) hands governance to three
+/// orgs, which then change it on their own; alerts keep flowing throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_survives_a_governor_set_change() -> anyhow::Result<()> {
-    let plan = simple_plan(4, alertmesh_node::core::now_ms() - 60_000); // 4 governors, k = 2
+async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
+    let mut plan = alertmesh_node::example::plan();
+    plan.now_ms = alertmesh_node::core::now_ms() - 60_000;
     let net = TestNetwork::start(&plan, 25).await?;
-    let all = [0, 1, 2, 3];
-    let p = Proposal { governors: Some(vec![org("org-0"), org("org-1")]), threshold: Some(2), ..Default::default() };
-    let v2 = next_charter(&net, &net.network.genesis, &p, &[2, 3])?;
+    let all: Vec<usize> = (0..net.nodes.len()).collect();
+    let (chirper, fbi, dhs, odni, vidtube) = (0, 4, 5, 6, 2);
+    let p = Proposal { governors: Some(vec![org("chirper"), org("fbi"), org("dhs")]), threshold: Some(2), ..Default::default() };
+    let v2 = next_charter(&net, &net.network.genesis, &p, &[1, 2, 3, 6])?;
     adopt_everywhere(&net, &v2, &all).await?;
-    // The old governors alone can no longer change anything.
+    // The former governors alone can no longer change anything.
     let p3 = Proposal {
-        topics: vec![TopicEdit { name: "ops".into(), create: true, readers: Some(vec![org("org-0"), org("org-3")]), publishers: Some(vec![org("org-0")]), max_tlp: Some(Tlp::Amber) }],
+        topics: vec![TopicEdit {
+            name: "voting-infra".into(),
+            create: true,
+            readers: Some(vec![org("fbi"), org("dhs"), org("chirper")]),
+            publishers: Some(vec![org("dhs")]),
+            max_tlp: Some(Tlp::Amber),
+        }],
         ..Default::default()
     };
-    let by_old = next_charter(&net, &v2, &p3, &[2, 3])?;
-    let err = net.nodes[0].node.core.submit_charter(by_old.as_bytes().to_vec()).await?.expect_err("old governors changed the charter");
+    let by_old = next_charter(&net, &v2, &p3, &[1, 2, 3, 6])?;
+    let err = net.nodes[0].node.core.submit_charter(by_old.as_bytes().to_vec()).await?.expect_err("former governors changed the charter");
     assert!(err.to_string().contains("not a governor"), "{err}");
-    let v3 = next_charter(&net, &v2, &p3, &[0, 1])?;
+    let v3 = next_charter(&net, &v2, &p3, &[fbi, chirper])?;
     adopt_everywhere(&net, &v3, &all).await?;
     // Alerts keep flowing, on old and new topics.
-    let id = net.nodes[1].node.core.publish("all".into(), Tlp::Green, sample_alert("after the change")).await??.id;
-    for i in all {
-        wait_alert(&net, i, &id).await?;
+    let id = net.nodes[odni].node.core.publish("election-2020/disinfo".into(), Tlp::Green, sample_alert("after the change")).await??.id;
+    for i in all.iter().filter(|i| **i != odni) {
+        wait_alert(&net, *i, &id).await?;
     }
-    let reader = &net.nodes[3].node;
-    wait_for("org-3 to hold org-0's key for the new topic", || async {
-        reader.core.status().await.is_ok_and(|s| s.sender_keys.get("ops") == Some(&1))
+    let reader = &net.nodes[chirper].node;
+    wait_for("chirper to hold dhs's key for the new topic", || async {
+        reader.core.status().await.is_ok_and(|s| s.sender_keys.get("voting-infra") == Some(&1))
     })
     .await?;
-    let ops = net.nodes[0].node.core.publish("ops".into(), Tlp::Amber, sample_alert("ops")).await??.id;
-    wait_alert(&net, 3, &ops).await?;
+    let infra = net.nodes[dhs].node.core.publish("voting-infra".into(), Tlp::Amber, sample_alert("scan of voter-registration portals")).await??.id;
+    wait_alert(&net, chirper, &infra).await?;
+    wait_alert(&net, fbi, &infra).await?;
+    assert!(!has_alert(&net, vidtube, &infra));
+    net.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_valid_charters_of_one_version_halt_governance_everywhere() -> anyhow::Result<()> {
+    let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
+    let net = TestNetwork::start(&plan, 26).await?;
+    let a = Proposal { remove_orgs: vec![org("org-2")], ..Default::default() };
+    let b = Proposal { threshold: Some(3), ..Default::default() };
+    let v2a = next_charter(&net, &net.network.genesis, &a, &[0, 1])?;
+    let v2b = next_charter(&net, &net.network.genesis, &b, &[1, 2])?;
+    adopt_everywhere(&net, &v2a, &[0, 1, 2]).await?;
+    let err = net.nodes[1].node.core.submit_charter(v2b.as_bytes().to_vec()).await?.expect_err("a fork was adopted");
+    assert!(err.to_string().contains("fork"), "{err}");
+    for (i, n) in net.nodes.iter().enumerate() {
+        wait_for("every node to see the fork and fall back to version 1", || async {
+            n.node.core.status().await.is_ok_and(|s| s.charter_forks == vec![2] && s.charter_version == 1)
+        })
+        .await?;
+        assert!(n.node.metrics.charter_forks.get() >= 1);
+        let kept = std::fs::read_dir(data_dir(&net, i).join("charter-forks"))?.count();
+        assert_eq!(kept, 2, "both charters are kept as evidence");
+    }
     net.shutdown().await;
     Ok(())
 }

@@ -40,7 +40,11 @@ impl Core {
                 Ok(v)
             }
             CharterUpdate::AlreadyKnown => Ok(version),
-            CharterUpdate::Fork(fork) => Err(SubmitError::Fork(fork.version)),
+            CharterUpdate::Fork(fork) => {
+                // Every member must see both charters to halt the same way.
+                self.gossip_control(ControlMessage::Charter(bytes)).await;
+                Err(SubmitError::Fork(fork.version))
+            }
         }
     }
 
