@@ -5,10 +5,12 @@
 //! |---|---|
 //! | `POST /v1/alerts` | publish `{"topic", "tlp", "alert": {...}}` (or `"update"`, `"retraction"`) |
 //! | `GET /v1/alerts?topic=&after=&limit=` | decrypted alerts after a cursor |
+//! | `GET /v1/alerts?view=current&topic=&after=&limit=` | each alert's current state with its history and sightings |
 //! | `GET /v1/alerts/stream` | live alerts as server-sent events |
 //! | `GET /v1/peers` | connected peers |
 //! | `GET /v1/topics` | topics and this org's rights |
-//! | `GET /v1/status` | node status |
+//! | `GET /v1/status` | node status, with the evidence held |
+//! | `GET /v1/stix/bundle?topic=` | the alerts as a STIX 2.1 bundle |
 //! | `POST /v1/charters` | hand in a signed charter `{"charter": hex}`: adopted and gossiped |
 //! | `GET /metrics` | Prometheus text |
 
@@ -111,8 +113,10 @@ pub fn router(
         .route("/v1/peers", get(peers))
         .route("/v1/topics", get(topics))
         .route("/v1/status", get(status))
+        .route("/v1/stix/bundle", get(stix_bundle))
         .route("/v1/charters", axum::routing::post(submit_charter))
         .route("/metrics", get(metrics_text))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route; see README.md, section Local API".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -197,6 +201,9 @@ pub struct ListQuery {
     pub after: Option<i64>,
     /// Page size (default 100, at most 1000).
     pub limit: Option<usize>,
+    /// `log` (default): every decrypted envelope in log order; `current`: each alert's
+    /// current state with its history (updates, retraction) and sightings.
+    pub view: Option<String>,
 }
 
 async fn list_alerts(
@@ -206,6 +213,27 @@ async fn list_alerts(
     let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let after = q.after.unwrap_or(0);
+    match q.view.as_deref() {
+        None | Some("log") => {}
+        Some("current") => {
+            let dir = state.data_dir.clone();
+            let topic = q.topic.clone();
+            let (alerts, next) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let conn = store::open_reader(&dir)?;
+                Ok(crate::lifecycle::current_view(&conn, topic.as_deref(), after, limit)?)
+            })
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+            return Ok(Json(serde_json::json!({ "alerts": alerts, "next": next })));
+        }
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown view {other:?}: use `log` or `current`"),
+            ));
+        }
+    }
     let dir = state.data_dir.clone();
     let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<store::StoredAlert>> {
         let conn = store::open_reader(&dir)?;
@@ -252,7 +280,42 @@ async fn topics(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiE
 }
 
 async fn status(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.core.status().await?))
+    let mut status = serde_json::to_value(state.core.status().await?)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // The equivocation evidence held, each checked and described.
+    let dir = state.data_dir.clone();
+    let reports = tokio::task::spawn_blocking(move || crate::audit::evidence_reports(&dir))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    status["evidence_reports"] = serde_json::Value::from(reports);
+    Ok(Json(status))
+}
+
+/// Query of `GET /v1/stix/bundle`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StixQuery {
+    /// Only this topic.
+    pub topic: Option<String>,
+}
+
+async fn stix_bundle(
+    State(state): State<ApiState>,
+    query: Result<Query<StixQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let dir = state.data_dir.clone();
+    let bundle = tokio::task::spawn_blocking(move || {
+        crate::stix::bundle_for_data_dir(&dir, q.topic.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/stix+json;version=2.1")],
+        Json(bundle),
+    ))
 }
 
 /// Body of `POST /v1/charters`.

@@ -376,7 +376,18 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
             .enable_all()
             .build()?;
         rt.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         });
     }
     print!("\nstopping the network ... ");

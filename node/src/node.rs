@@ -15,6 +15,9 @@ use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// How long each part of a node may take to stop before it is aborted.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A running node.
 pub struct Node {
     /// Its peer id.
@@ -87,6 +90,12 @@ impl Node {
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let network = charters.current().charter().network_id;
         let conn = store::open(&config.data_dir, &network)?;
+        // Keep the genesis and this node's certificate in the database, so that the data
+        // directory can be audited on its own (`alertmesh audit verify <data_dir>`).
+        if let Some(genesis) = charters.history().first() {
+            crate::audit::record_identity(&conn, genesis, &cert)
+                .context("cannot record the genesis charter in the database")?;
+        }
         let loaded = store::load(&conn, &config.data_dir)?;
         let writer = store::spawn_writer(conn);
         let reader = store::open_reader(&config.data_dir)?;
@@ -94,8 +103,8 @@ impl Node {
         let metrics = Metrics::new();
         let keypair = net::keypair(&key)?;
         let peer_id = keypair.public().to_peer_id();
-        let swarm = net::build_swarm(keypair, &config.listen)?;
         let (net, commands) = net::channel();
+        let swarm = net::build_swarm_counted(keypair, &config.listen, net.traffic())?;
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(net::EVENT_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -190,8 +199,11 @@ impl Node {
     /// Stops every task and waits for them (pending writes are flushed).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        for mut t in self.tasks {
+            // Open live streams (SSE) would keep the API's graceful shutdown waiting.
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut t).await.is_err() {
+                t.abort();
+            }
         }
     }
 }
