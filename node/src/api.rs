@@ -6,6 +6,7 @@
 //! | `POST /v1/alerts` | publish `{"topic", "tlp", "alert": {...}}` (or `"update"`, `"retraction"`) |
 //! | `GET /v1/alerts?topic=&after=&limit=` | decrypted alerts after a cursor |
 //! | `GET /v1/alerts?view=current&topic=&after=&limit=` | each alert's current state with its history and sightings |
+//! | `GET /v1/alerts?view=current&topic=&after=&limit=` | each alert's current state with its history and sightings |
 //! | `GET /v1/alerts/stream` | live alerts as server-sent events |
 //! | `GET /v1/peers` | connected peers |
 //! | `GET /v1/topics` | topics and this org's rights |
@@ -114,6 +115,7 @@ pub fn router(
         .route("/v1/topics", get(topics))
         .route("/v1/status", get(status))
         .route("/v1/stix/bundle", get(stix_bundle))
+        .route("/v1/stix/bundle", get(stix_bundle))
         .route("/v1/charters", axum::routing::post(submit_charter))
         .route("/metrics", get(metrics_text))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route; see README.md, section Local API".into()) })
@@ -213,6 +215,27 @@ async fn list_alerts(
     let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let after = q.after.unwrap_or(0);
+    match q.view.as_deref() {
+        None | Some("log") => {}
+        Some("current") => {
+            let dir = state.data_dir.clone();
+            let topic = q.topic.clone();
+            let (alerts, next) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let conn = store::open_reader(&dir)?;
+                Ok(crate::lifecycle::current_view(&conn, topic.as_deref(), after, limit)?)
+            })
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+            return Ok(Json(serde_json::json!({ "alerts": alerts, "next": next })));
+        }
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown view {other:?}: use `log` or `current`"),
+            ));
+        }
+    }
     match q.view.as_deref() {
         None | Some("log") => {}
         Some("current") => {

@@ -488,6 +488,14 @@ impl Core {
             }
         }
         core.update_topic_map();
+        // Evidence held from earlier runs counts in status and metrics.
+        let held = core
+            .reader
+            .lock()
+            .map(|c| crate::audit::stored_evidence_ids(&c))
+            .unwrap_or_default();
+        core.metrics.evidence.inc_by(held.len() as u64);
+        core.evidence.extend(held);
         core.retry_all_pending();
         Ok((core, handle, rx))
     }
@@ -1025,8 +1033,12 @@ impl Core {
             });
             if !ok {
                 tracing::warn!(id = %env.id().short(), %org, "amendment of an alert by another org (or unknown original) not applied");
-                self.metrics
-                    .verdict("undecryptable", "amendment_not_by_author");
+                let reason = if self.alert_origin.contains_key(&original) {
+                    "amendment_not_by_author"
+                } else {
+                    "amendment_unknown_original"
+                };
+                self.metrics.verdict("reject", reason);
                 return None;
             }
         } else {

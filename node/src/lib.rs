@@ -6,20 +6,26 @@
 //! - [`core`]: validation, storage, decryption, publishing: the node's state owner.
 //! - [`store`]: SQLite schema, writer thread, queries.
 //! - [`api`]: the local HTTP API.
+//! - [`audit`]: `alertmesh audit export|verify` (format and verifier in the protocol crate).
+//! - [`lifecycle`]: each alert's current state with its updates, retraction and sightings.
+//! - [`stix`]: STIX 2.1 bundles of the alerts a node holds.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`example`]: the example network of `keys-example/`.
 //! - [`client`]: a small client of the local API for the CLI and the demo.
 //! - [`demo`]: `alertmesh demo`.
 
 pub mod api;
+pub mod audit;
 pub mod charter_spec;
 pub mod client;
 pub mod config;
 pub mod core;
 pub mod demo;
 pub mod example;
+pub mod lifecycle;
 pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod proposal;
+pub mod stix;
 pub mod store;

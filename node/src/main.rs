@@ -63,6 +63,9 @@ enum Cmd {
         /// Only this topic.
         #[arg(long)]
         topic: Option<String>,
+        /// Skip the current state of earlier alerts; show only what arrives from now on.
+        #[arg(long)]
+        live_only: bool,
     },
     /// List a running node's peers.
     ///
@@ -80,6 +83,12 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Audit a node's signed log: export it, or verify an export or a data directory.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Export alerts in other formats.
+    #[command(subcommand)]
+    Export(ExportCmd),
     /// Run the example network of seven organizations locally and exchange alerts.
     ///
     /// Example: cargo run --release -- demo
@@ -266,6 +275,87 @@ enum ExampleCmd {
         /// Output directory (must not exist).
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Write a node's complete signed log (charters, certificates, key packages, envelopes
+    /// as their raw signed bytes, evidence) to one self-contained file (PROTOCOL.md §18).
+    ///
+    /// Example: alertmesh audit export --config node.toml --out fbi-2020-11-04.audit
+    /// Example: alertmesh audit export --data-dir /var/lib/alertmesh --out log.audit --topic voting-infra --since 1604448000000
+    Export {
+        /// The node's config (the export is signed by the node and may include plaintext).
+        #[arg(long, required_unless_present = "data_dir")]
+        config: Option<PathBuf>,
+        /// A node's data directory (unsigned export, no plaintext).
+        #[arg(long, conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// The genesis charter, for a data directory written before it was stored there.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// The file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only these data topics (repeatable; the control topic is always included).
+        #[arg(long)]
+        topic: Vec<String>,
+        /// Only envelopes claimed at or after this time (ms since the Unix epoch).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Only envelopes claimed at or before this time (ms since the Unix epoch).
+        #[arg(long)]
+        until: Option<u64>,
+        /// Include sender keys and plaintexts of the topics this node can read.
+        #[arg(long, requires = "config")]
+        with_plaintext: bool,
+    },
+    /// Check a log: every signature (verify_strict), certificate, charter transition,
+    /// publishing right and chain; exits non-zero on any problem.
+    ///
+    /// Example: alertmesh audit verify fbi-2020-11-04.audit --genesis-hash 1a2b...
+    /// Example: alertmesh audit verify --config node.toml --with-plaintext --json
+    Verify {
+        /// An export file or a data directory (default: the data directory of --config).
+        path: Option<PathBuf>,
+        /// The node's config (its pinned genesis hash; its keys for --with-plaintext).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The genesis charter, for a data directory that does not hold it.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// The genesis hash to pin (64 hex digits); default: the config's, or the log's own.
+        #[arg(long)]
+        genesis_hash: Option<String>,
+        /// Also check that decrypted contents match the ciphertexts.
+        #[arg(long)]
+        with_plaintext: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCmd {
+    /// The alerts a node holds as a STIX 2.1 bundle (indicators, campaigns, reports,
+    /// sightings, relationships, identities, TLP 2.0 markings, versions, revocations).
+    ///
+    /// Example: alertmesh export stix --config node.toml --out bundle.json
+    Stix {
+        /// The node's config.
+        #[arg(long, required_unless_present = "data_dir")]
+        config: Option<PathBuf>,
+        /// A node's data directory instead.
+        #[arg(long, conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// Only this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Write to this file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -472,25 +562,41 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Cmd::Publish(args) => publish(args),
-        Cmd::Tail { config, topic } => {
+        Cmd::Tail {
+            config,
+            topic,
+            live_only,
+        } => {
             let client = Client::from_config(&Config::load(&config)?)?;
-            client.follow(|alert| {
-                if topic.as_deref().is_none_or(|t| alert["topic"] == t) {
-                    let title = alert["content"]["alert"]["title"]
-                        .as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| alert["kind"].to_string());
-                    println!(
-                        "[{}] {} {} from {}: {}",
-                        alert["topic"].as_str().unwrap_or(""),
-                        alert["tlp"].as_str().unwrap_or(""),
-                        alert["kind"].as_str().unwrap_or(""),
-                        alert["org"].as_str().unwrap_or(""),
-                        title
-                    );
+            alertmesh_node::lifecycle::tail(&client, topic.as_deref(), live_only)
+        }
+        Cmd::Audit(cmd) => audit_command(cmd),
+        Cmd::Export(ExportCmd::Stix {
+            config,
+            data_dir,
+            topic,
+            out,
+        }) => {
+            let dir = match (&config, &data_dir) {
+                (Some(c), _) => Config::load(c)?.data_dir,
+                (None, Some(d)) => d.clone(),
+                (None, None) => bail!("pass --config or --data-dir"),
+            };
+            let bundle = alertmesh_node::stix::bundle_for_data_dir(&dir, topic.as_deref())?;
+            let text = serde_json::to_string_pretty(&bundle)?;
+            match out {
+                Some(path) => {
+                    if path.exists() {
+                        bail!("{} exists; choose another path", path.display());
+                    }
+                    std::fs::write(&path, text + "\n")
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    let count = bundle["objects"].as_array().map_or(0, Vec::len);
+                    eprintln!("STIX 2.1 bundle with {count} objects written to {}", path.display());
                 }
-                true
-            })
+                None => println!("{text}"),
+            }
+            Ok(())
         }
         Cmd::Peers { config } => {
             let client = Client::from_config(&Config::load(&config)?)?;
@@ -649,6 +755,83 @@ fn propose(args: ProposeArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+fn audit_command(cmd: AuditCmd) -> anyhow::Result<()> {
+    use alertmesh_node::audit;
+    match cmd {
+        AuditCmd::Export {
+            config,
+            data_dir,
+            genesis,
+            out,
+            topic,
+            since,
+            until,
+            with_plaintext,
+        } => {
+            let source = match (&config, &data_dir) {
+                (Some(c), _) => audit::Source::from_config(&Config::load(c)?)?,
+                (None, Some(d)) => audit::Source::from_data_dir(d, genesis.as_deref(), None)?,
+                (None, None) => bail!("pass --config or --data-dir"),
+            };
+            let opts = audit::ExportOptions {
+                topics: topic,
+                since_ms: since,
+                until_ms: until,
+                with_plaintext,
+            };
+            let s = audit::export(&source, &opts, &out)?;
+            println!(
+                "exported {} envelopes, {} charters, {} certificates, {} evidence objects{} to {} ({} records, {} bytes, {})",
+                s.envelopes,
+                s.charters,
+                s.certs,
+                s.evidence,
+                if with_plaintext {
+                    format!(", {} plaintexts", s.plaintexts)
+                } else {
+                    String::new()
+                },
+                out.display(),
+                s.records,
+                s.bytes,
+                if s.signed { "signed by this node" } else { "unsigned" }
+            );
+            Ok(())
+        }
+        AuditCmd::Verify {
+            path,
+            config,
+            genesis,
+            genesis_hash,
+            with_plaintext,
+            json,
+        } => {
+            let config = config.as_deref().map(Config::load).transpose()?;
+            let pinned = genesis_hash
+                .as_deref()
+                .map(alertmesh_protocol::CharterHash::from_hex)
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--genesis-hash must be 64 hex digits"))?;
+            let (what, report) = audit::verify_path(
+                path.as_deref(),
+                config.as_ref(),
+                genesis.as_deref(),
+                pinned,
+                with_plaintext,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", audit::render(&what, &report));
+            }
+            if !report.ok {
+                bail!("the audit found {} problem(s)", report.problems);
+            }
+            Ok(())
+        }
+    }
 }
 
 fn show_charter(path: &Path) -> anyhow::Result<()> {

@@ -96,6 +96,12 @@ impl Node {
             crate::audit::record_identity(&conn, genesis, &cert)
                 .context("cannot record the genesis charter in the database")?;
         }
+        // Keep the genesis and this node's certificate in the database, so that the data
+        // directory can be audited on its own (`alertmesh audit verify <data_dir>`).
+        if let Some(genesis) = charters.history().first() {
+            crate::audit::record_identity(&conn, genesis, &cert)
+                .context("cannot record the genesis charter in the database")?;
+        }
         let loaded = store::load(&conn, &config.data_dir)?;
         let writer = store::spawn_writer(conn);
         let reader = store::open_reader(&config.data_dir)?;

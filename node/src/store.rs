@@ -482,7 +482,7 @@ pub fn load(conn: &Connection, data_dir: &Path) -> Result<Loaded, StoreError> {
 }
 
 /// A stored alert as the API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredAlert {
     /// Position in this node's log (the pagination cursor).
     pub cursor: i64,

@@ -1,0 +1,461 @@
+//! The alert lifecycle: every alert's current state with its history.
+//!
+//! An alert (an `Alert` envelope) may be followed by updates (a newer version, `Update`)
+//! and a retraction (`Retraction`, final), each a signed envelope that names the original.
+//! The node applies an amendment only if it comes from the original's org on the
+//! original's topic (`alertmesh_protocol::alert::check_amendment`; the core refuses and
+//! counts the others, metric `alertmesh_envelopes_total{verdict="reject",
+//! reason="amendment_not_by_author"}`), so the `alerts` table holds only applicable
+//! amendments; this view re-checks it anyway. A sighting is an alert of kind `sighting`
+//! whose `related` ids name the alerts another org saw; each alert's view lists them.
+//!
+//! Used by `GET /v1/alerts?view=current`, `alertmesh tail` and the STIX export.
+
+use crate::client::Client;
+use crate::store::StoredAlert;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Most alerts one page of the current view returns.
+pub const MAX_VIEW_PAGE: usize = 500;
+/// Most amendments or sightings listed per alert.
+const MAX_PER_ALERT: usize = 1000;
+
+/// A sighting of an alert by some org.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sighting {
+    /// The sighting alert's envelope id.
+    pub id: String,
+    /// The org that saw it.
+    pub org: String,
+    /// When (author's claimed time).
+    pub timestamp_ms: i64,
+    /// The sighting's title.
+    pub title: String,
+}
+
+/// The retraction of an alert.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetractionInfo {
+    /// The retraction's envelope id.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+    /// When (author's claimed time).
+    pub timestamp_ms: i64,
+}
+
+/// One alert with its current state and history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertState {
+    /// The original alert's envelope id (the alert's identity).
+    pub id: String,
+    /// Position of the original in this node's log (the page cursor).
+    pub cursor: i64,
+    /// Topic name.
+    pub topic: String,
+    /// Author org.
+    pub org: String,
+    /// TLP of the original.
+    pub tlp: String,
+    /// `active`, `updated` or `retracted`.
+    pub state: String,
+    /// 1 for the original, +1 per applied update.
+    pub version: u32,
+    /// The original's timestamp.
+    pub created_ms: i64,
+    /// The latest applied version's (or the retraction's) timestamp.
+    pub modified_ms: i64,
+    /// The current content (the latest version's `Alert`).
+    pub current: serde_json::Value,
+    /// The retraction, if retracted.
+    pub retraction: Option<RetractionInfo>,
+    /// For a sighting: the ids of the alerts it confirms.
+    pub sighting_of: Vec<String>,
+    /// Other orgs' sightings of this alert.
+    pub sightings: Vec<Sighting>,
+    /// The original, then every update and retraction, in the order applied.
+    pub history: Vec<StoredAlert>,
+}
+
+fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
+    let json: String = r.get(8)?;
+    Ok(StoredAlert {
+        cursor: r.get(0)?,
+        id: hex::encode(r.get::<_, Vec<u8>>(1)?),
+        topic: r.get(2)?,
+        org: r.get(3)?,
+        kind: r.get(4)?,
+        original: r.get::<_, Option<Vec<u8>>>(5)?.map(hex::encode),
+        tlp: r.get(6)?,
+        timestamp_ms: r.get(7)?,
+        received_ms: r.get(9)?,
+        content: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+const COLUMNS: &str = "a.cursor, a.envelope_id, a.topic_name, a.org, a.kind, a.original, a.tlp,
+     a.timestamp_ms, a.content_json, e.received_ms
+     FROM alerts a JOIN envelopes e ON e.id = a.envelope_id";
+
+/// The `Alert` inside a stored row's content (`{"alert": …}` or `{"update": {"alert": …}}`).
+fn alert_of(row: &StoredAlert) -> Option<&serde_json::Value> {
+    row.content
+        .get("alert")
+        .or_else(|| row.content.get("update").and_then(|u| u.get("alert")))
+}
+
+fn title_of(row: &StoredAlert) -> String {
+    alert_of(row)
+        .and_then(|a| a.get("title"))
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn related_of(alert: &serde_json::Value) -> Vec<String> {
+    alert
+        .get("related")
+        .and_then(|r| r.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_sighting(alert: &serde_json::Value) -> bool {
+    alert.get("kind").and_then(|k| k.as_str()) == Some("sighting")
+}
+
+/// Builds one alert's state from its original row.
+fn state_of(conn: &Connection, original: StoredAlert) -> rusqlite::Result<AlertState> {
+    let mut q = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} WHERE a.original = ?1 ORDER BY a.timestamp_ms, a.cursor LIMIT ?2"
+    ))?;
+    let id_bytes = hex::decode(&original.id).unwrap_or_default();
+    let amendments: Vec<StoredAlert> = q
+        .query_map(params![id_bytes, MAX_PER_ALERT as i64], row_to_alert)?
+        .collect::<Result<_, _>>()?;
+    let mut current = alert_of(&original).cloned().unwrap_or_default();
+    let mut state = "active";
+    let mut version = 1u32;
+    let mut modified = original.timestamp_ms;
+    let mut retraction = None;
+    let mut history = vec![original.clone()];
+    for a in amendments {
+        // The core stores only amendments by the original's org on its topic; a row that
+        // is not (an older database, a changed file) is not applied.
+        if a.org != original.org || a.topic != original.topic {
+            continue;
+        }
+        if retraction.is_none() {
+            match a.kind.as_str() {
+                "update" => {
+                    if let Some(alert) = alert_of(&a) {
+                        current = alert.clone();
+                        version += 1;
+                        modified = modified.max(a.timestamp_ms);
+                        state = "updated";
+                    }
+                }
+                "retraction" => {
+                    let reason = a
+                        .content
+                        .get("retraction")
+                        .and_then(|r| r.get("reason"))
+                        .and_then(|r| r.as_str())
+                        .unwrap_or("")
+                        .to_string();
+                    retraction = Some(RetractionInfo {
+                        id: a.id.clone(),
+                        reason,
+                        timestamp_ms: a.timestamp_ms,
+                    });
+                    modified = modified.max(a.timestamp_ms);
+                    state = "retracted";
+                }
+                _ => {}
+            }
+        }
+        history.push(a);
+    }
+    let sighting_of = if is_sighting(&current) {
+        related_of(&current)
+    } else {
+        Vec::new()
+    };
+    let mut q = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} WHERE a.kind = 'alert' AND a.content_json LIKE ?1 ORDER BY a.cursor LIMIT ?2"
+    ))?;
+    let sightings = q
+        .query_map(
+            params![format!("%{}%", original.id), MAX_PER_ALERT as i64],
+            row_to_alert,
+        )?
+        .filter_map(Result::ok)
+        .filter(|s| {
+            alert_of(s).is_some_and(|a| is_sighting(a) && related_of(a).contains(&original.id))
+        })
+        .map(|s| Sighting {
+            title: title_of(&s),
+            id: s.id,
+            org: s.org,
+            timestamp_ms: s.timestamp_ms,
+        })
+        .collect();
+    Ok(AlertState {
+        id: original.id.clone(),
+        cursor: original.cursor,
+        topic: original.topic.clone(),
+        org: original.org.clone(),
+        tlp: original.tlp.clone(),
+        state: state.to_string(),
+        version,
+        created_ms: original.timestamp_ms,
+        modified_ms: modified,
+        current,
+        retraction,
+        sighting_of,
+        sightings,
+        history,
+    })
+}
+
+/// One page of the current view: alerts (originals) after `after`, optionally on one
+/// topic, each with its current state and history. Returns the page and the next cursor.
+pub fn current_view(
+    conn: &Connection,
+    topic: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<(Vec<AlertState>, i64)> {
+    let limit = limit.clamp(1, MAX_VIEW_PAGE);
+    let mut q = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} WHERE a.kind = 'alert' AND a.cursor > ?1 AND (?2 IS NULL OR a.topic_name = ?2)
+         ORDER BY a.cursor LIMIT ?3"
+    ))?;
+    let originals: Vec<StoredAlert> = q
+        .query_map(params![after, topic, limit as i64], row_to_alert)?
+        .collect::<Result<_, _>>()?;
+    let next = originals.last().map_or(after, |o| o.cursor);
+    let states = originals
+        .into_iter()
+        .map(|o| state_of(conn, o))
+        .collect::<Result<_, _>>()?;
+    Ok((states, next))
+}
+
+/// Every alert's state (for the STIX export), optionally on one topic.
+pub fn all_states(conn: &Connection, topic: Option<&str>) -> rusqlite::Result<Vec<AlertState>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let (page, next) = current_view(conn, topic, after, MAX_VIEW_PAGE)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+        after = next;
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// Prints one alert's state and history (what `alertmesh tail` shows first).
+pub fn print_state(s: &AlertState) {
+    let title = s
+        .current
+        .get("title")
+        .and_then(|t| t.as_str())
+        .unwrap_or("");
+    let kind = s
+        .current
+        .get("kind")
+        .and_then(|t| t.as_str())
+        .unwrap_or("alert");
+    let state = match s.state.as_str() {
+        "retracted" => "RETRACTED".to_string(),
+        "updated" => format!("updated, v{}", s.version),
+        _ => "active".to_string(),
+    };
+    let sightings = if s.sightings.is_empty() {
+        String::new()
+    } else {
+        let orgs: Vec<&str> = s.sightings.iter().map(|x| x.org.as_str()).collect();
+        format!(", sighted by {}", orgs.join(", "))
+    };
+    println!(
+        "[{}] {} {kind} {} from {}: {title} ({state}{sightings})",
+        s.topic,
+        s.tlp,
+        short(&s.id),
+        s.org
+    );
+    if !s.sighting_of.is_empty() {
+        let ids: Vec<&str> = s.sighting_of.iter().map(|i| short(i)).collect();
+        println!("    sighting of {}", ids.join(", "));
+    }
+    if s.history.len() > 1 {
+        for h in &s.history {
+            let what = match h.kind.as_str() {
+                "retraction" => h
+                    .content
+                    .get("retraction")
+                    .and_then(|r| r.get("reason"))
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("")
+                    .to_string(),
+                _ => title_of(h),
+            };
+            println!(
+                "    {} {:<10} {} {what}",
+                crate::stix::rfc3339(h.timestamp_ms.max(0) as u64),
+                h.kind,
+                short(&h.id)
+            );
+        }
+    }
+}
+
+/// `alertmesh tail`: prints every alert's current state with its history (unless
+/// `live_only`), then follows the live stream, saying what each update, retraction and
+/// sighting changes.
+pub fn tail(client: &Client, topic: Option<&str>, live_only: bool) -> anyhow::Result<()> {
+    let mut titles: HashMap<String, String> = HashMap::new();
+    if !live_only {
+        let mut after = 0i64;
+        loop {
+            let mut path = format!("/v1/alerts?view=current&limit={MAX_VIEW_PAGE}&after={after}");
+            if let Some(t) = topic {
+                path.push_str(&format!("&topic={}", query_escape(t)));
+            }
+            let page: serde_json::Value = client.get(&path)?;
+            let states: Vec<AlertState> =
+                serde_json::from_value(page["alerts"].clone()).unwrap_or_default();
+            if states.is_empty() {
+                break;
+            }
+            for s in &states {
+                titles.insert(
+                    s.id.clone(),
+                    s.current
+                        .get("title")
+                        .and_then(|t| t.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                );
+                print_state(s);
+            }
+            after = page["next"].as_i64().unwrap_or(after);
+        }
+        println!("-- following live alerts --");
+    }
+    client.follow(|alert| {
+        let Ok(row) = serde_json::from_value::<StoredAlert>(alert) else {
+            return true;
+        };
+        if topic.is_some_and(|t| t != row.topic) {
+            return true;
+        }
+        let orig = row.original.clone().unwrap_or_default();
+        let orig_title = titles.get(&orig).cloned().unwrap_or_default();
+        match row.kind.as_str() {
+            "update" => {
+                let title = title_of(&row);
+                println!(
+                    "[{}] {} UPDATE of {} \"{orig_title}\" by {}: {title}",
+                    row.topic,
+                    row.tlp,
+                    short(&orig),
+                    row.org
+                );
+                titles.insert(orig, title);
+            }
+            "retraction" => {
+                let reason = row
+                    .content
+                    .get("retraction")
+                    .and_then(|r| r.get("reason"))
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("");
+                println!(
+                    "[{}] {} RETRACTED {} \"{orig_title}\" by {}: {reason}",
+                    row.topic,
+                    row.tlp,
+                    short(&orig),
+                    row.org
+                );
+            }
+            _ => {
+                let title = title_of(&row);
+                let alert = alert_of(&row).cloned().unwrap_or_default();
+                if is_sighting(&alert) {
+                    let of: Vec<String> = related_of(&alert)
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{} \"{}\"",
+                                short(r),
+                                titles.get(r).map(String::as_str).unwrap_or("?")
+                            )
+                        })
+                        .collect();
+                    println!(
+                        "[{}] {} SIGHTING {} by {} of {}: {title}",
+                        row.topic,
+                        row.tlp,
+                        short(&row.id),
+                        row.org,
+                        of.join(", ")
+                    );
+                } else {
+                    let kind = alert
+                        .get("kind")
+                        .and_then(|k| k.as_str())
+                        .unwrap_or("alert");
+                    println!(
+                        "[{}] {} {kind} {} from {}: {title}",
+                        row.topic,
+                        row.tlp,
+                        short(&row.id),
+                        row.org
+                    );
+                }
+                titles.insert(row.id.clone(), title);
+            }
+        }
+        true
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_query_values() {
+        assert_eq!(
+            query_escape("election-2020/disinfo"),
+            "election-2020%2Fdisinfo"
+        );
+        assert_eq!(query_escape("a b&c"), "a%20b%26c");
+    }
+}
