@@ -563,6 +563,18 @@ pub fn verify_file(path: &Path, pinned: Option<CharterHash>) -> anyhow::Result<R
     ))
 }
 
+/// Audits an export already in memory, pinning `pinned` as the genesis.
+pub fn verify_export_bytes(bytes: &[u8], pinned: CharterHash) -> Report {
+    verify_export(
+        bytes,
+        AuditOptions {
+            pinned_genesis: Some(pinned),
+            check_plaintext: true,
+            ..AuditOptions::default()
+        },
+    )
+}
+
 /// Audits `path`: an export file, a data directory, or (`None`) the data directory of
 /// `config`.
 pub fn verify_path(

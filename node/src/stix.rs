@@ -662,6 +662,10 @@ pub fn bundle(
     orgs: &[OrgInfo],
     alerts: &[AlertState],
 ) -> Value {
+    // The same alerts give the same bundle on every node, whatever order they arrived in.
+    let mut sorted: Vec<&AlertState> = alerts.iter().collect();
+    sorted.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+    let alerts = sorted;
     let orgs: HashMap<String, OrgInfo> =
         orgs.iter().map(|o| (o.org_id.clone(), o.clone())).collect();
     let mut b = Builder {
@@ -687,7 +691,7 @@ pub fn bundle(
     {
         b.alert(s);
     }
-    for s in alerts {
+    for s in &alerts {
         b.related(s);
     }
     let mut objects = Vec::new();
