@@ -6,7 +6,6 @@
 //! | `POST /v1/alerts` | publish `{"topic", "tlp", "alert": {...}}` (or `"update"`, `"retraction"`) |
 //! | `GET /v1/alerts?topic=&after=&limit=` | decrypted alerts after a cursor |
 //! | `GET /v1/alerts?view=current&topic=&after=&limit=` | each alert's current state with its history and sightings |
-//! | `GET /v1/alerts?view=current&topic=&after=&limit=` | each alert's current state with its history and sightings |
 //! | `GET /v1/alerts/stream` | live alerts as server-sent events |
 //! | `GET /v1/peers` | connected peers |
 //! | `GET /v1/topics` | topics and this org's rights |
@@ -115,10 +114,14 @@ pub fn router(
         .route("/v1/topics", get(topics))
         .route("/v1/status", get(status))
         .route("/v1/stix/bundle", get(stix_bundle))
-        .route("/v1/stix/bundle", get(stix_bundle))
         .route("/v1/charters", axum::routing::post(submit_charter))
         .route("/metrics", get(metrics_text))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route; see README.md, section Local API".into()) })
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such route; see README.md, section Local API".into(),
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -222,28 +225,12 @@ async fn list_alerts(
             let topic = q.topic.clone();
             let (alerts, next) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let conn = store::open_reader(&dir)?;
-                Ok(crate::lifecycle::current_view(&conn, topic.as_deref(), after, limit)?)
-            })
-            .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-            return Ok(Json(serde_json::json!({ "alerts": alerts, "next": next })));
-        }
-        Some(other) => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("unknown view {other:?}: use `log` or `current`"),
-            ));
-        }
-    }
-    match q.view.as_deref() {
-        None | Some("log") => {}
-        Some("current") => {
-            let dir = state.data_dir.clone();
-            let topic = q.topic.clone();
-            let (alerts, next) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let conn = store::open_reader(&dir)?;
-                Ok(crate::lifecycle::current_view(&conn, topic.as_deref(), after, limit)?)
+                Ok(crate::lifecycle::current_view(
+                    &conn,
+                    topic.as_deref(),
+                    after,
+                    limit,
+                )?)
             })
             .await
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -354,11 +341,17 @@ async fn submit_charter(
     body: Result<Json<CharterBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
-    let bytes = hex::decode(body.charter.trim())
-        .map_err(|_| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "charter must be hex".into()))?;
+    let bytes = hex::decode(body.charter.trim()).map_err(|_| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "charter must be hex".into(),
+        )
+    })?;
     match state.core.submit_charter(bytes).await? {
         Ok(version) => Ok(Json(serde_json::json!({ "version": version }))),
-        Err(e @ crate::core::SubmitError::Fork(_)) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ crate::core::SubmitError::Fork(_)) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
         Err(e) => Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
     }
 }

@@ -7,6 +7,7 @@
 //! so forwarded) only after its row is committed.
 
 mod governance;
+mod penalty;
 
 pub use governance::SubmitError;
 
@@ -131,7 +132,9 @@ pub enum PublishError {
     #[error("{0}")]
     NotAuthor(String),
     /// This node's certificate is revoked or expired.
-    #[error("this node's certificate is revoked or expired, or its org was removed; it may not publish")]
+    #[error(
+        "this node's certificate is revoked or expired, or its org was removed; it may not publish"
+    )]
     CertInvalid,
     /// Storage failed.
     #[error("storage failed: {0}")]
@@ -234,8 +237,12 @@ impl CoreHandle {
 
     /// Hands a signed charter to the node: adopted and gossiped if it is the valid next
     /// version.
-    pub async fn submit_charter(&self, bytes: Vec<u8>) -> anyhow::Result<Result<u64, governance::SubmitError>> {
-        self.ask(|reply| Request::SubmitCharter { bytes, reply }).await
+    pub async fn submit_charter(
+        &self,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Result<u64, governance::SubmitError>> {
+        self.ask(|reply| Request::SubmitCharter { bytes, reply })
+            .await
     }
 
     /// Live stream of alerts decrypted (or published) by this node.
@@ -308,6 +315,8 @@ struct PeerState {
     /// The node key its certificate names (once admitted).
     node: Option<NodePublicKey>,
     subscriptions: HashSet<TopicHash>,
+    /// Offence penalty, fed into its gossipsub application score (see `penalty`).
+    penalty: f64,
 }
 
 /// The core's state.
@@ -344,6 +353,11 @@ pub struct Core {
     events: broadcast::Sender<StoredAlert>,
     metrics: Metrics,
     next_cert_announce: Instant,
+    /// Set by `on_envelope` / `on_control` when the message just judged counts against
+    /// the gossip peer that sent it; taken by `on_gossip`.
+    offence: Option<penalty::Offence>,
+    /// When penalties next halve.
+    next_penalty_decay: Instant,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -431,6 +445,8 @@ impl Core {
             events,
             metrics,
             next_cert_announce: Instant::now() + Duration::from_secs(2),
+            offence: None,
+            next_penalty_decay: Instant::now() + penalty::PENALTY_HALF_LIFE,
             me,
         };
         let charter = core.charters.current().charter().clone();
@@ -582,6 +598,7 @@ impl Core {
                         org: None,
                         node: None,
                         subscriptions: HashSet::new(),
+                        penalty: 0.0,
                     },
                 );
                 let hello = wire::Request::Hello(self.my_hello()).encode();
@@ -819,12 +836,16 @@ impl Core {
             return;
         };
         let net = self.network();
+        self.offence = None;
         let acceptance = if topic_id == TopicId::control(&net) {
             self.on_control(&data, source).await
         } else {
             self.on_envelope(&data, Some(topic_id), Source::Gossip)
                 .await
         };
+        if let Some(offence) = self.offence.take() {
+            self.penalize(source, offence).await;
+        }
         match acceptance {
             Some(done) => {
                 // Forward only after the row is on disk.
@@ -862,17 +883,22 @@ impl Core {
                 let env = accepted.envelope;
                 if expected_topic.is_some_and(|t| t != env.header().topic_id) {
                     self.metrics.verdict("reject", "topic_mismatch");
+                    self.offence = Some(penalty::Offence::Garbage);
                     return self.rejected_now();
                 }
                 self.metrics.verdict("accept", "ok");
                 Some(self.accept(env, accepted.org, now).await)
             }
             Verdict::Ignore(reason) => {
+                if reason == alertmesh_protocol::IgnoreReason::RateLimited {
+                    self.offence = Some(penalty::Offence::of(data));
+                }
                 self.metrics.verdict("ignore", reason.label());
                 tracing::debug!(%reason, "ignored envelope");
                 self.ignored_now()
             }
             Verdict::Reject(reason) => {
+                self.offence = Some(penalty::Offence::of(data));
                 self.metrics.verdict("reject", reason.label());
                 tracing::debug!(%reason, "rejected envelope");
                 self.on_conflict(&reason, data).await;
@@ -1103,10 +1129,15 @@ impl Core {
         (row, alert)
     }
 
-    async fn on_control(&mut self, data: &[u8], source: PeerId) -> Option<oneshot::Receiver<Result<(), String>>> {
+    async fn on_control(
+        &mut self,
+        data: &[u8],
+        source: PeerId,
+    ) -> Option<oneshot::Receiver<Result<(), String>>> {
         let msg = match ControlMessage::decode(data) {
             Ok(m) => m,
             Err(_) => {
+                self.offence = Some(penalty::Offence::Garbage);
                 self.metrics.verdict("reject", "malformed_control");
                 return self.rejected_now();
             }
@@ -1368,6 +1399,7 @@ impl Core {
             self.refresh_key_package(topic).await;
         }
         self.evict_due().await;
+        self.decay_penalties(now).await;
         if now >= self.next_sync {
             self.next_sync = now + self.sync_period;
             self.periodic_sync().await;

@@ -538,9 +538,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Charter(CharterCmd::Propose(args)) => propose(args),
         Cmd::Charter(CharterCmd::Submit { config, charter }) => {
             let client = Client::from_config(&Config::load(&config)?)?;
-            let bytes = std::fs::read(&charter).with_context(|| format!("cannot read {}", charter.display()))?;
-            let answer: serde_json::Value = client.post("/v1/charters", &serde_json::json!({ "charter": hex::encode(bytes) }))?;
-            println!("adopted charter version {}; the node gossips it to the network", answer["version"]);
+            let bytes = std::fs::read(&charter)
+                .with_context(|| format!("cannot read {}", charter.display()))?;
+            let answer: serde_json::Value = client.post(
+                "/v1/charters",
+                &serde_json::json!({ "charter": hex::encode(bytes) }),
+            )?;
+            println!(
+                "adopted charter version {}; the node gossips it to the network",
+                answer["version"]
+            );
             Ok(())
         }
         Cmd::Run { config } => {
@@ -592,7 +599,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     std::fs::write(&path, text + "\n")
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     let count = bundle["objects"].as_array().map_or(0, Vec::len);
-                    eprintln!("STIX 2.1 bundle with {count} objects written to {}", path.display());
+                    eprintln!(
+                        "STIX 2.1 bundle with {count} objects written to {}",
+                        path.display()
+                    );
                 }
                 None => println!("{text}"),
             }
@@ -715,32 +725,61 @@ fn propose(args: ProposeArgs) -> anyhow::Result<()> {
     };
     let mut p = Proposal::default();
     if let Some(org) = &args.add_org {
-        let m = proposal::member(org, args.name.as_deref().unwrap_or(""), args.root_pub.as_deref().unwrap_or(""), &args.role)?;
+        let m = proposal::member(
+            org,
+            args.name.as_deref().unwrap_or(""),
+            args.root_pub.as_deref().unwrap_or(""),
+            &args.role,
+        )?;
         p.add_members.push((m, args.governor));
     }
-    p.remove_orgs = args.remove_org.iter().map(|o| Ok(OrgId::new(o.as_str())?)).collect::<anyhow::Result<_>>()?;
+    p.remove_orgs = args
+        .remove_org
+        .iter()
+        .map(|o| Ok(OrgId::new(o.as_str())?))
+        .collect::<anyhow::Result<_>>()?;
     if let Some(name) = &args.topic {
         p.topics.push(TopicEdit {
             name: name.clone(),
             create: args.new_topic,
-            readers: args.readers.as_deref().map(proposal::org_list).transpose()?,
-            publishers: args.publishers.as_deref().map(proposal::org_list).transpose()?,
-            max_tlp: args.max_tlp.as_deref().map(|t| parse_json_enum::<Tlp>(&t.to_uppercase(), "TLP")).transpose()?,
+            readers: args
+                .readers
+                .as_deref()
+                .map(proposal::org_list)
+                .transpose()?,
+            publishers: args
+                .publishers
+                .as_deref()
+                .map(proposal::org_list)
+                .transpose()?,
+            max_tlp: args
+                .max_tlp
+                .as_deref()
+                .map(|t| parse_json_enum::<Tlp>(&t.to_uppercase(), "TLP"))
+                .transpose()?,
         });
     }
     p.revoke = args
         .revoke_node
         .iter()
-        .map(|h| alertmesh_protocol::NodePublicKey::from_hex(h).map_err(|_| anyhow::anyhow!("--revoke-node must be 64 hex digits")))
+        .map(|h| {
+            alertmesh_protocol::NodePublicKey::from_hex(h)
+                .map_err(|_| anyhow::anyhow!("--revoke-node must be 64 hex digits"))
+        })
         .collect::<anyhow::Result<_>>()?;
-    p.governors = args.governors.as_deref().map(proposal::org_list).transpose()?;
+    p.governors = args
+        .governors
+        .as_deref()
+        .map(proposal::org_list)
+        .transpose()?;
     p.threshold = args.threshold;
     let next = proposal::propose(&current, &history, &p, alertmesh_node::core::now_ms())?;
     if args.out.exists() {
         bail!("{} exists; choose another path", args.out.display());
     }
     let signed = SignedCharter::unsigned(next);
-    std::fs::write(&args.out, signed.as_bytes()).with_context(|| format!("cannot write {}", args.out.display()))?;
+    std::fs::write(&args.out, signed.as_bytes())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     let c = signed.charter();
     println!(
         "proposed charter version {} (hash {}) written to {}; {} cut-offs recorded.\n\
@@ -751,7 +790,13 @@ fn propose(args: ProposeArgs) -> anyhow::Result<()> {
         c.cutoffs.len(),
         current.charter().threshold,
         current.charter().version,
-        current.charter().governors.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
+        current
+            .charter()
+            .governors
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         args.out.display()
     );
     Ok(())
@@ -796,7 +841,11 @@ fn audit_command(cmd: AuditCmd) -> anyhow::Result<()> {
                 out.display(),
                 s.records,
                 s.bytes,
-                if s.signed { "signed by this node" } else { "unsigned" }
+                if s.signed {
+                    "signed by this node"
+                } else {
+                    "unsigned"
+                }
             );
             Ok(())
         }

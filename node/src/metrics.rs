@@ -97,7 +97,11 @@ impl Metrics {
             evidence.clone(),
         );
         let charter_forks = Counter::default();
-        registry.register("charter_forks", "Governance forks seen", charter_forks.clone());
+        registry.register(
+            "charter_forks",
+            "Governance forks seen",
+            charter_forks.clone(),
+        );
         let delivery_latency = Histogram::new(
             [
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -14,6 +14,10 @@ use libp2p::{
 };
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -207,6 +211,110 @@ pub struct PeerInfo {
 #[derive(Debug, Clone)]
 pub struct NetHandle {
     tx: mpsc::Sender<NetCommand>,
+    traffic: Traffic,
+}
+
+/// Traffic counters of one swarm, shared by its transport and gossipsub: bytes on its TCP
+/// sockets (Noise and Yamux framing included) and gossip message ids computed (messages
+/// received, duplicates included, plus own publishes). Cheap to clone; read by the simulator.
+#[derive(Debug, Clone, Default)]
+pub struct Traffic(Arc<TrafficInner>);
+
+#[derive(Debug, Default)]
+struct TrafficInner {
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    gossip_ids: AtomicU64,
+}
+
+impl Traffic {
+    /// Bytes written to TCP sockets.
+    pub fn bytes_sent(&self) -> u64 {
+        self.0.bytes_sent.load(Ordering::Relaxed)
+    }
+    /// Bytes read from TCP sockets.
+    pub fn bytes_received(&self) -> u64 {
+        self.0.bytes_received.load(Ordering::Relaxed)
+    }
+    /// Gossip message ids computed: gossipsub computes one per message received from a
+    /// peer (duplicates included) and one per local publish.
+    pub fn gossip_message_ids(&self) -> u64 {
+        self.0.gossip_ids.load(Ordering::Relaxed)
+    }
+    fn count_message_id(&self) {
+        self.0.gossip_ids.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A TCP stream that adds the bytes it moves to a [`Traffic`].
+#[derive(Debug)]
+pub struct CountingStream<S> {
+    inner: S,
+    traffic: Traffic,
+}
+
+impl<S: futures::AsyncRead + Unpin> futures::AsyncRead for CountingStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.traffic
+                .0
+                .bytes_received
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<S: futures::AsyncWrite + Unpin> futures::AsyncWrite for CountingStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.traffic
+                .0
+                .bytes_sent
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// TCP (nodelay) + Noise + Yamux, as `SwarmBuilder::with_tcp` builds it, with the raw
+/// socket bytes counted in `traffic`. Also used by the simulator's plain-gossipsub baseline.
+pub fn counted_tcp_transport(
+    key: &identity::Keypair,
+    traffic: Traffic,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    noise::Error,
+> {
+    use libp2p::Transport;
+    Ok(
+        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+            .map(move |stream, _| CountingStream {
+                inner: stream,
+                traffic: traffic.clone(),
+            })
+            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+            .authenticate(noise::Config::new(key)?)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
+            .boxed(),
+    )
 }
 
 impl NetHandle {
@@ -231,15 +339,23 @@ impl NetHandle {
         self.send(NetCommand::ListenAddrs(tx)).await?;
         Ok(rx.await?)
     }
+
+    /// The swarm's traffic counters.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic.clone()
+    }
 }
 
 /// Gossipsub settings for networks of 3–200 nodes.
-fn gossipsub_config() -> anyhow::Result<gossipsub::Config> {
+fn gossipsub_config(traffic: Traffic) -> anyhow::Result<gossipsub::Config> {
     gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         // Content addressing: the id is the SHA-256 of the data (the envelope id).
-        .message_id_fn(|m| MessageId::from(alertmesh_protocol::ids::sha256(&m.data).to_vec()))
+        .message_id_fn(move |m| {
+            traffic.count_message_id();
+            MessageId::from(alertmesh_protocol::ids::sha256(&m.data).to_vec())
+        })
         .max_transmit_size(MAX_TRANSMIT_SIZE)
         .mesh_n(5)
         .mesh_n_low(2)
@@ -296,18 +412,27 @@ pub fn build_swarm(
     key: identity::Keypair,
     listen: &[Multiaddr],
 ) -> anyhow::Result<Swarm<Behaviour>> {
+    build_swarm_counted(key, listen, Traffic::default())
+}
+
+/// [`build_swarm`], counting its traffic in `traffic` (see [`NetHandle::traffic`]).
+pub fn build_swarm_counted(
+    key: identity::Keypair,
+    listen: &[Multiaddr],
+    traffic: Traffic,
+) -> anyhow::Result<Swarm<Behaviour>> {
+    let gossip_traffic = traffic.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
+        .with_other_transport(|key| {
+            counted_tcp_transport(key, traffic)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let mut gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Anonymous,
-                gossipsub_config()?,
+                gossipsub_config(gossip_traffic)?,
             )?;
             let (params, thresholds) = score_params();
             gossipsub.with_peer_score(params, thresholds)?;
@@ -346,7 +471,13 @@ pub fn build_swarm(
 /// Creates the command channel; returns the handle and the receiver for [`run`].
 pub fn channel() -> (NetHandle, mpsc::Receiver<NetCommand>) {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    (NetHandle { tx }, rx)
+    (
+        NetHandle {
+            tx,
+            traffic: Traffic::default(),
+        },
+        rx,
+    )
 }
 
 /// Runs the swarm until `commands` closes or `shutdown` fires.
@@ -425,7 +556,19 @@ fn handle_command(
             b.gossipsub.set_application_score(&peer, score);
         }
         NetCommand::Dial(addr) => {
-            if let Err(e) = swarm.dial(addr.clone()) {
+            // With a peer id: no second dial while connected to it or dialling it.
+            let peer = addr.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            let opts = match peer {
+                Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => addr.clone().into(),
+            };
+            if let Err(e) = swarm.dial(opts) {
                 tracing::debug!(%addr, error = %e, "dial failed");
             }
         }

@@ -34,6 +34,51 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// How often bootstrap peers that are not connected are dialled again.
+pub const REDIAL_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Dials every bootstrap peer that is not connected (down at start, restarted, cut off)
+/// again every [`REDIAL_PERIOD`], so a peer that lists nobody itself is found again.
+async fn redial_bootstrap(
+    net: NetHandle,
+    bootstrap: Vec<Multiaddr>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let targets: Vec<(String, Multiaddr)> = bootstrap
+        .into_iter()
+        .filter_map(|a| {
+            let id = a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id.to_string()),
+                _ => None,
+            })?;
+            Some((id, a))
+        })
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(REDIAL_PERIOD);
+    tick.tick().await; // immediate; the start dialled them already
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(peers) = net.peers().await else {
+            return;
+        };
+        let connected: std::collections::HashSet<String> =
+            peers.into_iter().map(|p| p.peer_id).collect();
+        for (id, addr) in &targets {
+            if !connected.contains(id)
+                && net.send(net::NetCommand::Dial(addr.clone())).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
 /// Reads a certificate file (binary, as signed).
 pub fn load_cert(path: &std::path::Path) -> anyhow::Result<SignedNodeCert> {
     let bytes = std::fs::read(path)
@@ -90,12 +135,6 @@ impl Node {
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let network = charters.current().charter().network_id;
         let conn = store::open(&config.data_dir, &network)?;
-        // Keep the genesis and this node's certificate in the database, so that the data
-        // directory can be audited on its own (`alertmesh audit verify <data_dir>`).
-        if let Some(genesis) = charters.history().first() {
-            crate::audit::record_identity(&conn, genesis, &cert)
-                .context("cannot record the genesis charter in the database")?;
-        }
         // Keep the genesis and this node's certificate in the database, so that the data
         // directory can be audited on its own (`alertmesh audit verify <data_dir>`).
         if let Some(genesis) = charters.history().first() {
@@ -174,6 +213,11 @@ impl Node {
         for addr in &config.bootstrap {
             net.send(net::NetCommand::Dial(addr.clone())).await?;
         }
+        tasks.push(tokio::spawn(redial_bootstrap(
+            net.clone(),
+            config.bootstrap.clone(),
+            shutdown_rx.clone(),
+        )));
         tracing::info!(%peer_id, api = %api_addr, "node started");
         Ok(Self {
             peer_id,

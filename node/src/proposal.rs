@@ -10,8 +10,8 @@
 use crate::store;
 use alertmesh_protocol::charter::Cutoff;
 use alertmesh_protocol::{
-    Charter, Member, NodePublicKey, OrgId, OrgPublicKey, SignedCharter, SignedEnvelope, SignedNodeCert, Tlp, TopicId,
-    TopicRule,
+    Charter, Member, NodePublicKey, OrgId, OrgPublicKey, SignedCharter, SignedEnvelope,
+    SignedNodeCert, Tlp, TopicId, TopicRule,
 };
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
@@ -67,16 +67,23 @@ impl History {
         let mut q = conn.prepare("SELECT bytes FROM envelopes")?;
         for bytes in q.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
             let bytes = bytes?;
-            let Ok(env) = SignedEnvelope::decode(&bytes, bytes.len()) else { continue };
+            let Ok(env) = SignedEnvelope::decode(&bytes, bytes.len()) else {
+                continue;
+            };
             let h = env.header();
-            let entry = history.heads.entry((h.author, h.topic_id)).or_insert((0, Tlp::Clear));
+            let entry = history
+                .heads
+                .entry((h.author, h.topic_id))
+                .or_insert((0, Tlp::Clear));
             entry.0 = entry.0.max(h.seq);
             entry.1 = entry.1.max(h.tlp);
         }
         let mut q = conn.prepare("SELECT bytes FROM certs")?;
         for bytes in q.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
             if let Ok(cert) = SignedNodeCert::decode(&bytes?) {
-                history.orgs.insert(cert.cert().node_sign_pub, cert.cert().org_id.clone());
+                history
+                    .orgs
+                    .insert(cert.cert().node_sign_pub, cert.cert().org_id.clone());
             }
         }
         Ok(history)
@@ -89,23 +96,40 @@ pub fn current_charter(data_dir: &Path, genesis: &Path) -> anyhow::Result<Signed
     if store::db_path(data_dir).exists() {
         let conn = store::open_reader(data_dir)?;
         let latest: Option<Vec<u8>> = conn
-            .query_row("SELECT bytes FROM charters ORDER BY version DESC LIMIT 1", [], |r| r.get(0))
+            .query_row(
+                "SELECT bytes FROM charters ORDER BY version DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
             .ok();
         if let Some(bytes) = latest {
-            return SignedCharter::decode(&bytes).map_err(|e| anyhow::anyhow!("stored charter: {e}"));
+            return SignedCharter::decode(&bytes)
+                .map_err(|e| anyhow::anyhow!("stored charter: {e}"));
         }
     }
     crate::node::load_charter(genesis)
 }
 
 fn cut(cutoffs: &mut Vec<Cutoff>, author: NodePublicKey, topic: TopicId, last_seq: u64) {
-    if !cutoffs.iter().any(|c| c.author == author && c.topic == topic) {
-        cutoffs.push(Cutoff { author, topic, last_seq });
+    if !cutoffs
+        .iter()
+        .any(|c| c.author == author && c.topic == topic)
+    {
+        cutoffs.push(Cutoff {
+            author,
+            topic,
+            last_seq,
+        });
     }
 }
 
 /// Builds version n+1 (unsigned) from version n.
-pub fn propose(current: &SignedCharter, history: &History, p: &Proposal, now_ms: u64) -> anyhow::Result<Charter> {
+pub fn propose(
+    current: &SignedCharter,
+    history: &History,
+    p: &Proposal,
+    now_ms: u64,
+) -> anyhow::Result<Charter> {
     let old = current.charter();
     let mut c = old.clone();
     c.version = old.version + 1;
@@ -147,7 +171,10 @@ pub fn propose(current: &SignedCharter, history: &History, p: &Proposal, now_ms:
             continue;
         }
         let Some(t) = c.topics.iter_mut().find(|t| t.name == edit.name) else {
-            bail!("no topic named {:?} (use --new-topic to create one)", edit.name);
+            bail!(
+                "no topic named {:?} (use --new-topic to create one)",
+                edit.name
+            );
         };
         if let Some(r) = &edit.readers {
             t.readers = r.clone();
@@ -174,7 +201,8 @@ pub fn propose(current: &SignedCharter, history: &History, p: &Proposal, now_ms:
     // Cut-offs for every author whose rights on a topic shrink.
     for ((author, topic), (head, max_used)) in &history.heads {
         let org = history.orgs.get(author);
-        let removed = org.is_some_and(|o| c.member(o).is_none()) && org.is_some_and(|o| old.member(o).is_some());
+        let removed = org.is_some_and(|o| c.member(o).is_none())
+            && org.is_some_and(|o| old.member(o).is_some());
         let revoked = c.is_revoked(author) && !old.is_revoked(author);
         let (was_publisher, old_max) = old
             .topic(topic)
@@ -193,13 +221,18 @@ pub fn propose(current: &SignedCharter, history: &History, p: &Proposal, now_ms:
             cut(&mut c.cutoffs, *author, *topic, *head);
         }
     }
-    c.check_well_formed().context("the proposed charter is not well formed")?;
+    c.check_well_formed()
+        .context("the proposed charter is not well formed")?;
     Ok(c)
 }
 
 /// Parses a comma-separated org list.
 pub fn org_list(s: &str) -> anyhow::Result<Vec<OrgId>> {
-    s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(|x| Ok(OrgId::new(x)?)).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| Ok(OrgId::new(x)?))
+        .collect()
 }
 
 /// Builds a member entry from CLI arguments.
@@ -207,7 +240,8 @@ pub fn member(org: &str, name: &str, root_pub: &str, roles: &[String]) -> anyhow
     Ok(Member {
         org_id: OrgId::new(org)?,
         name: name.to_string(),
-        root_pub: OrgPublicKey::from_hex(root_pub).map_err(|_| anyhow::anyhow!("--root-pub must be 64 hex digits"))?,
+        root_pub: OrgPublicKey::from_hex(root_pub)
+            .map_err(|_| anyhow::anyhow!("--root-pub must be 64 hex digits"))?,
         roles: roles.to_vec(),
     })
 }

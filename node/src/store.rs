@@ -232,23 +232,29 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
     };
     let existed = path.exists();
     let conn = Connection::open(&path).map_err(&e)?;
-    // A file that is not SQLite at all fails here, before anything is written.
+    // Reading the header and the schema writes nothing: a file that is not SQLite at all,
+    // or is damaged, fails here.
+    let unreadable = |err: rusqlite::Error| match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => foreign("is not a SQLite database"),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => foreign(&format!("is damaged ({err})")),
+        _ => e(err),
+    };
     let app_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(|_| foreign("is not a SQLite database"))?;
+        .map_err(unreadable)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(&e)?;
+        .map_err(unreadable)?;
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(&e)?;
+        .map_err(unreadable)?;
     if existed && app_id != APPLICATION_ID && (tables > 0 || version > 0) {
         return Err(foreign("is not an alertmesh database"));
     }
     if app_id == APPLICATION_ID {
         let ok: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(&e)?;
+            .map_err(unreadable)?;
         if ok != "ok" {
             return Err(foreign(&format!("is damaged ({ok})")));
         }

@@ -3,6 +3,7 @@
 //! the wire protocols but is free to send anything.
 
 pub mod hostile;
+pub mod process;
 
 use alertmesh_node::config::Config;
 use alertmesh_node::node::Node;

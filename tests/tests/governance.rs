@@ -11,11 +11,20 @@ fn org(s: &str) -> OrgId {
 }
 
 fn data_dir(net: &TestNetwork, i: usize) -> std::path::PathBuf {
-    net.nodes[i].config_path.parent().map(|p| p.join("data")).unwrap_or_default()
+    net.nodes[i]
+        .config_path
+        .parent()
+        .map(|p| p.join("data"))
+        .unwrap_or_default()
 }
 
 /// Builds the next charter from node 0's view, signed by the given org indexes.
-fn next_charter(net: &TestNetwork, current: &SignedCharter, p: &Proposal, signers: &[usize]) -> anyhow::Result<SignedCharter> {
+fn next_charter(
+    net: &TestNetwork,
+    current: &SignedCharter,
+    p: &Proposal,
+    signers: &[usize],
+) -> anyhow::Result<SignedCharter> {
     let history = History::from_data_dir(&data_dir(net, 0))?;
     let next = proposal::propose(current, &history, p, alertmesh_node::core::now_ms())?;
     let mut signed = SignedCharter::unsigned(next);
@@ -26,45 +35,86 @@ fn next_charter(net: &TestNetwork, current: &SignedCharter, p: &Proposal, signer
     Ok(signed)
 }
 
-async fn adopt_everywhere(net: &TestNetwork, charter: &SignedCharter, on: &[usize]) -> anyhow::Result<()> {
-    let version = net.nodes[0].node.core.submit_charter(charter.as_bytes().to_vec()).await??;
+async fn adopt_everywhere(
+    net: &TestNetwork,
+    charter: &SignedCharter,
+    on: &[usize],
+) -> anyhow::Result<()> {
+    let version = net.nodes[0]
+        .node
+        .core
+        .submit_charter(charter.as_bytes().to_vec())
+        .await??;
     assert_eq!(version, charter.charter().version);
     for i in on {
         let n = &net.nodes[*i].node;
-        wait_for("the charter to be adopted", || async { n.core.status().await.is_ok_and(|s| s.charter_version == version) }).await?;
+        wait_for("the charter to be adopted", || async {
+            n.core
+                .status()
+                .await
+                .is_ok_and(|s| s.charter_version == version)
+        })
+        .await?;
     }
     Ok(())
 }
 
 fn has_alert(net: &TestNetwork, i: usize, id: &alertmesh_protocol::EnvelopeId) -> bool {
     alertmesh_node::store::open_reader(&data_dir(net, i)).is_ok_and(|c| {
-        c.query_row("SELECT count(*) FROM alerts WHERE envelope_id = ?1", [id.as_bytes()], |r| r.get::<_, i64>(0))
-            .is_ok_and(|n| n == 1)
+        c.query_row(
+            "SELECT count(*) FROM alerts WHERE envelope_id = ?1",
+            [id.as_bytes()],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n == 1)
     })
 }
 
-async fn wait_alert(net: &TestNetwork, i: usize, id: &alertmesh_protocol::EnvelopeId) -> anyhow::Result<()> {
+async fn wait_alert(
+    net: &TestNetwork,
+    i: usize,
+    id: &alertmesh_protocol::EnvelopeId,
+) -> anyhow::Result<()> {
     wait_for("the alert to be stored", || async { has_alert(net, i, id) }).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_ones() -> anyhow::Result<()> {
+async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_ones()
+-> anyhow::Result<()> {
     let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
     let net = TestNetwork::start(&plan, 21).await?;
-    let before = net.nodes[0].node.core.publish("all".into(), Tlp::Green, sample_alert("before")).await??;
+    let before = net.nodes[0]
+        .node
+        .core
+        .publish("all".into(), Tlp::Green, sample_alert("before"))
+        .await??;
     wait_alert(&net, 2, &before.id).await?;
 
     let p = Proposal {
-        topics: vec![TopicEdit { name: "all".into(), readers: Some(vec![org("org-0"), org("org-1")]), ..Default::default() }],
+        topics: vec![TopicEdit {
+            name: "all".into(),
+            readers: Some(vec![org("org-0"), org("org-1")]),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let v2 = next_charter(&net, &net.network.genesis, &p, &[0, 1])?;
     adopt_everywhere(&net, &v2, &[0, 1, 2]).await?;
-    let after = net.nodes[0].node.core.publish("all".into(), Tlp::Green, sample_alert("after")).await??;
+    let after = net.nodes[0]
+        .node
+        .core
+        .publish("all".into(), Tlp::Green, sample_alert("after"))
+        .await??;
     wait_alert(&net, 1, &after.id).await?;
 
-    assert!(has_alert(&net, 2, &before.id), "org-2 keeps what it could read before");
-    assert!(!has_alert(&net, 2, &after.id), "org-2 read an alert published after its removal");
+    assert!(
+        has_alert(&net, 2, &before.id),
+        "org-2 keeps what it could read before"
+    );
+    assert!(
+        !has_alert(&net, 2, &after.id),
+        "org-2 read an alert published after its removal"
+    );
     // Cryptographically: the key package for the new epoch does not open for org-2.
     let network_id = net.network.genesis.charter().network_id;
     let topic = TopicId::derive(&network_id, "all");
@@ -77,12 +127,34 @@ async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_on
     )?;
     let env = SignedEnvelope::decode(&bytes, 1 << 20)?;
     assert_eq!(env.header().kind, Kind::KeyPackage);
-    let alert_bytes: Vec<u8> = conn.query_row("SELECT bytes FROM envelopes WHERE id = ?1", [after.id.as_bytes()], |r| r.get(0))?;
+    let alert_bytes: Vec<u8> = conn.query_row(
+        "SELECT bytes FROM envelopes WHERE id = ?1",
+        [after.id.as_bytes()],
+        |r| r.get(0),
+    )?;
     let alert = SignedEnvelope::decode(&alert_bytes, 1 << 20)?;
-    assert_eq!(env.header().key_epoch, alert.header().key_epoch, "the alert uses the rotated key");
+    assert_eq!(
+        env.header().key_epoch,
+        alert.header().key_epoch,
+        "the alert uses the rotated key"
+    );
     let pkg = KeyPackage::decode(env.payload())?;
-    assert!(pkg.open(&network_id, &author, &net.network.orgs[2].nodes[0].agreement).is_err());
-    assert!(pkg.open(&network_id, &author, &net.network.orgs[1].nodes[0].agreement).is_ok());
+    assert!(
+        pkg.open(
+            &network_id,
+            &author,
+            &net.network.orgs[2].nodes[0].agreement
+        )
+        .is_err()
+    );
+    assert!(
+        pkg.open(
+            &network_id,
+            &author,
+            &net.network.orgs[1].nodes[0].agreement
+        )
+        .is_ok()
+    );
     net.shutdown().await;
     Ok(())
 }
@@ -93,17 +165,30 @@ async fn newly_added_reader_reads_what_is_published_after_it_joins() -> anyhow::
     plan.topics[0].readers = vec![org("org-0"), org("org-1")];
     let net = TestNetwork::start(&plan, 22).await?;
     let p = Proposal {
-        topics: vec![TopicEdit { name: "all".into(), readers: Some(vec![org("org-0"), org("org-1"), org("org-2")]), ..Default::default() }],
+        topics: vec![TopicEdit {
+            name: "all".into(),
+            readers: Some(vec![org("org-0"), org("org-1"), org("org-2")]),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let v2 = next_charter(&net, &net.network.genesis, &p, &[1, 2])?;
     adopt_everywhere(&net, &v2, &[0, 1, 2]).await?;
     let newcomer = &net.nodes[2].node;
     wait_for("the new reader to hold every publisher's key", || async {
-        newcomer.core.status().await.is_ok_and(|s| s.sender_keys.get("all") == Some(&3))
+        newcomer
+            .core
+            .status()
+            .await
+            .is_ok_and(|s| s.sender_keys.get("all") == Some(&3))
     })
     .await?;
-    let id = net.nodes[0].node.core.publish("all".into(), Tlp::Green, sample_alert("welcome")).await??.id;
+    let id = net.nodes[0]
+        .node
+        .core
+        .publish("all".into(), Tlp::Green, sample_alert("welcome"))
+        .await??
+        .id;
     wait_alert(&net, 2, &id).await?;
     net.shutdown().await;
     Ok(())
@@ -113,14 +198,31 @@ async fn newly_added_reader_reads_what_is_published_after_it_joins() -> anyhow::
 async fn proposal_signed_by_fewer_than_k_governors_is_never_adopted() -> anyhow::Result<()> {
     let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000); // threshold 2
     let net = TestNetwork::start(&plan, 23).await?;
-    let p = Proposal { remove_orgs: vec![org("org-2")], ..Default::default() };
+    let p = Proposal {
+        remove_orgs: vec![org("org-2")],
+        ..Default::default()
+    };
     let weak = next_charter(&net, &net.network.genesis, &p, &[0])?;
-    let answer = net.nodes[0].node.core.submit_charter(weak.as_bytes().to_vec()).await?;
+    let answer = net.nodes[0]
+        .node
+        .core
+        .submit_charter(weak.as_bytes().to_vec())
+        .await?;
     let err = answer.expect_err("a charter with one signature was adopted");
-    assert!(err.to_string().contains("1 valid governor signatures, 2 needed"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("1 valid governor signatures, 2 needed"),
+        "{err}"
+    );
     // Offered to the others directly, it fails the same way; nobody moves past version 1.
     for n in &net.nodes[1..] {
-        assert!(n.node.core.submit_charter(weak.as_bytes().to_vec()).await?.is_err());
+        assert!(
+            n.node
+                .core
+                .submit_charter(weak.as_bytes().to_vec())
+                .await?
+                .is_err()
+        );
     }
     for n in &net.nodes {
         assert_eq!(n.node.core.status().await?.charter_version, 1);
@@ -134,19 +236,42 @@ async fn revoked_node_is_disconnected_everywhere_and_stops_publishing() -> anyho
     let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
     let net = TestNetwork::start(&plan, 24).await?;
     let revoked = net.network.orgs[2].nodes[0].key.public();
-    let p = Proposal { revoke: vec![revoked], ..Default::default() };
+    let p = Proposal {
+        revoke: vec![revoked],
+        ..Default::default()
+    };
     let v2 = next_charter(&net, &net.network.genesis, &p, &[0, 1])?;
     adopt_everywhere(&net, &v2, &[0, 1]).await?;
     for n in &net.nodes[..2] {
-        wait_for("the revoked node to be disconnected", || async { n.node.core.status().await.is_ok_and(|s| s.admitted_peers == 1) }).await?;
+        wait_for("the revoked node to be disconnected", || async {
+            n.node
+                .core
+                .status()
+                .await
+                .is_ok_and(|s| s.admitted_peers == 1)
+        })
+        .await?;
     }
     let target = &net.nodes[2].node;
     wait_for("the revoked node to learn it is revoked", || async {
-        target.core.status().await.is_ok_and(|s| s.charter_version == 2 && !s.publishing_allowed)
+        target
+            .core
+            .status()
+            .await
+            .is_ok_and(|s| s.charter_version == 2 && !s.publishing_allowed)
     })
     .await?;
-    let refused = target.core.publish("all".into(), Tlp::Green, sample_alert("still here")).await?;
-    assert!(matches!(refused, Err(alertmesh_node::core::PublishError::CertInvalid)), "{refused:?}");
+    let refused = target
+        .core
+        .publish("all".into(), Tlp::Green, sample_alert("still here"))
+        .await?;
+    assert!(
+        matches!(
+            refused,
+            Err(alertmesh_node::core::PublishError::CertInvalid)
+        ),
+        "{refused:?}"
+    );
     net.shutdown().await;
     Ok(())
 }
@@ -160,7 +285,11 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
     let net = TestNetwork::start(&plan, 25).await?;
     let all: Vec<usize> = (0..net.nodes.len()).collect();
     let (chirper, fbi, dhs, odni, vidtube) = (0, 4, 5, 6, 2);
-    let p = Proposal { governors: Some(vec![org("chirper"), org("fbi"), org("dhs")]), threshold: Some(2), ..Default::default() };
+    let p = Proposal {
+        governors: Some(vec![org("chirper"), org("fbi"), org("dhs")]),
+        threshold: Some(2),
+        ..Default::default()
+    };
     let v2 = next_charter(&net, &net.network.genesis, &p, &[1, 2, 3, 6])?;
     adopt_everywhere(&net, &v2, &all).await?;
     // The former governors alone can no longer change anything.
@@ -175,21 +304,48 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
         ..Default::default()
     };
     let by_old = next_charter(&net, &v2, &p3, &[1, 2, 3, 6])?;
-    let err = net.nodes[0].node.core.submit_charter(by_old.as_bytes().to_vec()).await?.expect_err("former governors changed the charter");
+    let err = net.nodes[0]
+        .node
+        .core
+        .submit_charter(by_old.as_bytes().to_vec())
+        .await?
+        .expect_err("former governors changed the charter");
     assert!(err.to_string().contains("not a governor"), "{err}");
     let v3 = next_charter(&net, &v2, &p3, &[fbi, chirper])?;
     adopt_everywhere(&net, &v3, &all).await?;
     // Alerts keep flowing, on old and new topics.
-    let id = net.nodes[odni].node.core.publish("election-2020/disinfo".into(), Tlp::Green, sample_alert("after the change")).await??.id;
+    let id = net.nodes[odni]
+        .node
+        .core
+        .publish(
+            "election-2020/disinfo".into(),
+            Tlp::Green,
+            sample_alert("after the change"),
+        )
+        .await??
+        .id;
     for i in all.iter().filter(|i| **i != odni) {
         wait_alert(&net, *i, &id).await?;
     }
     let reader = &net.nodes[chirper].node;
     wait_for("chirper to hold dhs's key for the new topic", || async {
-        reader.core.status().await.is_ok_and(|s| s.sender_keys.get("voting-infra") == Some(&1))
+        reader
+            .core
+            .status()
+            .await
+            .is_ok_and(|s| s.sender_keys.get("voting-infra") == Some(&1))
     })
     .await?;
-    let infra = net.nodes[dhs].node.core.publish("voting-infra".into(), Tlp::Amber, sample_alert("scan of voter-registration portals")).await??.id;
+    let infra = net.nodes[dhs]
+        .node
+        .core
+        .publish(
+            "voting-infra".into(),
+            Tlp::Amber,
+            sample_alert("scan of voter-registration portals"),
+        )
+        .await??
+        .id;
     wait_alert(&net, chirper, &infra).await?;
     wait_alert(&net, fbi, &infra).await?;
     assert!(!has_alert(&net, vidtube, &infra));
@@ -201,17 +357,35 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
 async fn two_valid_charters_of_one_version_halt_governance_everywhere() -> anyhow::Result<()> {
     let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
     let net = TestNetwork::start(&plan, 26).await?;
-    let a = Proposal { remove_orgs: vec![org("org-2")], ..Default::default() };
-    let b = Proposal { threshold: Some(3), ..Default::default() };
+    let a = Proposal {
+        remove_orgs: vec![org("org-2")],
+        ..Default::default()
+    };
+    let b = Proposal {
+        threshold: Some(3),
+        ..Default::default()
+    };
     let v2a = next_charter(&net, &net.network.genesis, &a, &[0, 1])?;
     let v2b = next_charter(&net, &net.network.genesis, &b, &[1, 2])?;
     adopt_everywhere(&net, &v2a, &[0, 1, 2]).await?;
-    let err = net.nodes[1].node.core.submit_charter(v2b.as_bytes().to_vec()).await?.expect_err("a fork was adopted");
+    let err = net.nodes[1]
+        .node
+        .core
+        .submit_charter(v2b.as_bytes().to_vec())
+        .await?
+        .expect_err("a fork was adopted");
     assert!(err.to_string().contains("fork"), "{err}");
     for (i, n) in net.nodes.iter().enumerate() {
-        wait_for("every node to see the fork and fall back to version 1", || async {
-            n.node.core.status().await.is_ok_and(|s| s.charter_forks == vec![2] && s.charter_version == 1)
-        })
+        wait_for(
+            "every node to see the fork and fall back to version 1",
+            || async {
+                n.node
+                    .core
+                    .status()
+                    .await
+                    .is_ok_and(|s| s.charter_forks == vec![2] && s.charter_version == 1)
+            },
+        )
         .await?;
         assert!(n.node.metrics.charter_forks.get() >= 1);
         let kept = std::fs::read_dir(data_dir(&net, i).join("charter-forks"))?.count();

@@ -4,7 +4,7 @@
 
 use super::{Core, OwnTopic};
 use crate::net::NetCommand;
-use alertmesh_protocol::charter::{CharterFork, CharterError};
+use alertmesh_protocol::charter::{CharterError, CharterFork};
 use alertmesh_protocol::{CharterUpdate, ControlMessage, SenderKey, SignedCharter, TopicId};
 use libp2p::PeerId;
 use libp2p::gossipsub::TopicHash;
@@ -25,14 +25,17 @@ pub enum SubmitError {
     #[error("charter refused: {0}")]
     Refused(#[from] CharterError),
     /// It conflicts with another valid charter of the same version.
-    #[error("governance fork at version {0}: two valid charters with the same version; neither is adopted")]
+    #[error(
+        "governance fork at version {0}: two valid charters with the same version; neither is adopted"
+    )]
     Fork(u64),
 }
 
 impl Core {
     /// Adopts a charter from the operator and gossips it on the control topic.
     pub(super) async fn submit_charter(&mut self, bytes: Vec<u8>) -> Result<u64, SubmitError> {
-        let charter = SignedCharter::decode(&bytes).map_err(|e| SubmitError::Malformed(e.to_string()))?;
+        let charter =
+            SignedCharter::decode(&bytes).map_err(|e| SubmitError::Malformed(e.to_string()))?;
         let version = charter.charter().version;
         match self.offer_charter(charter).await? {
             CharterUpdate::Adopted(v) => {
@@ -58,7 +61,9 @@ impl Core {
     pub(super) fn may_publish_at_all(&self) -> bool {
         let c = self.charters.current().charter();
         let me = self.me.key.public();
-        !c.is_revoked(&me) && c.member(&self.org).is_some() && self.me.cert.valid_at(super::now_ms())
+        !c.is_revoked(&me)
+            && c.member(&self.org).is_some()
+            && self.me.cert.valid_at(super::now_ms())
     }
 
     /// Subscribes to exactly the topics our org may read (plus control).
@@ -92,8 +97,21 @@ impl Core {
         let me = self.me.key.public();
         for topic in may_publish {
             if !self.own.contains_key(&topic) {
-                let epoch = 1 + self.keys.keys().filter(|(a, t, _)| *a == me && *t == topic).map(|(_, _, e)| *e).max().unwrap_or(0);
-                self.own.insert(topic, OwnTopic { key: SenderKey::generate(epoch, &mut OsRng), sealed_to: BTreeSet::new(), due: Some(Instant::now()) });
+                let epoch = 1 + self
+                    .keys
+                    .keys()
+                    .filter(|(a, t, _)| *a == me && *t == topic)
+                    .map(|(_, _, e)| *e)
+                    .max()
+                    .unwrap_or(0);
+                self.own.insert(
+                    topic,
+                    OwnTopic {
+                        key: SenderKey::generate(epoch, &mut OsRng),
+                        sealed_to: BTreeSet::new(),
+                        due: Some(Instant::now()),
+                    },
+                );
             }
         }
         self.mark_readers_changed();
@@ -103,26 +121,40 @@ impl Core {
             .peers
             .iter()
             .filter(|(_, p)| {
-                p.org.as_ref().is_some_and(|o| c.member(o).is_none()) || p.node.as_ref().is_some_and(|n| c.is_revoked(n))
+                p.org.as_ref().is_some_and(|o| c.member(o).is_none())
+                    || p.node.as_ref().is_some_and(|n| c.is_revoked(n))
             })
             .map(|(id, _)| *id)
             .collect();
         // After a short grace period, so the charter reaches them first and they learn why.
         let at = Instant::now() + EVICTION_GRACE;
-        self.evictions.extend(gone.into_iter().map(|peer| (peer, at)));
+        self.evictions
+            .extend(gone.into_iter().map(|peer| (peer, at)));
         if !self.may_publish_at_all() {
-            tracing::error!(version = c.version, "this node's certificate is revoked or its org removed by the charter: it stops publishing");
+            tracing::error!(
+                version = c.version,
+                "this node's certificate is revoked or its org removed by the charter: it stops publishing"
+            );
         }
     }
 
     /// Closes connections whose eviction is due.
     pub(super) async fn evict_due(&mut self) {
         let now = Instant::now();
-        let due: Vec<PeerId> = self.evictions.iter().filter(|(_, at)| *at <= now).map(|(p, _)| *p).collect();
+        let due: Vec<PeerId> = self
+            .evictions
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(p, _)| *p)
+            .collect();
         self.evictions.retain(|(_, at)| *at > now);
         let version = self.charters.current().charter().version;
         for peer in due {
-            self.refuse(peer, &format!("removed or revoked by charter version {version}")).await;
+            self.refuse(
+                peer,
+                &format!("removed or revoked by charter version {version}"),
+            )
+            .await;
         }
     }
 
@@ -132,7 +164,10 @@ impl Core {
         let dir = self.data_dir.join("charter-forks");
         let result = std::fs::create_dir_all(&dir).and_then(|()| {
             for c in [&fork.first, &fork.second] {
-                std::fs::write(dir.join(format!("v{}-{}.bin", fork.version, c.hash())), c.as_bytes())?;
+                std::fs::write(
+                    dir.join(format!("v{}-{}.bin", fork.version, c.hash())),
+                    c.as_bytes(),
+                )?;
             }
             Ok(())
         });

@@ -1,0 +1,53 @@
+//! `wire::Request::decode` and `wire::Response::decode` (the request-response protocol),
+//! and the strict decode of the certificates, charters and envelopes they carry.
+#![no_main]
+
+#[path = "../fixture.rs"]
+mod fixture;
+
+use alertmesh_protocol::wire::{Hello, Request, Response, SyncRequest};
+use alertmesh_protocol::{SignedCharter, SignedEnvelope, SignedNodeCert};
+use libfuzzer_sys::fuzz_target;
+
+fn hello(h: &Hello) {
+    let _ = SignedNodeCert::decode(&h.cert);
+    for c in &h.charters {
+        let _ = SignedCharter::decode(c);
+    }
+    for c in &h.certs {
+        let _ = SignedNodeCert::decode(c);
+    }
+}
+
+fn sync(s: &SyncRequest) {
+    for summary in &s.have {
+        for seq in [0, 1, 2, u64::MAX] {
+            let _ = summary.holds(seq);
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(request) = Request::decode(data) {
+        assert_eq!(request.encode(), data);
+        match &request {
+            Request::Hello(h) => hello(h),
+            Request::Sync(s) => sync(s),
+        }
+    }
+    if let Ok(response) = Response::decode(data) {
+        assert_eq!(response.encode(), data);
+        match &response {
+            Response::Hello(h) => hello(h),
+            Response::Refused(_) => {}
+            Response::Sync(page) => {
+                for c in &page.certs {
+                    let _ = SignedNodeCert::decode(c);
+                }
+                for e in &page.envelopes {
+                    let _ = SignedEnvelope::decode(e, fixture::MAX_ENVELOPE);
+                }
+            }
+        }
+    }
+});
