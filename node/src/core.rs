@@ -360,6 +360,25 @@ pub struct Core {
     next_penalty_decay: Instant,
 }
 
+/// The error of a judged message that gossipsub is told to `Reject`.
+const REJECTED: &str = "rejected";
+
+/// Whether no honest node would have forwarded an envelope rejected for `reason`: its
+/// bytes are broken or forged whatever the relay's charter version, clock or history.
+/// Other rejections (equivocation, cut-offs, revocations, clock skew) can reach a node
+/// through an honest relay that judged earlier or with another charter, so they are
+/// reported as `Ignore` and do not lower the relay's gossipsub score.
+fn no_honest_relay_forwards(reason: &RejectReason) -> bool {
+    matches!(
+        reason,
+        RejectReason::TooLarge { .. }
+            | RejectReason::Malformed(_)
+            | RejectReason::WrongNetwork
+            | RejectReason::BadSignature
+            | RejectReason::BadPayload(_)
+    )
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -853,6 +872,7 @@ impl Core {
                 tokio::spawn(async move {
                     let acceptance = match done.await {
                         Ok(Ok(())) => MessageAcceptance::Accept,
+                        Ok(Err(e)) if e == REJECTED => MessageAcceptance::Reject,
                         _ => MessageAcceptance::Ignore,
                     };
                     let _ = net.send(NetCommand::Report(id, source, acceptance)).await;
@@ -902,7 +922,11 @@ impl Core {
                 self.metrics.verdict("reject", reason.label());
                 tracing::debug!(%reason, "rejected envelope");
                 self.on_conflict(&reason, data).await;
-                self.rejected_now()
+                if no_honest_relay_forwards(&reason) {
+                    self.rejected_now()
+                } else {
+                    self.ignored_now()
+                }
             }
         }
     }
@@ -913,13 +937,11 @@ impl Core {
         Some(rx)
     }
 
+    /// Judged `Reject`: gossipsub drops the message and counts it against the sender (P4).
     fn rejected_now(&self) -> Option<oneshot::Receiver<Result<(), String>>> {
         let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Err("rejected".into()));
-        Some(rx).and_then(|rx| {
-            // Signal rejection through a distinct path: None would mean "handled".
-            Some(rx)
-        })
+        let _ = tx.send(Err(REJECTED.into()));
+        Some(rx)
     }
 
     /// Stores an accepted envelope and processes its payload.
@@ -1149,13 +1171,12 @@ impl Core {
                     return self.rejected_now();
                 };
                 let charter = self.charters.current().charter().clone();
-                if cert
-                    .verify(
-                        &charter.network_id,
-                        &charter.member(&cert.cert().org_id)?.root_pub,
-                    )
-                    .is_err()
-                {
+                let Some(member) = charter.member(&cert.cert().org_id) else {
+                    // Not (or no longer) a member here; a relay may hold another charter.
+                    self.metrics.verdict("ignore", "cert_of_non_member");
+                    return self.ignored_now();
+                };
+                if cert.verify(&charter.network_id, &member.root_pub).is_err() {
                     self.metrics.verdict("reject", "bad_cert");
                     return self.rejected_now();
                 }
@@ -1187,8 +1208,10 @@ impl Core {
                         self.ignored_now()
                     }
                     Err(_) => {
+                        // Signed charters can be refused for the state we are in (a
+                        // version already passed), so this does not score the relay.
                         self.metrics.verdict("reject", "bad_charter");
-                        self.rejected_now()
+                        self.ignored_now()
                     }
                 }
             }

@@ -388,17 +388,17 @@ fn score_params() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds
     (params, thresholds)
 }
 
-/// Scoring for one topic: invalid messages (P4) weigh heavily; mesh delivery deficits
-/// (P3) are off because alert traffic is bursty and rare.
+/// Scoring for one topic: only invalid messages (P4) count. Time in mesh and first
+/// deliveries (P1, P2) are off so that a member cannot bank positive score with valid
+/// traffic and then flood; mesh delivery deficits (P3) are off because alert traffic is
+/// bursty and rare. Messages that an honest relay could have forwarded (charter or clock
+/// lag, equivocation) are reported as `Ignore`, so P4 only hits peers that sent bytes no
+/// honest node forwards (see `core`).
 pub fn topic_score_params() -> gossipsub::TopicScoreParams {
     gossipsub::TopicScoreParams {
         topic_weight: 1.0,
-        time_in_mesh_weight: 0.01,
-        time_in_mesh_quantum: Duration::from_secs(1),
-        time_in_mesh_cap: 100.0,
-        first_message_deliveries_weight: 0.5,
-        first_message_deliveries_decay: 0.9,
-        first_message_deliveries_cap: 100.0,
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_weight: 0.0,
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
         invalid_message_deliveries_weight: -50.0,
@@ -529,6 +529,12 @@ fn handle_command(
         }
         NetCommand::Subscribe(name) => {
             let topic = IdentTopic::new(name);
+            if let Err(e) = b
+                .gossipsub
+                .set_topic_params(topic.clone(), topic_score_params())
+            {
+                tracing::warn!(error = %e, "topic scoring not set");
+            }
             if let Err(e) = b.gossipsub.subscribe(&topic) {
                 tracing::warn!(error = %e, "subscribe failed");
             }
