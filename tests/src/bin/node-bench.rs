@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     start_watchdog(opts.timeout);
     let result = match opts.cmd.as_str() {
         "latency" => latency(&opts),
-        "ingest" => ingest(&opts),
+        "ingest" | "catchup" => ingest(&opts),
         "verify" => {
             let (raw, env) = verify_rates(opts.size, Duration::from_secs(3));
             println!(
@@ -87,6 +87,8 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage:
   node-bench latency [--alerts 350] [--rate 20] [--runs 3] [--example-dir keys-example]
   node-bench ingest  [--count 20000] [--size 1024] [--window 2000] [--runs 3] [--restart]
+  node-bench catchup [ingest's flags]: ingest, then a second node of the sink's org that
+                     missed everything starts and catches up through history sync
   node-bench verify  [--size 1024]
 common: [--alertmesh PATH] [--timeout SECONDS (whole process, default 1800)] [--keep DIR]
   --window 0 floods open-loop (no flow control); otherwise at most WINDOW envelopes are
@@ -101,6 +103,7 @@ struct Opts {
     size: usize,
     window: u64,
     restart: bool,
+    catchup: bool,
     alertmesh: Option<PathBuf>,
     example_dir: Option<PathBuf>,
     timeout: u64,
@@ -118,6 +121,7 @@ impl Opts {
             size: 1024,
             window: 2000,
             restart: false,
+            catchup: args.first().is_some_and(|c| c == "catchup"),
             alertmesh: None,
             example_dir: None,
             timeout: 1800,
@@ -891,7 +895,8 @@ fn ingest_plan() -> NetworkPlan {
                 name: o.to_string(),
                 roles: vec![],
                 governor: true,
-                nodes: 1,
+                // The sink's second node starts only for `catchup`.
+                nodes: if *o == SINK { 2 } else { 1 },
             })
             .collect(),
         topics: vec![TopicPlan {
@@ -914,9 +919,15 @@ fn ingest_plan() -> NetworkPlan {
 
 const TOKEN: &str = "node-bench-token-0123456789abcdef";
 
-/// Writes the sink's files; returns its config path and p2p address.
-fn write_sink(dir: &Path, network: &Network) -> anyhow::Result<(PathBuf, Multiaddr)> {
-    let node = &network.orgs[0].nodes[0];
+/// Writes the files of the sink org's node `index`, dialling `bootstrap`; returns its
+/// config path and p2p address.
+fn write_sink(
+    dir: &Path,
+    network: &Network,
+    index: usize,
+    bootstrap: &[String],
+) -> anyhow::Result<(PathBuf, Multiaddr)> {
+    let node = &network.orgs[0].nodes[index];
     std::fs::create_dir_all(dir)?;
     SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&node.key.secret_bytes()))
         .write_new(&dir.join("node.key"), "node-bench, test only")?;
@@ -932,7 +943,7 @@ fn write_sink(dir: &Path, network: &Network) -> anyhow::Result<(PathBuf, Multiad
     let text = alertmesh_node::config::render(
         "data",
         &[format!("/ip4/127.0.0.1/tcp/{p2p}")],
-        &[],
+        bootstrap,
         &network.genesis_hash().to_hex(),
         &format!("127.0.0.1:{api}"),
         ".",
@@ -959,13 +970,19 @@ fn presign(
     let topic = TopicId::derive(&net_id, BENCH_TOPIC);
     let flood = &network.orgs[1].nodes[0];
     let sink = &network.orgs[0].nodes[0];
+    // The sink org's second node (started by `catchup`) reads too.
+    let late = &network.orgs[0].nodes[1];
     let key = SenderKey::generate(1, &mut rng);
     let (pkg, refused) = KeyPackage::seal(
         &net_id,
         &topic,
         &flood.key.public(),
         &key,
-        &[sink.agreement.public(), flood.agreement.public()],
+        &[
+            sink.agreement.public(),
+            late.agreement.public(),
+            flood.agreement.public(),
+        ],
         &mut rng,
     );
     if !refused.is_empty() {
@@ -1317,6 +1334,8 @@ struct IngestRun {
     slow_peer: u64,
     dropped_events: f64,
     accepted: f64,
+    /// `catchup`: (seconds syncing, envelopes/s, seconds from the late node's start).
+    catchup: Option<(f64, f64, f64)>,
 }
 
 fn status(client: &Client) -> anyhow::Result<Value> {
@@ -1338,7 +1357,7 @@ fn ingest_run(opts: &Opts, exe: &Path, run: usize) -> anyhow::Result<IngestRun> 
     let (_temp, dir) = bench_dir(&opts.keep, "ingest", run)?;
     let mut rng = rand::rngs::OsRng;
     let network = ingest_plan().build(&mut rng);
-    let (config_path, sink_addr) = write_sink(&dir.join(SINK), &network)?;
+    let (config_path, sink_addr) = write_sink(&dir.join(SINK), &network, 0, &[])?;
     let config = Config::load(&config_path)?;
     let data_dir = config.data_dir.clone();
     let client = Client::from_config(&config)?;
@@ -1368,7 +1387,7 @@ fn ingest_run(opts: &Opts, exe: &Path, run: usize) -> anyhow::Result<IngestRun> 
         &api,
         &data_dir,
         &network,
-        sink_addr,
+        sink_addr.clone(),
         kp,
         envs,
     );
@@ -1378,6 +1397,16 @@ fn ingest_run(opts: &Opts, exe: &Path, run: usize) -> anyhow::Result<IngestRun> 
             daemon.tail_log(15)
         );
     }
+    let catchup = match (&result, opts.catchup) {
+        (Ok(_), true) => Some(catch_up(
+            exe,
+            &dir,
+            &network,
+            &sink_addr,
+            opts.count as u64 + 1,
+        )?),
+        _ => None,
+    };
     daemon.stop();
     let (
         held_rate,
@@ -1412,7 +1441,70 @@ fn ingest_run(opts: &Opts, exe: &Path, run: usize) -> anyhow::Result<IngestRun> 
         slow_peer,
         dropped_events,
         accepted,
+        catchup,
     })
+}
+
+/// Starts the sink org's second node, which missed everything, with the first as its
+/// only bootstrap peer; waits until history sync gave it all `target` envelopes, every
+/// one decrypted and in its database. Returns (seconds from its first envelope to the
+/// last, envelopes per second over that time, seconds from process start to the last).
+fn catch_up(
+    exe: &Path,
+    dir: &Path,
+    network: &Network,
+    seed: &Multiaddr,
+    target: u64,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let (config_path, _) = write_sink(&dir.join("late"), network, 1, &[seed.to_string()])?;
+    let config = Config::load(&config_path)?;
+    let client = Client::from_config(&config)?;
+    print!("  catch-up: a second node starts and syncs {target} envelopes ... ");
+    let started = Instant::now();
+    let mut late = Daemon::spawn(exe, "late", &config_path)?;
+    let mut first: Option<Instant> = None;
+    let mut db = None;
+    let result = wait_until(
+        "the late node to hold every envelope in its database",
+        Duration::from_secs(120 + target / 1000),
+        || {
+            late.check_alive()?;
+            let s = status(&client)?;
+            let held = s["envelopes"].as_u64().unwrap_or(0);
+            if held > 0 && first.is_none() {
+                first = Some(Instant::now());
+            }
+            if held < target || s["undecryptable"].as_u64() != Some(0) {
+                return Ok(false);
+            }
+            // Held per status; durable once the writer committed the last batch.
+            let conn = match &db {
+                Some(conn) => conn,
+                None => db.insert(alertmesh_node::store::open_reader(&config.data_dir)?),
+            };
+            let c = alertmesh_node::store::counts(conn)?;
+            Ok(c.envelopes as u64 == target && c.alerts as u64 == target - 1)
+        },
+    )
+    .map(|()| {
+        let done = Instant::now();
+        let syncing = done.duration_since(first.unwrap_or(started)).as_secs_f64();
+        (
+            syncing,
+            (target - 1) as f64 / syncing.max(1e-9),
+            done.duration_since(started).as_secs_f64(),
+        )
+    });
+    if result.is_err() {
+        eprintln!(
+            "--- last lines of the late node's log ---\n{}",
+            late.tail_log(15)
+        );
+    }
+    late.stop();
+    let r = result?;
+    println!("{:.1} s ({:.0} envelopes/s)", r.0, r.1);
+    Ok(r)
 }
 
 type IngestOutcome = (
@@ -1780,6 +1872,19 @@ fn ingest(opts: &Opts) -> anyhow::Result<()> {
             col(&|r| r.db_bytes as f64 / 1048576.0),
         ),
     ];
+    if runs.iter().all(|r| r.catchup.is_some()) {
+        let c = |i: usize| move |r: &IngestRun| r.catchup.map_or(0.0, |x| [x.0, x.1, x.2][i]);
+        rows.push((
+            "catch-up of a late node through sync (envelopes/s)",
+            col(&c(1)),
+        ));
+        rows.push((
+            "catch-up: ratio to raw verify_strict, 1 thread",
+            col(&|r| r.catchup.map_or(0.0, |x| x.1) / r.verify_raw),
+        ));
+        rows.push(("catch-up: first to last envelope (s)", col(&c(0))));
+        rows.push(("catch-up: process start to last envelope (s)", col(&c(2))));
+    }
     if runs.iter().all(|r| r.restart.is_some()) {
         rows.push((
             "restart on that database: ready (s)",
