@@ -71,6 +71,9 @@ pub struct RunSummary {
     pub hostile_sent: BTreeMap<String, u64>,
     /// Delivery ratio over time: (seconds since workload start, delivered / due).
     pub delivery_over_time: Vec<(f64, f64)>,
+    /// Partition scenarios: seconds from the heal until every alert published before it
+    /// had reached every honest reader (None while one never did).
+    pub heal_to_convergence_s: Option<f64>,
     /// Run-specific checks.
     pub checks: Vec<Check>,
     /// Notes.
@@ -211,6 +214,15 @@ pub fn summarize(s: &Scenario, plan: &Plan, d: &RunData) -> RunSummary {
             None => arrivals.push((offset, f64::INFINITY)),
         }
     }
+    let heal_to_convergence_s = plan.partition.as_ref().and_then(|(_, _, heal)| {
+        let heal = heal.as_secs_f64();
+        let last = arrivals
+            .iter()
+            .filter(|(published, _)| *published < heal)
+            .map(|(_, arrived)| *arrived)
+            .fold(0.0, f64::max);
+        (delivered == expected.len() && last.is_finite()).then(|| (last - heal).max(0.0))
+    });
     let latency = Latency::of(&mut samples);
     let latency_before_faults = first_fault.map(|_| Latency::of(&mut before));
     // Delivery over time: of the deliveries due by t (published by t), those arrived by t.
@@ -282,6 +294,7 @@ pub fn summarize(s: &Scenario, plan: &Plan, d: &RunData) -> RunSummary {
         redelivered: d.redelivered,
         hostile_sent: d.hostile_sent.clone(),
         delivery_over_time: timeline,
+        heal_to_convergence_s,
         checks: d.checks.clone(),
         notes: d.notes.clone(),
         samples,
@@ -426,6 +439,15 @@ pub fn text(r: &Report) -> String {
             out,
             "  ratios (alertmesh / plain gossipsub): latency p50 ×{:.2} p95 ×{:.2} p99 ×{:.2}, CPU ×{:.2}, bytes ×{:.2}",
             x.latency_p50, x.latency_p95, x.latency_p99, x.cpu, x.bytes
+        );
+    }
+    if r.scenario.faults.partition.is_some() {
+        let _ = writeln!(
+            out,
+            "  heal to convergence (everything published before the heal at every reader): {}",
+            r.alertmesh
+                .heal_to_convergence_s
+                .map_or("not reached".to_string(), |s| format!("{s:.2} s"))
         );
     }
     if !r.alertmesh.rejected_by_reason.is_empty() {
