@@ -1180,7 +1180,11 @@ impl Core {
                     self.metrics.verdict("reject", "bad_cert");
                     return self.rejected_now();
                 }
-                if self.learn_cert(cert).await {
+                // A certificate already held (say, from the author's hello) is forwarded
+                // too, or nodes beyond the first hop would only learn it through sync;
+                // gossipsub's duplicate cache stops each announcement after one round.
+                let held = self.certs.all().any(|c| *c == cert);
+                if held || self.learn_cert(cert).await {
                     self.metrics.verdict("accept", "cert");
                     let (tx, rx) = oneshot::channel();
                     let _ = tx.send(Ok(()));

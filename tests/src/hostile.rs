@@ -40,6 +40,9 @@ pub enum Seen {
     Response(PeerId, Vec<u8>),
     /// A peer sent us a request (the raw frame).
     Request(PeerId, Vec<u8>),
+    /// A raw stream ([`HostilePeer::raw`]) ended: how many bytes the peer answered
+    /// before closing it, or why the stream failed (reset, timeout, refused protocol).
+    Raw(PeerId, RawProtocol, Result<usize, String>),
 }
 
 /// A protocol on which [`HostilePeer::raw`] writes bytes verbatim.
@@ -83,6 +86,7 @@ enum Cmd {
     Request(PeerId, Vec<u8>),
     Raw(PeerId, RawProtocol, Vec<u8>),
     SetResponder(Responder),
+    Subscribers(TopicHash, oneshot::Sender<Vec<PeerId>>),
 }
 
 /// Handle to a running hostile peer.
@@ -308,6 +312,27 @@ impl HostilePeer {
         self.cmd(Cmd::SetResponder(responder)).await
     }
 
+    /// The connected peers this peer's gossipsub knows to be subscribed to `topic`.
+    pub async fn subscribers(&self, topic: &TopicHash) -> anyhow::Result<Vec<PeerId>> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd(Cmd::Subscribers(topic.clone(), tx)).await?;
+        Ok(rx.await?)
+    }
+
+    /// Waits (bounded by [`crate::WAIT`]) until every one of `peers` is known to be
+    /// subscribed to `topic`, so that a publish reaches all of them.
+    pub async fn wait_subscribed(&self, topic: &TopicHash, peers: &[PeerId]) -> anyhow::Result<()> {
+        crate::wait_for(
+            "the peers' subscriptions to reach the hostile peer",
+            || async {
+                self.subscribers(topic)
+                    .await
+                    .is_ok_and(|subs| peers.iter().all(|p| subs.contains(p)))
+            },
+        )
+        .await
+    }
+
     /// Waits (bounded by [`crate::WAIT`]) for an event matching `pred`.
     pub async fn wait_seen(
         &mut self,
@@ -389,6 +414,32 @@ fn command(swarm: &mut Swarm<HostileBehaviour>, cmd: Cmd, responder: &mut Respon
             target.send_request(&peer, data);
         }
         Cmd::SetResponder(r) => *responder = r,
+        Cmd::Subscribers(topic, reply) => {
+            let peers = b
+                .gossipsub
+                .all_peers()
+                .filter(|(_, topics)| topics.contains(&&topic))
+                .map(|(p, _)| *p)
+                .collect();
+            let _ = reply.send(peers);
+        }
+    }
+}
+
+/// How a raw stream ended, if `ev` says so.
+fn raw_outcome(
+    ev: request_response::Event<Vec<u8>, Vec<u8>>,
+) -> Option<(PeerId, Result<usize, String>)> {
+    match ev {
+        request_response::Event::Message {
+            peer,
+            message: request_response::Message::Response { response, .. },
+            ..
+        } => Some((peer, Ok(response.len()))),
+        request_response::Event::OutboundFailure { peer, error, .. } => {
+            Some((peer, Err(error.to_string())))
+        }
+        _ => None,
     }
 }
 
@@ -459,6 +510,26 @@ fn event(
                 let _ = seen.try_send(Seen::Response(peer, response));
             }
         },
+        SwarmEvent::Behaviour(HostileBehaviourEvent::RawReq(ev)) => {
+            if let Some((peer, outcome)) = raw_outcome(ev) {
+                let _ = seen.try_send(Seen::Raw(peer, RawProtocol::Req, outcome));
+            }
+        }
+        SwarmEvent::Behaviour(HostileBehaviourEvent::RawGossip(ev)) => {
+            if let Some((peer, outcome)) = raw_outcome(ev) {
+                let _ = seen.try_send(Seen::Raw(peer, RawProtocol::Gossip, outcome));
+            }
+        }
+        SwarmEvent::Behaviour(HostileBehaviourEvent::RawKad(ev)) => {
+            if let Some((peer, outcome)) = raw_outcome(ev) {
+                let _ = seen.try_send(Seen::Raw(peer, RawProtocol::Kad, outcome));
+            }
+        }
+        SwarmEvent::Behaviour(HostileBehaviourEvent::RawIdentify(ev)) => {
+            if let Some((peer, outcome)) = raw_outcome(ev) {
+                let _ = seen.try_send(Seen::Raw(peer, RawProtocol::IdentifyPush, outcome));
+            }
+        }
         _ => {}
     }
 }
