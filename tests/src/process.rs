@@ -3,10 +3,11 @@
 //! HTTP API and inspected through read-only connections to the database files.
 //!
 //! The daemon binary is `target/<profile>/alertmesh`, found next to the test executable
-//! (`target/<profile>/deps/<test>`). Before the first daemon starts, the harness runs
-//! `cargo build -p alertmesh-node --bin alertmesh` for that target dir and profile so the
-//! daemon is never older than the sources; set `ALERTMESH_BIN` to use another binary
-//! (no build then).
+//! (`target/<profile>/deps/<test>`). `cargo test --workspace` builds it; when it is older
+//! than the sources (say, `cargo test -p alertmesh-tests` after an edit), the harness runs
+//! `cargo build -p alertmesh-node --bin alertmesh` for that target dir and profile before
+//! the first daemon starts, so the daemon is never older than the sources; set
+//! `ALERTMESH_BIN` to use another binary (no build then).
 //!
 //! Every wait polls a condition against a deadline; a [`TestGuard`] serializes the
 //! multi-process tests of one test binary and kills every daemon and aborts the test
@@ -60,6 +61,9 @@ impl TestGuard {
     /// Waits for the other multi-process tests of this binary, then starts the watchdog.
     pub fn new(name: &str, limit: Duration) -> Self {
         let serial = lock(&SERIAL);
+        // Building the daemon (first test only) does not count against the limit; an
+        // error is reported where the binary is needed.
+        let _ = alertmesh_bin();
         let (done, rx) = mpsc::channel::<()>();
         let name = name.to_string();
         std::thread::spawn(move || {
@@ -124,6 +128,12 @@ fn locate_and_build() -> anyhow::Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("no workspace root")?;
+    // `cargo test --workspace` builds the daemon beside the tests: use it when it is newer
+    // than every source it is built from. (A nested `cargo build -p alertmesh-node`
+    // resolves features differently and would rebuild much of the tree.)
+    if is_newer_than_sources(&bin, workspace) {
+        return Ok(bin);
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     // Variables cargo sets for the test process would change build-script fingerprints
@@ -179,6 +189,34 @@ fn locate_and_build() -> anyhow::Result<PathBuf> {
             bin.display()
         ),
     }
+}
+
+/// Whether `bin` exists and was written after every file of the crates it is built from
+/// (`node/`, `protocol/`) and after `Cargo.lock`.
+fn is_newer_than_sources(bin: &Path, workspace: &Path) -> bool {
+    fn newest(path: &Path) -> Option<std::time::SystemTime> {
+        let meta = std::fs::metadata(path).ok()?;
+        if !meta.is_dir() {
+            return meta.modified().ok();
+        }
+        std::fs::read_dir(path)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| newest(&e.path()))
+            .max()
+    }
+    let Some(built) = std::fs::metadata(bin).and_then(|m| m.modified()).ok() else {
+        return false;
+    };
+    [
+        "node/src",
+        "node/Cargo.toml",
+        "protocol/src",
+        "protocol/Cargo.toml",
+        "Cargo.lock",
+    ]
+    .iter()
+    .all(|p| newest(&workspace.join(p)).is_some_and(|t| t < built))
 }
 
 /// A loopback TCP port below the ephemeral range (so outgoing connections never take it
