@@ -326,6 +326,15 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
     for (topic, env) in [(AGENCY, &not_publisher), (ALL, &too_high)] {
         let hash =
             TopicHash::from_raw(TopicId::derive(&network_id, topic).gossip_name(&network_id));
+        // Honest nodes do not forward a rejected envelope: it must reach every reader
+        // directly, so wait until the rogue knows all of their subscriptions.
+        let readers: Vec<libp2p::PeerId> = net
+            .nodes
+            .iter()
+            .filter(|n| topic == ALL || n.org.starts_with("agency"))
+            .map(|n| n.node.peer_id)
+            .collect();
+        peer.wait_subscribed(&hash, &readers).await?;
         let bytes = env.as_bytes().to_vec();
         wait_for("the rogue's gossip to go out", || {
             let (hash, bytes) = (hash.clone(), bytes.clone());
