@@ -681,9 +681,18 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
     // Every honest node learns of it (the first one directly, the others from the
     // evidence it gossips), shows it in status and metrics, and its audit reports it.
     for n in &net.nodes {
-        wait_for(&format!("{} to hold the evidence", n.org), || async {
-            n.node.core.status().await.is_ok_and(|s| s.evidence == 1)
-        })
+        // `status` counts evidence when it is judged; the row is committed just after.
+        wait_for(
+            &format!("{} to hold the evidence on disk", n.org),
+            || async {
+                n.node.core.status().await.is_ok_and(|s| s.evidence == 1)
+                    && api_get(&net, &n.org, "/v1/status").await.is_ok_and(|s| {
+                        s["evidence_reports"]
+                            .as_array()
+                            .is_some_and(|r| !r.is_empty())
+                    })
+            },
+        )
         .await?;
         assert!(
             n.node
