@@ -360,8 +360,18 @@ pub struct Core {
     next_penalty_decay: Instant,
 }
 
-/// The error of a judged message that gossipsub is told to `Reject`.
-const REJECTED: &str = "rejected";
+/// How a gossip message was judged, and so what gossipsub is told.
+enum Judgement {
+    /// Accepted and nothing to wait for: `Accept` now.
+    Accept,
+    /// Accepted and queued for the database: `Accept` once the receiver says the row is
+    /// committed (`Ignore` if the write failed), so nothing is forwarded before it is on disk.
+    Stored(oneshot::Receiver<Result<(), String>>),
+    /// Dropped without counting against the sender.
+    Ignore,
+    /// Dropped and counted against the sender (gossipsub's invalid-message penalty, P4).
+    Reject,
+}
 
 /// Whether no honest node would have forwarded an envelope rejected for `reason`: its
 /// bytes are broken or forged whatever the relay's charter version, clock or history.
@@ -865,31 +875,33 @@ impl Core {
         if let Some(offence) = self.offence.take() {
             self.penalize(source, offence).await;
         }
-        match acceptance {
-            Some(done) => {
+        let acceptance = match acceptance {
+            Judgement::Accept => MessageAcceptance::Accept,
+            Judgement::Ignore => MessageAcceptance::Ignore,
+            Judgement::Reject => MessageAcceptance::Reject,
+            Judgement::Stored(done) => {
                 // Forward only after the row is on disk.
                 let net = self.net.clone();
                 tokio::spawn(async move {
                     let acceptance = match done.await {
                         Ok(Ok(())) => MessageAcceptance::Accept,
-                        Ok(Err(e)) if e == REJECTED => MessageAcceptance::Reject,
                         _ => MessageAcceptance::Ignore,
                     };
                     let _ = net.send(NetCommand::Report(id, source, acceptance)).await;
                 });
+                return;
             }
-            None => {}
-        }
+        };
+        self.send(NetCommand::Report(id, source, acceptance)).await;
     }
 
-    /// Validates an envelope; on accept, stores and processes it. Returns a receiver that
-    /// resolves when the row is committed (None: not accepted, already reported).
+    /// Validates an envelope; on accept, stores and processes it.
     async fn on_envelope(
         &mut self,
         data: &[u8],
         expected_topic: Option<TopicId>,
         source: Source,
-    ) -> Option<oneshot::Receiver<Result<(), String>>> {
+    ) -> Judgement {
         let now = now_ms();
         let ctx = alertmesh_protocol::Context {
             charters: &self.charters,
@@ -904,10 +916,10 @@ impl Core {
                 if expected_topic.is_some_and(|t| t != env.header().topic_id) {
                     self.metrics.verdict("reject", "topic_mismatch");
                     self.offence = Some(penalty::Offence::Garbage);
-                    return self.rejected_now();
+                    return Judgement::Reject;
                 }
                 self.metrics.verdict("accept", "ok");
-                Some(self.accept(env, accepted.org, now).await)
+                Judgement::Stored(self.accept(env, accepted.org, now).await)
             }
             Verdict::Ignore(reason) => {
                 if reason == alertmesh_protocol::IgnoreReason::RateLimited {
@@ -915,7 +927,7 @@ impl Core {
                 }
                 self.metrics.verdict("ignore", reason.label());
                 tracing::debug!(%reason, "ignored envelope");
-                self.ignored_now()
+                Judgement::Ignore
             }
             Verdict::Reject(reason) => {
                 self.offence = Some(penalty::Offence::of(data));
@@ -923,25 +935,12 @@ impl Core {
                 tracing::debug!(%reason, "rejected envelope");
                 self.on_conflict(&reason, data).await;
                 if no_honest_relay_forwards(&reason) {
-                    self.rejected_now()
+                    Judgement::Reject
                 } else {
-                    self.ignored_now()
+                    Judgement::Ignore
                 }
             }
         }
-    }
-
-    fn ignored_now(&self) -> Option<oneshot::Receiver<Result<(), String>>> {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Err("ignored".into()));
-        Some(rx)
-    }
-
-    /// Judged `Reject`: gossipsub drops the message and counts it against the sender (P4).
-    fn rejected_now(&self) -> Option<oneshot::Receiver<Result<(), String>>> {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Err(REJECTED.into()));
-        Some(rx)
     }
 
     /// Stores an accepted envelope and processes its payload.
@@ -1151,34 +1150,30 @@ impl Core {
         (row, alert)
     }
 
-    async fn on_control(
-        &mut self,
-        data: &[u8],
-        source: PeerId,
-    ) -> Option<oneshot::Receiver<Result<(), String>>> {
+    async fn on_control(&mut self, data: &[u8], source: PeerId) -> Judgement {
         let msg = match ControlMessage::decode(data) {
             Ok(m) => m,
             Err(_) => {
                 self.offence = Some(penalty::Offence::Garbage);
                 self.metrics.verdict("reject", "malformed_control");
-                return self.rejected_now();
+                return Judgement::Reject;
             }
         };
         match msg {
             ControlMessage::Cert(bytes) => {
                 let Ok(cert) = SignedNodeCert::decode(&bytes) else {
                     self.metrics.verdict("reject", "malformed_cert");
-                    return self.rejected_now();
+                    return Judgement::Reject;
                 };
                 let charter = self.charters.current().charter().clone();
                 let Some(member) = charter.member(&cert.cert().org_id) else {
                     // Not (or no longer) a member here; a relay may hold another charter.
                     self.metrics.verdict("ignore", "cert_of_non_member");
-                    return self.ignored_now();
+                    return Judgement::Ignore;
                 };
                 if cert.verify(&charter.network_id, &member.root_pub).is_err() {
                     self.metrics.verdict("reject", "bad_cert");
-                    return self.rejected_now();
+                    return Judgement::Reject;
                 }
                 // A certificate already held (say, from the author's hello) is forwarded
                 // too, or nodes beyond the first hop would only learn it through sync;
@@ -1186,36 +1181,30 @@ impl Core {
                 let held = self.certs.all().any(|c| *c == cert);
                 if held || self.learn_cert(cert).await {
                     self.metrics.verdict("accept", "cert");
-                    let (tx, rx) = oneshot::channel();
-                    let _ = tx.send(Ok(()));
-                    Some(rx)
+                    Judgement::Accept
                 } else {
-                    self.ignored_now()
+                    Judgement::Ignore
                 }
             }
             ControlMessage::Charter(bytes) => {
                 let Ok(charter) = SignedCharter::decode(&bytes) else {
                     self.metrics.verdict("reject", "malformed_charter");
-                    return self.rejected_now();
+                    return Judgement::Reject;
                 };
                 match self.offer_charter(charter).await {
-                    Ok(CharterUpdate::Adopted(_)) | Ok(CharterUpdate::Fork(_)) => {
-                        let (tx, rx) = oneshot::channel();
-                        let _ = tx.send(Ok(()));
-                        Some(rx)
-                    }
-                    Ok(CharterUpdate::AlreadyKnown) => self.ignored_now(),
+                    Ok(CharterUpdate::Adopted(_)) | Ok(CharterUpdate::Fork(_)) => Judgement::Accept,
+                    Ok(CharterUpdate::AlreadyKnown) => Judgement::Ignore,
                     Err(CharterError::MissingPredecessor { .. }) => {
                         // We are behind: the source's hello carries the versions between.
                         let hello = wire::Request::Hello(self.my_hello()).encode();
                         self.send(NetCommand::Request(source, hello)).await;
-                        self.ignored_now()
+                        Judgement::Ignore
                     }
                     Err(_) => {
                         // Signed charters can be refused for the state we are in (a
                         // version already passed), so this does not score the relay.
                         self.metrics.verdict("reject", "bad_charter");
-                        self.ignored_now()
+                        Judgement::Ignore
                     }
                 }
             }
