@@ -346,14 +346,18 @@ impl NetHandle {
     }
 }
 
-/// Gossipsub settings for networks of 3–200 nodes.
-fn gossipsub_config(traffic: Traffic) -> anyhow::Result<gossipsub::Config> {
-    gossipsub::ConfigBuilder::default()
+/// Gossipsub settings for networks of 3–200 nodes, without message validation: the node
+/// adds `validate_messages` ([`gossipsub_config`]); the simulator's plain-gossipsub
+/// baseline uses them as they are, so both run the same mesh. Message ids are the SHA-256
+/// of the data (the envelope id: content addressing); `on_message_id` runs for each.
+pub fn gossipsub_settings(
+    on_message_id: impl Fn() + Send + Sync + 'static,
+) -> gossipsub::ConfigBuilder {
+    let mut builder = gossipsub::ConfigBuilder::default();
+    builder
         .validation_mode(gossipsub::ValidationMode::Anonymous)
-        .validate_messages()
-        // Content addressing: the id is the SHA-256 of the data (the envelope id).
         .message_id_fn(move |m| {
-            traffic.count_message_id();
+            on_message_id();
             MessageId::from(alertmesh_protocol::ids::sha256(&m.data).to_vec())
         })
         .max_transmit_size(MAX_TRANSMIT_SIZE)
@@ -366,7 +370,15 @@ fn gossipsub_config(traffic: Traffic) -> anyhow::Result<gossipsub::Config> {
         .duplicate_cache_time(Duration::from_secs(120))
         .history_length(6)
         .history_gossip(4)
-        .flood_publish(true)
+        .flood_publish(true);
+    builder
+}
+
+/// The node's gossipsub configuration: [`gossipsub_settings`] with every message held
+/// back until the node has validated it.
+fn gossipsub_config(traffic: Traffic) -> anyhow::Result<gossipsub::Config> {
+    gossipsub_settings(move || traffic.count_message_id())
+        .validate_messages()
         .build()
         .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
 }

@@ -9,10 +9,10 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::scenario::Scenario;
 use crate::{Published, RunData, WINDOW_TAIL, sleep_until, wait_until};
-use alertmesh_node::net::{MAX_TRANSMIT_SIZE, Traffic, counted_tcp_transport};
+use alertmesh_node::net::{self, Traffic, counted_tcp_transport};
 use alertmesh_protocol::TopicId;
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageId, TopicHash};
+use libp2p::gossipsub::{self, IdentTopic, TopicHash};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identity};
 use std::collections::HashSet;
@@ -46,28 +46,13 @@ impl Drop for PlainNode {
     }
 }
 
-/// The node's gossipsub parameters (`alertmesh_node::net`), without `validate_messages`
-/// and without peer scoring.
+/// The node's gossipsub settings ([`net::gossipsub_settings`]): no validation, no scoring.
 fn config(ids: Arc<AtomicU64>) -> anyhow::Result<gossipsub::Config> {
-    gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Anonymous)
-        .message_id_fn(move |m| {
-            ids.fetch_add(1, Ordering::Relaxed);
-            MessageId::from(alertmesh_protocol::ids::sha256(&m.data).to_vec())
-        })
-        .max_transmit_size(MAX_TRANSMIT_SIZE)
-        .mesh_n(5)
-        .mesh_n_low(2)
-        .mesh_n_high(10)
-        .mesh_outbound_min(1)
-        .gossip_lazy(5)
-        .heartbeat_interval(Duration::from_millis(700))
-        .duplicate_cache_time(Duration::from_secs(120))
-        .history_length(6)
-        .history_gossip(4)
-        .flood_publish(true)
-        .build()
-        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
+    net::gossipsub_settings(move || {
+        ids.fetch_add(1, Ordering::Relaxed);
+    })
+    .build()
+    .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
 }
 
 impl PlainNode {
