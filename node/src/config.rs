@@ -9,6 +9,7 @@
 //! genesis_hash = "<64 hex digits>"        # pinned: the node refuses any other genesis
 //! log_format = "human"                    # or "json"
 //! sync_interval_ms = 15000                # optional: anti-entropy period (default 15 s)
+//! max_peers = 32                          # optional: admitted peers kept at most (default 32)
 //!
 //! [keys]
 //! node_key = "keys/node.key"              # Ed25519 node signing key (0600)
@@ -44,6 +45,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How often the node runs anti-entropy with a few peers (`sync_interval_ms`).
     pub sync_interval: std::time::Duration,
+    /// Admitted peers kept at most (`max_peers`); extra connections are pruned.
+    pub max_peers: usize,
     /// Key files.
     pub keys: KeyPaths,
     /// Local API.
@@ -95,6 +98,8 @@ struct RawConfig {
     log_format: LogFormat,
     #[serde(default)]
     sync_interval_ms: Option<u64>,
+    #[serde(default)]
+    max_peers: Option<usize>,
     keys: RawKeys,
     api: RawApi,
 }
@@ -166,6 +171,13 @@ impl Config {
                 "config file {file}: `sync_interval_ms` {ms} is out of range; write a value from 100 (0.1 s) to 86400000 (one day)"
             ),
         };
+        let max_peers = match raw.max_peers {
+            None => crate::core::DEFAULT_MAX_PEERS,
+            Some(n @ 4..=10_000) => n,
+            Some(n) => bail!(
+                "config file {file}: `max_peers` {n} is out of range; write a value from 4 to 10000"
+            ),
+        };
         for a in &bootstrap {
             if !a
                 .iter()
@@ -185,6 +197,7 @@ impl Config {
             genesis_hash,
             log_format: raw.log_format,
             sync_interval,
+            max_peers,
             keys: KeyPaths {
                 node_key: resolve(&raw.keys.node_key),
                 agreement_key: resolve(&raw.keys.agreement_key),

@@ -7,7 +7,10 @@
 //! so forwarded) only after its row is committed.
 
 mod governance;
+mod peers;
 mod penalty;
+
+pub use peers::{DEFAULT_MAX_PEERS, TOPIC_PEERS_MIN};
 
 pub use governance::SubmitError;
 
@@ -358,6 +361,10 @@ pub struct Core {
     offence: Option<penalty::Offence>,
     /// When penalties next halve.
     next_penalty_decay: Instant,
+    /// Admitted peers kept at most (see `peers`).
+    max_peers: usize,
+    /// When the connection set is next checked.
+    next_peer_check: Instant,
 }
 
 /// How a gossip message was judged, and so what gossipsub is told.
@@ -417,6 +424,8 @@ pub struct CoreParts {
     pub metrics: Metrics,
     /// How often anti-entropy runs ([`SYNC_PERIOD`] by default).
     pub sync_period: Duration,
+    /// Admitted peers kept at most ([`DEFAULT_MAX_PEERS`] by default).
+    pub max_peers: usize,
 }
 
 impl Core {
@@ -432,6 +441,7 @@ impl Core {
             net,
             metrics,
             sync_period,
+            max_peers,
         } = parts;
         for bytes in &loaded.charters {
             let signed = SignedCharter::decode(bytes)
@@ -465,6 +475,8 @@ impl Core {
             sync_rounds: HashMap::new(),
             next_sync: Instant::now() + sync_period,
             sync_period,
+            max_peers,
+            next_peer_check: Instant::now() + peers::PEER_CHECK_PERIOD,
             subscribed: HashSet::new(),
             evictions: Vec::new(),
             writer,
@@ -798,8 +810,10 @@ impl Core {
     }
 
     async fn learn_cert(&mut self, cert: SignedNodeCert) -> bool {
-        let charter = self.charters.current().charter().clone();
-        match self.certs.insert(cert.clone(), &charter) {
+        match self
+            .certs
+            .insert(cert.clone(), self.charters.current().charter())
+        {
             Ok(true) => {
                 let bytes = cert.as_bytes().to_vec();
                 let _ = self
@@ -809,7 +823,7 @@ impl Core {
                         bytes,
                     })
                     .await;
-                self.mark_readers_changed();
+                self.mark_reader_org_changed(&cert.cert().org_id);
                 self.retry_all_pending();
                 true
             }
@@ -847,6 +861,20 @@ impl Core {
         let now = Instant::now();
         for own in self.own.values_mut() {
             own.due = Some(now);
+        }
+    }
+
+    /// Marks a key package due on our topics that `org` reads (a node of it appeared).
+    fn mark_reader_org_changed(&mut self, org: &OrgId) {
+        let now = Instant::now();
+        let charter = self.charters.current().charter();
+        for (topic, own) in &mut self.own {
+            if charter
+                .topic(topic)
+                .is_some_and(|r| r.readers.contains(org))
+            {
+                own.due = Some(now);
+            }
         }
     }
 
@@ -1416,6 +1444,7 @@ impl Core {
         }
         self.evict_due().await;
         self.decay_penalties(now).await;
+        self.manage_peers(now).await;
         if now >= self.next_sync {
             self.next_sync = now + self.sync_period;
             self.periodic_sync().await;
@@ -1452,8 +1481,10 @@ impl Core {
             .collect()
     }
 
-    /// Publishes a key package if the topic's reader set changed; a reader that left means
-    /// a fresh key and epoch.
+    /// Publishes a key package if the topic's reader set changed. A reader that left means
+    /// a fresh key and epoch sealed to every reader; readers that were only added get a
+    /// package of the same epoch addressed to them alone, so a network of N readers seals
+    /// each epoch N times in all rather than once per reader per arrival.
     async fn refresh_key_package(&mut self, topic: TopicId) {
         let readers = self.readers_of(&topic);
         let net = self.network();
@@ -1466,12 +1497,14 @@ impl Core {
         }
         if !own.sealed_to.is_subset(&readers) {
             own.key = SenderKey::generate(own.key.epoch() + 1, &mut OsRng);
+            own.sealed_to.clear();
             tracing::info!(
                 epoch = own.key.epoch(),
                 "reader removed: rotated sender key"
             );
         }
-        let recipients: Vec<AgreementPublicKey> = readers.iter().copied().collect();
+        let recipients: Vec<AgreementPublicKey> =
+            readers.difference(&own.sealed_to).copied().collect();
         let (pkg, refused) = KeyPackage::seal(
             &net,
             &topic,

@@ -31,6 +31,15 @@ pub const REQ_PROTOCOL: &str = "/alertmesh/req/1";
 pub const MAX_TRANSMIT_SIZE: usize = 1024 * 1024 + 1024;
 /// Application score given to a peer that must be pruned (below the graylist threshold).
 pub const BAD_PEER_SCORE: f64 = -1000.0;
+/// A connection is not pruned before it is this old: its hello, sync and grafts are done,
+/// and the Kademlia walks of the peers around it (which dial it again) are over.
+pub const PRUNE_GRACE: Duration = Duration::from_secs(60);
+/// Entries per Kademlia k-bucket (kad's default is 20).
+const KAD_BUCKET_SIZE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256).unwrap();
+/// How often a Kademlia walk towards our own id refreshes the routing table (the first
+/// runs at start). Every peer a walk queries is dialled, and each connection costs a
+/// Noise handshake, a hello and a sync; peers beyond `max_peers` are pruned again.
+const KAD_BOOTSTRAP_PERIOD: Duration = Duration::from_secs(300);
 
 /// Length-prefixed raw frames for the request-response protocol; decoding happens in the
 /// node core, off the swarm task.
@@ -188,6 +197,11 @@ pub enum NetCommand {
     Score(PeerId, f64),
     /// Dial an address.
     Dial(Multiaddr),
+    /// Dial a peer at the addresses Kademlia knows; look it up if it knows none.
+    DialPeer(PeerId),
+    /// Close connections beyond this many, taking only peers in none of gossipsub's
+    /// meshes that have been connected for [`PRUNE_GRACE`].
+    Prune(usize),
     /// Report connected peers.
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     /// Report our listen addresses.
@@ -454,6 +468,14 @@ pub fn build_swarm_counted(
             ));
             let mut kad_cfg = kad::Config::new(StreamProtocol::new("/alertmesh/kad/1"));
             kad_cfg.set_query_timeout(Duration::from_secs(30));
+            // Our own walk below replaces kad's periodic bootstrap, whose bucket refreshes
+            // dial far more peers than a few dozen organizations need.
+            kad_cfg.set_periodic_bootstrap_interval(None);
+            // A full k-bucket makes kad dial its least recently seen (often pruned) entry
+            // whenever a new peer appears, and each such dial is a new connection that
+            // fills the bucket again. Buckets this large never fill in a mesh of a few
+            // hundred organizations.
+            kad_cfg.set_kbucket_size(KAD_BUCKET_SIZE);
             let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),
@@ -501,13 +523,15 @@ pub async fn run(
     metrics: crate::metrics::Metrics,
 ) {
     let mut banned: HashSet<PeerId> = HashSet::new();
-    let mut addrs: HashMap<PeerId, Multiaddr> = HashMap::new();
-    let mut kad_tick = tokio::time::interval(Duration::from_secs(30));
+    // Each connected peer's remote address and when it connected.
+    let mut addrs: HashMap<PeerId, (Multiaddr, std::time::Instant)> = HashMap::new();
+    let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_PERIOD);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = kad_tick.tick() => {
-                let _ = swarm.behaviour_mut().kad.bootstrap();
+                let me = *swarm.local_peer_id();
+                swarm.behaviour_mut().kad.get_closest_peers(me);
             }
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
@@ -521,11 +545,42 @@ pub async fn run(
     tracing::debug!("network task stopped");
 }
 
+/// Closes connections beyond `max` to peers in none of our gossipsub meshes, oldest
+/// connections last (they have proved useful for longest).
+fn prune(
+    swarm: &mut Swarm<Behaviour>,
+    max: usize,
+    addrs: &HashMap<PeerId, (Multiaddr, std::time::Instant)>,
+) {
+    let excess = swarm.connected_peers().count().saturating_sub(max);
+    // A Kademlia walk dials every peer it queries; pruning during one only makes the next
+    // step dial the pruned peers again.
+    if excess == 0 || swarm.behaviour().kad.iter_queries().next().is_some() {
+        return;
+    }
+    let in_mesh: HashSet<PeerId> = swarm
+        .behaviour()
+        .gossipsub
+        .all_mesh_peers()
+        .copied()
+        .collect();
+    let mut idle: Vec<(PeerId, std::time::Instant)> = addrs
+        .iter()
+        .filter(|(p, (_, since))| !in_mesh.contains(p) && since.elapsed() >= PRUNE_GRACE)
+        .map(|(p, (_, since))| (*p, *since))
+        .collect();
+    idle.sort_by_key(|(_, since)| std::cmp::Reverse(*since));
+    for (peer, _) in idle.into_iter().take(excess) {
+        tracing::debug!(%peer, "above max_peers: closing a connection outside every mesh");
+        let _ = swarm.disconnect_peer_id(peer);
+    }
+}
+
 fn handle_command(
     swarm: &mut Swarm<Behaviour>,
     cmd: NetCommand,
     banned: &mut HashSet<PeerId>,
-    addrs: &HashMap<PeerId, Multiaddr>,
+    addrs: &HashMap<PeerId, (Multiaddr, std::time::Instant)>,
 ) {
     let b = swarm.behaviour_mut();
     match cmd {
@@ -555,7 +610,13 @@ fn handle_command(
             b.gossipsub.unsubscribe(&IdentTopic::new(name));
         }
         NetCommand::Request(peer, data) => {
-            b.req.send_request(&peer, data);
+            // Requests go to connected peers only: request-response would otherwise dial a
+            // peer that was just pruned or refused.
+            if swarm.is_connected(&peer) {
+                swarm.behaviour_mut().req.send_request(&peer, data);
+            } else {
+                tracing::debug!(%peer, "request not sent: peer no longer connected");
+            }
         }
         NetCommand::Respond(channel, data) => {
             let _ = b.req.send_response(channel, data);
@@ -590,12 +651,22 @@ fn handle_command(
                 tracing::debug!(%addr, error = %e, "dial failed");
             }
         }
+        NetCommand::DialPeer(peer) => {
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "no address known; asking the DHT");
+                swarm.behaviour_mut().kad.get_closest_peers(peer);
+            }
+        }
+        NetCommand::Prune(max) => prune(swarm, max, addrs),
         NetCommand::Peers(reply) => {
             let peers = swarm
                 .connected_peers()
                 .map(|p| PeerInfo {
                     peer_id: p.to_string(),
-                    address: addrs.get(p).map(ToString::to_string).unwrap_or_default(),
+                    address: addrs.get(p).map(|(a, _)| a.to_string()).unwrap_or_default(),
                     score: swarm.behaviour().gossipsub.peer_score(p),
                     mesh_topics: swarm
                         .behaviour()
@@ -618,7 +689,7 @@ fn handle_event(
     event: SwarmEvent<BehaviourEvent>,
     events: &mpsc::Sender<NetEvent>,
     banned: &HashSet<PeerId>,
-    addrs: &mut HashMap<PeerId, Multiaddr>,
+    addrs: &mut HashMap<PeerId, (Multiaddr, std::time::Instant)>,
     metrics: &crate::metrics::Metrics,
 ) {
     let mut forward = |ev: NetEvent| {
@@ -702,7 +773,13 @@ fn handle_event(
                 let _ = swarm.disconnect_peer_id(peer_id);
                 return;
             }
-            addrs.insert(peer_id, endpoint.get_remote_address().clone());
+            addrs.insert(
+                peer_id,
+                (
+                    endpoint.get_remote_address().clone(),
+                    std::time::Instant::now(),
+                ),
+            );
             if num_established.get() == 1 {
                 forward(NetEvent::Connected(peer_id));
             }

@@ -168,6 +168,7 @@ impl Node {
             net: net.clone(),
             metrics: metrics.clone(),
             sync_period: config.sync_interval,
+            max_peers: config.max_peers,
         })?;
 
         let listener = tokio::net::TcpListener::bind(config.api.bind)

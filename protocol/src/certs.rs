@@ -49,6 +49,11 @@ impl CertDirectory {
         let member = charter
             .member(&cert.cert().org_id)
             .ok_or_else(|| CertError::UnknownOrg(cert.cert().org_id.clone()))?;
+        // The same bytes already verified with the same root key: nothing to check again
+        // (hellos and announcements repeat every certificate a peer holds).
+        if self.holds_verified(&cert, &member.root_pub) {
+            return Ok(false);
+        }
         cert.verify(&charter.network_id, &member.root_pub)?;
         let list = self
             .by_node
@@ -75,6 +80,14 @@ impl CertDirectory {
         });
         list.truncate(MAX_CERTS_PER_NODE);
         Ok(list.iter().any(|k| k.cert.as_bytes() == bytes))
+    }
+
+    /// Whether exactly this certificate is held, verified with `root`.
+    fn holds_verified(&self, cert: &SignedNodeCert, root: &OrgPublicKey) -> bool {
+        self.by_node
+            .get(&cert.cert().node_sign_pub)
+            .and_then(|orgs| orgs.get(&cert.cert().org_id))
+            .is_some_and(|list| list.iter().any(|k| k.root == *root && k.cert == *cert))
     }
 
     /// The org the held certificates attribute `node` to.
