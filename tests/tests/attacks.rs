@@ -1949,14 +1949,15 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
         new_epoch > old_epoch,
         "the sender key was rotated ({old_epoch} → {new_epoch})"
     );
-    // The latest package of the rotated key (it is re-sealed as readers join).
-    let package = chain_of(reader, &author, &all_id)?
+    // Every package of the rotated key: the first seals it to the readers of the moment,
+    // later ones only to readers that joined since.
+    let packages: Vec<KeyPackage> = chain_of(reader, &author, &all_id)?
         .into_iter()
-        .rev()
         .filter_map(|b| SignedEnvelope::decode(&b, MAX_ENVELOPE).ok())
-        .find(|e| e.header().kind == Kind::KeyPackage && e.header().key_epoch == new_epoch)
-        .context("the rotated key's package")?;
-    let package = KeyPackage::decode(package.payload())?;
+        .filter(|e| e.header().kind == Kind::KeyPackage && e.header().key_epoch == new_epoch)
+        .map(|e| KeyPackage::decode(e.payload()))
+        .collect::<std::result::Result<_, _>>()?;
+    ensure!(!packages.is_empty(), "the rotated key has a package");
     let network = net_id(&net);
     for (who, agreement) in [
         ("the revoked node", &revoked.me.agreement),
@@ -1964,14 +1965,17 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
         ("the removed org's node", &org3.agreement),
     ] {
         ensure!(
-            package.open(&network, &author, agreement).is_err(),
+            packages
+                .iter()
+                .all(|p| p.open(&network, &author, agreement).is_err()),
             "{who} opened the rotated sender key"
         );
     }
     ensure!(
-        package
+        packages.iter().any(|p| p
             .open(&network, &author, &net.network.orgs[1].nodes[0].agreement)
-            .is_ok()
+            .is_ok()),
+        "a remaining reader can open the rotated sender key"
     );
     net.shutdown().await;
     Ok(())
