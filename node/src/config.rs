@@ -291,4 +291,22 @@ mod tests {
         );
         assert!(e.contains("genesis_hash"), "{e}");
     }
+
+    #[test]
+    fn max_peers_defaults_and_is_bounded() {
+        let c = Config::parse(&sample(), Path::new("n.toml")).unwrap();
+        assert_eq!(c.max_peers, crate::core::DEFAULT_MAX_PEERS);
+        let c = Config::parse(
+            &format!("max_peers = 12\n{}", sample()),
+            Path::new("n.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.max_peers, 12);
+        let e = format!(
+            "{:#}",
+            Config::parse(&format!("max_peers = 1\n{}", sample()), Path::new("n.toml"))
+                .unwrap_err()
+        );
+        assert!(e.contains("n.toml") && e.contains("max_peers"), "{e}");
+    }
 }
