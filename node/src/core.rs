@@ -10,15 +10,17 @@ mod governance;
 mod peers;
 mod penalty;
 
-pub use peers::{DEFAULT_MAX_PEERS, TOPIC_PEERS_MIN};
+pub use peers::DEFAULT_MAX_PEERS;
 
 pub use governance::SubmitError;
 
 use crate::metrics::Metrics;
 use crate::net::{BAD_PEER_SCORE, NetCommand, NetEvent, NetHandle};
 use crate::store::{self, AlertRow, EnvelopeRow, StoredAlert, Write, Writer};
+use alertmesh_protocol::cert::CertError;
 use alertmesh_protocol::chain::{ChainEntry, ChainView};
 use alertmesh_protocol::charter::CharterError;
+use alertmesh_protocol::charter::TopicRule;
 use alertmesh_protocol::evidence::Evidence;
 use alertmesh_protocol::wire::{self, Hello, MAX_HELLO_CERTS, MAX_HELLO_CHARTERS};
 use alertmesh_protocol::{
@@ -723,7 +725,7 @@ impl Core {
         }
         for bytes in hello.certs.iter().take(MAX_HELLO_CERTS) {
             if let Ok(c) = SignedNodeCert::decode(bytes) {
-                self.learn_cert(c).await;
+                let _ = self.learn_cert(c).await;
             }
         }
         let verdict = self.check_peer_cert(peer, &hello.cert);
@@ -731,7 +733,7 @@ impl Core {
             Ok(cert) => {
                 let org = cert.cert().org_id.clone();
                 let node = cert.cert().node_sign_pub;
-                self.learn_cert(cert).await;
+                let _ = self.learn_cert(cert).await;
                 let newly = self
                     .peers
                     .get_mut(&peer)
@@ -809,26 +811,25 @@ impl Core {
         }
     }
 
-    async fn learn_cert(&mut self, cert: SignedNodeCert) -> bool {
-        match self
+    /// Verifies and keeps a certificate; `Ok(true)` if it is new and kept (then stored,
+    /// and key packages are due on the topics its org reads).
+    async fn learn_cert(&mut self, cert: SignedNodeCert) -> Result<bool, CertError> {
+        let kept = self
             .certs
-            .insert(cert.clone(), self.charters.current().charter())
-        {
-            Ok(true) => {
-                let bytes = cert.as_bytes().to_vec();
-                let _ = self
-                    .writer
-                    .write(Write::Cert {
-                        node: cert.cert().node_sign_pub,
-                        bytes,
-                    })
-                    .await;
-                self.mark_reader_org_changed(&cert.cert().org_id);
-                self.retry_all_pending();
-                true
-            }
-            _ => false,
+            .insert(cert.clone(), self.charters.current().charter())?;
+        if kept {
+            let bytes = cert.as_bytes().to_vec();
+            let _ = self
+                .writer
+                .write(Write::Cert {
+                    node: cert.cert().node_sign_pub,
+                    bytes,
+                })
+                .await;
+            self.mark_reader_org_changed(&cert.cert().org_id);
+            self.retry_all_pending();
         }
+        Ok(kept)
     }
 
     async fn offer_charter(
@@ -1193,25 +1194,30 @@ impl Core {
                     self.metrics.verdict("reject", "malformed_cert");
                     return Judgement::Reject;
                 };
-                let charter = self.charters.current().charter().clone();
-                let Some(member) = charter.member(&cert.cert().org_id) else {
-                    // Not (or no longer) a member here; a relay may hold another charter.
-                    self.metrics.verdict("ignore", "cert_of_non_member");
-                    return Judgement::Ignore;
-                };
-                if cert.verify(&charter.network_id, &member.root_pub).is_err() {
-                    self.metrics.verdict("reject", "bad_cert");
-                    return Judgement::Reject;
-                }
                 // A certificate already held (say, from the author's hello) is forwarded
                 // too, or nodes beyond the first hop would only learn it through sync;
                 // gossipsub's duplicate cache stops each announcement after one round.
-                let held = self.certs.all().any(|c| *c == cert);
-                if held || self.learn_cert(cert).await {
-                    self.metrics.verdict("accept", "cert");
-                    Judgement::Accept
-                } else {
-                    Judgement::Ignore
+                let held = self
+                    .charters
+                    .current()
+                    .charter()
+                    .member(&cert.cert().org_id)
+                    .is_some_and(|m| self.certs.holds_verified(&cert, &m.root_pub));
+                match self.learn_cert(cert).await {
+                    Ok(kept) if kept || held => {
+                        self.metrics.verdict("accept", "cert");
+                        Judgement::Accept
+                    }
+                    Ok(_) => Judgement::Ignore,
+                    Err(CertError::UnknownOrg(_)) => {
+                        // Not (or no longer) a member here; a relay may hold another charter.
+                        self.metrics.verdict("ignore", "cert_of_non_member");
+                        Judgement::Ignore
+                    }
+                    Err(_) => {
+                        self.metrics.verdict("reject", "bad_cert");
+                        Judgement::Reject
+                    }
                 }
             }
             ControlMessage::Charter(bytes) => {
@@ -1468,17 +1474,25 @@ impl Core {
         let Some(rule) = charter.topic(topic) else {
             return BTreeSet::new();
         };
-        let now = now_ms();
-        self.certs
-            .all()
-            .filter(|c| {
-                rule.readers.contains(&c.cert().org_id)
-                    && c.valid_at(now)
-                    && !charter.is_revoked(&c.cert().node_sign_pub)
-            })
-            .filter(|c| charter.member(&c.cert().org_id).is_some())
+        self.reader_certs(rule, now_ms())
             .map(|c| c.cert().node_agree_pub)
             .collect()
+    }
+
+    /// Held certificates of `rule`'s reader nodes that count at `now_ms`: valid then, not
+    /// revoked, of a member org.
+    fn reader_certs<'a>(
+        &'a self,
+        rule: &'a TopicRule,
+        now_ms: u64,
+    ) -> impl Iterator<Item = &'a SignedNodeCert> + 'a {
+        let charter = self.charters.current().charter();
+        self.certs.all().filter(move |c| {
+            rule.readers.contains(&c.cert().org_id)
+                && c.valid_at(now_ms)
+                && !charter.is_revoked(&c.cert().node_sign_pub)
+                && charter.member(&c.cert().org_id).is_some()
+        })
     }
 
     /// Publishes a key package if the topic's reader set changed. A reader that left means
@@ -1828,7 +1842,7 @@ impl Core {
         }
         for bytes in page.certs.iter().take(wire::MAX_PAGE_ENVELOPES) {
             if let Ok(cert) = SignedNodeCert::decode(bytes) {
-                self.learn_cert(cert).await;
+                let _ = self.learn_cert(cert).await;
             }
         }
         let before = self.chains.len;

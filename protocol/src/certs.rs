@@ -83,7 +83,7 @@ impl CertDirectory {
     }
 
     /// Whether exactly this certificate is held, verified with `root`.
-    fn holds_verified(&self, cert: &SignedNodeCert, root: &OrgPublicKey) -> bool {
+    pub fn holds_verified(&self, cert: &SignedNodeCert, root: &OrgPublicKey) -> bool {
         self.by_node
             .get(&cert.cert().node_sign_pub)
             .and_then(|orgs| orgs.get(&cert.cert().org_id))

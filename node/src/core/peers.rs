@@ -10,16 +10,14 @@
 
 use super::Core;
 use crate::net::NetCommand;
-use alertmesh_protocol::charter::TopicRule;
 use libp2p::PeerId;
 use rand::seq::IteratorRandom;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// How often the connection set is checked.
 pub(super) const PEER_CHECK_PERIOD: Duration = Duration::from_secs(3);
 /// Admitted peers of a reader org wanted per topic we read: gossipsub's `mesh_n_low`.
-pub const TOPIC_PEERS_MIN: usize = 2;
+const TOPIC_PEERS_MIN: usize = 2;
 /// Admitted peers kept unless the config's `max_peers` says otherwise.
 pub const DEFAULT_MAX_PEERS: usize = 32;
 
@@ -30,57 +28,52 @@ impl Core {
             return;
         }
         self.next_peer_check = now + PEER_CHECK_PERIOD;
-        let charter = self.charters.current().charter().clone();
-        let read: Vec<&TopicRule> = charter
-            .topics
-            .iter()
-            .filter(|t| t.readers.contains(&self.org) && t.readers.len() > 1)
-            .collect();
-        let admitted: Vec<&alertmesh_protocol::OrgId> =
-            self.peers.values().filter_map(|p| p.org.as_ref()).collect();
-        let coverage: Vec<usize> = read
-            .iter()
-            .map(|t| admitted.iter().filter(|o| t.readers.contains(o)).count())
-            .collect();
-
-        // 1. Too few reader peers on a topic: dial reader nodes we know a cert of.
-        if admitted.len() < self.max_peers {
-            let me = self.me.key.public();
-            let now_ms = super::now_ms();
-            let mut dialled: HashSet<PeerId> = HashSet::new();
-            for (rule, have) in read.iter().zip(&coverage) {
-                let need = TOPIC_PEERS_MIN.saturating_sub(*have);
-                if need == 0 {
-                    continue;
-                }
-                let candidates = self
-                    .certs
-                    .all()
-                    .filter(|c| {
-                        let c = c.cert();
-                        rule.readers.contains(&c.org_id)
-                            && c.node_sign_pub != me
-                            && !charter.is_revoked(&c.node_sign_pub)
-                    })
-                    .filter(|c| c.valid_at(now_ms))
-                    .filter_map(|c| crate::net::peer_id_of(&c.cert().node_sign_pub))
-                    .filter(|p| {
-                        !self.peers.contains_key(p)
-                            && !self.banned.contains_key(p)
-                            && !dialled.contains(p)
-                    })
-                    .choose_multiple(&mut rand::thread_rng(), need);
-                for peer in candidates {
-                    tracing::debug!(%peer, topic = %rule.name, "dialling a reader of an under-covered topic");
-                    dialled.insert(peer);
-                    self.send(NetCommand::DialPeer(peer)).await;
-                }
+        let admitted = self.peers.values().filter(|p| p.org.is_some()).count();
+        if admitted < self.max_peers {
+            for (peer, topic) in self.readers_to_dial() {
+                tracing::debug!(%peer, %topic, "dialling a reader of an under-covered topic");
+                self.send(NetCommand::DialPeer(peer)).await;
             }
         }
-
-        // 2. Too many: the swarm drops connections that carry no gossip mesh.
-        if admitted.len() > self.max_peers {
+        // Too many: the swarm drops connections that carry no gossip mesh.
+        if admitted > self.max_peers {
             self.send(NetCommand::Prune(self.max_peers)).await;
         }
+    }
+
+    /// For each topic we read with fewer than [`TOPIC_PEERS_MIN`] admitted reader peers,
+    /// random reader nodes we hold a certificate of and are not connected to, with the
+    /// topic's name.
+    fn readers_to_dial(&self) -> Vec<(PeerId, String)> {
+        let charter = self.charters.current().charter();
+        let me = self.me.key.public();
+        let now_ms = super::now_ms();
+        let mut dial: Vec<(PeerId, String)> = Vec::new();
+        for rule in &charter.topics {
+            if !rule.readers.contains(&self.org) || rule.readers.len() < 2 {
+                continue;
+            }
+            let have = self
+                .peers
+                .values()
+                .filter(|p| p.org.as_ref().is_some_and(|o| rule.readers.contains(o)))
+                .count();
+            let need = TOPIC_PEERS_MIN.saturating_sub(have);
+            if need == 0 {
+                continue;
+            }
+            let candidates = self
+                .reader_certs(rule, now_ms)
+                .filter(|c| c.cert().node_sign_pub != me)
+                .filter_map(|c| crate::net::peer_id_of(&c.cert().node_sign_pub))
+                .filter(|p| {
+                    !self.peers.contains_key(p)
+                        && !self.banned.contains_key(p)
+                        && !dial.iter().any(|(d, _)| d == p)
+                })
+                .choose_multiple(&mut rand::thread_rng(), need);
+            dial.extend(candidates.into_iter().map(|p| (p, rule.name.clone())));
+        }
+        dial
     }
 }
