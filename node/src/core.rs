@@ -361,6 +361,9 @@ pub struct Core {
     /// Set by `on_envelope` / `on_control` when the message just judged counts against
     /// the gossip peer that sent it; taken by `on_gossip`.
     offence: Option<penalty::Offence>,
+    /// While a gossip message is judged: what the writer does once its envelope is
+    /// committed (report it to gossipsub). Taken by [`Core::accept`].
+    on_commit: Option<store::OnCommit>,
     /// When penalties next halve.
     next_penalty_decay: Instant,
     /// Admitted peers kept at most (see `peers`).
@@ -373,9 +376,10 @@ pub struct Core {
 enum Judgement {
     /// Accepted and nothing to wait for: `Accept` now.
     Accept,
-    /// Accepted and queued for the database: `Accept` once the receiver says the row is
-    /// committed (`Ignore` if the write failed), so nothing is forwarded before it is on disk.
-    Stored(oneshot::Receiver<Result<(), String>>),
+    /// Accepted and queued for the database: reported by [`Core::on_commit`] once the row
+    /// is committed (`Ignore` if the write failed), so nothing is forwarded before it is on
+    /// disk.
+    Stored,
     /// Dropped without counting against the sender.
     Ignore,
     /// Dropped and counted against the sender (gossipsub's invalid-message penalty, P4).
@@ -489,6 +493,7 @@ impl Core {
             metrics,
             next_cert_announce: Instant::now() + Duration::from_secs(2),
             offence: None,
+            on_commit: None,
             next_penalty_decay: Instant::now() + penalty::PENALTY_HALF_LIFE,
             me,
         };
@@ -895,12 +900,24 @@ impl Core {
         };
         let net = self.network();
         self.offence = None;
+        // Forward only after the row is on disk: the writer thread reports the message
+        // to gossipsub once it has committed it.
+        let reporter = self.net.clone();
+        let (rid, rsource) = (id.clone(), source);
+        self.on_commit = Some(Box::new(move |result| {
+            let acceptance = match result {
+                Ok(()) => MessageAcceptance::Accept,
+                Err(_) => MessageAcceptance::Ignore,
+            };
+            let _ = reporter.send_blocking(NetCommand::Report(rid, rsource, acceptance));
+        }));
         let acceptance = if topic_id == TopicId::control(&net) {
             self.on_control(&data, source).await
         } else {
             self.on_envelope(&data, Some(topic_id), Source::Gossip)
                 .await
         };
+        self.on_commit = None;
         if let Some(offence) = self.offence.take() {
             self.penalize(source, offence).await;
         }
@@ -908,18 +925,8 @@ impl Core {
             Judgement::Accept => MessageAcceptance::Accept,
             Judgement::Ignore => MessageAcceptance::Ignore,
             Judgement::Reject => MessageAcceptance::Reject,
-            Judgement::Stored(done) => {
-                // Forward only after the row is on disk.
-                let net = self.net.clone();
-                tokio::spawn(async move {
-                    let acceptance = match done.await {
-                        Ok(Ok(())) => MessageAcceptance::Accept,
-                        _ => MessageAcceptance::Ignore,
-                    };
-                    let _ = net.send(NetCommand::Report(id, source, acceptance)).await;
-                });
-                return;
-            }
+            // Reported by the writer thread once the row is on disk (see `on_commit`).
+            Judgement::Stored => return,
         };
         self.send(NetCommand::Report(id, source, acceptance)).await;
     }
@@ -948,7 +955,8 @@ impl Core {
                     return Judgement::Reject;
                 }
                 self.metrics.verdict("accept", "ok");
-                Judgement::Stored(self.accept(env, accepted.org, now).await)
+                self.accept(env, accepted.org, now).await;
+                Judgement::Stored
             }
             Verdict::Ignore(reason) => {
                 if reason == alertmesh_protocol::IgnoreReason::RateLimited {
@@ -978,42 +986,49 @@ impl Core {
         env: SignedEnvelope,
         org: OrgId,
         now: u64,
-    ) -> oneshot::Receiver<Result<(), String>> {
+    ) {
         self.chains.insert(&env);
-        // Queued before any row that refers to it; acknowledged once committed.
-        let ack_rx = self
-            .writer
-            .write_acked(Write::Envelope(EnvelopeRow {
-                envelope: env.clone(),
-                received_ms: now,
-            }))
-            .await;
-        let ack_rx = ack_rx.unwrap_or_else(|_| {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(Err("writer stopped".into()));
-            rx
+        let h = env.header();
+        let kind = h.kind;
+        let has_key = self.keys.contains_key(&(h.author, h.topic_id, h.key_epoch));
+        // An alert we can read now is stored in the same transaction as its envelope.
+        let decrypted = match kind {
+            Kind::Alert | Kind::Update | Kind::Retraction if has_key => {
+                self.decrypt_and_record(&env, &org, true)
+            }
+            _ => None,
+        };
+        let mut writes = vec![Write::Envelope(EnvelopeRow {
+            envelope: env.clone(),
+            received_ms: now,
+        })];
+        // The envelope row goes before any row that refers to it.
+        let alert = decrypted.map(|(row, alert)| {
+            writes.push(Write::Alert(row));
+            alert
         });
-        match env.header().kind {
+        match self.on_commit.take() {
+            Some(then) => self.writer.write_all_then(writes, then).await,
+            None => {
+                for w in writes {
+                    let _ = self.writer.write(w).await;
+                }
+            }
+        }
+        if let Some(alert) = alert {
+            self.metrics.delivered.inc();
+            let _ = self.events.send(alert);
+        }
+        match kind {
             Kind::KeyPackage => {
                 if let Some(key_id) = self.learn_key_package(&env) {
                     self.retry_pending(key_id).await;
                 }
             }
             Kind::Evidence => self.record_evidence_envelope(&env).await,
-            Kind::Alert | Kind::Update | Kind::Retraction => {
-                let key_id = (
-                    env.header().author,
-                    env.header().topic_id,
-                    env.header().key_epoch,
-                );
-                if self.keys.contains_key(&key_id) {
-                    self.deliver(&env, &org).await;
-                } else {
-                    self.queue_pending(env);
-                }
-            }
+            Kind::Alert | Kind::Update | Kind::Retraction if !has_key => self.queue_pending(env),
+            Kind::Alert | Kind::Update | Kind::Retraction => {}
         }
-        ack_rx
     }
 
     fn learn_key_package(&mut self, env: &SignedEnvelope) -> Option<(NodePublicKey, TopicId, u64)> {
@@ -1394,19 +1409,19 @@ impl Core {
             envelope: env.clone(),
             received_ms: now_ms(),
         });
-        let committed = writer
-            .write_acked(row)
-            .await
-            .map_err(|e| PublishError::Storage(e.to_string()))?;
-        tokio::spawn(async move {
-            let result = committed
-                .await
-                .unwrap_or_else(|_| Err("writer stopped".into()));
-            if result.is_ok() {
-                let _ = netw.send(NetCommand::Publish(topic_hash, gossip)).await;
-            }
-            let _ = ack_tx.send(result);
-        });
+        // Published only once it is on disk, so a restart can never reuse its sequence
+        // number.
+        writer
+            .write_all_then(
+                vec![row],
+                Box::new(move |result| {
+                    if result.is_ok() {
+                        let _ = netw.send_blocking(NetCommand::Publish(topic_hash, gossip));
+                    }
+                    let _ = ack_tx.send(result);
+                }),
+            )
+            .await;
         Ok((env, ack_rx))
     }
 

@@ -40,6 +40,11 @@ const KAD_BUCKET_SIZE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256)
 /// runs at start). Every peer a walk queries is dialled, and each connection costs a
 /// Noise handshake, a hello and a sync; peers beyond `max_peers` are pruned again.
 const KAD_BOOTSTRAP_PERIOD: Duration = Duration::from_secs(300);
+/// How often each connection is probed for liveness. libp2p's 15 s made the probes
+/// most of an idle network's CPU (a round trip on every connection); a dead link is
+/// still found within 80 s (interval plus the 20 s timeout), while gossip reaches readers
+/// over other mesh links and anti-entropy repairs what was missed.
+const PING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Length-prefixed raw frames for the request-response protocol; decoding happens in the
 /// node core, off the swarm task.
@@ -340,6 +345,14 @@ impl NetHandle {
             .map_err(|_| anyhow::anyhow!("the network task has stopped"))
     }
 
+    /// [`NetHandle::send`] from a thread outside the runtime (the database writer):
+    /// blocks while the command queue is full.
+    pub fn send_blocking(&self, cmd: NetCommand) -> anyhow::Result<()> {
+        self.tx
+            .blocking_send(cmd)
+            .map_err(|_| anyhow::anyhow!("the network task has stopped"))
+    }
+
     /// Connected peers.
     pub async fn peers(&self) -> anyhow::Result<Vec<PeerInfo>> {
         let (tx, rx) = oneshot::channel();
@@ -489,7 +502,7 @@ pub fn build_swarm_counted(
             Ok(Behaviour {
                 gossipsub,
                 identify,
-                ping: ping::Behaviour::default(),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
                 kad,
                 req,
             })

@@ -159,9 +159,19 @@ pub enum Write {
 /// Resolves once a write is committed (`Err` with the reason if the transaction failed).
 pub type Ack = oneshot::Receiver<Result<(), String>>;
 
+/// Runs on the writer thread once its writes are committed, with the result. It must
+/// not wait on anything that waits on the writer.
+pub type OnCommit = Box<dyn FnOnce(Result<(), String>) + Send + Sync>;
+
+/// What the writer does after committing a job.
+enum Then {
+    Reply(oneshot::Sender<Result<(), String>>),
+    Call(OnCommit),
+}
+
 struct Job {
-    write: Write,
-    ack: Option<oneshot::Sender<Result<(), String>>>,
+    writes: Vec<Write>,
+    ack: Option<Then>,
 }
 
 /// Handle to the writer thread; cloneable.
@@ -174,21 +184,45 @@ impl Writer {
     /// Queues a write (writes are applied in queue order); the returned receiver
     /// resolves once it is committed to disk.
     pub async fn write_acked(&self, write: Write) -> Result<Ack, StoreError> {
+        self.write_all_acked(vec![write]).await
+    }
+
+    /// Queues writes that are committed in the same transaction, in this order; the
+    /// returned receiver resolves once they are on disk.
+    pub async fn write_all_acked(&self, writes: Vec<Write>) -> Result<Ack, StoreError> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Job {
-                write,
-                ack: Some(ack),
+                writes,
+                ack: Some(Then::Reply(ack)),
             })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         Ok(done)
     }
 
+    /// Queues writes committed in one transaction, in this order, and has the writer
+    /// thread call `then` once they are on disk (with `Err` if they are not). If the
+    /// writer is gone, `then` is called here with `Err`.
+    pub async fn write_all_then(&self, writes: Vec<Write>, then: OnCommit) {
+        let job = Job {
+            writes,
+            ack: Some(Then::Call(then)),
+        };
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(job).await
+            && let Some(Then::Call(then)) = job.ack
+        {
+            then(Err("writer stopped".into()));
+        }
+    }
+
     /// Queues a write; it is committed with the next batch.
     pub async fn write(&self, write: Write) -> Result<(), StoreError> {
         self.tx
-            .send(Job { write, ack: None })
+            .send(Job {
+                writes: vec![write],
+                ack: None,
+            })
             .await
             .map_err(|_| StoreError::WriterGone)
     }
@@ -198,8 +232,8 @@ impl Writer {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Job {
-                write: Write::Barrier,
-                ack: Some(ack),
+                writes: vec![Write::Barrier],
+                ack: Some(Then::Reply(ack)),
             })
             .await
             .map_err(|_| StoreError::WriterGone)?;
@@ -329,8 +363,12 @@ pub fn spawn_writer(conn: Connection) -> Writer {
                     tracing::error!(error = %e, writes = batch.len(), "database write failed");
                 }
                 for job in batch {
-                    if let Some(ack) = job.ack {
-                        let _ = ack.send(result.clone());
+                    match job.ack {
+                        Some(Then::Reply(tx)) => {
+                            let _ = tx.send(result.clone());
+                        }
+                        Some(Then::Call(then)) => then(result.clone()),
+                        None => {}
                     }
                 }
             }
@@ -342,8 +380,8 @@ pub fn spawn_writer(conn: Connection) -> Writer {
 
 fn commit(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    for job in batch {
-        apply(&tx, &job.write)?;
+    for write in batch.iter().flat_map(|job| &job.writes) {
+        apply(&tx, write)?;
     }
     tx.commit()
 }

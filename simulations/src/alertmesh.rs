@@ -6,7 +6,7 @@ use crate::measure::{self, Collector, Msg};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::scenario::{Scenario, Storage};
-use crate::{Check, Published, RunData, WINDOW_TAIL, sleep_until, wait_until};
+use crate::{Check, Published, RunData, SETTLE_QUIET, WINDOW_TAIL, sleep_until, wait_until};
 use alertmesh_node::config::Config;
 use alertmesh_node::metrics::Metrics;
 use alertmesh_node::net::{NetCommand, Traffic};
@@ -14,7 +14,7 @@ use alertmesh_node::node::Node;
 use alertmesh_protocol::{KeyPackage, Kind, SignedEnvelope, Tlp, TopicId};
 use anyhow::Context;
 use libp2p::{Multiaddr, PeerId};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
@@ -107,6 +107,26 @@ async fn listen_addr(node: &Node) -> anyhow::Result<Multiaddr> {
     )
     .await;
     found.context("a node never started listening")
+}
+
+/// Connections between honest nodes now (`(i, j)`, `i < j`).
+async fn current_links(slots: &[Option<Slot>]) -> BTreeSet<(usize, usize)> {
+    let index: std::collections::HashMap<String, usize> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().map(|s| (s.peer.to_string(), i)))
+        .collect();
+    let mut links = BTreeSet::new();
+    for (i, slot) in slots.iter().enumerate() {
+        if let Some(node) = slot.as_ref().and_then(|s| s.node.as_ref()) {
+            for p in node.net.peers().await.unwrap_or_default() {
+                if let Some(&j) = index.get(&p.peer_id) {
+                    links.insert((i.min(j), i.max(j)));
+                }
+            }
+        }
+    }
+    links
 }
 
 fn data_root(storage: Storage) -> anyhow::Result<tempfile::TempDir> {
@@ -260,23 +280,33 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
             &missing[..missing.len().min(10)]
         );
     }
+    data.ready = t0.elapsed();
+    // Settled: no connection opened or closed anywhere for `SETTLE_QUIET`, so the
+    // Kademlia walks and the admissions they cause are over before the window opens.
+    progress.phase("alertmesh: settle", 1);
+    let mut links = current_links(&slots).await;
+    let mut quiet_since = Instant::now();
+    let settled = wait_until(
+        Duration::from_secs(s.setup_timeout_secs).saturating_sub(data.ready),
+        Duration::from_millis(250),
+        async || {
+            let now = current_links(&slots).await;
+            if now != links {
+                links = now;
+                quiet_since = Instant::now();
+            }
+            quiet_since.elapsed() >= SETTLE_QUIET
+        },
+    )
+    .await;
+    if !settled {
+        anyhow::bail!(
+            "setup timed out after {} s: connections still changing",
+            s.setup_timeout_secs
+        );
+    }
     data.setup = t0.elapsed();
     data.cpu_setup = measure::cpu_time() - cpu0;
-    let index: std::collections::HashMap<String, usize> = slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.as_ref().map(|s| (s.peer.to_string(), i)))
-        .collect();
-    let mut links = std::collections::BTreeSet::new();
-    for (i, slot) in slots.iter().enumerate() {
-        if let Some(node) = slot.as_ref().and_then(|s| s.node.as_ref()) {
-            for p in node.net.peers().await.unwrap_or_default() {
-                if let Some(&j) = index.get(&p.peer_id) {
-                    links.insert((i.min(j), i.max(j)));
-                }
-            }
-        }
-    }
     data.ready_links = links.into_iter().collect();
     data.ready_memory_mib = measure::memory_mib();
     let bytes0 = sum_traffic(&slots, Traffic::bytes_sent);

@@ -274,8 +274,10 @@ pub async fn run_baseline(
     if !ok {
         anyhow::bail!("baseline setup timed out");
     }
-    // Subscriptions and meshes form within a few heartbeats.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    data.ready = t0.elapsed();
+    // Links are fixed here, so settled means the same quiet time: meshes form within a few
+    // heartbeats.
+    tokio::time::sleep(crate::SETTLE_QUIET).await;
     data.setup = t0.elapsed();
     data.cpu_setup = measure::cpu_time() - cpu0;
     data.ready_memory_mib = measure::memory_mib();

@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// Extra time after the last publish that the CPU and bytes window covers.
 pub const WINDOW_TAIL: Duration = Duration::from_secs(3);
 
+/// How long no connection may open or close before the workload starts (longer than
+/// three gossip heartbeats, so meshes have formed too).
+pub const SETTLE_QUIET: Duration = Duration::from_millis(2100);
+
 /// One publish as it happened.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -72,6 +76,8 @@ pub struct RunData {
     /// Deliveries found in the nodes' databases at the end (alertmesh only).
     pub stored: Option<HashSet<(usize, String)>>,
     /// Time from start to ready (connected, sender keys delivered).
+    pub ready: Duration,
+    /// Time from start to settled (ready, then no connection change for [`SETTLE_QUIET`]).
     pub setup: Duration,
     /// CPU time of setup.
     pub cpu_setup: Duration,

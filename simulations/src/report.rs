@@ -49,7 +49,9 @@ pub struct RunSummary {
     pub verdicts: BTreeMap<String, u64>,
     /// Rejected messages by reason (the `reject/` part of `verdicts`).
     pub rejected_by_reason: BTreeMap<String, u64>,
-    /// Setup wall time, seconds.
+    /// Seconds from start until ready (connected, sender keys held).
+    pub ready_s: f64,
+    /// Setup wall time, seconds: until ready and settled (no connection change for 2.1 s).
     pub setup_s: f64,
     /// CPU seconds of setup.
     pub cpu_setup_s: f64,
@@ -283,6 +285,7 @@ pub fn summarize(s: &Scenario, plan: &Plan, d: &RunData) -> RunSummary {
             .filter_map(|(k, v)| k.strip_prefix("reject/").map(|r| (r.to_string(), *v)))
             .collect(),
         verdicts: d.verdicts.clone(),
+        ready_s: d.ready.as_secs_f64(),
         setup_s: d.setup.as_secs_f64(),
         cpu_setup_s: d.cpu_setup.as_secs_f64(),
         window_s: window,
