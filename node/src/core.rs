@@ -981,12 +981,7 @@ impl Core {
     }
 
     /// Stores an accepted envelope and processes its payload.
-    async fn accept(
-        &mut self,
-        env: SignedEnvelope,
-        org: OrgId,
-        now: u64,
-    ) {
+    async fn accept(&mut self, env: SignedEnvelope, org: OrgId, now: u64) {
         self.chains.insert(&env);
         let h = env.header();
         let kind = h.kind;
@@ -1008,7 +1003,10 @@ impl Core {
             alert
         });
         match self.on_commit.take() {
-            Some(then) => self.writer.write_all_then(writes, then).await,
+            Some(then) => {
+                // If the writer is gone, the message is never reported, so never forwarded.
+                let _ = self.writer.write_all_then(writes, then).await;
+            }
             None => {
                 for w in writes {
                     let _ = self.writer.write(w).await;
@@ -1421,7 +1419,8 @@ impl Core {
                     let _ = ack_tx.send(result);
                 }),
             )
-            .await;
+            .await
+            .map_err(|e| PublishError::Storage(e.to_string()))?;
         Ok((env, ack_rx))
     }
 

@@ -202,18 +202,20 @@ impl Writer {
     }
 
     /// Queues writes committed in one transaction, in this order, and has the writer
-    /// thread call `then` once they are on disk (with `Err` if they are not). If the
-    /// writer is gone, `then` is called here with `Err`.
-    pub async fn write_all_then(&self, writes: Vec<Write>, then: OnCommit) {
-        let job = Job {
-            writes,
-            ack: Some(Then::Call(then)),
-        };
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(job).await
-            && let Some(Then::Call(then)) = job.ack
-        {
-            then(Err("writer stopped".into()));
-        }
+    /// thread call `then` once they are committed (with `Err` if the transaction failed).
+    /// If the writer is gone, `then` is dropped uncalled.
+    pub async fn write_all_then(
+        &self,
+        writes: Vec<Write>,
+        then: OnCommit,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .send(Job {
+                writes,
+                ack: Some(Then::Call(then)),
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)
     }
 
     /// Queues a write; it is committed with the next batch.
@@ -627,6 +629,47 @@ mod tests {
             err.to_string().contains("not an alertmesh database"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn write_all_then_calls_back_once_every_write_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = spawn_writer(open(dir.path(), &NetworkId([1; 32])).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        let writes = vec![
+            Write::Cert {
+                node: NodePublicKey([7; 32]),
+                bytes: b"cert".to_vec(),
+            },
+            Write::Charter {
+                version: 3,
+                hash: [9; 32],
+                bytes: b"charter".to_vec(),
+            },
+        ];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(writer.write_all_then(
+                writes,
+                Box::new(move |result| {
+                    // Runs on the writer thread: both rows must be readable already.
+                    let reader = open_reader(&path).unwrap();
+                    let count = |table: &str| -> i64 {
+                        reader
+                            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                            .unwrap()
+                    };
+                    let _ = tx.send((result, count("certs"), count("charters")));
+                }),
+            ))
+            .unwrap();
+        let (result, certs, charters) =
+            rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert_eq!(result, Ok(()));
+        assert_eq!((certs, charters), (1, 1));
     }
 
     #[test]
