@@ -416,7 +416,7 @@ pub fn text(r: &Report) -> String {
     let mut row = |s: &RunSummary| {
         let _ = writeln!(
             out,
-            "  {:<16} delivery {:.4} ({}/{})  latency p50 {:.1} p95 {:.1} p99 {:.1} max {:.1} ms  dup/delivery {:.2}  sent/node {:.0} KiB  CPU {:.2} s ({:.2} cores)  peak {:.0} MiB  setup {:.1} s",
+            "  {:<16} delivery {:.4} ({}/{})  latency p50 {:.1} p95 {:.1} p99 {:.1} max {:.1} ms  dup/delivery {:.2}  sent/node {:.0} KiB  CPU {:.2} s ({:.2} cores)  peak {:.0} MiB  ready {:.1} s, settled {:.1} s",
             s.system,
             s.delivery_ratio,
             s.delivered,
@@ -430,6 +430,7 @@ pub fn text(r: &Report) -> String {
             s.cpu_window_s,
             s.cpu_cores_busy,
             s.peak_memory_mib,
+            s.ready_s,
             s.setup_s,
         );
     };
