@@ -1002,20 +1002,10 @@ impl Core {
             writes.push(Write::Alert(row));
             alert
         });
-        match self.on_commit.take() {
-            Some(then) => {
-                // If the writer is gone, the message is never reported, so never forwarded.
-                let _ = self.writer.write_all_then(writes, then).await;
-            }
-            None => {
-                for w in writes {
-                    let _ = self.writer.write(w).await;
-                }
-            }
-        }
+        // If the writer is gone, a gossip message is never reported, so never forwarded.
+        let _ = self.writer.write_all(writes, self.on_commit.take()).await;
         if let Some(alert) = alert {
-            self.metrics.delivered.inc();
-            let _ = self.events.send(alert);
+            self.announce(alert);
         }
         match kind {
             Kind::KeyPackage => {
@@ -1093,9 +1083,14 @@ impl Core {
     async fn deliver(&mut self, env: &SignedEnvelope, org: &OrgId) {
         if let Some((row, alert)) = self.decrypt_and_record(env, org, true) {
             let _ = self.writer.write(Write::Alert(row)).await;
-            self.metrics.delivered.inc();
-            let _ = self.events.send(alert);
+            self.announce(alert);
         }
+    }
+
+    /// Hands a delivered alert to the node's subscribers.
+    fn announce(&self, alert: StoredAlert) {
+        self.metrics.delivered.inc();
+        let _ = self.events.send(alert);
     }
 
     /// Decrypts, checks authorship of amendments, and returns the row to store and the
@@ -1410,14 +1405,14 @@ impl Core {
         // Published only once it is on disk, so a restart can never reuse its sequence
         // number.
         writer
-            .write_all_then(
+            .write_all(
                 vec![row],
-                Box::new(move |result| {
+                Some(Box::new(move |result| {
                     if result.is_ok() {
                         let _ = netw.send_blocking(NetCommand::Publish(topic_hash, gossip));
                     }
                     let _ = ack_tx.send(result);
-                }),
+                })),
             )
             .await
             .map_err(|e| PublishError::Storage(e.to_string()))?;

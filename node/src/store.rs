@@ -156,22 +156,13 @@ pub enum Write {
     },
 }
 
-/// Resolves once a write is committed (`Err` with the reason if the transaction failed).
-pub type Ack = oneshot::Receiver<Result<(), String>>;
-
 /// Runs on the writer thread once its writes are committed, with the result. It must
 /// not wait on anything that waits on the writer.
 pub type OnCommit = Box<dyn FnOnce(Result<(), String>) + Send + Sync>;
 
-/// What the writer does after committing a job.
-enum Then {
-    Reply(oneshot::Sender<Result<(), String>>),
-    Call(OnCommit),
-}
-
 struct Job {
     writes: Vec<Write>,
-    ack: Option<Then>,
+    then: Option<OnCommit>,
 }
 
 /// Handle to the writer thread; cloneable.
@@ -181,50 +172,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Queues a write (writes are applied in queue order); the returned receiver
-    /// resolves once it is committed to disk.
-    pub async fn write_acked(&self, write: Write) -> Result<Ack, StoreError> {
-        self.write_all_acked(vec![write]).await
-    }
-
-    /// Queues writes that are committed in the same transaction, in this order; the
-    /// returned receiver resolves once they are on disk.
-    pub async fn write_all_acked(&self, writes: Vec<Write>) -> Result<Ack, StoreError> {
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Job {
-                writes,
-                ack: Some(Then::Reply(ack)),
-            })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        Ok(done)
+    /// Queues a write (writes are applied in queue order); it is committed with the next
+    /// batch.
+    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        self.write_all(vec![write], None).await
     }
 
     /// Queues writes committed in one transaction, in this order, and has the writer
     /// thread call `then` once they are committed (with `Err` if the transaction failed).
     /// If the writer is gone, `then` is dropped uncalled.
-    pub async fn write_all_then(
+    pub async fn write_all(
         &self,
         writes: Vec<Write>,
-        then: OnCommit,
+        then: Option<OnCommit>,
     ) -> Result<(), StoreError> {
         self.tx
-            .send(Job {
-                writes,
-                ack: Some(Then::Call(then)),
-            })
-            .await
-            .map_err(|_| StoreError::WriterGone)
-    }
-
-    /// Queues a write; it is committed with the next batch.
-    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
-        self.tx
-            .send(Job {
-                writes: vec![write],
-                ack: None,
-            })
+            .send(Job { writes, then })
             .await
             .map_err(|_| StoreError::WriterGone)
     }
@@ -232,13 +195,10 @@ impl Writer {
     /// Waits until everything queued so far is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Job {
-                writes: vec![Write::Barrier],
-                ack: Some(Then::Reply(ack)),
-            })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
+        let then: OnCommit = Box::new(move |result| {
+            let _ = ack.send(result);
+        });
+        self.write_all(vec![Write::Barrier], Some(then)).await?;
         done.await
             .map_err(|_| StoreError::WriterGone)?
             .map_err(|_| StoreError::WriterGone)
@@ -364,14 +324,8 @@ pub fn spawn_writer(conn: Connection) -> Writer {
                 if let Err(e) = &result {
                     tracing::error!(error = %e, writes = batch.len(), "database write failed");
                 }
-                for job in batch {
-                    match job.ack {
-                        Some(Then::Reply(tx)) => {
-                            let _ = tx.send(result.clone());
-                        }
-                        Some(Then::Call(then)) => then(result.clone()),
-                        None => {}
-                    }
+                for then in batch.into_iter().filter_map(|job| job.then) {
+                    then(result.clone());
                 }
             }
         })
@@ -632,7 +586,7 @@ mod tests {
     }
 
     #[test]
-    fn write_all_then_calls_back_once_every_write_is_committed() {
+    fn write_all_calls_back_once_every_write_is_committed() {
         let dir = tempfile::tempdir().unwrap();
         let writer = spawn_writer(open(dir.path(), &NetworkId([1; 32])).unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
@@ -652,9 +606,9 @@ mod tests {
             .build()
             .unwrap();
         runtime
-            .block_on(writer.write_all_then(
+            .block_on(writer.write_all(
                 writes,
-                Box::new(move |result| {
+                Some(Box::new(move |result| {
                     // Runs on the writer thread: both rows must be readable already.
                     let reader = open_reader(&path).unwrap();
                     let count = |table: &str| -> i64 {
@@ -663,7 +617,7 @@ mod tests {
                             .unwrap()
                     };
                     let _ = tx.send((result, count("certs"), count("charters")));
-                }),
+                })),
             ))
             .unwrap();
         let (result, certs, charters) =
