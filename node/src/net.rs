@@ -211,6 +211,8 @@ pub enum NetCommand {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     /// Report our listen addresses.
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    /// Report how many Kademlia queries are running.
+    KadQueries(oneshot::Sender<usize>),
 }
 
 /// A connected peer as the API shows it.
@@ -357,6 +359,13 @@ impl NetHandle {
     pub async fn peers(&self) -> anyhow::Result<Vec<PeerInfo>> {
         let (tx, rx) = oneshot::channel();
         self.send(NetCommand::Peers(tx)).await?;
+        Ok(rx.await?)
+    }
+
+    /// How many Kademlia queries (walks, lookups) are running.
+    pub async fn kad_queries(&self) -> anyhow::Result<usize> {
+        let (tx, rx) = oneshot::channel();
+        self.send(NetCommand::KadQueries(tx)).await?;
         Ok(rx.await?)
     }
 
@@ -693,6 +702,9 @@ fn handle_command(
         }
         NetCommand::ListenAddrs(reply) => {
             let _ = reply.send(swarm.listeners().cloned().collect());
+        }
+        NetCommand::KadQueries(reply) => {
+            let _ = reply.send(swarm.behaviour().kad.iter_queries().count());
         }
     }
 }

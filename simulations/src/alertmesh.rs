@@ -129,6 +129,15 @@ async fn current_links(slots: &[Option<Slot>]) -> BTreeSet<(usize, usize)> {
     links
 }
 
+/// Kademlia queries running on all live nodes.
+async fn kad_queries(slots: &[Option<Slot>]) -> usize {
+    let mut running = 0;
+    for node in slots.iter().flatten().filter_map(|s| s.node.as_ref()) {
+        running += node.net.kad_queries().await.unwrap_or(0);
+    }
+    running
+}
+
 fn data_root(storage: Storage) -> anyhow::Result<tempfile::TempDir> {
     let shm = std::path::Path::new("/dev/shm");
     let dir = match storage {
@@ -281,8 +290,9 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
         );
     }
     data.ready = t0.elapsed();
-    // Settled: no connection opened or closed anywhere for `SETTLE_QUIET`, so the
-    // Kademlia walks and the admissions they cause are over before the window opens.
+    // Settled: no Kademlia query running and no connection opened or closed anywhere for
+    // `SETTLE_QUIET`, so the start-up walks and the admissions they cause are over before
+    // the window opens.
     progress.phase("alertmesh: settle", 1);
     let mut links = current_links(&slots).await;
     let mut quiet_since = Instant::now();
@@ -295,7 +305,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 links = now;
                 quiet_since = Instant::now();
             }
-            quiet_since.elapsed() >= SETTLE_QUIET
+            quiet_since.elapsed() >= SETTLE_QUIET && kad_queries(&slots).await == 0
         },
     )
     .await;
