@@ -311,7 +311,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
     .await;
     if !settled {
         anyhow::bail!(
-            "setup timed out after {} s: connections still changing",
+            "setup timed out after {} s: connections still changing or Kademlia queries still running",
             s.setup_timeout_secs
         );
     }

@@ -77,7 +77,8 @@ pub struct RunData {
     pub stored: Option<HashSet<(usize, String)>>,
     /// Time from start to ready (connected, sender keys delivered).
     pub ready: Duration,
-    /// Time from start to settled (ready, then no connection change for [`SETTLE_QUIET`]).
+    /// Time from start to settled (ready, then no Kademlia query running and no connection
+    /// change for [`SETTLE_QUIET`]).
     pub setup: Duration,
     /// CPU time of setup.
     pub cpu_setup: Duration,

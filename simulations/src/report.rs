@@ -51,7 +51,8 @@ pub struct RunSummary {
     pub rejected_by_reason: BTreeMap<String, u64>,
     /// Seconds from start until ready (connected, sender keys held).
     pub ready_s: f64,
-    /// Setup wall time, seconds: until ready and settled (no connection change for 2.1 s).
+    /// Setup wall time, seconds: until ready and settled (no Kademlia query running, no
+    /// connection change for 2.1 s).
     pub setup_s: f64,
     /// CPU seconds of setup.
     pub cpu_setup_s: f64,
