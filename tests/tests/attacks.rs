@@ -401,8 +401,6 @@ fn rss_bytes() -> Result<u64> {
 fn hello_with(cert: &[u8]) -> Hello {
     Hello {
         cert: cert.to_vec(),
-        charters: vec![],
-        certs: vec![],
     }
 }
 
@@ -442,6 +440,9 @@ fn sync_responder(
             Answer::Respond(wire::Response::Hello(hello.clone()).encode())
         }
         Ok(wire::Request::Sync(req)) => Answer::Respond(page(&req)),
+        Ok(wire::Request::Directory) => {
+            Answer::Respond(wire::Response::Refused("no directory here".into()).encode())
+        }
         Err(_) => Answer::Drop,
     })
 }
@@ -1018,8 +1019,7 @@ async fn certificates_of_another_org_are_refused() -> Result {
     let mut honest = Honest::default();
 
     let foreign_root = identity(&net, "agency-a", plat_b_root, 90);
-    let mut hello = hello_with(foreign_root.cert.as_bytes());
-    hello.certs = vec![foreign_root.cert.as_bytes().to_vec()];
+    let hello = hello_with(foreign_root.cert.as_bytes());
     let mut wrong_root = Rogue::start(foreign_root, Some(hello), None)?;
     let stolen = &net.network.orgs[org_index(&net, "agency-b")?].nodes[0].cert;
     let mut wrong_key = Rogue::start(
