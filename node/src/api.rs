@@ -402,11 +402,17 @@ async fn status(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiE
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     // The equivocation evidence held, each checked and described.
     let dir = state.data_dir.clone();
-    let reports = tokio::task::spawn_blocking(move || crate::audit::evidence_reports(&dir))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    let (reports, last_cursor) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let reports = crate::audit::evidence_reports(&dir)?;
+        let last = store::last_cursor(&store::open_reader(&dir)?)?;
+        Ok((reports, last))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     status["evidence_reports"] = serde_json::Value::from(reports);
+    // The newest alert's cursor: a live stream resumed from it misses nothing after.
+    status["last_cursor"] = serde_json::Value::from(last_cursor);
     Ok(Json(status))
 }
 
