@@ -198,14 +198,12 @@ impl Config {
                 "config file {file}: `max_peers` {n} is out of range; write a value from 4 to 10000"
             ),
         };
-        let in_range = |value: Option<u64>, key: &str, lo: u64, hi: u64, default: u64| {
-            match value {
-                None => Ok(default),
-                Some(v) if (lo..=hi).contains(&v) => Ok(v),
-                Some(v) => Err(anyhow::anyhow!(
-                    "config file {file}: `{key}` {v} is out of range; write a value from {lo} to {hi}"
-                )),
-            }
+        let in_range = |value: Option<u64>, key: &str, lo: u64, hi: u64, default: u64| match value {
+            None => Ok(default),
+            Some(v) if (lo..=hi).contains(&v) => Ok(v),
+            Some(v) => Err(anyhow::anyhow!(
+                "config file {file}: `{key}` {v} is out of range; write a value from {lo} to {hi}"
+            )),
         };
         let max_connections = in_range(
             raw.max_connections.map(u64::from),
@@ -391,9 +389,12 @@ mod tests {
             crate::core::RequestLimits::default().requests_per_sec
         );
         let c = Config::parse(
-            &format!("sync_requests_per_sec = 5
+            &format!(
+                "sync_requests_per_sec = 5
 sync_bytes_per_sec = 100000
-{}", sample()),
+{}",
+                sample()
+            ),
             Path::new("n.toml"),
         )
         .unwrap();
@@ -409,8 +410,15 @@ sync_bytes_per_sec = 100000
             let key = bad.split(' ').next().unwrap();
             let e = format!(
                 "{:#}",
-                Config::parse(&format!("{bad}
-{}", sample()), Path::new("n.toml")).unwrap_err()
+                Config::parse(
+                    &format!(
+                        "{bad}
+{}",
+                        sample()
+                    ),
+                    Path::new("n.toml")
+                )
+                .unwrap_err()
             );
             assert!(e.contains("n.toml") && e.contains(key), "{e}");
         }

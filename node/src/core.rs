@@ -1588,7 +1588,13 @@ impl Core {
         }
         // The alert row commits in the envelope's transaction; the receipt waits for it.
         let (env, done) = self
-            .publish_own(topic, content.kind(), tlp, &content.encode(), Some(&content))
+            .publish_own(
+                topic,
+                content.kind(),
+                tlp,
+                &content.encode(),
+                Some(&content),
+            )
             .await?;
         if content.original().is_none() {
             self.alert_origin

@@ -40,6 +40,9 @@ pub const GOSSIP_QUEUE: usize = 4096;
 pub const EVENT_QUEUE: usize = 1024;
 /// How long a refused peer may still read its refusal before it is disconnected.
 pub const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+/// How long a refused peer stays connected once its refusal is written (for the muxer to
+/// flush it to the socket).
+const REFUSAL_FLUSH: Duration = Duration::from_millis(100);
 /// How long a refused peer stays banned.
 pub const BAN_TIME: Duration = Duration::from_secs(60);
 /// The request-response protocol name.
@@ -748,7 +751,7 @@ pub async fn run(
         requests: HashMap::new(),
     };
     let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_PERIOD);
-    let mut housekeeping = tokio::time::interval(Duration::from_millis(100));
+    let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
     let events = d.events.clone();
     loop {
         let stalled = d.stalled.is_some();
@@ -791,11 +794,7 @@ impl Driver {
             self.swarm
                 .behaviour_mut()
                 .gossipsub
-                .report_message_validation_result(
-                    &msg.id,
-                    &msg.source,
-                    MessageAcceptance::Ignore,
-                );
+                .report_message_validation_result(&msg.id, &msg.source, MessageAcceptance::Ignore);
         }
     }
 
@@ -906,7 +905,9 @@ impl Driver {
                     return;
                 }
                 if let Some(channel) = channel {
-                    let _ = b.req.send_response(channel, refusal.clone());
+                    if b.req.send_response(channel, refusal.clone()).is_err() {
+                        tracing::debug!(%peer, "the refused request's stream is gone");
+                    }
                 }
                 self.refusing.insert(
                     peer,
@@ -1111,13 +1112,13 @@ impl Driver {
                     });
                 }
             }
-            request_response::Event::ResponseSent { peer, .. }
-            | request_response::Event::InboundFailure { peer, .. } => {
-                // Its refusal is out (or could not be sent): cut it off now.
-                if self.refusing.contains_key(&peer) {
-                    self.ban(peer, Some(Instant::now() + BAN_TIME));
+            request_response::Event::ResponseSent { peer, .. } => {
+                // Its refusal is written: cut it off once the muxer has flushed it.
+                if let Some(r) = self.refusing.get_mut(&peer) {
+                    r.deadline = r.deadline.min(Instant::now() + REFUSAL_FLUSH);
                 }
             }
+            request_response::Event::InboundFailure { .. } => {}
         }
     }
 }

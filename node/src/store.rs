@@ -593,7 +593,9 @@ pub fn list_alerts(
 
 /// The cursor of the newest alert held (0 if none).
 pub fn last_cursor(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(cursor), 0) FROM alerts", [], |r| r.get(0))
+    conn.query_row("SELECT COALESCE(MAX(cursor), 0) FROM alerts", [], |r| {
+        r.get(0)
+    })
 }
 
 /// Counts of what is stored.

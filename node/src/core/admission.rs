@@ -14,7 +14,9 @@
 
 use super::{Core, Outstanding, PeerState};
 use crate::net::{BAD_PEER_SCORE, NetCommand, RequestError};
-use alertmesh_protocol::wire::{self, Directory, Hello, MAX_DIRECTORY_CERTS, MAX_DIRECTORY_CHARTERS};
+use alertmesh_protocol::wire::{
+    self, Directory, Hello, MAX_DIRECTORY_CERTS, MAX_DIRECTORY_CHARTERS,
+};
 use alertmesh_protocol::{SignedCharter, SignedNodeCert, TopicId};
 use libp2p::PeerId;
 use libp2p::gossipsub::TopicHash;
@@ -225,8 +227,12 @@ impl Core {
         if std::mem::replace(&mut p.directory_asked, true) {
             return;
         }
-        self.request(peer, wire::Request::Directory.encode(), Outstanding::Directory)
-            .await;
+        self.request(
+            peer,
+            wire::Request::Directory.encode(),
+            Outstanding::Directory,
+        )
+        .await;
     }
 
     /// A directory request: answered once the asker is admitted.
@@ -243,7 +249,10 @@ impl Core {
         // Not judged yet: the answer waits for the judgement (at most the admission
         // timeout); a second request meanwhile is turned away.
         match self.peers.get_mut(&peer) {
-            Some(p) if p.directory_waiting.is_none() => p.directory_waiting = Some(channel),
+            Some(p) if p.directory_waiting.is_none() => {
+                tracing::debug!(%peer, "directory request held until the peer is judged");
+                p.directory_waiting = Some(channel);
+            }
             _ => {
                 self.respond(channel, wire::Response::Refused("not admitted".into()))
                     .await;
@@ -300,7 +309,11 @@ impl Core {
     }
 
     /// Checks a peer's certificate against the current charter.
-    pub(super) fn judge_cert(&self, peer: PeerId, bytes: &[u8]) -> Result<SignedNodeCert, Judgement> {
+    pub(super) fn judge_cert(
+        &self,
+        peer: PeerId,
+        bytes: &[u8],
+    ) -> Result<SignedNodeCert, Judgement> {
         let refuse = |r: &str| Judgement::Refuse(r.to_string());
         let cert = SignedNodeCert::decode(bytes)
             .map_err(|e| Judgement::Refuse(format!("certificate does not decode: {e}")))?;

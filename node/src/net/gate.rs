@@ -14,6 +14,7 @@
 //! Admission lasts while the peer is connected: a new connection after the last one
 //! closed starts closed again.
 
+use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::handler::ConnectionEvent;
@@ -22,7 +23,6 @@ use libp2p::swarm::{
     FromSwarm, NetworkBehaviour, NotifyHandler, SubstreamProtocol, THandler, THandlerInEvent,
     THandlerOutEvent, ToSwarm,
 };
-use libp2p::PeerId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll};
 
@@ -222,8 +222,9 @@ impl<H: ConnectionHandler> ConnectionHandler for GateHandler<H> {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>>
-    {
+    ) -> Poll<
+        ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
+    > {
         // Closed: the inner handler neither reads, nor writes, nor opens a stream. The
         // connection task polls again after delivering `Open`.
         if !self.open {
