@@ -410,3 +410,34 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_allows_a_burst_then_asks_to_wait_and_refills() {
+        let limits = RequestLimits {
+            requests_per_sec: 10,
+            bytes_per_sec: 1000,
+        };
+        let t0 = Instant::now();
+        let mut t = Throttle::new(limits, t0);
+        for _ in 0..10 {
+            assert!(t.take(limits, t0).is_ok());
+        }
+        let wait = t.take(limits, t0).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        assert!(t.take(limits, t0 + Duration::from_millis(100)).is_ok());
+        // Sync bytes: a page may overdraw; the next request waits for the deficit.
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(t.take(limits, t1).is_ok());
+        t.spend_bytes(3000);
+        let wait = t.take(limits, t1).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(2));
+        assert!(t.take(limits, t1 + Duration::from_secs(2)).is_ok());
+    }
+}
