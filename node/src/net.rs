@@ -909,13 +909,12 @@ impl Driver {
                         tracing::debug!(%peer, "the refused request's stream is gone");
                     }
                 }
-                self.refusing.insert(
-                    peer,
-                    Refusal {
-                        refusal,
-                        deadline: Instant::now() + REFUSAL_GRACE,
-                    },
-                );
+                // Refused twice (say, for its hello and for its answer to ours): the first
+                // refusal's deadline stands.
+                self.refusing.entry(peer).or_insert(Refusal {
+                    refusal,
+                    deadline: Instant::now() + REFUSAL_GRACE,
+                });
             }
             NetCommand::Ban(peer) => self.ban(peer, None),
             NetCommand::Unban(peer) => self.unban(peer),

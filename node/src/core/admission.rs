@@ -156,6 +156,9 @@ impl Core {
         hello: Hello,
         channel: Option<ResponseChannel<Vec<u8>>>,
     ) {
+        if !self.peers.contains_key(&peer) {
+            return; // refused (or gone) meanwhile
+        }
         if self.is_admitted(&peer) {
             if let Some(channel) = channel {
                 self.respond(channel, wire::Response::Hello(self.my_hello()))
