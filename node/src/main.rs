@@ -698,6 +698,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
             valid_from_ms: alertmesh_node::core::now_ms(),
             valid_until_ms: None,
             related: vec![],
+            stix: None,
         };
         let mut body = serde_json::to_value(Content::Alert(alert))?;
         body["topic"] = serde_json::json!(args.topic);

@@ -326,6 +326,7 @@ fn phishing_alert() -> Alert {
         valid_from_ms: T0,
         valid_until_ms: Some(T0 + 30 * 24 * 3_600_000),
         related: vec![],
+        stix: None,
     }
 }
 
@@ -354,6 +355,7 @@ fn network_alert(related: EnvelopeId) -> Alert {
         valid_from_ms: T0 + 600_000,
         valid_until_ms: None,
         related: vec![related],
+        stix: None,
     }
 }
 
@@ -376,6 +378,7 @@ fn infra_alert() -> Alert {
         valid_from_ms: T0 + 1_200_000,
         valid_until_ms: None,
         related: vec![],
+        stix: None,
     }
 }
 
@@ -392,6 +395,7 @@ fn plain_alert(title: &str, description: String) -> Alert {
         valid_from_ms: T0,
         valid_until_ms: None,
         related: vec![],
+        stix: None,
     }
 }
 
