@@ -56,6 +56,15 @@ const MIGRATIONS: &[&str] = &[
          seq INTEGER NOT NULL,
          bytes BLOB NOT NULL,
          received_ms INTEGER NOT NULL);",
+    // 2: TAXII (crate::taxii): the STIX id each alert row is served under, and a
+    // strictly increasing `added_us` (TAXII `date_added`, the key of its pages). Rows of
+    // an older database are filled in by `backfill_taxii` in the same transaction.
+    "ALTER TABLE alerts ADD COLUMN stix_id TEXT;
+     ALTER TABLE alerts ADD COLUMN added_us INTEGER;
+     CREATE INDEX alerts_topic_added ON alerts (topic_name, added_us);
+     CREATE INDEX alerts_added ON alerts (added_us);
+     CREATE INDEX alerts_stix_id ON alerts (topic_name, stix_id, added_us);
+     CREATE INDEX alerts_original ON alerts (original, cursor);",
 ];
 
 /// Why the database could not be used.
@@ -266,11 +275,16 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(&e)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        conn.execute_batch(&format!(
-            "BEGIN; {sql}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {}; COMMIT;",
+        let tx = conn.unchecked_transaction().map_err(&e)?;
+        tx.execute_batch(&format!(
+            "{sql}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
             i + 1
         ))
         .map_err(&e)?;
+        if i + 1 == 2 {
+            backfill_taxii(&tx).map_err(&e)?;
+        }
+        tx.commit().map_err(&e)?;
     }
     let stored: Option<Vec<u8>> = conn
         .query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| {
@@ -366,10 +380,19 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> 
             ])?;
         }
         Write::Alert(a) => {
+            // An amendment is served under its original's STIX id; `added_us` is now,
+            // or one more than the latest, so it increases strictly (TAXII paging key).
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO alerts
-                 (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json)
-                 SELECT ?1, cursor, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM envelopes WHERE id = ?1",
+                 (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json,
+                  stix_id, added_us)
+                 SELECT ?1, cursor, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                        coalesce((SELECT stix_id FROM alerts WHERE envelope_id = ?5), ?9),
+                        max(?10, coalesce((SELECT max(added_us) FROM alerts), 0) + 1)
+                 FROM envelopes WHERE id = ?1",
             )?
             .execute(params![
                 a.envelope_id.as_bytes(),
@@ -380,6 +403,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> 
                 a.tlp,
                 a.timestamp_ms as i64,
                 a.content_json,
+                crate::taxii::store::stix_id_for(&a.envelope_id, &a.content_json),
+                now_us,
             ])?;
         }
         Write::Barrier => {}
@@ -418,6 +443,38 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> 
                 *received_ms as i64
             ])?;
         }
+    }
+    Ok(())
+}
+
+/// Fills `stix_id` and `added_us` of the rows written before migration 2: `added_us` in
+/// log order from the envelopes' receive times, strictly increasing.
+fn backfill_taxii(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>, String, i64)> = tx
+        .prepare(
+            "SELECT a.cursor, a.envelope_id, a.original, a.content_json, e.received_ms
+             FROM alerts a JOIN envelopes e ON e.id = a.envelope_id ORDER BY a.cursor",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut last = 0i64;
+    let mut ids: std::collections::HashMap<Vec<u8>, Option<String>> = Default::default();
+    for (cursor, id, original, json, received_ms) in rows {
+        let added = received_ms.saturating_mul(1000).max(last + 1);
+        last = added;
+        let stix = match &original {
+            Some(o) => ids.get(o).cloned().flatten(),
+            None => <[u8; 32]>::try_from(id.as_slice())
+                .ok()
+                .and_then(|b| crate::taxii::store::stix_id_for(&EnvelopeId(b), &json)),
+        };
+        ids.insert(id, stix.clone());
+        tx.execute(
+            "UPDATE alerts SET stix_id = ?1, added_us = ?2 WHERE cursor = ?3",
+            params![stix, added, cursor],
+        )?;
     }
     Ok(())
 }
