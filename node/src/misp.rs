@@ -43,6 +43,7 @@ use md5::Digest as _;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Most events the feed lists (the most recently modified).
 pub const MAX_FEED_EVENTS: usize = 10_000;
@@ -583,10 +584,38 @@ pub fn import(event: &Value, now_ms: u64) -> Result<Imported, String> {
     })
 }
 
+/// The feed's files, with the database state they were built from.
+type FeedCache = Arc<Mutex<Option<((i64, i64), Arc<Vec<(String, String)>>)>>>;
+
 #[derive(Clone)]
 struct Misp {
     core: CoreHandle,
     data_dir: PathBuf,
+    /// Built once per database state (latest `added_us`, row count), so a MISP instance
+    /// fetching every event costs one build, not one per event.
+    cache: FeedCache,
+}
+
+/// The feed files of the database's current state, from the cache when it is current.
+fn feed(data_dir: &Path, cache: &FeedCache) -> anyhow::Result<Arc<Vec<(String, String)>>> {
+    let conn = crate::store::open_reader(data_dir)?;
+    let key: (i64, i64) = conn.query_row(
+        "SELECT coalesce(max(added_us), 0), count(*) FROM alerts",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if let Ok(c) = cache.lock() {
+        if let Some((k, files)) = c.as_ref() {
+            if *k == key {
+                return Ok(files.clone());
+            }
+        }
+    }
+    let files = Arc::new(feed_files(&events_for_data_dir(data_dir, None)?));
+    if let Ok(mut c) = cache.lock() {
+        *c = Some((key, files.clone()));
+    }
+    Ok(files)
 }
 
 /// The MISP routes (feed and import), to be merged into the API router.
@@ -594,7 +623,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(core: CoreHandle, data_dir: Path
     Router::new()
         .route("/misp/{file}", get(feed_file))
         .route("/v1/misp/events", post(import_route))
-        .with_state(Misp { core, data_dir })
+        .with_state(Misp {
+            core,
+            data_dir,
+            cache: Arc::new(Mutex::new(None)),
+        })
 }
 
 fn err(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -607,20 +640,13 @@ async fn feed_file(
     headers: HeaderMap,
 ) -> Response {
     let dir = s.data_dir.clone();
+    let cache = s.cache.clone();
     let want = file.clone();
     let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
-        let events = events_for_data_dir(&dir, None)?;
-        // One event: no need to build the rest.
-        if let Some(id) = want.strip_suffix(".json").filter(|w| *w != "manifest") {
-            return Ok(events
-                .iter()
-                .find(|e| e["Event"]["uuid"] == id)
-                .map(Value::to_string));
-        }
-        Ok(feed_files(&events)
-            .into_iter()
+        Ok(feed(&dir, &cache)?
+            .iter()
             .find(|(name, _)| *name == want)
-            .map(|(_, body)| body))
+            .map(|(_, body)| body.clone()))
     })
     .await;
     let body = match found {

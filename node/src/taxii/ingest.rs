@@ -422,6 +422,57 @@ pub fn prepare(
     })
 }
 
+/// Whether an object received inside an alert (`Alert::stix`, from any member) passes the
+/// same checks as a POSTed one; a reader serves it only then (else the alert's native
+/// object).
+pub fn acceptable_received(obj: &Value) -> bool {
+    let target = Target {
+        topic: "",
+        max_tlp: Tlp::Red,
+        identity: "identity--00000000-0000-4000-8000-000000000000",
+    };
+    prepare(obj, &target, &|_| None).is_ok()
+}
+
+/// Replaces an object's TLP markings by `tlp` (other markings are kept): what a reader
+/// serves must carry the TLP its envelope was published under.
+pub fn set_tlp(obj: &mut Value, tlp: Tlp) {
+    let is_tlp = |m: &str| {
+        TLPS.iter().any(|t| crate::stix::tlp_marking_id(*t) == m)
+            || TLP1.iter().any(|(id, _)| *id == m)
+    };
+    let mut refs: Vec<Value> = obj
+        .get("object_marking_refs")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|m| !m.as_str().is_some_and(is_tlp))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let current = obj
+        .get("object_marking_refs")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .filter_map(|m| {
+                    TLPS.iter()
+                        .find(|t| crate::stix::tlp_marking_id(**t) == m)
+                        .copied()
+                        .or_else(|| TLP1.iter().find(|(id, _)| *id == m).map(|(_, t)| *t))
+                })
+                .max()
+        })
+        .unwrap_or_default();
+    if current == Some(tlp) {
+        return;
+    }
+    refs.push(json!(crate::stix::tlp_marking_id(tlp)));
+    obj["object_marking_refs"] = Value::Array(refs);
+}
+
 /// Structural check of a STIX pattern: bracketed, quotes closed, brackets balanced.
 fn check_stix_pattern(p: &str) -> Result<(), String> {
     let bad = || Err("pattern is not a valid STIX pattern (unbalanced brackets or quotes)".into());

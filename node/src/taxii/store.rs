@@ -35,15 +35,21 @@ pub fn stix_id_for(envelope: &EnvelopeId, content_json: &str) -> Option<String> 
         (None, Some(u)) => (u.get("alert")?, u.get("original")?.as_str()?.to_string()),
         _ => return None,
     };
-    if let Some(obj) = alert
+    if let Some(obj) = attached(alert) {
+        if let Some(id) = obj.get("id").and_then(Value::as_str) {
+            return Some(id.to_string());
+        }
+    }
+    Some(native_id(alert, &original))
+}
+
+/// The STIX object an alert carries, if it passes the checks of a POSTed object.
+fn attached(alert: &Value) -> Option<Value> {
+    alert
         .get("stix")
         .and_then(Value::as_str)
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
-    {
-        let id = obj.get("id")?.as_str()?;
-        return is_stix_id(id).then(|| id.to_string());
-    }
-    Some(native_id(alert, &original))
+        .filter(super::ingest::acceptable_received)
 }
 
 /// The id of a native alert's STIX object.
@@ -387,14 +393,13 @@ fn render(conn: &Connection, network: &NetworkId, row: &Row) -> anyhow::Result<O
     let created_ms = row.created_ms.max(0) as u64;
     let amendment = row.original.is_some();
     let own_ms = (row.timestamp_ms.max(0) as u64).max(created_ms + u64::from(amendment));
-    if let Some(mut obj) = alert
-        .get("stix")
-        .and_then(Value::as_str)
-        .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        .filter(Value::is_object)
-    {
+    if let Some(mut obj) = attached(alert).filter(|o| {
+        // An update whose object changed type is served as a native object.
+        o.get("type").and_then(Value::as_str) == row.stix_id.split_once("--").map(|(t, _)| t)
+    }) {
         obj["id"] = json!(row.stix_id);
         obj["created_by_ref"] = json!(author);
+        super::ingest::set_tlp(&mut obj, tlp);
         if revoked {
             let prev = obj
                 .get("modified")
