@@ -450,7 +450,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> 
 /// Fills `stix_id` and `added_us` of the rows written before migration 2: `added_us` in
 /// log order from the envelopes' receive times, strictly increasing.
 fn backfill_taxii(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>, String, i64)> = tx
+    type Row = (i64, Vec<u8>, Option<Vec<u8>>, String, i64);
+    let rows: Vec<Row> = tx
         .prepare(
             "SELECT a.cursor, a.envelope_id, a.original, a.content_json, e.received_ms
              FROM alerts a JOIN envelopes e ON e.id = a.envelope_id ORDER BY a.cursor",

@@ -174,7 +174,7 @@ pub fn prepare(
         .unwrap_or_default()
         .to_string();
     if let Some(c) = obj.get("confidence") {
-        if !c.as_u64().is_some_and(|c| c <= 100) {
+        if c.as_u64().is_none_or(|c| c > 100) {
             return Err("confidence must be an integer 0-100".into());
         }
     }
@@ -304,7 +304,7 @@ pub fn prepare(
                 }
             }
             if let Some(c) = obj.get("count") {
-                if !c.as_u64().is_some_and(|c| c <= 999_999_999) {
+                if c.as_u64().is_none_or(|c| c > 999_999_999) {
                     return Err("count must be an integer 0-999999999".into());
                 }
             }
@@ -520,7 +520,7 @@ pub fn observables_of(pattern: &str) -> Vec<Observable> {
             .trim();
         let after = after[1..].trim_start();
         let Some(lit) = after.strip_prefix('\'') else {
-            rest = &after[..];
+            rest = after;
             continue;
         };
         let mut value = String::new();

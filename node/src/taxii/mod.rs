@@ -857,6 +857,7 @@ async fn add_one(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

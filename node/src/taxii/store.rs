@@ -246,12 +246,12 @@ pub fn page(conn: &Connection, network: &NetworkId, q: &Query) -> anyhow::Result
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            if !v.at_ms.is_empty()
-                && !(v.all
-                    || parse_ms(&version).is_some_and(|ms| v.at_ms.contains(&ms))
-                    || (v.last && is_last(conn, &q.topic, &row)?)
-                    || (v.first && is_first(conn, &q.topic, &row)?))
-            {
+            let wanted = v.at_ms.is_empty()
+                || v.all
+                || parse_ms(&version).is_some_and(|ms| v.at_ms.contains(&ms))
+                || (v.last && is_last(conn, &q.topic, &row)?)
+                || (v.first && is_first(conn, &q.topic, &row)?);
+            if !wanted {
                 continue;
             }
             out.items.push(Item {
