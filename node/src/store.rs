@@ -685,6 +685,72 @@ mod tests {
     }
 
     #[test]
+    fn migration_2_fills_taxii_columns_of_an_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = NetworkId([1; 32]);
+        {
+            // A database as version 1 left it, with an alert and its update.
+            let c = Connection::open(db_path(dir.path())).unwrap();
+            c.execute_batch(&format!(
+                "{}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;",
+                MIGRATIONS[0]
+            ))
+            .unwrap();
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('network_id', ?1)",
+                [network.as_bytes()],
+            )
+            .unwrap();
+            let alert = r#"{"kind":"indicator","title":"t","description":"","severity":"low","confidence":1,"observables":[{"type":"domain","value":"x.example"}],"labels":[],"references":[],"valid_from_ms":0,"valid_until_ms":null,"related":[]}"#;
+            for (i, original) in [(1u8, None), (2u8, Some([1u8; 32]))] {
+                c.execute(
+                    "INSERT INTO envelopes (id, author, topic, seq, prev, kind, charter_version,
+                     timestamp_ms, key_epoch, received_ms, bytes)
+                     VALUES (?1, x'00', x'00', ?2, x'00', 'alert', 1, 5, 1, 1000, x'00')",
+                    params![[i; 32].as_slice(), i as i64],
+                )
+                .unwrap();
+                let content = match original {
+                    None => format!(r#"{{"alert":{alert}}}"#),
+                    Some(o) => format!(
+                        r#"{{"update":{{"original":"{}","alert":{alert}}}}}"#,
+                        hex::encode(o)
+                    ),
+                };
+                c.execute(
+                    "INSERT INTO alerts (envelope_id, cursor, topic_name, org, kind, original, tlp,
+                     timestamp_ms, content_json) VALUES (?1, ?2, 't', 'o', ?3, ?4, 'TLP:GREEN', 5, ?5)",
+                    params![
+                        [i; 32].as_slice(),
+                        i as i64,
+                        if original.is_some() { "update" } else { "alert" },
+                        original.map(|o| o.to_vec()),
+                        content
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let conn = open(dir.path(), &network).unwrap();
+        let rows: Vec<(Option<String>, Option<i64>)> = conn
+            .prepare("SELECT stix_id, added_us FROM alerts ORDER BY cursor")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = crate::stix::deterministic_id(
+            "indicator",
+            &format!("alert:{}", hex::encode([1u8; 32])),
+        );
+        assert_eq!(rows[0].0.as_deref(), Some(expected.as_str()));
+        // The update is served under its original's id, one µs later.
+        assert_eq!(rows[1].0, rows[0].0);
+        assert_eq!(rows[0].1, Some(1_000_000));
+        assert_eq!(rows[1].1, Some(1_000_001));
+    }
+
+    #[test]
     fn refuses_another_networks_database() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path(), &NetworkId([1; 32])).unwrap());

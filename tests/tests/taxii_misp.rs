@@ -9,9 +9,10 @@ use alertmesh_protocol::Tlp;
 use alertmesh_protocol::bootstrap::{NetworkPlan, TopicPlan, simple_plan};
 use alertmesh_protocol::ids::OrgId;
 use alertmesh_tests::process::{Cluster, TestGuard};
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 const RICH_TITLE: &str = "Phishing kit against county election offices";
@@ -189,6 +190,58 @@ fn taxii_and_misp_with_the_real_clients() -> anyhow::Result<()> {
     taxii["native_objects"] = json!(9);
     taxii["max_content_length"] = json!(alertmesh_node::taxii::MAX_CONTENT_LENGTH);
     run_python("taxii_check.py", &taxii, dir.path())?;
+
+    // The CLI: `export misp --out` writes the feed the API serves; `import misp` lists
+    // what does not map.
+    let bin = alertmesh_tests::process::alertmesh_bin()?;
+    let feed_dir = dir.path().join("feed");
+    let out = Command::new(&bin)
+        .args(["export", "misp", "--data-dir"])
+        .arg(cluster.daemons[0].data_dir())
+        .arg("--out")
+        .arg(&feed_dir)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "export misp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written: Value = serde_json::from_slice(&std::fs::read(feed_dir.join("manifest.json"))?)?;
+    let served: Value = c0.get("/misp/manifest.json")?;
+    ensure!(
+        written == served,
+        "export misp --out differs from the served feed"
+    );
+    for uuid in written.as_object().context("manifest is an object")?.keys() {
+        ensure!(
+            feed_dir.join(format!("{uuid}.json")).is_file(),
+            "no {uuid}.json"
+        );
+    }
+    let event_file = dir.path().join("event.json");
+    std::fs::write(
+        &event_file,
+        json!({"Event": {"info": "Imported with the CLI", "Tag": [{"name": "tlp:green"}],
+            "Attribute": [{"type": "domain", "value": "cli.example"},
+                          {"type": "regkey", "value": "HKLM\\Software\\x"}]}})
+        .to_string(),
+    )?;
+    let out = Command::new(&bin)
+        .args(["import", "misp"])
+        .arg(&event_file)
+        .args(["--topic", "all", "--config"])
+        .arg(&cluster.daemons[0].config_path)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "import misp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        answer["unmapped"][0]["type"] == "regkey" && answer["mapped"] == 1,
+        "import misp answer {answer}"
+    );
     cluster.check_clean(&[0, 1])?;
     Ok(())
 }
