@@ -812,7 +812,7 @@ async fn add_one(
             max_tlp,
             identity: &identity,
         };
-        let lookup = |id: &str| store::envelope_of(&conn, id).ok().flatten();
+        let lookup = |id: &str| store::envelope_of(&conn, &topic, id).ok().flatten();
         let prepared = ingest::prepare(&raw, &target, &lookup)?;
         let existing =
             store::latest(&conn, &network, &topic, &prepared.id).map_err(|e| format!("{e:#}"))?;

@@ -343,12 +343,18 @@ pub fn latest(
     Ok(Some((org, EnvelopeId(bytes), parse_ms(&item.version))))
 }
 
-/// The envelope id of the original alert held under STIX id `id` on any topic.
-pub fn envelope_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<EnvelopeId>> {
+/// The envelope id of the original alert held under STIX id `id` on `topic` (an index
+/// lookup).
+pub fn envelope_of(
+    conn: &Connection,
+    topic: &str,
+    id: &str,
+) -> rusqlite::Result<Option<EnvelopeId>> {
     let bytes: Option<Vec<u8>> = conn
         .query_row(
-            "SELECT envelope_id FROM alerts WHERE stix_id = ?1 AND original IS NULL LIMIT 1",
-            [id],
+            "SELECT envelope_id FROM alerts WHERE topic_name = ?1 AND stix_id = ?2
+             AND original IS NULL ORDER BY added_us LIMIT 1",
+            [topic, id],
             |r| r.get(0),
         )
         .optional()?;
