@@ -5,16 +5,19 @@
 #[path = "../fixture.rs"]
 mod fixture;
 
-use alertmesh_protocol::wire::{Hello, Request, Response, SyncRequest};
+use alertmesh_protocol::wire::{Directory, Hello, Request, Response, SyncRequest};
 use alertmesh_protocol::{SignedCharter, SignedEnvelope, SignedNodeCert};
 use libfuzzer_sys::fuzz_target;
 
 fn hello(h: &Hello) {
     let _ = SignedNodeCert::decode(&h.cert);
-    for c in &h.charters {
+}
+
+fn directory(d: &Directory) {
+    for c in &d.charters {
         let _ = SignedCharter::decode(c);
     }
-    for c in &h.certs {
+    for c in &d.certs {
         let _ = SignedNodeCert::decode(c);
     }
 }
@@ -33,13 +36,15 @@ fuzz_target!(|data: &[u8]| {
         match &request {
             Request::Hello(h) => hello(h),
             Request::Sync(s) => sync(s),
+            Request::Directory => {}
         }
     }
     if let Ok(response) = Response::decode(data) {
         assert_eq!(response.encode(), data);
         match &response {
             Response::Hello(h) => hello(h),
-            Response::Refused(_) => {}
+            Response::Refused(_) | Response::Busy { .. } => {}
+            Response::Directory(d) => directory(d),
             Response::Sync(page) => {
                 for c in &page.certs {
                     let _ = SignedNodeCert::decode(c);

@@ -6,7 +6,7 @@
 //! | `POST /v1/alerts` | publish `{"topic", "tlp", "alert": {...}}` (or `"update"`, `"retraction"`) |
 //! | `GET /v1/alerts?topic=&after=&limit=` | decrypted alerts after a cursor |
 //! | `GET /v1/alerts?view=current&topic=&after=&limit=` | each alert's current state with its history and sightings |
-//! | `GET /v1/alerts/stream` | live alerts as server-sent events |
+//! | `GET /v1/alerts/stream` | committed alerts as server-sent events (`id` = cursor; resumes after `Last-Event-ID`) |
 //! | `GET /v1/peers` | connected peers |
 //! | `GET /v1/topics` | topics and this org's rights |
 //! | `GET /v1/status` | node status, with the evidence held |
@@ -68,6 +68,15 @@ impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"))
     }
+}
+
+/// A body that is not the JSON asked for: 413 over [`MAX_BODY_BYTES`], else 422.
+fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    let status = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError(status, e.body_text())
 }
 
 /// Reads the bearer token from a file that must be private (0600) and non-empty.
@@ -218,7 +227,7 @@ async fn publish(
     State(state): State<ApiState>,
     body: Result<Json<PublishBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let Json(body) = body.map_err(json_rejection)?;
     match state
         .core
         .publish(body.topic, body.tlp, body.content)
@@ -301,29 +310,128 @@ async fn list_alerts(
     Ok(Json(serde_json::json!({ "alerts": rows, "next": next })))
 }
 
-async fn stream(
-    State(state): State<ApiState>,
-) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
-    let rx = state.core.subscribe();
-    let events = futures::stream::unfold(rx, |mut rx| async move {
+/// Alerts read from the database per catch-up step of a live stream.
+const STREAM_PAGE: usize = 256;
+
+/// Where a live stream stands.
+struct Follow {
+    data_dir: PathBuf,
+    committed: tokio::sync::broadcast::Receiver<store::StoredAlert>,
+    /// The cursor of the last alert sent.
+    cursor: i64,
+    /// Alerts read from the database, not sent yet.
+    backlog: std::collections::VecDeque<store::StoredAlert>,
+    /// Whether the database may hold alerts past `cursor` that the backlog lacks.
+    behind: bool,
+    /// A database read failed: the stream ends (the client resumes with Last-Event-ID).
+    failed: bool,
+}
+
+impl Follow {
+    /// The next alert after `cursor`, or `None` when the node shuts down.
+    async fn next(&mut self) -> Option<Result<store::StoredAlert, String>> {
+        if self.failed {
+            return None;
+        }
         loop {
-            match rx.recv().await {
-                Ok(alert) => {
-                    let event = Event::default()
-                        .event("alert")
-                        .json_data(&alert)
-                        .unwrap_or_default();
-                    return Some((Ok(event), rx));
+            if let Some(alert) = self.backlog.pop_front() {
+                if alert.cursor > self.cursor {
+                    self.cursor = alert.cursor;
+                    return Some(Ok(alert));
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let event = Event::default().event("lagged").data(n.to_string());
-                    return Some((Ok(event), rx));
+                continue;
+            }
+            if self.behind {
+                let (dir, after) = (self.data_dir.clone(), self.cursor);
+                let page = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                    let conn = store::open_reader(&dir)?;
+                    Ok(store::list_alerts(&conn, None, after, STREAM_PAGE)?)
+                })
+                .await;
+                match page {
+                    Ok(Ok(rows)) => {
+                        self.behind = rows.len() == STREAM_PAGE;
+                        self.backlog.extend(rows);
+                    }
+                    Ok(Err(e)) => {
+                        self.failed = true;
+                        return Some(Err(format!("{e:#}")));
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e.to_string()));
+                    }
                 }
+                continue;
+            }
+            match self.committed.recv().await {
+                Ok(alert) => self.backlog.push_back(alert),
+                // Missed some: read them from the database.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.behind = true,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
+    }
+}
+
+/// `GET /v1/alerts/stream`: every alert committed after the client's `Last-Event-ID` (or,
+/// without one, from now on), each once, in cursor order, with its cursor as the event id.
+async fn stream(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|c| *c >= 0)
+                .ok_or_else(|| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        "Last-Event-ID must be an alert cursor (a non-negative integer)".into(),
+                    )
+                })?,
+        ),
+    };
+    // Subscribe before reading where to start, so nothing committed in between is missed.
+    let committed = state.core.subscribe();
+    let cursor = match last_id {
+        Some(c) => c,
+        None => {
+            let dir = state.data_dir.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+                Ok(store::last_cursor(&store::open_reader(&dir)?)?)
+            })
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?
+        }
+    };
+    let follow = Follow {
+        data_dir: state.data_dir.clone(),
+        committed,
+        cursor,
+        backlog: Default::default(),
+        behind: last_id.is_some(),
+        failed: false,
+    };
+    let events = futures::stream::unfold(follow, |mut follow| async move {
+        let event = match follow.next().await? {
+            Ok(alert) => Event::default()
+                .id(alert.cursor.to_string())
+                .event("alert")
+                .json_data(&alert)
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "live stream cannot read the database");
+                Event::default().event("error").data(e)
+            }
+        };
+        Some((Ok(event), follow))
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 async fn peers(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
@@ -339,11 +447,17 @@ async fn status(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiE
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     // The equivocation evidence held, each checked and described.
     let dir = state.data_dir.clone();
-    let reports = tokio::task::spawn_blocking(move || crate::audit::evidence_reports(&dir))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    let (reports, last_cursor) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let reports = crate::audit::evidence_reports(&dir)?;
+        let last = store::last_cursor(&store::open_reader(&dir)?)?;
+        Ok((reports, last))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     status["evidence_reports"] = serde_json::Value::from(reports);
+    // The newest alert's cursor: a live stream resumed from it misses nothing after.
+    status["last_cursor"] = serde_json::Value::from(last_cursor);
     Ok(Json(status))
 }
 
@@ -385,7 +499,7 @@ async fn submit_charter(
     State(state): State<ApiState>,
     body: Result<Json<CharterBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let Json(body) = body.map_err(json_rejection)?;
     let bytes = hex::decode(body.charter.trim()).map_err(|_| {
         ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,

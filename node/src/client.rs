@@ -90,35 +90,82 @@ impl Client {
         self.check(path, resp)
     }
 
-    /// Follows the live stream, calling `on_alert` with each alert's JSON until it
-    /// returns false or the stream ends.
+    /// Follows the live stream from after cursor `after` (or from now, if `None`),
+    /// calling `on_alert` with each alert's JSON until it returns false. A dropped
+    /// connection is resumed with `Last-Event-ID`, so every alert is seen exactly once;
+    /// after [`FOLLOW_RETRIES`] failed reconnects in a row it gives up.
     pub fn follow(
         &self,
+        mut after: Option<i64>,
         mut on_alert: impl FnMut(serde_json::Value) -> bool,
     ) -> anyhow::Result<()> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
             .into();
-        let resp = agent
-            .get(format!("{}/v1/alerts/stream", self.base))
-            .header("Authorization", self.auth())
-            .call()
-            .with_context(|| format!("cannot reach the node's API at {}", self.base))?;
-        if !resp.status().is_success() {
-            bail!("stream refused ({})", resp.status());
-        }
-        let reader = std::io::BufReader::new(resp.into_body().into_reader());
-        for line in reader.lines() {
-            let line = line.context("stream interrupted")?;
-            if let Some(data) = line.strip_prefix("data:") {
-                if let Ok(value) = serde_json::from_str(data.trim()) {
-                    if !on_alert(value) {
-                        break;
+        let mut failures = 0;
+        loop {
+            let mut req = agent
+                .get(format!("{}/v1/alerts/stream", self.base))
+                .header("Authorization", self.auth());
+            if let Some(cursor) = after {
+                req = req.header("Last-Event-ID", cursor.to_string());
+            }
+            let error = match req.call() {
+                Ok(resp) if resp.status().is_success() => {
+                    failures = 0;
+                    let reader = std::io::BufReader::new(resp.into_body().into_reader());
+                    match read_events(reader, &mut after, &mut on_alert) {
+                        Ok(Stop::Asked) => return Ok(()),
+                        Ok(Stop::Ended) => anyhow::anyhow!("the node ended the stream"),
+                        Err(e) => e,
                     }
                 }
+                Ok(resp) => bail!("stream refused ({})", resp.status()),
+                Err(e) => anyhow::Error::new(e)
+                    .context(format!("cannot reach the node's API at {}", self.base)),
+            };
+            failures += 1;
+            if failures > FOLLOW_RETRIES {
+                return Err(error.context("giving up on the live stream"));
             }
+            eprintln!("live stream interrupted ({error:#}); resuming");
+            std::thread::sleep(Duration::from_millis(250 * failures));
         }
-        Ok(())
     }
+}
+
+/// Reconnects in a row [`Client::follow`] tries before it gives up.
+pub const FOLLOW_RETRIES: u64 = 10;
+
+enum Stop {
+    Asked,
+    Ended,
+}
+
+/// Reads server-sent events, tracking the last event id in `after`.
+fn read_events(
+    reader: impl BufRead,
+    after: &mut Option<i64>,
+    on_alert: &mut impl FnMut(serde_json::Value) -> bool,
+) -> anyhow::Result<Stop> {
+    let mut id = None;
+    for line in reader.lines() {
+        let line = line.context("stream interrupted")?;
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().parse::<i64>().ok();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            if let Ok(value) = serde_json::from_str(data.trim()) {
+                if id.is_some() {
+                    *after = id;
+                }
+                if !on_alert(value) {
+                    return Ok(Stop::Asked);
+                }
+            }
+        } else if line.is_empty() {
+            id = None;
+        }
+    }
+    Ok(Stop::Ended)
 }

@@ -10,6 +10,11 @@
 //! log_format = "human"                    # or "json"
 //! sync_interval_ms = 15000                # optional: anti-entropy period (default 15 s)
 //! max_peers = 32                          # optional: admitted peers kept at most (default 32)
+//! max_connections = 64                    # optional: established connections at most
+//! max_pending_incoming = 32               # optional: incoming handshakes in flight at most
+//! max_connections_per_peer = 2            # optional: connections to one peer at most
+//! sync_requests_per_sec = 50              # optional: requests one peer may make per second
+//! sync_bytes_per_sec = 33554432           # optional: sync page bytes served to one peer per second
 //!
 //! [keys]
 //! node_key = "keys/node.key"              # Ed25519 node signing key (0600)
@@ -47,6 +52,11 @@ pub struct Config {
     pub sync_interval: std::time::Duration,
     /// Admitted peers kept at most (`max_peers`); extra connections are pruned.
     pub max_peers: usize,
+    /// libp2p connection limits (`max_connections`, `max_pending_incoming`,
+    /// `max_connections_per_peer`).
+    pub limits: crate::net::ConnectionLimits,
+    /// Per-peer request limits (`sync_requests_per_sec`, `sync_bytes_per_sec`).
+    pub request_limits: crate::core::RequestLimits,
     /// Key files.
     pub keys: KeyPaths,
     /// Local API.
@@ -100,6 +110,16 @@ struct RawConfig {
     sync_interval_ms: Option<u64>,
     #[serde(default)]
     max_peers: Option<usize>,
+    #[serde(default)]
+    max_connections: Option<u32>,
+    #[serde(default)]
+    max_pending_incoming: Option<u32>,
+    #[serde(default)]
+    max_connections_per_peer: Option<u32>,
+    #[serde(default)]
+    sync_requests_per_sec: Option<u32>,
+    #[serde(default)]
+    sync_bytes_per_sec: Option<u64>,
     keys: RawKeys,
     api: RawApi,
 }
@@ -178,6 +198,55 @@ impl Config {
                 "config file {file}: `max_peers` {n} is out of range; write a value from 4 to 10000"
             ),
         };
+        let in_range = |value: Option<u64>, key: &str, lo: u64, hi: u64, default: u64| match value {
+            None => Ok(default),
+            Some(v) if (lo..=hi).contains(&v) => Ok(v),
+            Some(v) => Err(anyhow::anyhow!(
+                "config file {file}: `{key}` {v} is out of range; write a value from {lo} to {hi}"
+            )),
+        };
+        let max_connections = in_range(
+            raw.max_connections.map(u64::from),
+            "max_connections",
+            8,
+            100_000,
+            u64::from(crate::net::default_max_connections(max_peers)),
+        )?;
+        let max_pending_incoming = in_range(
+            raw.max_pending_incoming.map(u64::from),
+            "max_pending_incoming",
+            1,
+            10_000,
+            u64::from(crate::net::DEFAULT_MAX_PENDING_INCOMING),
+        )?;
+        let max_connections_per_peer = in_range(
+            raw.max_connections_per_peer.map(u64::from),
+            "max_connections_per_peer",
+            1,
+            16,
+            u64::from(crate::net::DEFAULT_MAX_CONNECTIONS_PER_PEER),
+        )?;
+        let defaults = crate::core::RequestLimits::default();
+        let request_limits = crate::core::RequestLimits {
+            requests_per_sec: in_range(
+                raw.sync_requests_per_sec.map(u64::from),
+                "sync_requests_per_sec",
+                1,
+                100_000,
+                u64::from(defaults.requests_per_sec),
+            )? as u32,
+            bytes_per_sec: in_range(
+                raw.sync_bytes_per_sec,
+                "sync_bytes_per_sec",
+                64 * 1024,
+                1 << 40,
+                defaults.bytes_per_sec,
+            )?,
+        };
+        let limits = crate::net::ConnectionLimits::default()
+            .with_max_established(Some(max_connections as u32))
+            .with_max_pending_incoming(Some(max_pending_incoming as u32))
+            .with_max_established_per_peer(Some(max_connections_per_peer as u32));
         for a in &bootstrap {
             if !a
                 .iter()
@@ -198,6 +267,8 @@ impl Config {
             log_format: raw.log_format,
             sync_interval,
             max_peers,
+            limits,
+            request_limits,
             keys: KeyPaths {
                 node_key: resolve(&raw.keys.node_key),
                 agreement_key: resolve(&raw.keys.agreement_key),
@@ -308,5 +379,48 @@ mod tests {
                 .unwrap_err()
         );
         assert!(e.contains("n.toml") && e.contains("max_peers"), "{e}");
+    }
+
+    #[test]
+    fn connection_and_request_limits_default_and_are_bounded() {
+        let c = Config::parse(&sample(), Path::new("n.toml")).unwrap();
+        assert_eq!(
+            c.request_limits.requests_per_sec,
+            crate::core::RequestLimits::default().requests_per_sec
+        );
+        let c = Config::parse(
+            &format!(
+                "sync_requests_per_sec = 5
+sync_bytes_per_sec = 100000
+{}",
+                sample()
+            ),
+            Path::new("n.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.request_limits.requests_per_sec, 5);
+        assert_eq!(c.request_limits.bytes_per_sec, 100_000);
+        for bad in [
+            "max_connections = 2",
+            "max_pending_incoming = 0",
+            "max_connections_per_peer = 99",
+            "sync_requests_per_sec = 0",
+            "sync_bytes_per_sec = 10",
+        ] {
+            let key = bad.split(' ').next().unwrap();
+            let e = format!(
+                "{:#}",
+                Config::parse(
+                    &format!(
+                        "{bad}
+{}",
+                        sample()
+                    ),
+                    Path::new("n.toml")
+                )
+                .unwrap_err()
+            );
+            assert!(e.contains("n.toml") && e.contains(key), "{e}");
+        }
     }
 }

@@ -6,23 +6,26 @@
 //! Writes go to the database writer; an envelope is reported `Accept` to gossipsub (and
 //! so forwarded) only after its row is committed.
 
+mod admission;
 mod governance;
 mod peers;
 mod penalty;
+mod requests;
 
+pub use admission::{ADMISSION_TIMEOUT, RequestLimits};
 pub use peers::DEFAULT_MAX_PEERS;
 
 pub use governance::SubmitError;
 
 use crate::metrics::Metrics;
-use crate::net::{BAD_PEER_SCORE, NetCommand, NetEvent, NetHandle};
+use crate::net::{EventReceivers, Gossip, NetCommand, NetEvent, NetHandle, RequestTag};
 use crate::store::{self, AlertRow, EnvelopeRow, StoredAlert, Write, Writer};
 use alertmesh_protocol::cert::CertError;
 use alertmesh_protocol::chain::{ChainEntry, ChainView};
 use alertmesh_protocol::charter::CharterError;
 use alertmesh_protocol::charter::TopicRule;
 use alertmesh_protocol::evidence::Evidence;
-use alertmesh_protocol::wire::{self, Hello, MAX_HELLO_CERTS, MAX_HELLO_CHARTERS};
+use alertmesh_protocol::wire;
 use alertmesh_protocol::{
     AgreementKey, AgreementPublicKey, CertDirectory, CharterChain, CharterUpdate, Content,
     ControlMessage, Draft, EnvelopeId, KeyPackage, Kind, NodeKey, NodePublicKey, OrgId,
@@ -30,7 +33,7 @@ use alertmesh_protocol::{
     Validator, Verdict,
 };
 use libp2p::PeerId;
-use libp2p::gossipsub::{MessageAcceptance, MessageId, TopicHash};
+use libp2p::gossipsub::{MessageAcceptance, TopicHash};
 use rand::rngs::OsRng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -38,14 +41,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Requests queued from the API and CLI.
 const REQUEST_QUEUE: usize = 256;
-/// Live alert events buffered per subscriber.
-pub const EVENT_BUFFER: usize = 1024;
 /// Undecryptable envelopes kept in memory awaiting a sender key.
 const MAX_PENDING: usize = 50_000;
-/// A connected peer must show a valid certificate within this time.
-pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a refused peer stays banned.
-const BAN_TIME: Duration = Duration::from_secs(60);
 /// Key packages go out this long after the last change of a topic's readers.
 const KEY_PACKAGE_DEBOUNCE: Duration = Duration::from_millis(400);
 /// Anti-entropy runs this often unless the config's `sync_interval_ms` says otherwise.
@@ -200,7 +197,7 @@ pub struct TopicInfo {
 #[derive(Clone)]
 pub struct CoreHandle {
     tx: mpsc::Sender<Request>,
-    events: broadcast::Sender<StoredAlert>,
+    writer: Writer,
 }
 
 impl CoreHandle {
@@ -250,9 +247,10 @@ impl CoreHandle {
             .await
     }
 
-    /// Live stream of alerts decrypted (or published) by this node.
+    /// Alerts decrypted (or published) by this node, each once its row is committed, with
+    /// its cursor.
     pub fn subscribe(&self) -> broadcast::Receiver<StoredAlert> {
-        self.events.subscribe()
+        self.writer.subscribe()
     }
 }
 
@@ -316,12 +314,30 @@ struct OwnTopic {
 
 struct PeerState {
     connected_at: Instant,
+    /// Its org, once admitted.
     org: Option<OrgId>,
     /// The node key its certificate names (once admitted).
     node: Option<NodePublicKey>,
     subscriptions: HashSet<TopicHash>,
     /// Offence penalty, fed into its gossipsub application score (see `penalty`).
     penalty: f64,
+    /// A certificate of an org our charter does not know, judged again once the peer's
+    /// directory (newer charters) is in.
+    unjudged: Option<SignedNodeCert>,
+    /// Whether we asked it for its directory on this connection.
+    directory_asked: bool,
+    /// Its directory request, answered once it is admitted.
+    directory_waiting: Option<libp2p::request_response::ResponseChannel<Vec<u8>>>,
+    /// What it may still ask of us.
+    throttle: admission::Throttle,
+}
+
+/// What an outbound request of ours asked for.
+#[derive(Debug, Clone, Copy)]
+enum Outstanding {
+    Hello,
+    Directory,
+    Sync(TopicId),
 }
 
 /// The core's state.
@@ -339,7 +355,13 @@ pub struct Core {
     /// Decrypted alerts: id → (org, topic), for update/retraction authorship checks.
     alert_origin: HashMap<EnvelopeId, (OrgId, TopicId)>,
     peers: HashMap<PeerId, PeerState>,
-    banned: HashMap<PeerId, Instant>,
+    /// Our requests awaiting an answer, by tag.
+    outstanding: HashMap<RequestTag, (PeerId, Outstanding)>,
+    next_tag: u64,
+    /// Per-peer request limits.
+    request_limits: RequestLimits,
+    /// Sync requests to send again once a busy peer's wait is over.
+    sync_retries: Vec<(Instant, PeerId, TopicId)>,
     topic_by_hash: HashMap<TopicHash, TopicId>,
     evidence: HashSet<[u8; 32]>,
     /// Open sync sessions: pages requested per (peer, topic).
@@ -355,7 +377,6 @@ pub struct Core {
     reader: std::sync::Mutex<rusqlite::Connection>,
     data_dir: std::path::PathBuf,
     net: NetHandle,
-    events: broadcast::Sender<StoredAlert>,
     metrics: Metrics,
     next_cert_announce: Instant,
     /// Set by `on_envelope` / `on_control` when the message just judged counts against
@@ -432,6 +453,8 @@ pub struct CoreParts {
     pub sync_period: Duration,
     /// Admitted peers kept at most ([`DEFAULT_MAX_PEERS`] by default).
     pub max_peers: usize,
+    /// Per-peer request limits.
+    pub request_limits: RequestLimits,
 }
 
 impl Core {
@@ -448,6 +471,7 @@ impl Core {
             metrics,
             sync_period,
             max_peers,
+            request_limits,
         } = parts;
         for bytes in &loaded.charters {
             let signed = SignedCharter::decode(bytes)
@@ -457,11 +481,10 @@ impl Core {
             }
         }
         let org = me.cert.cert().org_id.clone();
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
         let handle = CoreHandle {
             tx,
-            events: events.clone(),
+            writer: writer.clone(),
         };
         let mut core = Self {
             org,
@@ -475,7 +498,10 @@ impl Core {
             pending_len: 0,
             alert_origin: HashMap::new(),
             peers: HashMap::new(),
-            banned: HashMap::new(),
+            outstanding: HashMap::new(),
+            next_tag: 0,
+            request_limits,
+            sync_retries: Vec::new(),
             topic_by_hash: HashMap::new(),
             evidence: HashSet::new(),
             sync_rounds: HashMap::new(),
@@ -489,7 +515,6 @@ impl Core {
             reader: std::sync::Mutex::new(reader),
             data_dir,
             net,
-            events,
             metrics,
             next_cert_announce: Instant::now() + Duration::from_secs(2),
             offence: None,
@@ -600,17 +625,27 @@ impl Core {
     /// Runs until shutdown.
     pub async fn run(
         mut self,
-        mut net_events: mpsc::Receiver<NetEvent>,
+        net: EventReceivers,
         mut requests: mpsc::Receiver<Request>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
+        let EventReceivers {
+            mut gossip,
+            mut events,
+        } = net;
         self.sync_subscriptions().await;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
+                // Connection and request events first: they are never shed.
+                biased;
                 _ = shutdown.changed() => break,
-                ev = net_events.recv() => match ev {
+                ev = events.recv() => match ev {
                     Some(ev) => self.on_net_event(ev).await,
+                    None => break,
+                },
+                msg = gossip.recv() => match msg {
+                    Some(msg) => self.on_gossip(msg).await,
                     None => break,
                 },
                 req = requests.recv() => match req {
@@ -632,28 +667,10 @@ impl Core {
 
     async fn on_net_event(&mut self, ev: NetEvent) {
         match ev {
-            NetEvent::Gossip {
-                source,
-                id,
-                topic,
-                data,
-            } => self.on_gossip(source, id, topic, data).await,
-            NetEvent::Connected(peer) => {
-                self.peers.insert(
-                    peer,
-                    PeerState {
-                        connected_at: Instant::now(),
-                        org: None,
-                        node: None,
-                        subscriptions: HashSet::new(),
-                        penalty: 0.0,
-                    },
-                );
-                let hello = wire::Request::Hello(self.my_hello()).encode();
-                self.send(NetCommand::Request(peer, hello)).await;
-            }
+            NetEvent::Connected(peer) => self.on_connected(peer).await,
             NetEvent::Disconnected(peer) => {
                 self.sync_rounds.retain(|(p, _), _| *p != peer);
+                self.outstanding.retain(|_, (p, _)| *p != peer);
                 if self.peers.remove(&peer).is_some_and(|p| p.org.is_some()) {
                     self.metrics.admitted_peers.dec();
                 }
@@ -668,151 +685,18 @@ impl Core {
                 peer,
                 data,
                 channel,
-            } => {
-                let response = match wire::Request::decode(&data) {
-                    Ok(wire::Request::Hello(hello)) => match self.on_hello(peer, hello).await {
-                        Ok(()) => wire::Response::Hello(self.my_hello()),
-                        Err(reason) => wire::Response::Refused(reason),
-                    },
-                    Ok(wire::Request::Sync(req)) => match self.serve_sync(peer, &req) {
-                        Ok(page) => wire::Response::Sync(page),
-                        Err(reason) => wire::Response::Refused(reason),
-                    },
-                    Err(e) => {
-                        self.refuse(peer, &format!("malformed request: {e}")).await;
-                        wire::Response::Refused("malformed request".into())
-                    }
+            } => self.on_request_frame(peer, &data, channel).await,
+            NetEvent::Response { peer, tag, data } => {
+                let Some((_, what)) = self.outstanding.remove(&tag) else {
+                    return;
                 };
-                self.send(NetCommand::Respond(channel, response.encode()))
-                    .await;
+                self.on_response(peer, what, &data).await;
             }
-            NetEvent::Response { peer, data } => match wire::Response::decode(&data) {
-                Ok(wire::Response::Hello(hello)) => {
-                    let _ = self.on_hello(peer, hello).await;
+            NetEvent::RequestFailed { peer, tag, error } => {
+                if let Some((_, what)) = self.outstanding.remove(&tag) {
+                    self.on_request_failed(peer, what, error).await;
                 }
-                Ok(wire::Response::Sync(page)) => self.on_sync_page(peer, page).await,
-                Ok(wire::Response::Refused(reason)) => {
-                    tracing::warn!(%peer, %reason, "peer refused our hello");
-                }
-                Err(e) => self.refuse(peer, &format!("malformed response: {e}")).await,
-            },
-        }
-    }
-
-    fn my_hello(&self) -> Hello {
-        Hello {
-            cert: self.me.cert.as_bytes().to_vec(),
-            charters: self
-                .charters
-                .history()
-                .iter()
-                .skip(1)
-                .rev()
-                .take(MAX_HELLO_CHARTERS)
-                .rev()
-                .map(|c| c.as_bytes().to_vec())
-                .collect(),
-            certs: self
-                .certs
-                .all()
-                .take(MAX_HELLO_CERTS)
-                .map(|c| c.as_bytes().to_vec())
-                .collect(),
-        }
-    }
-
-    /// Checks a peer's hello; admits it or refuses (and bans) it.
-    async fn on_hello(&mut self, peer: PeerId, hello: Hello) -> Result<(), String> {
-        for bytes in hello.charters.iter().take(MAX_HELLO_CHARTERS) {
-            if let Ok(c) = SignedCharter::decode(bytes) {
-                let _ = self.offer_charter(c).await;
             }
-        }
-        for bytes in hello.certs.iter().take(MAX_HELLO_CERTS) {
-            if let Ok(c) = SignedNodeCert::decode(bytes) {
-                let _ = self.learn_cert(c).await;
-            }
-        }
-        let verdict = self.check_peer_cert(peer, &hello.cert);
-        match verdict {
-            Ok(cert) => {
-                let org = cert.cert().org_id.clone();
-                let node = cert.cert().node_sign_pub;
-                let _ = self.learn_cert(cert).await;
-                let newly = self
-                    .peers
-                    .get_mut(&peer)
-                    .map(|p| {
-                        p.node = Some(node);
-                        p.org.replace(org.clone()).is_none()
-                    })
-                    .unwrap_or(false);
-                if newly {
-                    self.metrics.admitted_peers.inc();
-                    tracing::info!(%peer, %org, "peer admitted");
-                    self.start_sync(peer).await;
-                    let subs: Vec<TopicHash> = self
-                        .peers
-                        .get(&peer)
-                        .map(|p| p.subscriptions.iter().cloned().collect())
-                        .unwrap_or_default();
-                    for t in subs {
-                        self.check_subscription(peer, &t).await;
-                    }
-                }
-                Ok(())
-            }
-            Err(reason) => {
-                self.refuse(peer, &reason).await;
-                Err(reason)
-            }
-        }
-    }
-
-    fn check_peer_cert(&mut self, peer: PeerId, bytes: &[u8]) -> Result<SignedNodeCert, String> {
-        let cert = SignedNodeCert::decode(bytes)
-            .map_err(|e| format!("certificate does not decode: {e}"))?;
-        let charter = self.charters.current().charter();
-        let node = cert.cert().node_sign_pub;
-        if crate::net::peer_id_of(&node) != Some(peer) {
-            return Err("certificate is for another node key".into());
-        }
-        let member = charter
-            .member(&cert.cert().org_id)
-            .ok_or("org is not a member")?;
-        cert.verify(&charter.network_id, &member.root_pub)
-            .map_err(|e| e.to_string())?;
-        if !cert.valid_at(now_ms()) {
-            return Err("certificate is expired or not yet valid".into());
-        }
-        if charter.is_revoked(&node) {
-            return Err("certificate is revoked".into());
-        }
-        Ok(cert)
-    }
-
-    async fn refuse(&mut self, peer: PeerId, reason: &str) {
-        tracing::warn!(%peer, %reason, "refusing peer");
-        self.metrics.refused_peers.inc();
-        if self.peers.remove(&peer).is_some_and(|p| p.org.is_some()) {
-            self.metrics.admitted_peers.dec();
-        }
-        self.banned.insert(peer, Instant::now());
-        self.send(NetCommand::Ban(peer)).await;
-    }
-
-    /// A peer in a topic its org may not read is scored below the graylist threshold.
-    async fn check_subscription(&mut self, peer: PeerId, topic: &TopicHash) {
-        let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else {
-            return;
-        };
-        let Some(id) = self.topic_by_hash.get(topic) else {
-            return;
-        };
-        let charter = self.charters.current().charter();
-        if *id != TopicId::control(&charter.network_id) && !charter.may_read(&org, id) {
-            tracing::warn!(%peer, %org, "peer subscribed to a topic its org may not read; scoring it down");
-            self.send(NetCommand::Score(peer, BAD_PEER_SCORE)).await;
         }
     }
 
@@ -884,9 +768,16 @@ impl Core {
         }
     }
 
-    async fn on_gossip(&mut self, source: PeerId, id: MessageId, topic: TopicHash, data: Vec<u8>) {
-        let admitted = self.peers.get(&source).is_some_and(|p| p.org.is_some());
-        if !admitted {
+    async fn on_gossip(&mut self, msg: Gossip) {
+        let Gossip {
+            source,
+            id,
+            topic,
+            data,
+        } = msg;
+        // The swarm opens gossip to admitted peers only; this catches a peer refused
+        // while its message was queued.
+        if !self.is_admitted(&source) {
             self.metrics.verdict("reject", "unadmitted_peer");
             self.send(NetCommand::Report(id, source, MessageAcceptance::Reject))
                 .await;
@@ -998,15 +889,12 @@ impl Core {
             received_ms: now,
         })];
         // The envelope row goes before any row that refers to it.
-        let alert = decrypted.map(|(row, alert)| {
+        if let Some(row) = decrypted {
             writes.push(Write::Alert(row));
-            alert
-        });
+            self.metrics.delivered.inc();
+        }
         // If the writer is gone, a gossip message is never reported, so never forwarded.
         let _ = self.writer.write_all(writes, self.on_commit.take()).await;
-        if let Some(alert) = alert {
-            self.announce(alert);
-        }
         match kind {
             Kind::KeyPackage => {
                 if let Some(key_id) = self.learn_key_package(&env) {
@@ -1081,26 +969,21 @@ impl Core {
     }
 
     async fn deliver(&mut self, env: &SignedEnvelope, org: &OrgId) {
-        if let Some((row, alert)) = self.decrypt_and_record(env, org, true) {
+        if let Some(row) = self.decrypt_and_record(env, org, true) {
             let _ = self.writer.write(Write::Alert(row)).await;
-            self.announce(alert);
+            self.metrics.delivered.inc();
         }
     }
 
-    /// Hands a delivered alert to the node's subscribers.
-    fn announce(&self, alert: StoredAlert) {
-        self.metrics.delivered.inc();
-        let _ = self.events.send(alert);
-    }
-
-    /// Decrypts, checks authorship of amendments, and returns the row to store and the
-    /// event to broadcast. With `live = false` the row is written directly (start-up).
+    /// Decrypts, checks authorship of amendments, and returns the row to store (the writer
+    /// announces it once committed). With `live = false` the row is written directly
+    /// (start-up).
     fn decrypt_and_record(
         &mut self,
         env: &SignedEnvelope,
         org: &OrgId,
         live: bool,
-    ) -> Option<(AlertRow, StoredAlert)> {
+    ) -> Option<AlertRow> {
         let h = env.header();
         let key = self.keys.get(&(h.author, h.topic_id, h.key_epoch))?;
         let content = match env.open(key) {
@@ -1135,7 +1018,7 @@ impl Core {
                 self.metrics.delivery_latency.observe(latency);
             }
         }
-        let (row, alert) = self.alert_row(env, org, &content);
+        let row = self.alert_row(env, org, &content);
         if !live {
             let writer = self.writer.clone();
             let row2 = row.clone();
@@ -1143,15 +1026,10 @@ impl Core {
                 let _ = writer.write(Write::Alert(row2)).await;
             });
         }
-        Some((row, alert))
+        Some(row)
     }
 
-    fn alert_row(
-        &self,
-        env: &SignedEnvelope,
-        org: &OrgId,
-        content: &Content,
-    ) -> (AlertRow, StoredAlert) {
+    fn alert_row(&self, env: &SignedEnvelope, org: &OrgId, content: &Content) -> AlertRow {
         let h = env.header();
         let topic_name = self
             .charters
@@ -1160,31 +1038,16 @@ impl Core {
             .topic(&h.topic_id)
             .map(|t| t.name.clone())
             .unwrap_or_default();
-        let content_json = serde_json::to_string(content).unwrap_or_default();
-        let kind = h.kind.as_str().to_string();
-        let row = AlertRow {
+        AlertRow {
             envelope_id: env.id(),
-            topic_name: topic_name.clone(),
+            topic_name,
             org: org.to_string(),
-            kind: kind.clone(),
+            kind: h.kind.as_str().to_string(),
             original: content.original(),
             tlp: h.tlp.to_string(),
             timestamp_ms: h.timestamp_ms,
-            content_json,
-        };
-        let alert = StoredAlert {
-            cursor: 0,
-            id: env.id().to_hex(),
-            topic: topic_name,
-            org: org.to_string(),
-            kind,
-            original: content.original().map(|o| o.to_hex()),
-            tlp: h.tlp.to_string(),
-            timestamp_ms: h.timestamp_ms as i64,
-            received_ms: now_ms() as i64,
-            content: serde_json::to_value(content).unwrap_or_default(),
-        };
-        (row, alert)
+            content_json: serde_json::to_string(content).unwrap_or_default(),
+        }
     }
 
     async fn on_control(&mut self, data: &[u8], source: PeerId) -> Judgement {
@@ -1237,9 +1100,9 @@ impl Core {
                     Ok(CharterUpdate::Adopted(_)) | Ok(CharterUpdate::Fork(_)) => Judgement::Accept,
                     Ok(CharterUpdate::AlreadyKnown) => Judgement::Ignore,
                     Err(CharterError::MissingPredecessor { .. }) => {
-                        // We are behind: the source's hello carries the versions between.
-                        let hello = wire::Request::Hello(self.my_hello()).encode();
-                        self.send(NetCommand::Request(source, hello)).await;
+                        // We are behind: the source's directory has the versions between.
+                        let ask = wire::Request::Directory.encode();
+                        self.request(source, ask, Outstanding::Directory).await;
                         Judgement::Ignore
                     }
                     Err(_) => {
@@ -1299,6 +1162,7 @@ impl Core {
                 Kind::Evidence,
                 Tlp::Clear,
                 &evidence.encode(),
+                None,
             )
             .await;
     }
@@ -1335,13 +1199,15 @@ impl Core {
         }
     }
 
-    /// Seals and stores an envelope of ours; publishes it once committed.
+    /// Seals and stores an envelope of ours (with the row of `alert`, its readable content,
+    /// in the same transaction); publishes it once committed.
     async fn publish_own(
         &mut self,
         topic: TopicId,
         kind: Kind,
         tlp: Tlp,
         payload: &[u8],
+        alert: Option<&Content>,
     ) -> Result<(SignedEnvelope, oneshot::Receiver<Result<(), String>>), PublishError> {
         let me = self.me.key.public();
         let (seq, prev) = self
@@ -1398,15 +1264,18 @@ impl Core {
             env.as_bytes().to_vec()
         };
         let topic_hash = TopicHash::from_raw(topic.gossip_name(&net_id));
-        let row = Write::Envelope(EnvelopeRow {
+        let mut rows = vec![Write::Envelope(EnvelopeRow {
             envelope: env.clone(),
             received_ms: now_ms(),
-        });
+        })];
+        if let Some(content) = alert {
+            rows.push(Write::Alert(self.alert_row(&env, &self.org, content)));
+        }
         // Published only once it is on disk, so a restart can never reuse its sequence
         // number.
         writer
             .write_all(
-                vec![row],
+                rows,
                 Some(Box::new(move |result| {
                     if result.is_ok() {
                         let _ = netw.send_blocking(NetCommand::Publish(topic_hash, gossip));
@@ -1421,29 +1290,8 @@ impl Core {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
-        // Admission deadline.
-        let late: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                p.org.is_none() && now.duration_since(p.connected_at) > ADMISSION_TIMEOUT
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for peer in late {
-            self.refuse(peer, "no valid certificate shown in time")
-                .await;
-        }
-        let expired: Vec<PeerId> = self
-            .banned
-            .iter()
-            .filter(|(_, t)| now.duration_since(**t) > BAN_TIME)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in expired {
-            self.banned.remove(&peer);
-            self.send(NetCommand::Unban(peer)).await;
-        }
+        self.refuse_late(now).await;
+        self.retry_busy_syncs(now).await;
         // Key packages whose reader set changed.
         let due: Vec<TopicId> = self
             .own
@@ -1544,7 +1392,7 @@ impl Core {
         let key = own.key.clone();
         self.keys.insert(key_id, key);
         if let Err(e) = self
-            .publish_own(topic, Kind::KeyPackage, Tlp::Clear, &pkg.encode())
+            .publish_own(topic, Kind::KeyPackage, Tlp::Clear, &pkg.encode(), None)
             .await
         {
             tracing::warn!(error = %e, "cannot publish key package");
@@ -1561,14 +1409,10 @@ impl Core {
             } => {
                 let result = self.local_publish(&topic, tlp, content).await;
                 match result {
-                    Ok((receipt, done, alert)) => {
-                        let events = self.events.clone();
+                    Ok((receipt, done)) => {
                         tokio::spawn(async move {
                             let result = match done.await {
-                                Ok(Ok(())) => {
-                                    let _ = events.send(alert);
-                                    Ok(receipt)
-                                }
+                                Ok(Ok(())) => Ok(receipt),
                                 Ok(Err(e)) => Err(PublishError::Storage(e)),
                                 Err(_) => Err(PublishError::Storage("writer stopped".into())),
                             };
@@ -1597,7 +1441,7 @@ impl Core {
         name: &str,
         tlp: Tlp,
         content: Content,
-    ) -> Result<(Receipt, oneshot::Receiver<Result<(), String>>, StoredAlert), PublishError> {
+    ) -> Result<(Receipt, oneshot::Receiver<Result<(), String>>), PublishError> {
         let charter = self.charters.current().charter().clone();
         let rule = charter
             .topic_by_name(name)
@@ -1640,15 +1484,20 @@ impl Core {
         if self.own.get(&topic).is_some_and(|o| o.due.is_some()) {
             self.refresh_key_package(topic).await;
         }
+        // The alert row commits in the envelope's transaction; the receipt waits for it.
         let (env, done) = self
-            .publish_own(topic, content.kind(), tlp, &content.encode())
+            .publish_own(
+                topic,
+                content.kind(),
+                tlp,
+                &content.encode(),
+                Some(&content),
+            )
             .await?;
         if content.original().is_none() {
             self.alert_origin
                 .insert(env.id(), (self.org.clone(), topic));
         }
-        let (row, alert) = self.alert_row(&env, &self.org.clone(), &content);
-        let _ = self.writer.write(Write::Alert(row)).await;
         Ok((
             Receipt {
                 id: env.id(),
@@ -1656,7 +1505,6 @@ impl Core {
                 seq: env.header().seq,
             },
             done,
-            alert,
         ))
     }
 
@@ -1761,7 +1609,24 @@ impl Core {
             topic,
             have: self.summary(&topic),
         });
-        self.send(NetCommand::Request(peer, req.encode())).await;
+        self.request(peer, req.encode(), Outstanding::Sync(topic))
+            .await;
+    }
+
+    /// Asks again the busy peers whose wait is over.
+    async fn retry_busy_syncs(&mut self, now: Instant) {
+        if self.sync_retries.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sync_retries)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.sync_retries = later;
+        for (_, peer, topic) in due {
+            if self.is_admitted(&peer) && self.sync_rounds.contains_key(&(peer, topic)) {
+                self.request_sync(peer, topic).await;
+            }
+        }
     }
 
     /// Answers a sync request with one bounded page, if the peer's org may read the topic.

@@ -32,6 +32,16 @@ struct Daemons {
 }
 
 impl Daemons {
+    /// Fails if a daemon the demo started has exited.
+    fn check(&mut self) -> anyhow::Result<()> {
+        for (org, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("the node of {org} exited ({status}); its log is below");
+            }
+        }
+        Ok(())
+    }
+
     fn stop(&mut self) {
         for (_, child) in &mut self.children {
             // SIGTERM: the node flushes and exits; SIGKILL if it does not.
@@ -91,12 +101,26 @@ fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lays out a runnable copy of the example network in `dir`; returns each org's config path.
-fn materialize(
-    example: &Path,
-    dir: &Path,
-    fixed_ports: bool,
-) -> anyhow::Result<Vec<(String, PathBuf)>> {
+/// One org's node as the demo lays it out.
+struct DemoNode {
+    org: String,
+    config: PathBuf,
+    /// The peer id of its node key: its API must report this one.
+    peer_id: String,
+}
+
+/// Fails with the fix if a fixed port is taken (by another network, say).
+fn check_port_free(port: u16, what: &str) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(("127.0.0.1", port)).map(drop).with_context(|| {
+        format!(
+            "port {port} ({what}) is already in use, perhaps by another `alertmesh demo --keep`; \
+             stop that network (Ctrl-C in its terminal), or run the demo without --keep (free ports)"
+        )
+    })
+}
+
+/// Lays out a runnable copy of the example network in `dir`.
+fn materialize(example: &Path, dir: &Path, fixed_ports: bool) -> anyhow::Result<Vec<DemoNode>> {
     std::fs::create_dir_all(dir)?;
     std::fs::copy(example.join("charter-v1.bin"), dir.join("charter-v1.bin"))?;
     let hash = std::fs::read_to_string(example.join("genesis-hash.txt"))?
@@ -105,15 +129,16 @@ fn materialize(
     let mut ports = Vec::new();
     let mut peers = Vec::new();
     for (i, (org, _, _)) in ORGS.iter().enumerate() {
-        let p2p = if fixed_ports {
-            example::BASE_P2P_PORT + i as u16
+        let (p2p, api) = if fixed_ports {
+            let ports = (
+                example::BASE_P2P_PORT + i as u16,
+                example::BASE_API_PORT + i as u16,
+            );
+            check_port_free(ports.0, &format!("libp2p of {org}"))?;
+            check_port_free(ports.1, &format!("API of {org}"))?;
+            ports
         } else {
-            free_port()?
-        };
-        let api = if fixed_ports {
-            example::BASE_API_PORT + i as u16
-        } else {
-            free_port()?
+            (free_port()?, free_port()?)
         };
         ports.push((p2p, api));
         let key = alertmesh_protocol::keyfile::SecretKeyFile::parse(
@@ -153,15 +178,25 @@ fn materialize(
         );
         let path = node_dir.join("node.toml");
         std::fs::write(&path, text)?;
-        out.push(((*org).to_string(), path));
+        out.push(DemoNode {
+            org: (*org).to_string(),
+            config: path,
+            peer_id: peers[i].clone(),
+        });
     }
     Ok(out)
 }
 
-fn wait_until(what: &str, mut ready: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+/// Polls `ready` until it holds; fails at once if a daemon exits or `ready` fails.
+fn wait_until(
+    daemons: &mut Daemons,
+    what: &str,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + WAIT;
     loop {
-        if ready().unwrap_or(false) {
+        daemons.check()?;
+        if ready()? {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -314,7 +349,11 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if opts.keep && dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
-    let configs = materialize(&example, &dir, opts.keep)?;
+    let nodes = materialize(&example, &dir, opts.keep)?;
+    let configs: Vec<(String, PathBuf)> = nodes
+        .iter()
+        .map(|n| (n.org.clone(), n.config.clone()))
+        .collect();
     let exe = std::env::current_exe()?;
     println!(
         "alertmesh demo: starting {} organizations as separate daemons in {}",
@@ -346,17 +385,10 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         clients.insert(org.clone(), Client::from_config(&Config::load(path)?)?);
     }
     let started = Instant::now();
-    let result = exercise(&clients, &configs, &mut daemons, started);
+    let result = exercise(&clients, &nodes, &mut daemons, started);
     if let Err(e) = &result {
         eprintln!("demo failed: {e:#}");
-        for (org, path) in &configs {
-            let log = std::fs::read_to_string(path.with_file_name("node.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(8).collect();
-            eprintln!("--- last lines of {org}'s log ---");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
+        print_logs(&configs);
         return result;
     }
     if opts.keep {
@@ -375,20 +407,23 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(async {
+        let exited = rt.block_on(async {
             use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
+            let mut term = signal(SignalKind::terminate())?;
+            let mut check = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = term.recv() => return Ok(()),
+                    _ = check.tick() => daemons.check()?,
                 }
             }
         });
+        if let Err(e) = exited {
+            eprintln!("demo failed: {e:#}");
+            print_logs(&configs);
+            return Err(e);
+        }
     }
     print!("\nstopping the network ... ");
     daemons.stop();
@@ -396,24 +431,44 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn print_logs(configs: &[(String, PathBuf)]) {
+    for (org, path) in configs {
+        let log = std::fs::read_to_string(path.with_file_name("node.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+        eprintln!("--- last lines of {org}'s log ---");
+        for line in tail.iter().rev() {
+            eprintln!("{line}");
+        }
+    }
+}
+
 fn exercise(
     clients: &BTreeMap<String, Client>,
-    configs: &[(String, PathBuf)],
+    nodes: &[DemoNode],
     daemons: &mut Daemons,
     started: Instant,
 ) -> anyhow::Result<()> {
-    // 1. The mesh: every node admits every other.
-    let n = configs.len();
-    wait_until("every node to admit its peers", || {
-        for (org, child) in &mut daemons.children {
-            if let Ok(Some(status)) = child.try_wait() {
-                bail!("the node of {org} exited ({status})");
+    // 1. Each API answering is the node the demo started (not another network's), and
+    //    the mesh forms: every node admits every other.
+    let n = nodes.len();
+    wait_until(daemons, "every node to admit its peers", || {
+        let mut all = true;
+        for node in nodes {
+            let Ok(status) = clients[&node.org].get::<Value>("/v1/status") else {
+                all = false; // not listening yet
+                continue;
+            };
+            let answered = status["peer_id"].as_str().unwrap_or("");
+            if answered != node.peer_id {
+                bail!(
+                    "the API configured for {} answers as peer {answered}, not as the node the demo started ({}): another network holds its port",
+                    node.org,
+                    node.peer_id
+                );
             }
+            all &= status["admitted_peers"].as_u64() == Some(n as u64 - 1);
         }
-        Ok(clients.values().all(|c| {
-            c.get::<Value>("/v1/status")
-                .is_ok_and(|s| s["admitted_peers"].as_u64() == Some(n as u64 - 1))
-        }))
+        Ok(all)
     })?;
     // 2. Sender keys: every reader holds every publisher's key for each topic it reads.
     let topics: Vec<Value> = clients
@@ -442,7 +497,7 @@ fn exercise(
             .and_then(|t| t["publishers"].as_array())
             .map_or(0, |a| a.len() as u64)
     };
-    wait_until("sender keys to reach every reader", || {
+    wait_until(daemons, "sender keys to reach every reader", || {
         Ok(clients.values().all(|c| {
             c.get::<Value>("/v1/status").is_ok_and(|s| {
                 s["sender_keys"].as_object().is_some_and(|m| {
@@ -512,7 +567,7 @@ fn exercise(
         let page: Value = c.get("/v1/alerts?limit=1000")?;
         Ok(page["alerts"].as_array().cloned().unwrap_or_default())
     };
-    wait_until("every alert to reach every reader", || {
+    wait_until(daemons, "every alert to reach every reader", || {
         Ok(clients.iter().all(|(org, c)| {
             received(c).is_ok_and(|rows| {
                 let ids: BTreeSet<String> = rows
@@ -576,5 +631,6 @@ fn exercise(
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0)
     );
-    Ok(())
+    // Everything above came from the daemons the demo started, and they are still up.
+    daemons.check()
 }

@@ -340,7 +340,12 @@ pub fn print_state(s: &AlertState) {
 /// sighting changes.
 pub fn tail(client: &Client, topic: Option<&str>, live_only: bool) -> anyhow::Result<()> {
     let mut titles: HashMap<String, String> = HashMap::new();
+    // The live stream starts right after what the backfill below can show, so nothing
+    // committed while it runs is missed.
+    let mut start = None;
     if !live_only {
+        let status: serde_json::Value = client.get("/v1/status")?;
+        start = status["last_cursor"].as_i64();
         let mut after = 0i64;
         loop {
             let mut path = format!("/v1/alerts?view=current&limit={MAX_VIEW_PAGE}&after={after}");
@@ -368,7 +373,7 @@ pub fn tail(client: &Client, topic: Option<&str>, live_only: bool) -> anyhow::Re
         }
         println!("-- following live alerts --");
     }
-    client.follow(|alert| {
+    client.follow(start, |alert| {
         let Ok(row) = serde_json::from_value::<StoredAlert>(alert) else {
             return true;
         };

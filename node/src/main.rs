@@ -405,14 +405,14 @@ struct PublishArgs {
     #[arg(long)]
     config: PathBuf,
     /// Topic name.
-    #[arg(long)]
-    topic: String,
+    #[arg(long, required_unless_present = "json")]
+    topic: Option<String>,
     /// TLP: CLEAR, GREEN, AMBER, AMBER+STRICT or RED.
     #[arg(long, default_value = "AMBER")]
     tlp: String,
     /// One-line title.
-    #[arg(long)]
-    title: String,
+    #[arg(long, required_unless_present = "json")]
+    title: Option<String>,
     /// Description.
     #[arg(long, default_value = "")]
     description: String,
@@ -437,8 +437,9 @@ struct PublishArgs {
     /// Labels.
     #[arg(long)]
     label: Vec<String>,
-    /// Publish a JSON file with the full request body instead.
-    #[arg(long, conflicts_with = "title")]
+    /// Publish a JSON file with the full request body of `POST /v1/alerts` instead
+    /// (`{"topic", "tlp", "alert": {...}}`, or `"update"` / `"retraction"`).
+    #[arg(long, conflicts_with_all = ["title", "topic"])]
     json: Option<PathBuf>,
 }
 
@@ -785,7 +786,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
         );
         let alert = Alert {
             kind: parse_json_enum::<AlertKind>(&args.kind, "kind")?,
-            title: args.title.clone(),
+            title: args.title.clone().unwrap_or_default(),
             description: args.description.clone(),
             severity: parse_json_enum::<Severity>(&args.severity, "severity")?,
             confidence: args.confidence,
@@ -798,7 +799,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
             stix: None,
         };
         let mut body = serde_json::to_value(Content::Alert(alert))?;
-        body["topic"] = serde_json::json!(args.topic);
+        body["topic"] = serde_json::json!(args.topic.clone().unwrap_or_default());
         body["tlp"] = serde_json::to_value(tlp)?;
         body
     };

@@ -33,8 +33,11 @@ pub struct Metrics {
     pub admitted_peers: Gauge,
     /// Peers disconnected for not showing a valid certificate.
     pub refused_peers: Counter,
-    /// Swarm events dropped because the core was saturated.
+    /// Gossip messages shed (reported `Ignore`) because the core was saturated; no other
+    /// network event is ever dropped.
     pub dropped_events: Counter,
+    /// Requests of peers answered `Busy` (over their per-peer request or sync byte rate).
+    pub throttled_requests: Counter,
     /// Equivocation evidence objects held.
     pub evidence: Counter,
     /// Governance forks seen (two valid charters with one version).
@@ -87,8 +90,14 @@ impl Metrics {
         let dropped_events = Counter::default();
         registry.register(
             "dropped_events",
-            "Network events dropped under overload",
+            "Gossip messages shed under overload (no other network event is dropped)",
             dropped_events.clone(),
+        );
+        let throttled_requests = Counter::default();
+        registry.register(
+            "throttled_requests",
+            "Peer requests answered Busy for exceeding the per-peer request or sync byte rate",
+            throttled_requests.clone(),
         );
         let evidence = Counter::default();
         registry.register(
@@ -122,6 +131,7 @@ impl Metrics {
             admitted_peers,
             refused_peers,
             dropped_events,
+            throttled_requests,
             evidence,
             charter_forks,
             delivery_latency,

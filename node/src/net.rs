@@ -1,13 +1,22 @@
 //! The libp2p swarm: one task owns it; the rest of the node talks to it through a
-//! [`NetHandle`] (bounded command channel) and hears from it through [`NetEvent`]s.
+//! [`NetHandle`] (bounded command channel) and hears from it through two channels: gossip
+//! messages ([`Gossip`]) and everything else ([`NetEvent`]).
 //!
-//! The swarm task never blocks on the rest of the node: events are handed over with
-//! `try_send`, and a gossip message that cannot be queued is reported `Ignore`.
+//! - **Admission.** Gossipsub and Kademlia sit behind a [`gate::Gate`]: nothing of them is
+//!   sent to or read from a peer until the core has checked its certificate and sent
+//!   [`NetCommand::Admit`].
+//! - **Nothing but gossip is shed.** A gossip message that cannot be queued is reported
+//!   `Ignore` and counted. Any other event waits in one slot while the swarm stops being
+//!   polled, so connection and request events always reach the core; commands are still
+//!   served meanwhile, so the core never waits on a swarm that waits on it.
+//! - **Bans** live here alone ([`NetCommand::Refuse`], [`NetCommand::Ban`]): a refused peer
+//!   is told why, then disconnected and blocked for [`BAN_TIME`].
+//! - **Limits**: libp2p connection limits ([`ConnectionLimits`]) come first in the behaviour.
 
 use alertmesh_protocol::wire::MAX_FRAME_BYTES;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
-use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, ping, tcp, yamux,
@@ -18,13 +27,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// Listen addresses of one peer's identify kept at most.
+const MAX_IDENTIFY_ADDRS: usize = 16;
 /// Commands queued to the swarm task.
 const COMMAND_QUEUE: usize = 1024;
-/// Events queued from the swarm task to the node core.
-pub const EVENT_QUEUE: usize = 4096;
+/// Gossip messages queued from the swarm task to the node core; beyond it they are shed.
+pub const GOSSIP_QUEUE: usize = 4096;
+/// Other events queued from the swarm task to the node core; beyond it the swarm waits.
+pub const EVENT_QUEUE: usize = 1024;
+/// How long a refused peer may still read its refusal before it is disconnected.
+pub const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+/// How long a refused peer stays connected once its refusal is written (for the muxer to
+/// flush it to the socket).
+const REFUSAL_FLUSH: Duration = Duration::from_millis(100);
+/// How long a refused peer stays banned.
+pub const BAN_TIME: Duration = Duration::from_secs(60);
 /// The request-response protocol name.
 pub const REQ_PROTOCOL: &str = "/alertmesh/req/1";
 /// gossipsub's largest message: the hard envelope cap plus control framing.
@@ -116,45 +136,98 @@ impl request_response::Codec for FrameCodec {
     }
 }
 
+pub mod gate;
+
 pub use behaviour::{Behaviour, BehaviourEvent};
 
 mod behaviour {
     // The derive generates `BehaviourEvent`, whose variants cannot carry doc comments.
     #![allow(missing_docs)]
     use super::FrameCodec;
+    use super::gate::Gate;
     use libp2p::swarm::NetworkBehaviour;
-    use libp2p::{gossipsub, identify, kad, ping, request_response};
+    use libp2p::{
+        allow_block_list, connection_limits, gossipsub, identify, kad, ping, request_response,
+    };
 
-    /// The node's composed network behaviour.
+    /// The node's composed network behaviour. Fields are polled in this order, so the
+    /// limits and the block list deny a connection before any other behaviour sees it.
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
-        /// Alert and control gossip, validated by the node before forwarding.
-        pub gossipsub: gossipsub::Behaviour,
+        /// Pending, per-peer and total connection limits (config keys `max_connections`,
+        /// `max_pending_incoming`, `max_connections_per_peer`).
+        pub limits: connection_limits::Behaviour,
+        /// Refused and banned peers: their connections are closed and new ones denied.
+        pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+        /// Alert and control gossip, validated by the node before forwarding; closed to a
+        /// peer until it is admitted.
+        pub gossipsub: Gate<gossipsub::Behaviour>,
         /// Exchange of listen addresses and agent versions.
         pub identify: identify::Behaviour,
         /// Liveness.
         pub ping: ping::Behaviour,
-        /// Peer discovery beyond the bootstrap list.
-        pub kad: kad::Behaviour<kad::store::MemoryStore>,
-        /// Hello (certificate exchange) and other requests.
+        /// Peer discovery beyond the bootstrap list; closed to a peer until it is admitted.
+        pub kad: Gate<kad::Behaviour<kad::store::MemoryStore>>,
+        /// Hello (certificate exchange), directory and history sync.
         pub req: request_response::Behaviour<FrameCodec>,
     }
 }
 
-/// What the swarm reports to the node core.
+pub use libp2p::connection_limits::ConnectionLimits;
+
+/// A gossip message awaiting validation.
+#[derive(Debug)]
+pub struct Gossip {
+    /// The peer that sent it to us.
+    pub source: PeerId,
+    /// gossipsub's id (SHA-256 of the data).
+    pub id: MessageId,
+    /// The topic.
+    pub topic: TopicHash,
+    /// The raw data.
+    pub data: Vec<u8>,
+}
+
+/// The core's own number for an outbound request, echoed in its answer or failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestTag(pub u64);
+
+/// Why an outbound request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The peer was not connected when the request was to be sent.
+    #[error("not connected")]
+    NotConnected,
+    /// The peer does not speak the request protocol.
+    #[error("the peer does not speak {REQ_PROTOCOL}")]
+    UnsupportedProtocol,
+    /// No answer within the request timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The connection closed before the answer came.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The stream failed (including an answer over the frame limit).
+    #[error("stream failed: {0}")]
+    Io(String),
+}
+
+impl From<&request_response::OutboundFailure> for RequestError {
+    fn from(f: &request_response::OutboundFailure) -> Self {
+        use request_response::OutboundFailure as F;
+        match f {
+            F::DialFailure => Self::NotConnected,
+            F::Timeout => Self::Timeout,
+            F::ConnectionClosed => Self::ConnectionClosed,
+            F::UnsupportedProtocols => Self::UnsupportedProtocol,
+            F::Io(e) => Self::Io(e.to_string()),
+        }
+    }
+}
+
+/// What the swarm reports to the node core, besides gossip. None of these is ever dropped.
 #[derive(Debug)]
 pub enum NetEvent {
-    /// A gossip message awaiting validation.
-    Gossip {
-        /// The peer that sent it to us.
-        source: PeerId,
-        /// gossipsub's id (SHA-256 of the data).
-        id: MessageId,
-        /// The topic.
-        topic: TopicHash,
-        /// The raw data.
-        data: Vec<u8>,
-    },
     /// A connection to a new peer is up.
     Connected(PeerId),
     /// The last connection to a peer closed.
@@ -174,8 +247,19 @@ pub enum NetEvent {
     Response {
         /// The peer.
         peer: PeerId,
+        /// The request's tag.
+        tag: RequestTag,
         /// The raw response frame.
         data: Vec<u8>,
+    },
+    /// Our request got no answer.
+    RequestFailed {
+        /// The peer.
+        peer: PeerId,
+        /// The request's tag.
+        tag: RequestTag,
+        /// Why.
+        error: RequestError,
     },
 }
 
@@ -190,13 +274,35 @@ pub enum NetCommand {
     Subscribe(String),
     /// Unsubscribe from a topic.
     Unsubscribe(String),
-    /// Send a request to a peer.
-    Request(PeerId, Vec<u8>),
+    /// Open gossipsub and Kademlia to a peer whose certificate the core verified.
+    Admit(PeerId),
+    /// Send a request to a connected peer; the answer or failure comes back with `tag`.
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// The request frame.
+        data: Vec<u8>,
+        /// The core's number for it.
+        tag: RequestTag,
+    },
     /// Answer a request.
     Respond(ResponseChannel<Vec<u8>>, Vec<u8>),
-    /// Close all connections to a peer and refuse it from now on.
+    /// Refuse a peer: send it `refusal` (an encoded `Refused` response) on `channel`, and on
+    /// any request it sends within [`REFUSAL_GRACE`]; then disconnect and ban it for
+    /// [`BAN_TIME`]. A peer that does not speak the request protocol is banned at once.
+    Refuse {
+        /// The peer.
+        peer: PeerId,
+        /// The encoded refusal.
+        refusal: Vec<u8>,
+        /// The request being answered with the refusal, if any.
+        channel: Option<ResponseChannel<Vec<u8>>>,
+        /// Whether the peer can hear a refusal at all.
+        speaks_protocol: bool,
+    },
+    /// Close all connections to a peer and refuse it until [`NetCommand::Unban`].
     Ban(PeerId),
-    /// Allow a previously banned peer again.
+    /// Allow a banned peer again.
     Unban(PeerId),
     /// Set a peer's application score.
     Score(PeerId, f64),
@@ -226,6 +332,8 @@ pub struct PeerInfo {
     pub score: Option<f64>,
     /// Gossip topics it is in our mesh for.
     pub mesh_topics: usize,
+    /// Whether its certificate was verified (gossip flows only then).
+    pub admitted: bool,
 }
 
 /// Cloneable handle to the swarm task.
@@ -455,19 +563,49 @@ pub fn topic_score_params() -> gossipsub::TopicScoreParams {
     }
 }
 
-/// Builds the swarm for a node key, listening on `listen`.
+/// Connection limits unless the config says otherwise: a few handshakes in flight from
+/// strangers, two connections per peer (a simultaneous dial), and room for `max_peers`
+/// admitted peers plus the strangers and walks around them.
+pub fn default_limits(max_peers: usize) -> ConnectionLimits {
+    ConnectionLimits::default()
+        .with_max_pending_incoming(Some(DEFAULT_MAX_PENDING_INCOMING))
+        .with_max_established_per_peer(Some(DEFAULT_MAX_CONNECTIONS_PER_PEER))
+        .with_max_established(Some(default_max_connections(max_peers)))
+}
+
+/// Incoming connections still in their handshake, at most (config `max_pending_incoming`).
+pub const DEFAULT_MAX_PENDING_INCOMING: u32 = 32;
+/// Connections to one peer, at most (config `max_connections_per_peer`).
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: u32 = 2;
+
+/// Established connections at most (config `max_connections`): twice `max_peers`, and
+/// never fewer than 64.
+pub fn default_max_connections(max_peers: usize) -> u32 {
+    u32::try_from(max_peers.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(64)
+}
+
+/// Builds the swarm for a node key, listening on `listen`, with [`default_limits`].
 pub fn build_swarm(
     key: identity::Keypair,
     listen: &[Multiaddr],
 ) -> anyhow::Result<Swarm<Behaviour>> {
-    build_swarm_counted(key, listen, Traffic::default())
+    build_swarm_counted(
+        key,
+        listen,
+        Traffic::default(),
+        default_limits(crate::core::DEFAULT_MAX_PEERS),
+    )
 }
 
-/// [`build_swarm`], counting its traffic in `traffic` (see [`NetHandle::traffic`]).
+/// [`build_swarm`] with `limits`, counting its traffic in `traffic` (see
+/// [`NetHandle::traffic`]).
 pub fn build_swarm_counted(
     key: identity::Keypair,
     listen: &[Multiaddr],
     traffic: Traffic,
+    limits: ConnectionLimits,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let gossip_traffic = traffic.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -509,10 +647,12 @@ pub fn build_swarm_counted(
                 request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
             );
             Ok(Behaviour {
-                gossipsub,
+                limits: libp2p::connection_limits::Behaviour::new(limits),
+                blocked: Default::default(),
+                gossipsub: gate::Gate::new(gossipsub),
                 identify,
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
-                kad,
+                kad: gate::Gate::new(kad),
                 req,
             })
         })?
@@ -536,44 +676,456 @@ pub fn channel() -> (NetHandle, mpsc::Receiver<NetCommand>) {
     )
 }
 
+/// The core's ends of the swarm task's two event channels.
+pub struct EventReceivers {
+    /// Gossip messages (shed when full).
+    pub gossip: mpsc::Receiver<Gossip>,
+    /// Everything else (never dropped).
+    pub events: mpsc::Receiver<NetEvent>,
+}
+
+/// The swarm task's ends of [`EventReceivers`].
+pub struct EventSenders {
+    gossip: mpsc::Sender<Gossip>,
+    events: mpsc::Sender<NetEvent>,
+}
+
+/// Creates the two event channels between the swarm task and the core.
+pub fn event_channels() -> (EventSenders, EventReceivers) {
+    let (gossip_tx, gossip) = mpsc::channel(GOSSIP_QUEUE);
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    (
+        EventSenders {
+            gossip: gossip_tx,
+            events: events_tx,
+        },
+        EventReceivers { gossip, events },
+    )
+}
+
+/// A peer being refused: what it is told and when it is cut off at the latest.
+struct Refusal {
+    refusal: Vec<u8>,
+    deadline: Instant,
+}
+
+/// The swarm task's state besides the swarm.
+struct Driver {
+    swarm: Swarm<Behaviour>,
+    gossip: mpsc::Sender<Gossip>,
+    events: mpsc::Sender<NetEvent>,
+    /// An event the core's queue had no room for; the swarm is not polled until it is
+    /// delivered.
+    stalled: Option<NetEvent>,
+    metrics: crate::metrics::Metrics,
+    /// Banned peers and when their ban ends (`None`: until unbanned).
+    banned: HashMap<PeerId, Option<Instant>>,
+    /// Peers told they are refused, still connected for at most [`REFUSAL_GRACE`].
+    refusing: HashMap<PeerId, Refusal>,
+    /// Each connected peer's remote address and when it connected.
+    addrs: HashMap<PeerId, (Multiaddr, Instant)>,
+    /// Listen addresses a connected peer reported, given to Kademlia once it is admitted.
+    identified: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Tags of our outbound requests awaiting an answer.
+    requests: HashMap<OutboundRequestId, RequestTag>,
+}
+
 /// Runs the swarm until `commands` closes or `shutdown` fires.
 pub async fn run(
-    mut swarm: Swarm<Behaviour>,
+    swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<NetCommand>,
-    events: mpsc::Sender<NetEvent>,
+    events: EventSenders,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     metrics: crate::metrics::Metrics,
 ) {
-    let mut banned: HashSet<PeerId> = HashSet::new();
-    // Each connected peer's remote address and when it connected.
-    let mut addrs: HashMap<PeerId, (Multiaddr, std::time::Instant)> = HashMap::new();
+    let mut d = Driver {
+        swarm,
+        gossip: events.gossip,
+        events: events.events,
+        stalled: None,
+        metrics,
+        banned: HashMap::new(),
+        refusing: HashMap::new(),
+        addrs: HashMap::new(),
+        identified: HashMap::new(),
+        requests: HashMap::new(),
+    };
     let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_PERIOD);
+    let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
+    let events = d.events.clone();
     loop {
+        let stalled = d.stalled.is_some();
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = kad_tick.tick() => {
-                let me = *swarm.local_peer_id();
-                swarm.behaviour_mut().kad.get_closest_peers(me);
+                let me = *d.swarm.local_peer_id();
+                d.swarm.behaviour_mut().kad.get_closest_peers(me);
             }
+            _ = housekeeping.tick() => d.expire(Instant::now()),
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
-                handle_command(&mut swarm, cmd, &mut banned, &addrs);
+                d.command(cmd);
             }
-            event = swarm.select_next_some() => {
-                handle_event(&mut swarm, event, &events, &banned, &mut addrs, &metrics);
-            }
+            permit = events.reserve(), if stalled => match (permit, d.stalled.take()) {
+                (Ok(permit), Some(ev)) => permit.send(ev),
+                _ => break, // the core is gone
+            },
+            event = d.swarm.select_next_some(), if !stalled => d.event(event),
         }
     }
     tracing::debug!("network task stopped");
 }
 
+impl Driver {
+    /// Hands an event to the core; if its queue is full, holds it and stops polling the
+    /// swarm until it is delivered.
+    fn forward(&mut self, ev: NetEvent) {
+        match self.events.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) => self.stalled = Some(ev),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Hands a gossip message to the core, or sheds it (`Ignore`, counted).
+    fn forward_gossip(&mut self, msg: Gossip) {
+        if let Err(mpsc::error::TrySendError::Full(msg)) = self.gossip.try_send(msg) {
+            self.metrics.dropped_events.inc();
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&msg.id, &msg.source, MessageAcceptance::Ignore);
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId, until: Option<Instant>) {
+        self.refusing.remove(&peer);
+        self.banned.insert(peer, until);
+        let b = self.swarm.behaviour_mut();
+        b.gossipsub.blacklist_peer(&peer);
+        b.kad.remove_peer(&peer);
+        // Closes every connection of the peer and denies new ones.
+        b.blocked.block_peer(peer);
+    }
+
+    fn unban(&mut self, peer: PeerId) {
+        self.banned.remove(&peer);
+        let b = self.swarm.behaviour_mut();
+        b.gossipsub.remove_blacklisted_peer(&peer);
+        b.blocked.unblock_peer(peer);
+    }
+
+    /// Ends refusal graces and bans that are over.
+    fn expire(&mut self, now: Instant) {
+        let cut: Vec<PeerId> = self
+            .refusing
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in cut {
+            self.ban(peer, Some(now + BAN_TIME));
+        }
+        let over: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| until.is_some_and(|t| t <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in over {
+            self.unban(peer);
+        }
+    }
+
+    fn command(&mut self, cmd: NetCommand) {
+        let b = self.swarm.behaviour_mut();
+        match cmd {
+            NetCommand::Report(id, source, acceptance) => {
+                b.gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
+            NetCommand::Publish(topic, data) => {
+                if let Err(e) = b.gossipsub.publish(topic, data) {
+                    // Stored already; sync or later gossip will carry it.
+                    tracing::debug!(error = %e, "gossip publish did not go out");
+                }
+            }
+            NetCommand::Subscribe(name) => {
+                let topic = IdentTopic::new(name);
+                if let Err(e) = b
+                    .gossipsub
+                    .set_topic_params(topic.clone(), topic_score_params())
+                {
+                    tracing::warn!(error = %e, "topic scoring not set");
+                }
+                if let Err(e) = b.gossipsub.subscribe(&topic) {
+                    tracing::warn!(error = %e, "subscribe failed");
+                }
+            }
+            NetCommand::Unsubscribe(name) => {
+                b.gossipsub.unsubscribe(&IdentTopic::new(name));
+            }
+            NetCommand::Admit(peer) => {
+                if !self.swarm.is_connected(&peer) || self.refusing.contains_key(&peer) {
+                    return;
+                }
+                let b = self.swarm.behaviour_mut();
+                b.gossipsub.admit(peer);
+                b.kad.admit(peer);
+                for addr in self.identified.remove(&peer).into_iter().flatten() {
+                    b.kad.add_address(&peer, addr);
+                }
+            }
+            NetCommand::Request { peer, data, tag } => {
+                // Requests go to connected peers only: request-response would otherwise dial
+                // a peer that was just pruned or refused.
+                if self.swarm.is_connected(&peer) {
+                    let id = self.swarm.behaviour_mut().req.send_request(&peer, data);
+                    self.requests.insert(id, tag);
+                } else {
+                    self.forward(NetEvent::RequestFailed {
+                        peer,
+                        tag,
+                        error: RequestError::NotConnected,
+                    });
+                }
+            }
+            NetCommand::Respond(channel, data) => {
+                let _ = b.req.send_response(channel, data);
+            }
+            NetCommand::Refuse {
+                peer,
+                refusal,
+                channel,
+                speaks_protocol,
+            } => {
+                self.metrics.refused_peers.inc();
+                if !speaks_protocol {
+                    self.ban(peer, Some(Instant::now() + BAN_TIME));
+                    return;
+                }
+                if let Some(channel) = channel {
+                    if b.req.send_response(channel, refusal.clone()).is_err() {
+                        tracing::debug!(%peer, "the refused request's stream is gone");
+                    }
+                }
+                self.refusing.insert(
+                    peer,
+                    Refusal {
+                        refusal,
+                        deadline: Instant::now() + REFUSAL_GRACE,
+                    },
+                );
+            }
+            NetCommand::Ban(peer) => self.ban(peer, None),
+            NetCommand::Unban(peer) => self.unban(peer),
+            NetCommand::Score(peer, score) => {
+                b.gossipsub.set_application_score(&peer, score);
+            }
+            NetCommand::Dial(addr) => {
+                // With a peer id: no second dial while connected to it or dialling it.
+                let peer = addr.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                    _ => None,
+                });
+                let opts = match peer {
+                    Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(vec![addr.clone()])
+                        .condition(
+                            libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
+                        )
+                        .build(),
+                    None => addr.clone().into(),
+                };
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(%addr, error = %e, "dial failed");
+                }
+            }
+            NetCommand::DialPeer(peer) => {
+                if self.banned.contains_key(&peer) {
+                    return;
+                }
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(%peer, error = %e, "no address known; asking the DHT");
+                    self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                }
+            }
+            NetCommand::Prune(max) => prune(&mut self.swarm, max, &self.addrs),
+            NetCommand::Peers(reply) => {
+                let g = &self.swarm.behaviour().gossipsub;
+                let peers = self
+                    .swarm
+                    .connected_peers()
+                    .map(|p| PeerInfo {
+                        peer_id: p.to_string(),
+                        address: self
+                            .addrs
+                            .get(p)
+                            .map(|(a, _)| a.to_string())
+                            .unwrap_or_default(),
+                        score: g.peer_score(p),
+                        mesh_topics: g
+                            .topics()
+                            .filter(|t| g.mesh_peers(t).any(|m| m == p))
+                            .count(),
+                        admitted: g.is_admitted(p),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            NetCommand::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            NetCommand::KadQueries(reply) => {
+                let _ = reply.send(self.swarm.behaviour().kad.iter_queries().count());
+            }
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.forward_gossip(Gossip {
+                source: propagation_source,
+                id: message_id,
+                topic: message.topic,
+                data: message.data,
+            }),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                topic,
+            })) => self.forward(NetEvent::Subscribed(peer_id, topic)),
+            SwarmEvent::Behaviour(BehaviourEvent::Req(ev)) => self.request_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| !a.to_string().contains("/ip4/0.0.0.0"))
+                    .take(MAX_IDENTIFY_ADDRS)
+                    .collect();
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if kad.is_admitted(&peer_id) {
+                    for addr in addrs {
+                        kad.add_address(&peer_id, addr);
+                    }
+                } else if self.addrs.contains_key(&peer_id) {
+                    self.identified.insert(peer_id, addrs);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.addrs.insert(
+                    peer_id,
+                    (endpoint.get_remote_address().clone(), Instant::now()),
+                );
+                if num_established.get() == 1 {
+                    self.forward(NetEvent::Connected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.addrs.remove(&peer_id);
+                self.identified.remove(&peer_id);
+                if self.refusing.remove(&peer_id).is_some() {
+                    self.ban(peer_id, Some(Instant::now() + BAN_TIME));
+                }
+                self.forward(NetEvent::Disconnected(peer_id));
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            _ => {}
+        }
+    }
+
+    fn request_event(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => match self.refusing.get(&peer) {
+                // A refused peer hears only its refusal, then it is cut off.
+                Some(r) => {
+                    let refusal = r.refusal.clone();
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .req
+                        .send_response(channel, refusal);
+                }
+                None => self.forward(NetEvent::Request {
+                    peer,
+                    data: request,
+                    channel,
+                }),
+            },
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tag) = self.requests.remove(&request_id) {
+                    self.forward(NetEvent::Response {
+                        peer,
+                        tag,
+                        data: response,
+                    });
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "request failed");
+                if let Some(tag) = self.requests.remove(&request_id) {
+                    self.forward(NetEvent::RequestFailed {
+                        peer,
+                        tag,
+                        error: RequestError::from(&error),
+                    });
+                }
+            }
+            request_response::Event::ResponseSent { peer, .. } => {
+                // Its refusal is written: cut it off once the muxer has flushed it.
+                if let Some(r) = self.refusing.get_mut(&peer) {
+                    r.deadline = r.deadline.min(Instant::now() + REFUSAL_FLUSH);
+                }
+            }
+            request_response::Event::InboundFailure { .. } => {}
+        }
+    }
+}
+
 /// Closes connections beyond `max` to peers in none of our gossipsub meshes, oldest
 /// connections last (they have proved useful for longest).
-fn prune(
-    swarm: &mut Swarm<Behaviour>,
-    max: usize,
-    addrs: &HashMap<PeerId, (Multiaddr, std::time::Instant)>,
-) {
+fn prune(swarm: &mut Swarm<Behaviour>, max: usize, addrs: &HashMap<PeerId, (Multiaddr, Instant)>) {
     let excess = swarm.connected_peers().count().saturating_sub(max);
     // A Kademlia walk dials every peer it queries; pruning during one only makes the next
     // step dial the pruned peers again.
@@ -586,7 +1138,7 @@ fn prune(
         .all_mesh_peers()
         .copied()
         .collect();
-    let mut idle: Vec<(PeerId, std::time::Instant)> = addrs
+    let mut idle: Vec<(PeerId, Instant)> = addrs
         .iter()
         .filter(|(p, (_, since))| !in_mesh.contains(p) && since.elapsed() >= PRUNE_GRACE)
         .map(|(p, (_, since))| (*p, *since))
@@ -595,232 +1147,6 @@ fn prune(
     for (peer, _) in idle.into_iter().take(excess) {
         tracing::debug!(%peer, "above max_peers: closing a connection outside every mesh");
         let _ = swarm.disconnect_peer_id(peer);
-    }
-}
-
-fn handle_command(
-    swarm: &mut Swarm<Behaviour>,
-    cmd: NetCommand,
-    banned: &mut HashSet<PeerId>,
-    addrs: &HashMap<PeerId, (Multiaddr, std::time::Instant)>,
-) {
-    let b = swarm.behaviour_mut();
-    match cmd {
-        NetCommand::Report(id, source, acceptance) => {
-            b.gossipsub
-                .report_message_validation_result(&id, &source, acceptance);
-        }
-        NetCommand::Publish(topic, data) => {
-            if let Err(e) = b.gossipsub.publish(topic, data) {
-                // Stored already; sync or later gossip will carry it.
-                tracing::debug!(error = %e, "gossip publish did not go out");
-            }
-        }
-        NetCommand::Subscribe(name) => {
-            let topic = IdentTopic::new(name);
-            if let Err(e) = b
-                .gossipsub
-                .set_topic_params(topic.clone(), topic_score_params())
-            {
-                tracing::warn!(error = %e, "topic scoring not set");
-            }
-            if let Err(e) = b.gossipsub.subscribe(&topic) {
-                tracing::warn!(error = %e, "subscribe failed");
-            }
-        }
-        NetCommand::Unsubscribe(name) => {
-            b.gossipsub.unsubscribe(&IdentTopic::new(name));
-        }
-        NetCommand::Request(peer, data) => {
-            // Requests go to connected peers only: request-response would otherwise dial a
-            // peer that was just pruned or refused.
-            if swarm.is_connected(&peer) {
-                swarm.behaviour_mut().req.send_request(&peer, data);
-            } else {
-                tracing::debug!(%peer, "request not sent: peer no longer connected");
-            }
-        }
-        NetCommand::Respond(channel, data) => {
-            let _ = b.req.send_response(channel, data);
-        }
-        NetCommand::Ban(peer) => {
-            banned.insert(peer);
-            b.gossipsub.blacklist_peer(&peer);
-            b.kad.remove_peer(&peer);
-            let _ = swarm.disconnect_peer_id(peer);
-        }
-        NetCommand::Unban(peer) => {
-            banned.remove(&peer);
-            b.gossipsub.remove_blacklisted_peer(&peer);
-        }
-        NetCommand::Score(peer, score) => {
-            b.gossipsub.set_application_score(&peer, score);
-        }
-        NetCommand::Dial(addr) => {
-            // With a peer id: no second dial while connected to it or dialling it.
-            let peer = addr.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-                _ => None,
-            });
-            let opts = match peer {
-                Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                    .addresses(vec![addr.clone()])
-                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
-                    .build(),
-                None => addr.clone().into(),
-            };
-            if let Err(e) = swarm.dial(opts) {
-                tracing::debug!(%addr, error = %e, "dial failed");
-            }
-        }
-        NetCommand::DialPeer(peer) => {
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = swarm.dial(opts) {
-                tracing::debug!(%peer, error = %e, "no address known; asking the DHT");
-                swarm.behaviour_mut().kad.get_closest_peers(peer);
-            }
-        }
-        NetCommand::Prune(max) => prune(swarm, max, addrs),
-        NetCommand::Peers(reply) => {
-            let peers = swarm
-                .connected_peers()
-                .map(|p| PeerInfo {
-                    peer_id: p.to_string(),
-                    address: addrs.get(p).map(|(a, _)| a.to_string()).unwrap_or_default(),
-                    score: swarm.behaviour().gossipsub.peer_score(p),
-                    mesh_topics: swarm
-                        .behaviour()
-                        .gossipsub
-                        .topics()
-                        .filter(|t| swarm.behaviour().gossipsub.mesh_peers(t).any(|m| m == p))
-                        .count(),
-                })
-                .collect();
-            let _ = reply.send(peers);
-        }
-        NetCommand::ListenAddrs(reply) => {
-            let _ = reply.send(swarm.listeners().cloned().collect());
-        }
-        NetCommand::KadQueries(reply) => {
-            let _ = reply.send(swarm.behaviour().kad.iter_queries().count());
-        }
-    }
-}
-
-fn handle_event(
-    swarm: &mut Swarm<Behaviour>,
-    event: SwarmEvent<BehaviourEvent>,
-    events: &mpsc::Sender<NetEvent>,
-    banned: &HashSet<PeerId>,
-    addrs: &mut HashMap<PeerId, (Multiaddr, std::time::Instant)>,
-    metrics: &crate::metrics::Metrics,
-) {
-    let mut forward = |ev: NetEvent| {
-        if let Err(mpsc::error::TrySendError::Full(ev)) = events.try_send(ev) {
-            metrics.dropped_events.inc();
-            if let NetEvent::Gossip { id, source, .. } = ev {
-                swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
-            }
-        }
-    };
-    match event {
-        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
-            propagation_source,
-            message_id,
-            message,
-        })) => {
-            forward(NetEvent::Gossip {
-                source: propagation_source,
-                id: message_id,
-                topic: message.topic,
-                data: message.data,
-            });
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
-            peer_id,
-            topic,
-        })) => {
-            forward(NetEvent::Subscribed(peer_id, topic));
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Req(request_response::Event::Message {
-            peer,
-            message,
-            ..
-        })) => match message {
-            request_response::Message::Request {
-                request, channel, ..
-            } => {
-                forward(NetEvent::Request {
-                    peer,
-                    data: request,
-                    channel,
-                });
-            }
-            request_response::Message::Response { response, .. } => {
-                forward(NetEvent::Response {
-                    peer,
-                    data: response,
-                });
-            }
-        },
-        SwarmEvent::Behaviour(BehaviourEvent::Req(request_response::Event::OutboundFailure {
-            peer,
-            error,
-            ..
-        })) => {
-            tracing::debug!(%peer, %error, "request failed");
-        }
-        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-            peer_id,
-            info,
-            ..
-        })) => {
-            for addr in info
-                .listen_addrs
-                .into_iter()
-                .filter(|a| !a.to_string().contains("/ip4/0.0.0.0"))
-            {
-                swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-            }
-        }
-        SwarmEvent::ConnectionEstablished {
-            peer_id,
-            endpoint,
-            num_established,
-            ..
-        } => {
-            if banned.contains(&peer_id) {
-                let _ = swarm.disconnect_peer_id(peer_id);
-                return;
-            }
-            addrs.insert(
-                peer_id,
-                (
-                    endpoint.get_remote_address().clone(),
-                    std::time::Instant::now(),
-                ),
-            );
-            if num_established.get() == 1 {
-                forward(NetEvent::Connected(peer_id));
-            }
-        }
-        SwarmEvent::ConnectionClosed {
-            peer_id,
-            num_established: 0,
-            ..
-        } => {
-            addrs.remove(&peer_id);
-            forward(NetEvent::Disconnected(peer_id));
-        }
-        SwarmEvent::NewListenAddr { address, .. } => {
-            tracing::info!(%address, "listening");
-        }
-        _ => {}
     }
 }
 

@@ -149,8 +149,13 @@ impl Node {
         let keypair = net::keypair(&key)?;
         let peer_id = keypair.public().to_peer_id();
         let (net, commands) = net::channel();
-        let swarm = net::build_swarm_counted(keypair, &config.listen, net.traffic())?;
-        let (events_tx, events_rx) = tokio::sync::mpsc::channel(net::EVENT_QUEUE);
+        let swarm = net::build_swarm_counted(
+            keypair,
+            &config.listen,
+            net.traffic(),
+            config.limits.clone(),
+        )?;
+        let (events_tx, events_rx) = net::event_channels();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let me = Identity {
@@ -169,6 +174,7 @@ impl Node {
             metrics: metrics.clone(),
             sync_period: config.sync_interval,
             max_peers: config.max_peers,
+            request_limits: config.request_limits,
         })?;
 
         let listener = tokio::net::TcpListener::bind(config.api.bind)

@@ -5,11 +5,16 @@
 //! groups queued writes into one transaction and acknowledges each write only after the
 //! commit, so an acknowledged write survives `kill -9`. Readers use their own
 //! connections. A database that is not ours, or is damaged, is refused, never overwritten.
+//!
+//! Each decrypted alert gets a cursor when its row is inserted: one more than the largest
+//! held, so cursors grow in commit order (an alert decrypted late, once its key arrived,
+//! comes after those already delivered). Committed alerts are announced to
+//! [`Writer::subscribe`] with their cursor, after the commit and never before.
 
 use alertmesh_protocol::{EnvelopeId, NetworkId, NodePublicKey, SignedEnvelope, TopicId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// SQLite `application_id` marking an alertmesh database ("alms").
 const APPLICATION_ID: i64 = 0x616c_6d73;
@@ -17,6 +22,8 @@ const APPLICATION_ID: i64 = 0x616c_6d73;
 const WRITE_QUEUE: usize = 4096;
 /// Most writes grouped into one transaction.
 const MAX_BATCH: usize = 512;
+/// Committed alerts buffered per subscriber; a slower one is told it lagged.
+pub const ALERT_BUFFER: usize = 1024;
 
 /// Schema migrations; `user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -56,7 +63,9 @@ const MIGRATIONS: &[&str] = &[
          seq INTEGER NOT NULL,
          bytes BLOB NOT NULL,
          received_ms INTEGER NOT NULL);",
-    // 2: TAXII (crate::taxii): the STIX id each alert row is served under, and a
+    // 2: alert cursors in commit order (new rows take MAX + 1; old rows keep theirs)
+    "CREATE UNIQUE INDEX alerts_cursor ON alerts (cursor);",
+    // 3: TAXII (crate::taxii): the STIX id each alert row is served under, and a
     // strictly increasing `added_us` (TAXII `date_added`, the key of its pages). Rows of
     // an older database are filled in by `backfill_taxii` in the same transaction.
     "ALTER TABLE alerts ADD COLUMN stix_id TEXT;
@@ -178,6 +187,7 @@ struct Job {
 #[derive(Clone, Debug)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    alerts: broadcast::Sender<StoredAlert>,
 }
 
 impl Writer {
@@ -199,6 +209,11 @@ impl Writer {
             .send(Job { writes, then })
             .await
             .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Alerts as they are committed, with their cursors, in cursor order.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoredAlert> {
+        self.alerts.subscribe()
     }
 
     /// Waits until everything queued so far is committed.
@@ -281,7 +296,7 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
             i + 1
         ))
         .map_err(&e)?;
-        if i + 1 == 2 {
+        if i + 1 == 3 {
             backfill_taxii(&tx).map_err(&e)?;
         }
         tx.commit().map_err(&e)?;
@@ -322,6 +337,8 @@ pub fn open_reader(data_dir: &Path) -> Result<Connection, StoreError> {
 /// Starts the writer thread on an open connection.
 pub fn spawn_writer(conn: Connection) -> Writer {
     let (tx, mut rx) = mpsc::channel::<Job>(WRITE_QUEUE);
+    let (alerts, _) = broadcast::channel(ALERT_BUFFER);
+    let announce = alerts.clone();
     std::thread::Builder::new()
         .name("alertmesh-db-writer".into())
         .spawn(move || {
@@ -334,9 +351,17 @@ pub fn spawn_writer(conn: Connection) -> Writer {
                         Err(_) => break,
                     }
                 }
-                let result = commit(&mut conn, &batch).map_err(|e| e.to_string());
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, writes = batch.len(), "database write failed");
+                let mut inserted = Vec::new();
+                let result = commit(&mut conn, &batch, &mut inserted).map_err(|e| e.to_string());
+                match &result {
+                    Ok(()) => {
+                        for alert in inserted {
+                            let _ = announce.send(alert);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, writes = batch.len(), "database write failed");
+                    }
                 }
                 for then in batch.into_iter().filter_map(|job| job.then) {
                     then(result.clone());
@@ -345,18 +370,26 @@ pub fn spawn_writer(conn: Connection) -> Writer {
         })
         .map(|_| ())
         .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the database writer"));
-    Writer { tx }
+    Writer { tx, alerts }
 }
 
-fn commit(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
+/// Applies a batch in one transaction; `inserted` collects the alerts it added.
+fn commit(
+    conn: &mut Connection,
+    batch: &[Job],
+    inserted: &mut Vec<StoredAlert>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for write in batch.iter().flat_map(|job| &job.writes) {
-        apply(&tx, write)?;
+        if let Some(alert) = apply(&tx, write)? {
+            inserted.push(alert);
+        }
     }
     tx.commit()
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
+/// Applies one write; for a new alert row, returns it as the API shows it.
+fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Option<StoredAlert>> {
     match write {
         Write::Envelope(row) => {
             let h = row.envelope.header();
@@ -385,27 +418,46 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> 
             let now_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64);
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO alerts
-                 (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json,
-                  stix_id, added_us)
-                 SELECT ?1, cursor, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-                        coalesce((SELECT stix_id FROM alerts WHERE envelope_id = ?5), ?9),
-                        max(?10, coalesce((SELECT max(added_us) FROM alerts), 0) + 1)
-                 FROM envelopes WHERE id = ?1",
-            )?
-            .execute(params![
-                a.envelope_id.as_bytes(),
-                a.topic_name,
-                a.org,
-                a.kind,
-                a.original.map(|o| o.0.to_vec()),
-                a.tlp,
-                a.timestamp_ms as i64,
-                a.content_json,
-                crate::taxii::store::stix_id_for(&a.envelope_id, &a.content_json),
-                now_us,
-            ])?;
+            let added: Option<(i64, i64)> = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO alerts
+                     (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json,
+                      stix_id, added_us)
+                     SELECT ?1, (SELECT COALESCE(MAX(cursor), 0) + 1 FROM alerts),
+                            ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                            coalesce((SELECT stix_id FROM alerts WHERE envelope_id = ?5), ?9),
+                            max(?10, coalesce((SELECT max(added_us) FROM alerts), 0) + 1)
+                     FROM envelopes WHERE id = ?1
+                     RETURNING cursor, (SELECT received_ms FROM envelopes WHERE id = ?1)",
+                )?
+                .query_row(
+                    params![
+                        a.envelope_id.as_bytes(),
+                        a.topic_name,
+                        a.org,
+                        a.kind,
+                        a.original.map(|o| o.0.to_vec()),
+                        a.tlp,
+                        a.timestamp_ms as i64,
+                        a.content_json,
+                        crate::taxii::store::stix_id_for(&a.envelope_id, &a.content_json),
+                        now_us,
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            return Ok(added.map(|(cursor, received_ms)| StoredAlert {
+                cursor,
+                id: a.envelope_id.to_hex(),
+                topic: a.topic_name.clone(),
+                org: a.org.clone(),
+                kind: a.kind.clone(),
+                original: a.original.map(|o| o.to_hex()),
+                tlp: a.tlp.clone(),
+                timestamp_ms: a.timestamp_ms as i64,
+                received_ms,
+                content: serde_json::from_str(&a.content_json).unwrap_or(serde_json::Value::Null),
+            }));
         }
         Write::Barrier => {}
         Write::Charter {
@@ -444,10 +496,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<()> 
             ])?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
-/// Fills `stix_id` and `added_us` of the rows written before migration 2: `added_us` in
+/// Fills `stix_id` and `added_us` of the rows written before migration 3: `added_us` in
 /// log order from the envelopes' receive times, strictly increasing.
 fn backfill_taxii(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     type Row = (i64, Vec<u8>, Option<Vec<u8>>, String, i64);
@@ -596,6 +648,13 @@ pub fn list_alerts(
     rows.collect()
 }
 
+/// The cursor of the newest alert held (0 if none).
+pub fn last_cursor(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(cursor), 0) FROM alerts", [], |r| {
+        r.get(0)
+    })
+}
+
 /// Counts of what is stored.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Counts {
@@ -685,7 +744,7 @@ mod tests {
     }
 
     #[test]
-    fn migration_2_fills_taxii_columns_of_an_old_database() {
+    fn migration_3_fills_taxii_columns_of_an_old_database() {
         let dir = tempfile::tempdir().unwrap();
         let network = NetworkId([1; 32]);
         {

@@ -1,9 +1,11 @@
 //! Messages of the node's request-response protocol (`/alertmesh/req/1`).
 //!
 //! Each message on a stream is `u32 LE length ‖ encode(message)`; one request and one
-//! response per stream. A `Hello` is exchanged in both directions when peers connect;
-//! a peer that has not shown a valid certificate of a member org soon after connecting
-//! is disconnected.
+//! response per stream. A `Hello` (the sender's own certificate, nothing else) is
+//! exchanged in both directions when peers connect; a peer that has not shown a valid
+//! certificate of a member org soon after connecting is refused and disconnected. What a
+//! node knows of the network (charters, certificates) it tells only an admitted peer,
+//! in a `Directory`.
 
 use crate::codec::{self, DecodeError};
 use crate::ids::{NodePublicKey, TopicId};
@@ -11,19 +13,25 @@ use bincode::{Decode, Encode};
 
 /// Largest request or response frame.
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
-/// Most certificates a hello carries.
-pub const MAX_HELLO_CERTS: usize = 1024;
-/// Most charters a hello carries.
-pub const MAX_HELLO_CHARTERS: usize = 64;
+/// Most certificates a directory carries.
+pub const MAX_DIRECTORY_CERTS: usize = 1024;
+/// Most charters a directory carries.
+pub const MAX_DIRECTORY_CHARTERS: usize = 64;
 
-/// Introduces a node: its certificate plus what it knows of the network.
+/// Introduces a node to a peer that has not been admitted: its own certificate only.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Hello {
     /// The sender's own signed certificate (its node key must be its libp2p identity).
     pub cert: Vec<u8>,
-    /// Signed charters after genesis, oldest first (at most [`MAX_HELLO_CHARTERS`]).
+}
+
+/// What a node knows of the network, for an admitted peer.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Directory {
+    /// Signed charters after genesis, oldest first (at most [`MAX_DIRECTORY_CHARTERS`]:
+    /// the newest ones).
     pub charters: Vec<Vec<u8>>,
-    /// Other certificates the sender knows (at most [`MAX_HELLO_CERTS`]).
+    /// Certificates the sender holds (at most [`MAX_DIRECTORY_CERTS`]).
     pub certs: Vec<Vec<u8>>,
 }
 
@@ -75,6 +83,8 @@ pub enum Request {
     Hello(Hello),
     /// Ask for envelopes of a topic we lack.
     Sync(SyncRequest),
+    /// Ask for the peer's [`Directory`]; answered only once the asker is admitted.
+    Directory,
 }
 
 /// A response.
@@ -86,6 +96,13 @@ pub enum Response {
     Refused(String),
     /// A page of envelopes.
     Sync(SyncPage),
+    /// The peer's directory.
+    Directory(Directory),
+    /// Too many requests: ask again after this many milliseconds.
+    Busy {
+        /// How long to wait before asking again.
+        retry_after_ms: u32,
+    },
 }
 
 impl ChainSummary {

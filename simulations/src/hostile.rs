@@ -74,8 +74,6 @@ impl HostileDriver {
             }
             let hello = Hello {
                 cert: m.cert.as_bytes().to_vec(),
-                charters: vec![],
-                certs: vec![],
             };
             let peer = HostilePeer::start(alertmesh_node::net::keypair(&m.key)?, Some(hello))?;
             ids.push(Some(peer.peer_id));

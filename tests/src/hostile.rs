@@ -11,6 +11,7 @@
 //!   on the node's request protocol, gossipsub, Kademlia or identify-push, so truncated
 //!   frames and length fields claiming gigabytes reach the node's decoders.
 
+use crate::watch::{InboundStreams, Watched};
 use alertmesh_node::net::REQ_PROTOCOL;
 use alertmesh_protocol::wire::{Hello, Request, Response};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -93,6 +94,8 @@ enum Cmd {
 pub struct HostilePeer {
     /// Its peer id.
     pub peer_id: PeerId,
+    /// gossipsub streams each peer opened to it (a peer opens one only to send frames).
+    gossip_streams: InboundStreams,
     cmds: mpsc::Sender<Cmd>,
     /// What it saw, in order.
     pub seen: mpsc::Receiver<Seen>,
@@ -157,8 +160,9 @@ mod behaviour {
     /// streams on every protocol the node speaks.
     #[derive(NetworkBehaviour)]
     pub struct HostileBehaviour {
-        /// gossipsub, configured to send oversized messages.
-        pub gossipsub: gossipsub::Behaviour,
+        /// gossipsub, configured to send oversized messages; the streams peers open to it
+        /// are counted.
+        pub gossipsub: crate::watch::Watched<gossipsub::Behaviour>,
         /// The node's request-response protocol with its frame codec.
         pub req: request_response::Behaviour<FrameCodec>,
         /// Raw bytes on the node's request protocol.
@@ -179,7 +183,10 @@ fn raw_behaviour(protocol: &'static str) -> request_response::Behaviour<RawCodec
     )
 }
 
-fn build_swarm(key: identity::Keypair) -> anyhow::Result<Swarm<HostileBehaviour>> {
+fn build_swarm(
+    key: identity::Keypair,
+    gossip_streams: InboundStreams,
+) -> anyhow::Result<Swarm<HostileBehaviour>> {
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -209,7 +216,7 @@ fn build_swarm(key: identity::Keypair) -> anyhow::Result<Swarm<HostileBehaviour>
                 gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
                     .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
             Ok(HostileBehaviour {
-                gossipsub,
+                gossipsub: Watched::new(gossipsub, gossip_streams),
                 req: request_response::Behaviour::new(
                     [(StreamProtocol::new(REQ_PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default()
@@ -242,16 +249,27 @@ impl HostilePeer {
         responder: Responder,
     ) -> anyhow::Result<Self> {
         let peer_id = key.public().to_peer_id();
-        let swarm = build_swarm(key)?;
+        let gossip_streams = InboundStreams::default();
+        let swarm = build_swarm(key, gossip_streams.clone())?;
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (seen_tx, seen_rx) = mpsc::channel(16 * 1024);
         let task = tokio::spawn(run(swarm, cmd_rx, seen_tx, hello, responder));
         Ok(Self {
             peer_id,
+            gossip_streams,
             cmds: cmd_tx,
             seen: seen_rx,
             task,
         })
+    }
+
+    /// How many gossipsub streams `peer` opened to this peer: zero means it sent no
+    /// gossip frame of any kind (subscriptions, control, messages).
+    pub fn gossip_streams_from(&self, peer: &PeerId) -> u64 {
+        self.gossip_streams
+            .lock()
+            .map(|c| c.get(peer).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     async fn cmd(&self, cmd: Cmd) -> anyhow::Result<()> {

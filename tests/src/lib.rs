@@ -4,6 +4,7 @@
 
 pub mod hostile;
 pub mod process;
+pub mod watch;
 
 use alertmesh_node::config::Config;
 use alertmesh_node::node::Node;
@@ -38,6 +39,17 @@ pub struct TestNetwork {
     pub nodes: Vec<TestNode>,
     /// The directory holding every node's files.
     pub dir: tempfile::TempDir,
+}
+
+/// With `ALERTMESH_TEST_LOG` set (a `RUST_LOG`-style filter), the in-process nodes log to
+/// the test's output.
+pub fn init_test_log() {
+    if let Ok(filter) = std::env::var("ALERTMESH_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 /// Polls `condition` every 20 ms until it holds; fails after [`WAIT`].
@@ -121,6 +133,7 @@ impl TestNetwork {
         count: usize,
     ) -> anyhow::Result<(Self, Vec<NodeFiles>)> {
         use rand_chacha03::rand_core::SeedableRng;
+        init_test_log();
         let mut rng = rand_chacha03::ChaCha20Rng::seed_from_u64(seed);
         let network = plan.build(&mut rng);
         let dir = tempfile::tempdir()?;

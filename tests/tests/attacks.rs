@@ -21,7 +21,7 @@
 //!
 //! | attack | tests |
 //! |---|---|
-//! | 1. outsider without a certificate | `outsider_without_a_certificate_is_disconnected_and_nothing_it_sends_is_kept`, `outsider_receives_no_gossip_before_it_is_admitted` (ignored: a known gap, see the test) |
+//! | 1. outsider without a certificate | `outsider_receives_no_gossip_and_nothing_it_sends_is_processed`, `outsider_learns_nothing_but_the_nodes_own_certificate`, `bad_certificate_is_told_refused_then_disconnected`, `request_flood_is_answered_busy_and_counted` |
 //! | 2. member beyond its rights, forged authors and signatures, another org's certificate | `member_forging_or_exceeding_its_rights_is_rejected_everywhere`, `certificates_of_another_org_are_refused` |
 //! | 3. member subscribed where it may not read | `non_reader_subscriber_is_scored_down_and_holds_only_ciphertext_it_cannot_open` |
 //! | 4. replays (gossip and sync), envelopes from the future | `replays_are_ignored_and_future_envelopes_rejected_in_gossip_and_sync` |
@@ -401,8 +401,6 @@ fn rss_bytes() -> Result<u64> {
 fn hello_with(cert: &[u8]) -> Hello {
     Hello {
         cert: cert.to_vec(),
-        charters: vec![],
-        certs: vec![],
     }
 }
 
@@ -442,6 +440,9 @@ fn sync_responder(
             Answer::Respond(wire::Response::Hello(hello.clone()).encode())
         }
         Ok(wire::Request::Sync(req)) => Answer::Respond(page(&req)),
+        Ok(wire::Request::Directory) => {
+            Answer::Respond(wire::Response::Refused("no directory here".into()).encode())
+        }
         Err(_) => Answer::Drop,
     })
 }
@@ -753,127 +754,305 @@ async fn adopt_everywhere(net: &TestNetwork, charter: &SignedCharter) -> Result 
 // 1. Outsiders
 // ---------------------------------------------------------------------------------------
 
-/// An outsider with no certificate connects to one node, subscribes, publishes a
-/// well-formed envelope and asks for history. It is refused history, its gossip is
-/// rejected as `unadmitted_peer` (never validated, so never stored or forwarded: the other
-/// nodes never see it), it is disconnected after the admission timeout, and whatever it
-/// received meanwhile it cannot open. Honest alerts reach every org throughout.
+/// A gossipsub RPC frame that subscribes to `topic` and publishes `data` on it, written by
+/// hand so that it reaches a node that never told the outsider it subscribes anywhere.
+fn gossip_publish_frame(topic: &TopicHash, data: &[u8]) -> Vec<u8> {
+    let t = topic.as_str().as_bytes();
+    let mut sub = vec![0x08, 0x01, 0x12]; // subscribe: true; topic_id
+    sub.extend(varint(t.len() as u64));
+    sub.extend_from_slice(t);
+    let mut msg = vec![0x12]; // data
+    msg.extend(varint(data.len() as u64));
+    msg.extend_from_slice(data);
+    msg.push(0x22); // topic
+    msg.extend(varint(t.len() as u64));
+    msg.extend_from_slice(t);
+    let mut rpc = vec![0x0a]; // subscriptions
+    rpc.extend(varint(sub.len() as u64));
+    rpc.extend(sub);
+    rpc.push(0x12); // publish
+    rpc.extend(varint(msg.len() as u64));
+    rpc.extend(msg);
+    frame(&rpc)
+}
+
+/// A Kademlia FIND_NODE request for `key`.
+fn kad_find_node_frame(key: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x08, 0x04, 0x12]; // type: FIND_NODE; key
+    body.extend(varint(key.len() as u64));
+    body.extend_from_slice(key);
+    frame(&body)
+}
+
+/// An outsider that shows no certificate connects to a node **while alerts are being
+/// published**, and in its admission window tries everything: it subscribes and
+/// publishes a well-formed envelope on a raw gossipsub stream, asks for history, for the
+/// node's directory and for Kademlia routing. The node's gossipsub and Kademlia stay
+/// closed to it: it receives **zero gossip frames** (the node never opens a gossipsub
+/// stream to it: no subscription list, GRAFT, IHAVE or message), nothing it wrote is
+/// processed (no verdict anywhere, stored nowhere), history and directory are refused,
+/// Kademlia answers nothing, and it is disconnected and counted as refused. Honest alerts
+/// reach every reader throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outsider_without_a_certificate_is_disconnected_and_nothing_it_sends_is_kept() -> Result {
+async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Result {
     let net = TestNetwork::start(&flat_plan(3, &[ALL]), 101).await?;
     let target = &net.nodes[0];
     let stranger_root = alertmesh_protocol::OrgRootKey::generate(&mut OsRng);
-    let me = identity(&net, "org-1", &stranger_root, 1);
-    let mut outsider = Rogue::start(me, None, None)?;
-    let mut honest = Honest::default();
-
+    // No hello: it stays connected for the whole admission window.
+    let mut outsider = Rogue::start(identity(&net, "org-1", &stranger_root, 1), None, None)?;
     let all = gossip_topic(&net, ALL);
-    outsider.peer.subscribe(all.to_string()).await?;
+
+    // Alerts are being published from before the outsider connects until it is gone.
+    let publishing = {
+        let cores: Vec<_> = net.nodes.iter().map(|n| n.node.core.clone()).collect();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..40u32 {
+                let core = &cores[i as usize % cores.len()];
+                let receipt = core
+                    .publish(
+                        ALL.into(),
+                        Tlp::Green,
+                        alertmesh_tests::sample_alert(&format!("during the outsider's visit {i}")),
+                    )
+                    .await??;
+                ids.push(receipt.id);
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            anyhow::Ok(ids)
+        })
+    };
+    outsider.dial(&[&target.node]).await?;
+    outsider
+        .wait(
+            "the connection",
+            |s| matches!(s, Seen::Connected(p) if *p == target.node.peer_id),
+        )
+        .await?;
+
+    // Everything at once: the admission window is 5 s and gated streams are never read.
+    let env = outsider.alert(draft(&net, ALL, 1, EnvelopeId::default()), "from nowhere")?;
+    let target_id = target.node.peer_id;
     outsider
         .peer
-        .subscribe(gossip_topic(&net, CONTROL).to_string())
+        .raw(
+            target_id,
+            RawProtocol::Gossip,
+            gossip_publish_frame(&all, env.as_bytes()),
+        )
         .await?;
-    outsider.dial(&[&target.node]).await?;
-    let env = outsider.alert(draft(&net, ALL, 1, EnvelopeId::default()), "from nowhere")?;
     outsider
-        .gossip(&all, &[&target.node], env.as_bytes().to_vec())
+        .peer
+        .raw(
+            target_id,
+            RawProtocol::Kad,
+            kad_find_node_frame(&net.nodes[1].node.peer_id.to_bytes()),
+        )
         .await?;
-    honest
-        .publish(&net, "org-0", ALL, "while an outsider is connected")
-        .await?;
-
-    let answer = outsider
+    let history = outsider
         .ask(&target.node, sync_request(topic_id(&net, ALL)))
         .await?;
     ensure!(
-        matches!(answer, wire::Response::Refused(_)),
-        "an outsider got history: {answer:?}"
+        matches!(history, wire::Response::Refused(_)),
+        "an outsider got history: {history:?}"
     );
-    wait_verdict(target, "reject", "unadmitted_peer", 1).await?;
+    // Held until the node has judged the outsider: it is refused.
+    let directory = outsider
+        .ask(&target.node, wire::Request::Directory.encode())
+        .await?;
+    ensure!(
+        matches!(directory, wire::Response::Refused(_)),
+        "an outsider got the directory: {directory:?}"
+    );
     outsider.wait_disconnected(&[&target.node]).await?;
+    let ids = publishing.await??;
     ensure!(target.node.metrics.refused_peers.get() >= 1);
 
-    // Published after the rejection on the same path: had the target forwarded the
-    // outsider's envelope, the others would have judged it by now.
-    honest
-        .publish(&net, "org-0", ALL, "after the outsider left")
-        .await?;
-    honest.delivered(&net).await?;
-    for n in &net.nodes[1..] {
+    ensure!(
+        outsider.peer.gossip_streams_from(&target.node.peer_id) == 0,
+        "the node opened a gossipsub stream to an outsider"
+    );
+    let seen = outsider.everything();
+    let gossip: Vec<_> = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Gossip(..)))
+        .collect();
+    ensure!(gossip.is_empty(), "an outsider received gossip: {gossip:?}");
+    let routing: Vec<_> = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Raw(_, RawProtocol::Kad, Ok(n)) if *n > 0))
+        .collect();
+    ensure!(
+        routing.is_empty(),
+        "Kademlia answered an outsider: {routing:?}"
+    );
+
+    // Honest alerts flowed meanwhile; the outsider's envelope was never even judged.
+    for n in &net.nodes {
+        for id in &ids {
+            wait_for(&format!("{} to hold every honest alert", n.org), || async {
+                has_alert(n, id)
+            })
+            .await?;
+        }
         for (verdict, reason) in [("reject", "unadmitted_peer"), ("ignore", "unknown_author")] {
             ensure!(
                 verdict_count(&n.node, verdict, reason) == 0,
-                "{} saw the outsider's envelope ({verdict}/{reason})",
+                "{} judged the outsider's envelope ({verdict}/{reason})",
                 n.org
             );
         }
     }
     assert_stored_nowhere(&net, &[env.id()], "the outsider's envelope")?;
     ensure!(target.node.core.status().await?.admitted_peers == net.nodes.len() - 1);
-
-    // What reached it while it waited for admission stays closed to it.
-    let mut received = Vec::new();
-    for seen in outsider.everything() {
-        let Seen::Gossip(_, data) = seen else {
-            continue;
-        };
-        let Ok(env) = SignedEnvelope::decode(&data, MAX_ENVELOPE) else {
-            received.push("control message");
-            continue;
-        };
-        received.push(env.header().kind.as_str());
-        if env.header().kind == Kind::KeyPackage {
-            let pkg = KeyPackage::decode(env.payload())?;
-            ensure!(
-                pkg.open(&net_id(&net), &env.header().author, &outsider.me.agreement)
-                    .is_err(),
-                "an outsider opened a sender key"
-            );
-        }
-    }
-    eprintln!("outsider: received before it was disconnected: {received:?}");
     net.shutdown().await;
     Ok(())
 }
 
-/// A known gap, kept as a test that fails until the node closes it: a node gives a
-/// connected peer no gossipsub score until it is admitted, so a peer without a
-/// certificate that subscribes gets the topic's gossip (headers in clear — author, topic,
-/// seq, time, TLP — plus ciphertext it cannot open, see the test above) until the
-/// admission timeout, and, reconnecting with fresh peer ids, indefinitely. Scoring a peer
-/// below the publish threshold until admission closes it but makes gossipsub PRUNE (with
-/// a 60 s backoff) the GRAFTs honest peers send in that window, leaving holes in the mesh;
-/// the fix needs the backoff settings reworked with it.
+/// An outsider learns nothing beyond the node's own certificate: the node's hello names
+/// the node alone (no other certificate, no charter), and a certificate of an org the
+/// charter does not name gets `Refused` once the admission window closes, never a
+/// directory. The node's refusal reaches it before the connection is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: gossip reaches a peer without a certificate until the admission timeout"]
-async fn outsider_receives_no_gossip_before_it_is_admitted() -> Result {
+async fn outsider_learns_nothing_but_the_nodes_own_certificate() -> Result {
     let net = TestNetwork::start(&flat_plan(3, &[ALL]), 111).await?;
     let target = &net.nodes[0].node;
     let stranger_root = alertmesh_protocol::OrgRootKey::generate(&mut OsRng);
-    let mut outsider = Rogue::start(identity(&net, "org-1", &stranger_root, 2), None, None)?;
-    let all = gossip_topic(&net, ALL);
-    outsider.peer.subscribe(all.to_string()).await?;
+    let me = identity(&net, "no-such-org", &stranger_root, 2);
+    let hello = hello_with(me.cert.as_bytes());
+    let mut outsider = Rogue::start(me, Some(hello), None)?;
     outsider.dial(&[target]).await?;
-    outsider
-        .peer
-        .wait_subscribed(&all, &[target.peer_id])
+    let seen = outsider
+        .wait("the node's hello", |s| {
+            matches!(s, Seen::Request(p, b) if *p == target.peer_id
+                && matches!(wire::Request::decode(b), Ok(wire::Request::Hello(_))))
+        })
         .await?;
-    let mut honest = Honest::default();
-    honest
-        .publish(&net, "org-0", ALL, "not for outsiders")
+    let Seen::Request(_, frame) = seen else {
+        bail!("unexpected {seen:?}");
+    };
+    let Ok(wire::Request::Hello(theirs)) = wire::Request::decode(&frame) else {
+        bail!("not a hello");
+    };
+    let own = net.network.orgs[0].nodes[0].cert.as_bytes();
+    ensure!(
+        theirs.cert == own,
+        "the node's hello is not its own certificate"
+    );
+    // An org unknown to the charter may be one a newer charter adds: the node asks the
+    // outsider for its directory rather than refusing at once, and shows its own in
+    // return only once it admitted the outsider, which it never does.
+    let directory = outsider
+        .ask(target, wire::Request::Directory.encode())
         .await?;
-    honest
-        .publish(&net, "org-1", ALL, "relayed, not for outsiders")
-        .await?;
-    honest.delivered(&net).await?;
-    // Disconnected: whatever the node would send it, it has sent.
+    ensure!(
+        matches!(directory, wire::Response::Refused(_)),
+        "an outsider got the directory: {directory:?}"
+    );
     outsider.wait_disconnected(&[target]).await?;
-    let got = outsider
+    let learned: Vec<Seen> = outsider
         .everything()
-        .iter()
-        .filter(|s| matches!(s, Seen::Gossip(..)))
-        .count();
-    ensure!(got == 0, "an outsider received {got} gossip messages");
+        .into_iter()
+        .filter(|s| match s {
+            Seen::Response(_, b) => !matches!(
+                wire::Response::decode(b),
+                Ok(wire::Response::Refused(_) | wire::Response::Hello(_))
+            ),
+            Seen::Gossip(..) => true,
+            _ => false,
+        })
+        .collect();
+    ensure!(learned.is_empty(), "an outsider learned more: {learned:?}");
+    ensure!(outsider.peer.gossip_streams_from(&target.peer_id) == 0);
+    net.shutdown().await;
+    Ok(())
+}
+
+/// A certificate signed by a stranger's root for a member org is refused at the hello:
+/// the outsider's hello is answered `Refused(reason)` (it learns why), then the node
+/// closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_certificate_is_told_refused_then_disconnected() -> Result {
+    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 112).await?;
+    let target = &net.nodes[0].node;
+    let stranger_root = alertmesh_protocol::OrgRootKey::generate(&mut OsRng);
+    let me = identity(&net, "org-1", &stranger_root, 3);
+    let hello = hello_with(me.cert.as_bytes());
+    let mut outsider = Rogue::start(me, Some(hello), None)?;
+    outsider.dial(&[target]).await?;
+    let answer = outsider
+        .wait(
+            "the node's answer to our hello",
+            |s| matches!(s, Seen::Response(p, _) if *p == target.peer_id),
+        )
+        .await?;
+    let Seen::Response(_, bytes) = answer else {
+        bail!("unexpected {answer:?}");
+    };
+    let reason = match wire::Response::decode(&bytes)? {
+        wire::Response::Refused(reason) => reason,
+        other => bail!("a bad certificate was answered {other:?}"),
+    };
+    ensure!(reason.contains("signature"), "unhelpful reason {reason:?}");
+    outsider.wait_disconnected(&[target]).await?;
+    ensure!(target.metrics.refused_peers.get() >= 1);
+    net.shutdown().await;
+    Ok(())
+}
+
+/// An admitted member floods a node with sync requests (and hellos): beyond its per-peer
+/// budget it is answered `Busy` with a wait, the node counts the throttled requests, and
+/// honest alerts keep reaching every reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_flood_is_answered_busy_and_counted() -> Result {
+    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 113).await?;
+    let target = &net.nodes[0];
+    let mut rogue = Rogue::member(&net, "org-1", 80, None)?;
+    rogue.join(&[&target.node]).await?;
+    let mut honest = Honest::default();
+    // Batches small enough for request-response's concurrent-stream limit, sent faster
+    // than the budget refills.
+    const BATCH: usize = 50;
+    const FLOOD: usize = 4 * BATCH;
+    let hello = wire::Request::Hello(hello_with(rogue.me.cert.as_bytes())).encode();
+    let mut busy = 0;
+    for batch in 0..FLOOD / BATCH {
+        for i in 0..BATCH {
+            let frame = if i % 10 == 0 {
+                hello.clone()
+            } else {
+                sync_request(topic_id(&net, ALL))
+            };
+            rogue.peer.request(target.node.peer_id, frame).await?;
+        }
+        if batch == 0 {
+            honest
+                .publish(&net, "org-0", ALL, "while a member floods requests")
+                .await?;
+        }
+        let mut answered = 0;
+        while answered < BATCH {
+            let seen = rogue
+                .wait(
+                    "an answer to every flooded request",
+                    |s| matches!(s, Seen::Response(p, _) if *p == target.node.peer_id),
+                )
+                .await?;
+            if let Seen::Response(_, b) = seen {
+                answered += 1;
+                if let Ok(wire::Response::Busy { retry_after_ms }) = wire::Response::decode(&b) {
+                    ensure!(retry_after_ms >= 1, "Busy without a wait");
+                    busy += 1;
+                }
+            }
+        }
+    }
+    ensure!(busy > 0, "{FLOOD} requests at once were all served");
+    ensure!(
+        target.node.metrics.throttled_requests.get() >= busy,
+        "throttled requests not counted"
+    );
+    honest.delivered(&net).await?;
     net.shutdown().await;
     Ok(())
 }
@@ -1018,8 +1197,7 @@ async fn certificates_of_another_org_are_refused() -> Result {
     let mut honest = Honest::default();
 
     let foreign_root = identity(&net, "agency-a", plat_b_root, 90);
-    let mut hello = hello_with(foreign_root.cert.as_bytes());
-    hello.certs = vec![foreign_root.cert.as_bytes().to_vec()];
+    let hello = hello_with(foreign_root.cert.as_bytes());
     let mut wrong_root = Rogue::start(foreign_root, Some(hello), None)?;
     let stolen = &net.network.orgs[org_index(&net, "agency-b")?].nodes[0].cert;
     let mut wrong_key = Rogue::start(

@@ -630,8 +630,6 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
     );
     let hello = Hello {
         cert: rogue.cert.as_bytes().to_vec(),
-        charters: vec![],
-        certs: vec![],
     };
     let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
     // Connected to one honest node only, which sees both versions of seq 1.
@@ -771,8 +769,6 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
     );
     let hello = Hello {
         cert: rogue.cert.as_bytes().to_vec(),
-        charters: vec![],
-        certs: vec![],
     };
     let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
     for n in &net.nodes {

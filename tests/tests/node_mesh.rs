@@ -163,8 +163,6 @@ async fn non_reader_node_cannot_decrypt_and_is_scored_down() -> anyhow::Result<(
     );
     let hello = Hello {
         cert: spy.cert.as_bytes().to_vec(),
-        charters: vec![],
-        certs: vec![],
     };
     let mut peer = HostilePeer::start(alertmesh_node::net::keypair(&spy.key)?, Some(hello))?;
     let agency = &net.node("agency-a").node;
@@ -283,8 +281,6 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
     );
     let hello = Hello {
         cert: rogue.cert.as_bytes().to_vec(),
-        charters: vec![],
-        certs: vec![],
     };
     let mut peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
     for n in &net.nodes {
@@ -407,8 +403,6 @@ async fn peer_without_a_valid_certificate_is_disconnected() -> anyhow::Result<()
     );
     let hello = Hello {
         cert: fake.cert.as_bytes().to_vec(),
-        charters: vec![],
-        certs: vec![],
     };
     let mut impostor = HostilePeer::start(alertmesh_node::net::keypair(&fake.key)?, Some(hello))?;
     impostor.dial(addr).await?;

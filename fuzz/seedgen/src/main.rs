@@ -8,7 +8,9 @@ mod fixture;
 
 use alertmesh_protocol::alert::{AlertUpdate, Retraction};
 use alertmesh_protocol::ids::EnvelopeId;
-use alertmesh_protocol::wire::{ChainSummary, Hello, Request, Response, SyncPage, SyncRequest};
+use alertmesh_protocol::wire::{
+    ChainSummary, Directory, Hello, Request, Response, SyncPage, SyncRequest,
+};
 use alertmesh_protocol::{Content, Context, NodeCert, ControlMessage, Evidence, Kind, SignedEnvelope, Source, Validator, Verdict};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -92,10 +94,15 @@ fn main() {
     let certs: Vec<Vec<u8>> = f.network.nodes().map(|(_, n)| n.cert.as_bytes().to_vec()).collect();
     let hello = Hello {
         cert: node.cert.as_bytes().to_vec(),
+    };
+    write(&dir, "wire", "request-hello", &Request::Hello(hello.clone()).encode());
+    write(&dir, "wire", "request-directory", &Request::Directory.encode());
+    let directory = Directory {
         charters: vec![],
         certs: certs[1..].to_vec(),
     };
-    write(&dir, "wire", "request-hello", &Request::Hello(hello.clone()).encode());
+    write(&dir, "wire", "response-directory", &Response::Directory(directory).encode());
+    write(&dir, "wire", "response-busy", &Response::Busy { retry_after_ms: 250 }.encode());
     let have = SyncRequest {
         topic: f.topic,
         have: vec![ChainSummary::from_seqs(f.author(), [1, 2, 4])],

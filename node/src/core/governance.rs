@@ -153,6 +153,7 @@ impl Core {
             self.refuse(
                 peer,
                 &format!("removed or revoked by charter version {version}"),
+                None,
             )
             .await;
         }

@@ -67,9 +67,8 @@ impl Core {
                 .filter(|c| c.cert().node_sign_pub != me)
                 .filter_map(|c| crate::net::peer_id_of(&c.cert().node_sign_pub))
                 .filter(|p| {
-                    !self.peers.contains_key(p)
-                        && !self.banned.contains_key(p)
-                        && !dial.iter().any(|(d, _)| d == p)
+                    // The swarm task skips banned peers.
+                    !self.peers.contains_key(p) && !dial.iter().any(|(d, _)| d == p)
                 })
                 .choose_multiple(&mut rand::thread_rng(), need);
             dial.extend(candidates.into_iter().map(|p| (p, rule.name.clone())));

@@ -1158,8 +1158,6 @@ impl Flooder {
         let keypair = net::keypair(&flood.key)?;
         let hello = Hello {
             cert: flood.cert.as_bytes().to_vec(),
-            charters: vec![],
-            certs: vec![],
         };
         let net_id = network.genesis.charter().network_id;
         let topic_name = TopicId::derive(&net_id, BENCH_TOPIC).gossip_name(&net_id);
@@ -1275,6 +1273,8 @@ fn on_flood_event(
             num_established,
             ..
         } if num_established.get() == 1 => {
+            // The flooder trusts the sink it dialled: its gossip opens at once.
+            swarm.behaviour_mut().gossipsub.admit(peer_id);
             swarm
                 .behaviour_mut()
                 .req

@@ -1,0 +1,443 @@
+//! Admission: who may talk to this node, and what a stranger learns.
+//!
+//! 1. On a new connection each side sends a `Hello` carrying only its own certificate.
+//! 2. A certificate that verifies under the current charter admits the peer: the swarm
+//!    opens gossipsub and Kademlia to it ([`NetCommand::Admit`]), history sync starts, and
+//!    the node asks for the peer's `Directory` (charters and certificates it holds).
+//! 3. A certificate of an org the current charter does not know may be valid under a
+//!    newer charter: the node asks the peer for its directory, which the peer answers
+//!    only once it has admitted this node, adopts what verifies, and judges again.
+//! 4. Anything else, or no certificate within [`ADMISSION_TIMEOUT`], refuses the peer: it
+//!    is told `Refused(reason)`, then disconnected and banned by the swarm task.
+//!
+//! Every request of a peer spends from its [`Throttle`]; a peer beyond it gets `Busy`.
+
+use super::{Core, Outstanding, PeerState};
+use crate::net::{BAD_PEER_SCORE, NetCommand, RequestError};
+use alertmesh_protocol::wire::{
+    self, Directory, Hello, MAX_DIRECTORY_CERTS, MAX_DIRECTORY_CHARTERS,
+};
+use alertmesh_protocol::{SignedCharter, SignedNodeCert, TopicId};
+use libp2p::PeerId;
+use libp2p::gossipsub::TopicHash;
+use libp2p::request_response::ResponseChannel;
+use std::time::{Duration, Instant};
+
+/// A connected peer must show a valid certificate within this time.
+pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a peer's certificate was not accepted.
+pub(super) enum Judgement {
+    /// Not valid here, whatever charter comes next.
+    Refuse(String),
+    /// Its org is unknown to the current charter; a newer charter may name it.
+    NeedsCharter(SignedNodeCert),
+}
+
+/// Requests a peer may make: a token bucket of requests and one of sync bytes.
+#[derive(Debug)]
+pub(super) struct Throttle {
+    requests: f64,
+    bytes: f64,
+    last: Instant,
+}
+
+/// Per-peer request limits (config `sync_requests_per_sec`, `sync_bytes_per_sec`).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Requests per second (and the burst).
+    pub requests_per_sec: u32,
+    /// Sync page bytes per second (and the burst).
+    pub bytes_per_sec: u64,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            requests_per_sec: 50,
+            bytes_per_sec: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl Throttle {
+    pub(super) fn new(limits: RequestLimits, now: Instant) -> Self {
+        Self {
+            requests: f64::from(limits.requests_per_sec),
+            bytes: limits.bytes_per_sec as f64,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, limits: RequestLimits, now: Instant) {
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        let rps = f64::from(limits.requests_per_sec);
+        let bps = limits.bytes_per_sec as f64;
+        self.requests = (self.requests + dt * rps).min(rps);
+        self.bytes = (self.bytes + dt * bps).min(bps);
+    }
+
+    /// Takes one request; `Err(wait)` if the peer must wait that long first.
+    pub(super) fn take(&mut self, limits: RequestLimits, now: Instant) -> Result<(), Duration> {
+        self.refill(limits, now);
+        let rps = f64::from(limits.requests_per_sec.max(1));
+        let bps = limits.bytes_per_sec.max(1) as f64;
+        if self.requests < 1.0 {
+            return Err(Duration::from_secs_f64((1.0 - self.requests) / rps));
+        }
+        if self.bytes < 0.0 {
+            return Err(Duration::from_secs_f64(-self.bytes / bps));
+        }
+        self.requests -= 1.0;
+        Ok(())
+    }
+
+    /// Charges the bytes of a page already served (the balance may go negative).
+    pub(super) fn spend_bytes(&mut self, bytes: usize) {
+        self.bytes -= bytes as f64;
+    }
+}
+
+impl Core {
+    pub(super) fn my_hello(&self) -> Hello {
+        Hello {
+            cert: self.me.cert.as_bytes().to_vec(),
+        }
+    }
+
+    /// What this node tells an admitted peer about the network.
+    pub(super) fn my_directory(&self) -> Directory {
+        Directory {
+            charters: self
+                .charters
+                .history()
+                .iter()
+                .skip(1)
+                .rev()
+                .take(MAX_DIRECTORY_CHARTERS)
+                .rev()
+                .map(|c| c.as_bytes().to_vec())
+                .collect(),
+            certs: self
+                .certs
+                .all()
+                .take(MAX_DIRECTORY_CERTS)
+                .map(|c| c.as_bytes().to_vec())
+                .collect(),
+        }
+    }
+
+    /// A new connection: introduce ourselves.
+    pub(super) async fn on_connected(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        self.peers.insert(
+            peer,
+            PeerState {
+                connected_at: now,
+                org: None,
+                node: None,
+                subscriptions: Default::default(),
+                penalty: 0.0,
+                unjudged: None,
+                directory_asked: false,
+                directory_waiting: None,
+                throttle: Throttle::new(self.request_limits, now),
+            },
+        );
+        let hello = wire::Request::Hello(self.my_hello()).encode();
+        self.request(peer, hello, Outstanding::Hello).await;
+    }
+
+    /// A peer's hello, as a request (`channel` set) or as the answer to ours.
+    pub(super) async fn on_hello(
+        &mut self,
+        peer: PeerId,
+        hello: Hello,
+        channel: Option<ResponseChannel<Vec<u8>>>,
+    ) {
+        if self.is_admitted(&peer) {
+            if let Some(channel) = channel {
+                self.respond(channel, wire::Response::Hello(self.my_hello()))
+                    .await;
+            }
+            return;
+        }
+        match self.judge_cert(peer, &hello.cert) {
+            Ok(cert) => {
+                if let Some(channel) = channel {
+                    self.respond(channel, wire::Response::Hello(self.my_hello()))
+                        .await;
+                }
+                self.admit(peer, cert).await;
+            }
+            Err(Judgement::NeedsCharter(cert)) => {
+                // Only our own certificate: the peer learns nothing else until admitted.
+                if let Some(channel) = channel {
+                    self.respond(channel, wire::Response::Hello(self.my_hello()))
+                        .await;
+                }
+                tracing::debug!(%peer, org = %cert.cert().org_id, "certificate of an org our charter does not know; asking the peer for newer charters");
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.unjudged = Some(cert);
+                }
+                self.ask_directory(peer).await;
+            }
+            Err(Judgement::Refuse(reason)) => self.refuse(peer, &reason, channel).await,
+        }
+    }
+
+    /// Admits a peer whose certificate verified.
+    async fn admit(&mut self, peer: PeerId, cert: SignedNodeCert) {
+        let org = cert.cert().org_id.clone();
+        let node = cert.cert().node_sign_pub;
+        let _ = self.learn_cert(cert).await;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.node = Some(node);
+        p.unjudged = None;
+        if p.org.replace(org.clone()).is_some() {
+            return;
+        }
+        let waiting = p.directory_waiting.take();
+        self.metrics.admitted_peers.inc();
+        tracing::info!(%peer, %org, "peer admitted");
+        self.send(NetCommand::Admit(peer)).await;
+        if let Some(channel) = waiting {
+            self.respond(channel, wire::Response::Directory(self.my_directory()))
+                .await;
+        }
+        self.ask_directory(peer).await;
+        self.start_sync(peer).await;
+        let subs: Vec<TopicHash> = self
+            .peers
+            .get(&peer)
+            .map(|p| p.subscriptions.iter().cloned().collect())
+            .unwrap_or_default();
+        for t in subs {
+            self.check_subscription(peer, &t).await;
+        }
+    }
+
+    async fn ask_directory(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if std::mem::replace(&mut p.directory_asked, true) {
+            return;
+        }
+        self.request(
+            peer,
+            wire::Request::Directory.encode(),
+            Outstanding::Directory,
+        )
+        .await;
+    }
+
+    /// A directory request: answered once the asker is admitted.
+    pub(super) async fn on_directory_request(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        if self.is_admitted(&peer) {
+            self.respond(channel, wire::Response::Directory(self.my_directory()))
+                .await;
+            return;
+        }
+        // Not judged yet: the answer waits for the judgement (at most the admission
+        // timeout); a second request meanwhile is turned away.
+        match self.peers.get_mut(&peer) {
+            Some(p) if p.directory_waiting.is_none() => {
+                tracing::debug!(%peer, "directory request held until the peer is judged");
+                p.directory_waiting = Some(channel);
+            }
+            _ => {
+                self.respond(channel, wire::Response::Refused("not admitted".into()))
+                    .await;
+            }
+        }
+    }
+
+    /// A peer's directory: adopt the charters and certificates that verify, then judge a
+    /// certificate that was waiting for a newer charter.
+    pub(super) async fn on_directory(&mut self, peer: PeerId, directory: Directory) {
+        for bytes in directory.charters.iter().take(MAX_DIRECTORY_CHARTERS) {
+            if let Ok(c) = SignedCharter::decode(bytes) {
+                let _ = self.offer_charter(c).await;
+            }
+        }
+        for bytes in directory.certs.iter().take(MAX_DIRECTORY_CERTS) {
+            if let Ok(c) = SignedNodeCert::decode(bytes) {
+                let _ = self.learn_cert(c).await;
+            }
+        }
+        let Some(cert) = self.peers.get_mut(&peer).and_then(|p| p.unjudged.take()) else {
+            return;
+        };
+        match self.judge_cert(peer, cert.as_bytes()) {
+            Ok(cert) => self.admit(peer, cert).await,
+            Err(Judgement::NeedsCharter(cert)) => {
+                let reason = format!("org {} is not a member", cert.cert().org_id);
+                self.refuse(peer, &reason, None).await;
+            }
+            Err(Judgement::Refuse(reason)) => self.refuse(peer, &reason, None).await,
+        }
+    }
+
+    /// A request of ours got no answer.
+    pub(super) async fn on_request_failed(
+        &mut self,
+        peer: PeerId,
+        what: Outstanding,
+        error: RequestError,
+    ) {
+        tracing::debug!(%peer, ?what, %error, "request failed");
+        match what {
+            Outstanding::Hello if !self.is_admitted(&peer) => {
+                if error == RequestError::UnsupportedProtocol {
+                    self.refuse_silent(peer, "does not speak the request protocol")
+                        .await;
+                }
+            }
+            Outstanding::Sync(topic) => {
+                self.sync_rounds.remove(&(peer, topic));
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks a peer's certificate against the current charter.
+    pub(super) fn judge_cert(
+        &self,
+        peer: PeerId,
+        bytes: &[u8],
+    ) -> Result<SignedNodeCert, Judgement> {
+        let refuse = |r: &str| Judgement::Refuse(r.to_string());
+        let cert = SignedNodeCert::decode(bytes)
+            .map_err(|e| Judgement::Refuse(format!("certificate does not decode: {e}")))?;
+        let charter = self.charters.current().charter();
+        let node = cert.cert().node_sign_pub;
+        if crate::net::peer_id_of(&node) != Some(peer) {
+            return Err(refuse("certificate is for another node key"));
+        }
+        let Some(member) = charter.member(&cert.cert().org_id) else {
+            return Err(Judgement::NeedsCharter(cert));
+        };
+        cert.verify(&charter.network_id, &member.root_pub)
+            .map_err(|e| Judgement::Refuse(e.to_string()))?;
+        if !cert.valid_at(super::now_ms()) {
+            return Err(refuse("certificate is expired or not yet valid"));
+        }
+        if charter.is_revoked(&node) {
+            return Err(refuse("certificate is revoked"));
+        }
+        Ok(cert)
+    }
+
+    pub(super) fn is_admitted(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.org.is_some())
+    }
+
+    /// Refuses a peer: it is told why (on `channel`, on a directory request it is waiting
+    /// on, or on its next request within the grace), then banned by the swarm task.
+    pub(super) async fn refuse(
+        &mut self,
+        peer: PeerId,
+        reason: &str,
+        channel: Option<ResponseChannel<Vec<u8>>>,
+    ) {
+        self.refuse_with(peer, reason, channel, true).await;
+    }
+
+    /// Refuses a peer that cannot hear a refusal (it does not speak our protocol).
+    pub(super) async fn refuse_silent(&mut self, peer: PeerId, reason: &str) {
+        self.refuse_with(peer, reason, None, false).await;
+    }
+
+    async fn refuse_with(
+        &mut self,
+        peer: PeerId,
+        reason: &str,
+        channel: Option<ResponseChannel<Vec<u8>>>,
+        speaks_protocol: bool,
+    ) {
+        tracing::warn!(%peer, %reason, "refusing peer");
+        let state = self.peers.remove(&peer);
+        if state.as_ref().is_some_and(|p| p.org.is_some()) {
+            self.metrics.admitted_peers.dec();
+        }
+        self.sync_rounds.retain(|(p, _), _| *p != peer);
+        let channel = channel.or(state.and_then(|p| p.directory_waiting));
+        self.send(NetCommand::Refuse {
+            peer,
+            refusal: wire::Response::Refused(reason.to_string()).encode(),
+            channel,
+            speaks_protocol,
+        })
+        .await;
+    }
+
+    /// Refuses peers that showed no valid certificate within [`ADMISSION_TIMEOUT`].
+    pub(super) async fn refuse_late(&mut self, now: Instant) {
+        let late: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.org.is_none() && now.duration_since(p.connected_at) > ADMISSION_TIMEOUT
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in late {
+            self.refuse(peer, "no valid certificate shown in time", None)
+                .await;
+        }
+    }
+
+    /// A peer in a topic its org may not read is scored below the graylist threshold.
+    pub(super) async fn check_subscription(&mut self, peer: PeerId, topic: &TopicHash) {
+        let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else {
+            return;
+        };
+        let Some(id) = self.topic_by_hash.get(topic) else {
+            return;
+        };
+        let charter = self.charters.current().charter();
+        if *id != TopicId::control(&charter.network_id) && !charter.may_read(&org, id) {
+            tracing::warn!(%peer, %org, "peer subscribed to a topic its org may not read; scoring it down");
+            self.send(NetCommand::Score(peer, BAD_PEER_SCORE)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_allows_a_burst_then_asks_to_wait_and_refills() {
+        let limits = RequestLimits {
+            requests_per_sec: 10,
+            bytes_per_sec: 1000,
+        };
+        let t0 = Instant::now();
+        let mut t = Throttle::new(limits, t0);
+        for _ in 0..10 {
+            assert!(t.take(limits, t0).is_ok());
+        }
+        let wait = t.take(limits, t0).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        assert!(t.take(limits, t0 + Duration::from_millis(100)).is_ok());
+        // Sync bytes: a page may overdraw; the next request waits for the deficit.
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(t.take(limits, t1).is_ok());
+        t.spend_bytes(3000);
+        let wait = t.take(limits, t1).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(2));
+        assert!(t.take(limits, t1 + Duration::from_secs(2)).is_ok());
+    }
+}
