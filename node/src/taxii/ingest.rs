@@ -677,6 +677,24 @@ mod tests {
     }
 
     #[test]
+    fn a_received_object_is_served_with_its_envelopes_tlp() {
+        let clear = crate::stix::tlp_marking_id(Tlp::Clear);
+        let red = crate::stix::tlp_marking_id(Tlp::Red);
+        let other = "marking-definition--11111111-2222-4333-8444-555555555555";
+        let mut o = indicator();
+        o["object_marking_refs"] = json!([clear, other]);
+        assert!(acceptable_received(&o));
+        set_tlp(&mut o, Tlp::Red);
+        assert_eq!(o["object_marking_refs"], json!([other, red]));
+        // Already right: unchanged.
+        let before = o.clone();
+        set_tlp(&mut o, Tlp::Red);
+        assert_eq!(o, before);
+        o["type"] = json!("malware");
+        assert!(!acceptable_received(&o));
+    }
+
+    #[test]
     fn unmarked_objects_get_a_tlp_marking() {
         let mut o = indicator();
         o.as_object_mut().unwrap().remove("object_marking_refs");
