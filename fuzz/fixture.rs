@@ -106,6 +106,7 @@ pub fn sample_alert() -> alertmesh_protocol::Alert {
         valid_from_ms: NOW_MS,
         valid_until_ms: Some(NOW_MS + 86_400_000),
         related: vec![EnvelopeId([7; 32])],
+        stix: None,
     }
 }
 

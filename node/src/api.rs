@@ -13,6 +13,13 @@
 //! | `GET /v1/stix/bundle?topic=` | the alerts as a STIX 2.1 bundle |
 //! | `POST /v1/charters` | hand in a signed charter `{"charter": hex}`: adopted and gossiped |
 //! | `GET /metrics` | Prometheus text |
+//! | `/taxii2/…` | TAXII 2.1 server: discovery, API root, collections (one per topic), objects, manifest, versions, status ([`crate::taxii`]) |
+//! | `GET /misp/manifest.json`, `/misp/{uuid}.json`, `/misp/hashes.csv` | MISP feed, with `ETag`/`If-None-Match` ([`crate::misp`]) |
+//! | `POST /v1/misp/events?topic=` | import a MISP event as an alert ([`crate::misp`]) |
+//!
+//! Authentication, on every route: the API token as `Authorization: Bearer <token>`, as the
+//! password of HTTP Basic (`Authorization: Basic`, any user name; TAXII clients), or in the
+//! header `X-Alertmesh-Token` (MISP feeds). Compared in constant time.
 
 use crate::core::{CoreHandle, PublishError};
 use crate::metrics::Metrics;
@@ -125,6 +132,14 @@ pub fn router(
         .route("/v1/stix/bundle", get(stix_bundle))
         .route("/v1/charters", axum::routing::post(submit_charter))
         .route("/metrics", get(metrics_text))
+        .merge(crate::taxii::router(
+            state.core.clone(),
+            state.data_dir.clone(),
+        ))
+        .merge(crate::misp::router(
+            state.core.clone(),
+            state.data_dir.clone(),
+        ))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -143,11 +158,8 @@ async fn auth(
     req: Request,
     next: Next,
 ) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = presented_token(&headers);
+    let presented = presented.as_deref().map_or("", |s| s.as_str());
     let expected = state.token.as_bytes();
     let ok = presented.len() == expected.len()
         && presented
@@ -156,13 +168,46 @@ async fn auth(
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
     if !ok {
-        return ApiError(
+        let mut response = ApiError(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token".into(),
+            "missing or wrong API token (Bearer, Basic password or X-Alertmesh-Token)".into(),
         )
         .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer, Basic realm=\"alertmesh\""),
+        );
+        return response;
     }
     next.run(req).await
+}
+
+/// The token a request presents: `Authorization: Bearer <token>`, HTTP Basic with the token
+/// as password (any user name), or `X-Alertmesh-Token: <token>`.
+fn presented_token(headers: &HeaderMap) -> Option<Zeroizing<String>> {
+    use base64::Engine;
+    if let Some(v) = headers
+        .get("x-alertmesh-token")
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(Zeroizing::new(v.trim().to_string()));
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(t) = auth.strip_prefix("Bearer ") {
+        return Some(Zeroizing::new(t.to_string()));
+    }
+    let (scheme, rest) = auth.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") || rest.len() > 4096 {
+        return None;
+    }
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?,
+    );
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let (_user, password) = text.split_once(':')?;
+    Some(Zeroizing::new(password.to_string()))
 }
 
 /// Body of `POST /v1/alerts`.

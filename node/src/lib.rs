@@ -9,6 +9,8 @@
 //! - [`audit`]: `alertmesh audit export|verify` (format and verifier in the protocol crate).
 //! - [`lifecycle`]: each alert's current state with its updates, retraction and sightings.
 //! - [`stix`]: STIX 2.1 bundles of the alerts a node holds.
+//! - [`taxii`]: the TAXII 2.1 server under `/taxii2/` (collections = topics).
+//! - [`misp`]: MISP event export/import and the MISP feed under `/misp/`.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`example`]: the example network of `keys-example/`.
 //! - [`client`]: a small client of the local API for the CLI and the demo.
@@ -24,8 +26,10 @@ pub mod demo;
 pub mod example;
 pub mod lifecycle;
 pub mod metrics;
+pub mod misp;
 pub mod net;
 pub mod node;
 pub mod proposal;
 pub mod stix;
 pub mod store;
+pub mod taxii;

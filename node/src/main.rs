@@ -89,6 +89,9 @@ enum Cmd {
     /// Export alerts in other formats.
     #[command(subcommand)]
     Export(ExportCmd),
+    /// Import from other tools.
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Run the example network of seven organizations locally and exchange alerts.
     ///
     /// Example: cargo run --release -- demo
@@ -357,6 +360,43 @@ enum ExportCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The alerts as MISP events (one per alert, current state: attributes, microblog
+    /// objects, tlp tags, Orgc; updates and retractions reflected).
+    ///
+    /// Example: alertmesh export misp --config node.toml --out feed/
+    Misp {
+        /// The node's config.
+        #[arg(long, required_unless_present = "data_dir")]
+        config: Option<PathBuf>,
+        /// A node's data directory instead.
+        #[arg(long, conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// Only this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Write a MISP feed directory here (manifest.json, hashes.csv, <uuid>.json);
+        /// default: a JSON list of events on standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// A MISP event (JSON) as one alert, through the node's API. Attribute types without
+    /// an alertmesh observable are listed, not dropped silently.
+    ///
+    /// Example: alertmesh import misp event.json --topic election-2020/disinfo --config node.toml
+    Misp {
+        /// The MISP event file (`{"Event": {...}}`).
+        event: PathBuf,
+        /// Topic to publish on.
+        #[arg(long)]
+        topic: String,
+        /// The node's config.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -609,6 +649,63 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Export(ExportCmd::Misp {
+            config,
+            data_dir,
+            topic,
+            out,
+        }) => {
+            let dir = match (&config, &data_dir) {
+                (Some(c), _) => Config::load(c)?.data_dir,
+                (None, Some(d)) => d.clone(),
+                (None, None) => bail!("pass --config or --data-dir"),
+            };
+            let events = alertmesh_node::misp::events_for_data_dir(&dir, topic.as_deref())?;
+            match out {
+                Some(path) => {
+                    std::fs::create_dir_all(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    for (name, body) in alertmesh_node::misp::feed_files(&events) {
+                        let file = path.join(&name);
+                        std::fs::write(&file, body)
+                            .with_context(|| format!("cannot write {}", file.display()))?;
+                    }
+                    eprintln!(
+                        "MISP feed with {} events written to {}",
+                        events.len(),
+                        path.display()
+                    );
+                }
+                None => println!("{}", serde_json::to_string_pretty(&events)?),
+            }
+            Ok(())
+        }
+        Cmd::Import(ImportCmd::Misp {
+            event,
+            topic,
+            config,
+        }) => {
+            let text = std::fs::read(&event)
+                .with_context(|| format!("cannot read {}", event.display()))?;
+            let body: serde_json::Value = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not JSON", event.display()))?;
+            let client = Client::from_config(&Config::load(&config)?)?;
+            let answer: serde_json::Value = client.post(
+                &format!(
+                    "/v1/misp/events?topic={}",
+                    alertmesh_node::lifecycle::query_escape(&topic)
+                ),
+                &body,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            if let Some(u) = answer["unmapped"].as_array().filter(|u| !u.is_empty()) {
+                eprintln!(
+                    "{} attribute(s) did not map to an observable (listed above as unmapped)",
+                    u.len()
+                );
+            }
+            Ok(())
+        }
         Cmd::Peers { config } => {
             let client = Client::from_config(&Config::load(&config)?)?;
             let peers: serde_json::Value = client.get("/v1/peers")?;
@@ -699,6 +796,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
             valid_from_ms: alertmesh_node::core::now_ms(),
             valid_until_ms: None,
             related: vec![],
+            stix: None,
         };
         let mut body = serde_json::to_value(Content::Alert(alert))?;
         body["topic"] = serde_json::json!(args.topic.clone().unwrap_or_default());

@@ -36,7 +36,8 @@ pub fn tlp_marking_id(tlp: Tlp) -> &'static str {
     }
 }
 
-fn tlp_value(tlp: Tlp) -> &'static str {
+/// The TLP 2.0 extension's value of a level (`clear`, `green`, …).
+pub fn tlp_value(tlp: Tlp) -> &'static str {
     match tlp {
         Tlp::Clear => "clear",
         Tlp::Green => "green",
@@ -80,7 +81,8 @@ pub fn tlp_extension_definition() -> Value {
     })
 }
 
-fn parse_tlp(label: &str) -> Tlp {
+/// The TLP of a stored label (`TLP:GREEN` …); unknown labels give `TLP:RED`.
+pub fn parse_tlp(label: &str) -> Tlp {
     match label {
         "TLP:CLEAR" => Tlp::Clear,
         "TLP:GREEN" => Tlp::Green,
@@ -209,6 +211,22 @@ pub fn namespace() -> [u8; 16] {
 
 fn stix_id(ns: &[u8; 16], ty: &str, name: &str) -> String {
     format!("{ty}--{}", uuid_v5(ns, name.as_bytes()))
+}
+
+/// The deterministic STIX id of type `ty` for `name` in alertmesh's namespace.
+pub fn deterministic_id(ty: &str, name: &str) -> String {
+    stix_id(&namespace(), ty, name)
+}
+
+/// The STIX `identity` id of a member org (the `created_by_ref` of everything it
+/// authors), the same in every export and on every node.
+pub fn org_identity_id(network: &NetworkId, org: &str) -> String {
+    deterministic_id("identity", &format!("org:{}:{org}", network.to_hex()))
+}
+
+/// The STIX object type alertmesh derives from a native alert (JSON of an `Alert`).
+pub fn native_type(alert: &Value) -> &'static str {
+    Builder::kind_type(alert)
 }
 
 /// An org as the bundle describes it.

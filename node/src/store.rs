@@ -65,6 +65,15 @@ const MIGRATIONS: &[&str] = &[
          received_ms INTEGER NOT NULL);",
     // 2: alert cursors in commit order (new rows take MAX + 1; old rows keep theirs)
     "CREATE UNIQUE INDEX alerts_cursor ON alerts (cursor);",
+    // 3: TAXII (crate::taxii): the STIX id each alert row is served under, and a
+    // strictly increasing `added_us` (TAXII `date_added`, the key of its pages). Rows of
+    // an older database are filled in by `backfill_taxii` in the same transaction.
+    "ALTER TABLE alerts ADD COLUMN stix_id TEXT;
+     ALTER TABLE alerts ADD COLUMN added_us INTEGER;
+     CREATE INDEX alerts_topic_added ON alerts (topic_name, added_us);
+     CREATE INDEX alerts_added ON alerts (added_us);
+     CREATE INDEX alerts_stix_id ON alerts (topic_name, stix_id, added_us);
+     CREATE INDEX alerts_original ON alerts (original, cursor);",
 ];
 
 /// Why the database could not be used.
@@ -281,11 +290,16 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(&e)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        conn.execute_batch(&format!(
-            "BEGIN; {sql}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {}; COMMIT;",
+        let tx = conn.unchecked_transaction().map_err(&e)?;
+        tx.execute_batch(&format!(
+            "{sql}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
             i + 1
         ))
         .map_err(&e)?;
+        if i + 1 == 3 {
+            backfill_taxii(&tx).map_err(&e)?;
+        }
+        tx.commit().map_err(&e)?;
     }
     let stored: Option<Vec<u8>> = conn
         .query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| {
@@ -399,12 +413,20 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Opti
             ])?;
         }
         Write::Alert(a) => {
+            // An amendment is served under its original's STIX id; `added_us` is now,
+            // or one more than the latest, so it increases strictly (TAXII paging key).
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
             let added: Option<(i64, i64)> = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO alerts
-                     (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json)
+                     (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json,
+                      stix_id, added_us)
                      SELECT ?1, (SELECT COALESCE(MAX(cursor), 0) + 1 FROM alerts),
-                            ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                            ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                            coalesce((SELECT stix_id FROM alerts WHERE envelope_id = ?5), ?9),
+                            max(?10, coalesce((SELECT max(added_us) FROM alerts), 0) + 1)
                      FROM envelopes WHERE id = ?1
                      RETURNING cursor, (SELECT received_ms FROM envelopes WHERE id = ?1)",
                 )?
@@ -418,6 +440,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Opti
                         a.tlp,
                         a.timestamp_ms as i64,
                         a.content_json,
+                        crate::taxii::store::stix_id_for(&a.envelope_id, &a.content_json),
+                        now_us,
                     ],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
@@ -473,6 +497,39 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Opti
         }
     }
     Ok(None)
+}
+
+/// Fills `stix_id` and `added_us` of the rows written before migration 3: `added_us` in
+/// log order from the envelopes' receive times, strictly increasing.
+fn backfill_taxii(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    type Row = (i64, Vec<u8>, Option<Vec<u8>>, String, i64);
+    let rows: Vec<Row> = tx
+        .prepare(
+            "SELECT a.cursor, a.envelope_id, a.original, a.content_json, e.received_ms
+             FROM alerts a JOIN envelopes e ON e.id = a.envelope_id ORDER BY a.cursor",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut last = 0i64;
+    let mut ids: std::collections::HashMap<Vec<u8>, Option<String>> = Default::default();
+    for (cursor, id, original, json, received_ms) in rows {
+        let added = received_ms.saturating_mul(1000).max(last + 1);
+        last = added;
+        let stix = match &original {
+            Some(o) => ids.get(o).cloned().flatten(),
+            None => <[u8; 32]>::try_from(id.as_slice())
+                .ok()
+                .and_then(|b| crate::taxii::store::stix_id_for(&EnvelopeId(b), &json)),
+        };
+        ids.insert(id, stix.clone());
+        tx.execute(
+            "UPDATE alerts SET stix_id = ?1, added_us = ?2 WHERE cursor = ?3",
+            params![stix, added, cursor],
+        )?;
+    }
+    Ok(())
 }
 
 /// Everything the node loads at start.
@@ -684,6 +741,72 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
         assert_eq!(result, Ok(()));
         assert_eq!((certs, charters), (1, 1));
+    }
+
+    #[test]
+    fn migration_3_fills_taxii_columns_of_an_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = NetworkId([1; 32]);
+        {
+            // A database as version 1 left it, with an alert and its update.
+            let c = Connection::open(db_path(dir.path())).unwrap();
+            c.execute_batch(&format!(
+                "{}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;",
+                MIGRATIONS[0]
+            ))
+            .unwrap();
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('network_id', ?1)",
+                [network.as_bytes()],
+            )
+            .unwrap();
+            let alert = r#"{"kind":"indicator","title":"t","description":"","severity":"low","confidence":1,"observables":[{"type":"domain","value":"x.example"}],"labels":[],"references":[],"valid_from_ms":0,"valid_until_ms":null,"related":[]}"#;
+            for (i, original) in [(1u8, None), (2u8, Some([1u8; 32]))] {
+                c.execute(
+                    "INSERT INTO envelopes (id, author, topic, seq, prev, kind, charter_version,
+                     timestamp_ms, key_epoch, received_ms, bytes)
+                     VALUES (?1, x'00', x'00', ?2, x'00', 'alert', 1, 5, 1, 1000, x'00')",
+                    params![[i; 32].as_slice(), i as i64],
+                )
+                .unwrap();
+                let content = match original {
+                    None => format!(r#"{{"alert":{alert}}}"#),
+                    Some(o) => format!(
+                        r#"{{"update":{{"original":"{}","alert":{alert}}}}}"#,
+                        hex::encode(o)
+                    ),
+                };
+                c.execute(
+                    "INSERT INTO alerts (envelope_id, cursor, topic_name, org, kind, original, tlp,
+                     timestamp_ms, content_json) VALUES (?1, ?2, 't', 'o', ?3, ?4, 'TLP:GREEN', 5, ?5)",
+                    params![
+                        [i; 32].as_slice(),
+                        i as i64,
+                        if original.is_some() { "update" } else { "alert" },
+                        original.map(|o| o.to_vec()),
+                        content
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let conn = open(dir.path(), &network).unwrap();
+        let rows: Vec<(Option<String>, Option<i64>)> = conn
+            .prepare("SELECT stix_id, added_us FROM alerts ORDER BY cursor")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = crate::stix::deterministic_id(
+            "indicator",
+            &format!("alert:{}", hex::encode([1u8; 32])),
+        );
+        assert_eq!(rows[0].0.as_deref(), Some(expected.as_str()));
+        // The update is served under its original's id, one µs later.
+        assert_eq!(rows[1].0, rows[0].0);
+        assert_eq!(rows[0].1, Some(1_000_000));
+        assert_eq!(rows[1].1, Some(1_000_001));
     }
 
     #[test]

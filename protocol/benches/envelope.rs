@@ -42,6 +42,7 @@ fn alert_1k() -> Vec<u8> {
         valid_from_ms: NOW_MS,
         valid_until_ms: None,
         related: vec![],
+        stix: None,
     };
     let base = Content::Alert(alert.clone()).encode().len();
     alert.description = "x".repeat(ALERT_BYTES - base);

@@ -129,8 +129,16 @@ impl Observable {
     }
 }
 
+/// Largest STIX object an alert may carry ([`Alert::stix`]), in bytes of JSON text.
+pub const MAX_STIX_BYTES: usize = 64 * 1024;
+
 /// A threat alert.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+///
+/// Its wire form (`encode(Alert)`) is the eleven fields from `kind` to `related`;
+/// [`Alert::stix`] is not part of it but travels as an optional trailer after the whole
+/// plaintext (see [`Content::encode`] and PROTOCOL.md §10.2), so alerts without a STIX
+/// object encode exactly as before the field existed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     /// What the alert reports.
     pub kind: AlertKind,
@@ -154,6 +162,59 @@ pub struct Alert {
     pub valid_until_ms: Option<u64>,
     /// Envelope ids of related alerts (e.g. the alert a sighting confirms).
     pub related: Vec<EnvelopeId>,
+    /// The STIX 2.1 object this alert was made from (for example pushed through TAXII),
+    /// as JSON text, carried verbatim so every reader serves the same object. `None` for
+    /// alerts written natively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stix: Option<String>,
+}
+
+impl Encode for Alert {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.kind.encode(e)?;
+        self.title.encode(e)?;
+        self.description.encode(e)?;
+        self.severity.encode(e)?;
+        self.confidence.encode(e)?;
+        self.observables.encode(e)?;
+        self.labels.encode(e)?;
+        self.references.encode(e)?;
+        self.valid_from_ms.encode(e)?;
+        self.valid_until_ms.encode(e)?;
+        self.related.encode(e)
+    }
+}
+
+impl<Ctx> Decode<Ctx> for Alert {
+    fn decode<D: bincode::de::Decoder<Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(Alert {
+            kind: Decode::decode(d)?,
+            title: Decode::decode(d)?,
+            description: Decode::decode(d)?,
+            severity: Decode::decode(d)?,
+            confidence: Decode::decode(d)?,
+            observables: Decode::decode(d)?,
+            labels: Decode::decode(d)?,
+            references: Decode::decode(d)?,
+            valid_from_ms: Decode::decode(d)?,
+            valid_until_ms: Decode::decode(d)?,
+            related: Decode::decode(d)?,
+            stix: None,
+        })
+    }
+}
+bincode::impl_borrow_decode!(Alert);
+
+/// The optional trailer of an `Alert` or `AlertUpdate` plaintext (PROTOCOL.md §10.2).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Trailer {
+    /// A STIX 2.1 object as JSON text ([`Alert::stix`]).
+    Stix(String),
 }
 
 /// A newer version of an alert, by the original author's organization.
@@ -232,6 +293,11 @@ impl Alert {
         if matches!(self.valid_until_ms, Some(until) if until < self.valid_from_ms) {
             return field("valid_until_ms", "ends before valid_from_ms");
         }
+        if let Some(stix) = &self.stix {
+            if stix.trim().is_empty() || stix.len() > MAX_STIX_BYTES {
+                return field("stix", "must be 1-65536 bytes");
+            }
+        }
         Ok(())
     }
 }
@@ -250,13 +316,19 @@ pub enum Content {
 }
 
 impl Content {
-    /// Encodes the content's plaintext.
+    /// Encodes the content's plaintext: `encode(Alert)`, `encode(AlertUpdate)` or
+    /// `encode(Retraction)`, followed for an alert that carries a STIX object by
+    /// `encode(Trailer::Stix(json))`.
     pub fn encode(&self) -> Vec<u8> {
-        match self {
+        let mut out = match self {
             Content::Alert(a) => codec::encode(a),
             Content::Update(u) => codec::encode(u),
             Content::Retraction(r) => codec::encode(r),
+        };
+        if let Some(stix) = self.alert().and_then(|a| a.stix.as_ref()) {
+            out.extend_from_slice(&codec::encode(&Trailer::Stix(stix.clone())));
         }
+        out
     }
 
     /// The alert carried, if any.
@@ -359,6 +431,7 @@ pub(crate) mod tests {
             valid_from_ms: 1_600_000_000_000,
             valid_until_ms: None,
             related: vec![],
+            stix: None,
         }
     }
 
@@ -373,6 +446,35 @@ pub(crate) mod tests {
         assert!(a.check().is_err());
         a.title = "x".into();
         a.valid_until_ms = Some(1);
+        assert!(a.check().is_err());
+    }
+
+    #[test]
+    fn stix_trailer_round_trip_and_old_bytes_unchanged() {
+        use crate::envelope::{Kind, decode_content};
+        let plain = Content::Alert(sample_alert());
+        // Without a STIX object the plaintext is exactly `encode(Alert)`.
+        assert_eq!(plain.encode(), codec::encode(&sample_alert()));
+        let mut a = sample_alert();
+        a.stix = Some(r#"{"type":"indicator","id":"indicator--1"}"#.into());
+        for content in [
+            Content::Alert(a.clone()),
+            Content::Update(AlertUpdate {
+                original: EnvelopeId([3; 32]),
+                alert: a.clone(),
+            }),
+        ] {
+            let bytes = content.encode();
+            assert_eq!(decode_content(content.kind(), &bytes).unwrap(), content);
+            // A trailer that is not a valid `Trailer` is refused.
+            let mut bad = bytes.clone();
+            bad.push(0);
+            assert!(decode_content(content.kind(), &bad).is_err());
+        }
+        let mut bytes = codec::encode(&sample_alert());
+        bytes.extend_from_slice(&[9, 0, 0, 0]);
+        assert!(decode_content(Kind::Alert, &bytes).is_err());
+        a.stix = Some(String::new());
         assert!(a.check().is_err());
     }
 

@@ -325,15 +325,29 @@ pub enum OpenError {
 
 /// Decodes and bounds-checks the plaintext of an alert-bearing kind.
 pub fn decode_content(kind: Kind, plaintext: &[u8]) -> Result<Content, OpenError> {
+    // An `Alert` or `AlertUpdate` may be followed by one `Trailer` (PROTOCOL.md §10.2).
+    fn trailer(rest: &[u8]) -> Result<Option<String>, crate::alert::AlertError> {
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        match codec::decode_exact::<crate::alert::Trailer>(rest, MAX_ALERT_BYTES)? {
+            crate::alert::Trailer::Stix(json) => Ok(Some(json)),
+        }
+    }
     let content = match kind {
-        Kind::Alert => Content::Alert(
-            codec::decode_exact::<Alert>(plaintext, MAX_ALERT_BYTES)
-                .map_err(crate::alert::AlertError::from)?,
-        ),
-        Kind::Update => Content::Update(
-            codec::decode_exact::<AlertUpdate>(plaintext, MAX_ALERT_BYTES)
-                .map_err(crate::alert::AlertError::from)?,
-        ),
+        Kind::Alert => {
+            let (mut alert, used) = codec::decode_prefix::<Alert>(plaintext, MAX_ALERT_BYTES)
+                .map_err(crate::alert::AlertError::from)?;
+            alert.stix = trailer(plaintext.get(used..).unwrap_or_default())?;
+            Content::Alert(alert)
+        }
+        Kind::Update => {
+            let (mut update, used) =
+                codec::decode_prefix::<AlertUpdate>(plaintext, MAX_ALERT_BYTES)
+                    .map_err(crate::alert::AlertError::from)?;
+            update.alert.stix = trailer(plaintext.get(used..).unwrap_or_default())?;
+            Content::Update(update)
+        }
         Kind::Retraction => Content::Retraction(
             codec::decode_exact::<Retraction>(plaintext, MAX_ALERT_BYTES)
                 .map_err(crate::alert::AlertError::from)?,

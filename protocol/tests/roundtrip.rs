@@ -298,6 +298,7 @@ fn alert() -> impl Strategy<Value = Alert> {
                     valid_from_ms: from,
                     valid_until_ms: until.map(|d| from.saturating_add(d)),
                     related,
+                    stix: None,
                 }
             },
         )

@@ -52,6 +52,7 @@ pub fn workload_alert(index: usize) -> alertmesh_protocol::Content {
         valid_from_ms: 0,
         valid_until_ms: None,
         related: vec![],
+        stix: None,
     })
 }
 

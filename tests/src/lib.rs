@@ -280,5 +280,6 @@ pub fn sample_alert(title: &str) -> alertmesh_protocol::Content {
         valid_from_ms: 0,
         valid_until_ms: None,
         related: vec![],
+        stix: None,
     })
 }

@@ -358,11 +358,22 @@ impl Cluster {
     /// Writes keys and configs for `n` daemons (none started); every config lists every
     /// other daemon as bootstrap peer.
     pub fn new(n: usize, seed: u64) -> anyhow::Result<Self> {
+        Self::with_plan(
+            &simple_plan(n, alertmesh_node::core::now_ms() - 60_000),
+            seed,
+        )
+    }
+
+    /// Like [`Cluster::new`] for any plan (one daemon per node of the plan).
+    pub fn with_plan(
+        plan: &alertmesh_protocol::bootstrap::NetworkPlan,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
         use rand_chacha03::rand_core::SeedableRng;
         let bin = alertmesh_bin()?;
         let mut rng = rand_chacha03::ChaCha20Rng::seed_from_u64(seed);
-        let plan = simple_plan(n, alertmesh_node::core::now_ms() - 60_000);
         let network = plan.build(&mut rng);
+        let n = network.nodes().count();
         let dir = tempfile::Builder::new()
             .prefix("alertmesh-faults-")
             .tempdir()?;

@@ -92,6 +92,7 @@ fn alert(
         valid_from_ms: 1_600_000_000_000,
         valid_until_ms: Some(1_700_000_000_000),
         related,
+        stix: None,
     }
 }
 

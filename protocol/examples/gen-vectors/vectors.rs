@@ -11,7 +11,7 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use alertmesh_protocol::alert::{
-    Alert, AlertKind, AlertUpdate, Observable, Retraction, Severity, Tlp,
+    Alert, AlertKind, AlertUpdate, Content, Observable, Retraction, Severity, Tlp,
 };
 use alertmesh_protocol::cert::{NodeCert, SignedNodeCert};
 use alertmesh_protocol::charter::{Charter, Cutoff, Limits, Member, SignedCharter, TopicRule};
@@ -326,6 +326,7 @@ fn phishing_alert() -> Alert {
         valid_from_ms: T0,
         valid_until_ms: Some(T0 + 30 * 24 * 3_600_000),
         related: vec![],
+        stix: None,
     }
 }
 
@@ -354,6 +355,7 @@ fn network_alert(related: EnvelopeId) -> Alert {
         valid_from_ms: T0 + 600_000,
         valid_until_ms: None,
         related: vec![related],
+        stix: None,
     }
 }
 
@@ -376,6 +378,7 @@ fn infra_alert() -> Alert {
         valid_from_ms: T0 + 1_200_000,
         valid_until_ms: None,
         related: vec![],
+        stix: None,
     }
 }
 
@@ -392,6 +395,7 @@ fn plain_alert(title: &str, description: String) -> Alert {
         valid_from_ms: T0,
         valid_until_ms: None,
         related: vec![],
+        stix: None,
     }
 }
 
@@ -859,7 +863,32 @@ pub fn build() -> Vectors {
         ),
         &fbi_sk,
         &p5f,
-        ContentJson::Alert { alert: a5f },
+        ContentJson::Alert { alert: a5f.clone() },
+    ));
+
+    // The same successor whose alert carries a STIX object (PROTOCOL.md §10.2: the
+    // plaintext is encode(Alert) ‖ encode(Trailer::Stix(json))). Sealed with its own RNG
+    // so that every other vector stays as it was.
+    let mut a5s = a5f.clone();
+    a5s.stix = Some(
+        r#"{"type":"indicator","spec_version":"2.1","id":"indicator--6b8c3e5a-1c1f-4f7e-9a43-0b2b7e1d5a01","created":"2020-10-01T12:00:00.000Z","modified":"2020-10-01T12:00:00.000Z","pattern":"[domain-name:value = 'vote-county-example.com']","pattern_type":"stix","valid_from":"2020-10-01T12:00:00.000Z"}"#
+            .into(),
+    );
+    let p5s = Content::Alert(a5s.clone()).encode();
+    let mut stix_rng = ChaCha20Rng::seed_from_u64(SEED ^ 0x5717);
+    let b5s = seal(fbi, &d5f, &fbi_sk, &p5s, &mut stix_rng);
+    case(with_plain(
+        env_vector(
+            "valid-successor-with-stix",
+            "valid-successor whose alert carries a STIX object in the plaintext's trailer (PROTOCOL.md §10.2): valid",
+            fbi,
+            DISINFO,
+            b5s.as_bytes(),
+            accept(false),
+        ),
+        &fbi_sk,
+        &p5s,
+        ContentJson::Alert { alert: a5s },
     ));
 
     let mut x = b5b.clone();

@@ -45,6 +45,7 @@ pub fn sample_alert() -> Alert {
         valid_from_ms: NOW,
         valid_until_ms: None,
         related: vec![],
+        stix: None,
     }
 }
 

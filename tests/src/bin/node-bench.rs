@@ -1018,6 +1018,7 @@ fn presign(
             valid_from_ms: 0,
             valid_until_ms: None,
             related: vec![],
+            stix: None,
         })
     };
     let probe = SignedEnvelope::seal_encrypted(
