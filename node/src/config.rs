@@ -3,7 +3,8 @@
 //! ```toml
 //! # Paths are relative to this file's directory.
 //! data_dir = "data"                       # SQLite database and runtime files
-//! listen = ["/ip4/127.0.0.1/tcp/4101"]    # libp2p listen addresses
+//! listen = ["/ip4/127.0.0.1/tcp/4101"]    # libp2p listen addresses (QUIC on the same port too)
+//! quic = true                             # optional: also listen on QUIC (UDP) (default true)
 //! bootstrap = ["/ip4/127.0.0.1/tcp/4102/p2p/12D3Koo..."]  # peers to dial at start
 //! genesis = "charter-v1.bin"             # the genesis charter (binary, as signed)
 //! genesis_hash = "<64 hex digits>"        # pinned: the node refuses any other genesis
@@ -38,8 +39,10 @@ pub struct Config {
     pub source: PathBuf,
     /// Database and runtime files.
     pub data_dir: PathBuf,
-    /// libp2p listen multiaddrs.
+    /// libp2p listen multiaddrs, as configured.
     pub listen: Vec<libp2p::Multiaddr>,
+    /// Whether each TCP listen address gets a QUIC twin on the same UDP port (`quic`).
+    pub quic: bool,
     /// libp2p multiaddrs (with `/p2p/<peer id>`) dialled at start.
     pub bootstrap: Vec<libp2p::Multiaddr>,
     /// The genesis charter file.
@@ -101,6 +104,8 @@ struct RawConfig {
     #[serde(default)]
     listen: Vec<String>,
     #[serde(default)]
+    quic: Option<bool>,
+    #[serde(default)]
     bootstrap: Vec<String>,
     genesis: PathBuf,
     genesis_hash: String,
@@ -140,6 +145,20 @@ struct RawApi {
 }
 
 impl Config {
+    /// The addresses the node listens on: `listen`, plus, with `quic` (the default) and no
+    /// QUIC address listed, a QUIC twin of each TCP address on the same UDP port.
+    pub fn listen_addrs(&self) -> Vec<libp2p::Multiaddr> {
+        let mut out = self.listen.clone();
+        let has_quic = self.listen.iter().any(|a| {
+            a.iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
+        });
+        if self.quic && !has_quic {
+            out.extend(self.listen.iter().filter_map(crate::net::quic_twin));
+        }
+        out
+    }
+
     /// Loads and checks a config file; errors name the file, the key and the fix.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -261,6 +280,7 @@ impl Config {
             source: path.to_owned(),
             data_dir: resolve(&raw.data_dir),
             listen: addrs(&raw.listen, "listen")?,
+            quic: raw.quic.unwrap_or(true),
             bootstrap,
             genesis: resolve(&raw.genesis),
             genesis_hash,
@@ -379,6 +399,25 @@ mod tests {
                 .unwrap_err()
         );
         assert!(e.contains("n.toml") && e.contains("max_peers"), "{e}");
+    }
+
+    #[test]
+    fn quic_twins_tcp_listen_addresses_unless_off_or_listed() {
+        let c = Config::parse(&sample(), Path::new("n.toml")).unwrap();
+        let addrs: Vec<String> = c.listen_addrs().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            addrs,
+            ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"]
+        );
+        let off =
+            Config::parse(&format!("quic = false\n{}", sample()), Path::new("n.toml")).unwrap();
+        assert_eq!(off.listen_addrs().len(), 1);
+        let listed = sample().replace(
+            "\"/ip4/127.0.0.1/tcp/0\"",
+            "\"/ip4/127.0.0.1/tcp/0\", \"/ip4/127.0.0.1/udp/9/quic-v1\"",
+        );
+        let listed = Config::parse(&listed, Path::new("n.toml")).unwrap();
+        assert_eq!(listed.listen_addrs().len(), 2);
     }
 
     #[test]

@@ -30,6 +30,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// How long a QUIC handshake may take before the dial falls back to TCP.
+const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Listen addresses of one peer's identify kept at most.
 const MAX_IDENTIFY_ADDRS: usize = 16;
 /// Commands queued to the swarm task.
@@ -446,6 +448,50 @@ pub fn counted_tcp_transport(
     )
 }
 
+/// QUIC (v1) next to [`counted_tcp_transport`]; only TCP bytes are counted.
+fn transport(
+    key: &identity::Keypair,
+    traffic: Traffic,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    noise::Error,
+> {
+    use libp2p::Transport;
+    use libp2p::core::muxing::StreamMuxerBox;
+    let mut config = libp2p::quic::Config::new(key);
+    // A bootstrap dial tries QUIC first and falls back to TCP after this (UDP blocked, or
+    // no QUIC listener: QUIC sees no refusal, only silence).
+    config.handshake_timeout = QUIC_HANDSHAKE_TIMEOUT;
+    let quic = libp2p::quic::tokio::Transport::new(config)
+        .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
+    Ok(quic
+        .or_transport(counted_tcp_transport(key, traffic)?)
+        .map(|either, _| match either {
+            futures::future::Either::Left(out) | futures::future::Either::Right(out) => out,
+        })
+        .boxed())
+}
+
+/// The QUIC address on the same port number as a TCP listen address
+/// (`/ip4/A/tcp/P` → `/ip4/A/udp/P/quic-v1`), if it is one.
+pub fn quic_twin(addr: &Multiaddr) -> Option<Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut out = Multiaddr::empty();
+    let mut swapped = false;
+    for p in addr.iter() {
+        match p {
+            Protocol::Tcp(port) if !swapped => {
+                out.push(Protocol::Udp(port));
+                out.push(Protocol::QuicV1);
+                swapped = true;
+            }
+            Protocol::Udp(_) | Protocol::QuicV1 | Protocol::Quic => return None,
+            other => out.push(other),
+        }
+    }
+    swapped.then_some(out)
+}
+
 impl NetHandle {
     /// Sends a command; fails only when the swarm task has stopped.
     pub async fn send(&self, cmd: NetCommand) -> anyhow::Result<()> {
@@ -611,7 +657,7 @@ pub fn build_swarm_counted(
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(|key| {
-            counted_tcp_transport(key, traffic)
+            transport(key, traffic)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })?
         .with_behaviour(|key| {
@@ -922,14 +968,17 @@ impl Driver {
                 b.gossipsub.set_application_score(&peer, score);
             }
             NetCommand::Dial(addr) => {
-                // With a peer id: no second dial while connected to it or dialling it.
+                // With a peer id: no second dial while connected to it or dialling it. A
+                // TCP address is tried as QUIC on the same port first (QUIC is preferred
+                // where both ends speak it), then as given.
                 let peer = addr.iter().find_map(|p| match p {
                     libp2p::multiaddr::Protocol::P2p(id) => Some(id),
                     _ => None,
                 });
                 let opts = match peer {
                     Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                        .addresses(vec![addr.clone()])
+                        .addresses(quic_twin(&addr).into_iter().chain([addr.clone()]).collect())
+                        .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
                         .condition(
                             libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
                         )

@@ -149,12 +149,18 @@ impl Node {
         let keypair = net::keypair(&key)?;
         let peer_id = keypair.public().to_peer_id();
         let (net, commands) = net::channel();
-        let swarm = net::build_swarm_counted(
+        let mut swarm = net::build_swarm_counted(
             keypair,
             &config.listen,
             net.traffic(),
             config.limits.clone(),
         )?;
+        // QUIC twins of the TCP addresses are a bonus: a port taken on UDP only is logged.
+        for addr in config.listen_addrs().into_iter().skip(config.listen.len()) {
+            if let Err(e) = swarm.listen_on(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot listen on QUIC; TCP only");
+            }
+        }
         let (events_tx, events_rx) = net::event_channels();
         let (shutdown, shutdown_rx) = watch::channel(false);
 

@@ -103,6 +103,9 @@ pub fn write_node_files(
         ".",
         "charter-v1.bin",
     );
+    // TCP only, so that the hostile peer (TCP) can reach every node and the simulator's
+    // byte counts (TCP sockets) see all traffic; transport tests turn QUIC on.
+    let text = text.replacen("\n[keys]", "quic = false\n\n[keys]", 1);
     let path = dir.join("node.toml");
     std::fs::write(&path, text)?;
     Ok(path)
@@ -247,7 +250,12 @@ impl TestNetwork {
 pub async fn listen_addr(node: &Node) -> anyhow::Result<libp2p::Multiaddr> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some(addr) = node.listen_addrs().await?.into_iter().next() {
+        let addrs = node.listen_addrs().await?;
+        let tcp = addrs.iter().find(|a| {
+            a.iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(_)))
+        });
+        if let Some(addr) = tcp.or(addrs.first()).cloned() {
             return Ok(addr);
         }
         if tokio::time::Instant::now() > deadline {

@@ -435,7 +435,7 @@ impl Cluster {
         );
         let text = text.replacen(
             "\n[keys]",
-            &format!("sync_interval_ms = {SYNC_INTERVAL_MS}\n\n[keys]"),
+            &format!("sync_interval_ms = {SYNC_INTERVAL_MS}\nquic = false\n\n[keys]"),
             1,
         );
         std::fs::write(&d.config_path, text)?;
