@@ -1652,6 +1652,11 @@ impl Auditor {
     pub fn finish(mut self) -> Report {
         self.setup();
         self.close_awaiting();
+        // Without a valid genesis no org is known (authorization_unchecked): amendments
+        // cannot be attributed and are not checked.
+        if !matches!(self.setup, Some(Some(_))) {
+            self.amendments.clear();
+        }
         for a in std::mem::take(&mut self.amendments) {
             match self.origins.get(&a.original) {
                 None => self.env_finding(
@@ -1906,7 +1911,17 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
         // envelope and the envelope after it.
         let in_order = match (last, ty) {
             (None, RecordType::Meta) => true,
-            (None, _) | (Some(_), RecordType::Meta) => false,
+            // No meta record: reported once, here; the rest is ordered as if it were there.
+            (None, _) => {
+                auditor.finding(
+                    Severity::Problem,
+                    "missing_meta",
+                    loc.clone(),
+                    "the file does not start with a meta record",
+                );
+                true
+            }
+            (Some(_), RecordType::Meta) => false,
             (Some(RecordType::Plaintext), RecordType::Envelope) => true,
             (Some(RecordType::Envelope), RecordType::Plaintext) => true,
             (Some(_), RecordType::Plaintext) => false,
@@ -1924,6 +1939,7 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
                 ),
             );
         }
+        let after_charters = last.is_some_and(|l| l > RecordType::Charter);
         last = Some(ty);
         match ty {
             RecordType::Meta => {
@@ -1940,7 +1956,7 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
                                 ),
                             );
                         }
-                        if meta.is_none() {
+                        if rec.index == 0 {
                             match explicitly_pinned {
                                 Some(p) if p != m.genesis_hash => auditor.finding(
                                     Severity::Problem,
@@ -1981,7 +1997,7 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
             }
             // A charter after the charter section can no longer be adopted: reported
             // (out_of_order) and otherwise ignored.
-            RecordType::Charter if !in_order => {}
+            RecordType::Charter if after_charters => {}
             RecordType::Charter => auditor.charter(rec.body, loc),
             RecordType::Cert => auditor.cert(rec.body, loc),
             RecordType::SenderKey | RecordType::Plaintext
@@ -2062,12 +2078,12 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
     if !network_checked {
         check_network(&mut auditor, meta.as_ref());
     }
-    if meta.is_none() {
+    if last.is_none() {
         auditor.finding(
             Severity::Problem,
             "missing_meta",
             Location::default(),
-            "the file has no meta record",
+            "the file has no records",
         );
     }
     let mut info = meta.as_ref().map(|m| export_info(m, records, bytes.len()));
