@@ -1944,6 +1944,8 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
         match ty {
             RecordType::Meta => {
                 match codec::decode_exact::<ExportMeta>(rec.body, MAX_RECORD_BODY) {
+                    // A meta record elsewhere than first is out of order and ignored.
+                    Ok(_) if rec.index != 0 => {}
                     Ok(m) => {
                         if m.format_version != FORMAT_VERSION {
                             auditor.finding(
