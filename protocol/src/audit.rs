@@ -15,7 +15,10 @@
 //! envelope, certificate and charter is signed, and every author's stream is a hash
 //! chain, so a removed envelope shows as a gap and a rewritten one as a bad signature.
 //! The optional exporter signature in the end record only says which node vouches for
-//! the file.
+//! the file; it must be by the exporter the meta record names (both all zero: unsigned).
+//!
+//! A framing error (bad magic, a length over [`MAX_RECORD_BODY`], a record cut short)
+//! stops the audit; everything else is reported and the audit goes on.
 //!
 //! # The verifier
 //!
@@ -528,7 +531,7 @@ pub struct EnvelopeRef {
 pub struct Finding {
     /// Problem or note.
     pub severity: Severity,
-    /// A stable label, e.g. `bad_signature`, `chain_gap` (PROTOCOL.md §18.4).
+    /// A stable label, e.g. `bad_signature`, `chain_gap` (PROTOCOL.md §18.6).
     pub code: &'static str,
     /// Where.
     pub location: Location,
