@@ -11,9 +11,7 @@
 //! comes from `ChaCha20Rng::seed_from_u64(AUDIT_SEED)`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use alertmesh_protocol::alert::{
-    Alert, AlertKind, AlertUpdate, Content, Observable, Severity as AlertSeverity, Tlp,
-};
+use alertmesh_protocol::alert::{Alert, AlertUpdate, Content, Tlp};
 use alertmesh_protocol::audit::{
     AuditOptions, EXPORT_TAG, ExportEnd, ExportMeta, ExportedKey, FORMAT_VERSION, MAGIC,
     RECORD_TAG, Report, Severity, verify_export,
@@ -188,20 +186,23 @@ fn offsets(file: &[u8]) -> Vec<usize> {
     out
 }
 
+/// An alert, built from its JSON form (§14) so that optional fields added to `Alert` later
+/// keep their defaults without touching this generator.
 fn alert(title: &str, description: String) -> Alert {
-    Alert {
-        kind: AlertKind::Sighting,
-        title: title.into(),
-        description,
-        severity: AlertSeverity::Medium,
-        confidence: 60,
-        observables: vec![Observable::Domain("ballot-example.org".into())],
-        labels: vec![],
-        references: vec![],
-        valid_from_ms: T0,
-        valid_until_ms: None,
-        related: vec![],
-    }
+    serde_json::from_value(serde_json::json!({
+        "kind": "sighting",
+        "title": title,
+        "description": description,
+        "severity": "medium",
+        "confidence": 60,
+        "observables": [{"type": "domain", "value": "ballot-example.org"}],
+        "labels": [],
+        "references": [],
+        "valid_from_ms": T0,
+        "valid_until_ms": null,
+        "related": [],
+    }))
+    .expect("a valid alert")
 }
 
 /// Runs the reference verifier as `alertmesh audit verify` does.
