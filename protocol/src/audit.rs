@@ -15,7 +15,10 @@
 //! envelope, certificate and charter is signed, and every author's stream is a hash
 //! chain, so a removed envelope shows as a gap and a rewritten one as a bad signature.
 //! The optional exporter signature in the end record only says which node vouches for
-//! the file.
+//! the file; it must be by the exporter the meta record names (both all zero: unsigned).
+//!
+//! A framing error (bad magic, a length over [`MAX_RECORD_BODY`], a record cut short)
+//! stops the audit; everything else is reported and the audit goes on.
 //!
 //! # The verifier
 //!
@@ -528,7 +531,7 @@ pub struct EnvelopeRef {
 pub struct Finding {
     /// Problem or note.
     pub severity: Severity,
-    /// A stable label, e.g. `bad_signature`, `chain_gap` (PROTOCOL.md §18.4).
+    /// A stable label, e.g. `bad_signature`, `chain_gap` (PROTOCOL.md §18.6).
     pub code: &'static str,
     /// Where.
     pub location: Location,
@@ -1306,7 +1309,7 @@ impl Auditor {
         if is_control {
             if h.kind != Kind::Evidence {
                 problems.push((
-                    "not_publisher",
+                    "control_not_evidence",
                     format!("a {} envelope on the control topic", h.kind.as_str()),
                 ));
             }
@@ -1319,10 +1322,11 @@ impl Auditor {
                 Some(rule) => {
                     if h.kind == Kind::Evidence {
                         problems.push((
-                            "not_publisher",
+                            "evidence_on_data_topic",
                             "an evidence envelope on a data topic".into(),
                         ));
-                    } else if let Some(org) = &org {
+                    }
+                    if let Some(org) = &org {
                         if !rule.publishers.contains(org) {
                             problems.push((
                                 "not_publisher",
@@ -1488,10 +1492,13 @@ impl Auditor {
         });
     }
 
+    /// An encrypted envelope whose sender key is known got no plaintext: it is reported
+    /// (exports with plaintext) and decrypted anyway, so that a tampered ciphertext or
+    /// invalid content is still found (PROTOCOL.md §18.5.5).
     fn close_awaiting(&mut self) {
         if let Some((env, loc)) = self.awaiting.take() {
+            let r = self.env_ref(&env);
             if self.opts.require_plaintext {
-                let r = self.env_ref(&env);
                 self.env_finding(
                     Severity::Problem,
                     "plaintext_missing",
@@ -1499,8 +1506,23 @@ impl Auditor {
                     &r,
                     "the sender key is in the export but the envelope's plaintext is not",
                 );
-            } else {
-                self.report.stats.plaintexts_unchecked += 1;
+            }
+            let h = env.header();
+            let Some(key) = self.keys.get(&(h.author, h.topic_id, h.key_epoch)) else {
+                return;
+            };
+            match env.decrypt(key) {
+                Err(e) => self.env_finding(
+                    Severity::Problem,
+                    "plaintext_undecryptable",
+                    &loc,
+                    &r,
+                    format!("the sender key does not open the ciphertext ({e})"),
+                ),
+                Ok(p) => {
+                    self.report.stats.plaintexts_checked += 1;
+                    self.check_content(&env, r, &p, loc);
+                }
             }
         }
     }
@@ -1557,6 +1579,18 @@ impl Auditor {
             }
             Ok(_) => {}
         }
+        self.check_content(&env, r, plaintext, loc);
+    }
+
+    /// Content rules of a decrypted (and matching) plaintext.
+    fn check_content(
+        &mut self,
+        env: &SignedEnvelope,
+        r: EnvelopeRef,
+        plaintext: &[u8],
+        loc: Location,
+    ) {
+        let h = env.header();
         let org = self.org_of(&h.author).ok().cloned();
         match decode_content(h.kind, plaintext) {
             Err(e) => self.env_finding(
@@ -1600,10 +1634,32 @@ impl Auditor {
         }
     }
 
+    /// The network of the adopted genesis (settles the charters first: call it only once
+    /// every charter has been given). `None` without a valid genesis.
+    pub fn network(&mut self) -> Option<NetworkId> {
+        self.setup();
+        self.network
+    }
+
+    /// Stops the audit at a framing error: the report holds the findings made so far and
+    /// none of the end-of-log checks (genesis, chains, amendments).
+    pub fn abort(mut self) -> Report {
+        self.report.stats.authors = self.authors.len() as u64;
+        self.report.ok = self.report.problems == 0;
+        self.report.network_id = self.network;
+        self.report.genesis_hash = self.genesis_hash;
+        self.report
+    }
+
     /// Checks chains and amendments and returns the report.
     pub fn finish(mut self) -> Report {
         self.setup();
         self.close_awaiting();
+        // Without a valid genesis no org is known (authorization_unchecked): amendments
+        // cannot be attributed and are not checked.
+        if !matches!(self.setup, Some(Some(_))) {
+            self.amendments.clear();
+        }
         for a in std::mem::take(&mut self.amendments) {
             match self.origins.get(&a.original) {
                 None => self.env_finding(
@@ -1726,6 +1782,40 @@ impl Auditor {
     }
 }
 
+fn export_info(m: &ExportMeta, records: u64, bytes: usize) -> ExportInfo {
+    ExportInfo {
+        records,
+        bytes: bytes as u64,
+        exporter: None,
+        exporter_org: None,
+        signature_valid: false,
+        exported_ms: m.exported_ms,
+        topics: m.topics.clone(),
+        since_ms: m.since_ms,
+        until_ms: m.until_ms,
+        with_plaintext: m.with_plaintext,
+    }
+}
+
+/// `network_mismatch` when the meta record names another network than the genesis.
+fn check_network(auditor: &mut Auditor, meta: Option<&ExportMeta>) {
+    let Some(m) = meta else { return };
+    if let Some(network) = auditor.network() {
+        if network != m.network_id {
+            auditor.finding(
+                Severity::Problem,
+                "network_mismatch",
+                Location::record(0, MAGIC.len() as u64),
+                format!(
+                    "the meta record names network {}, the genesis charter's is {}",
+                    m.network_id.to_hex(),
+                    network.to_hex()
+                ),
+            );
+        }
+    }
+}
+
 /// Why a record's body is not what its type requires.
 fn body_error(ty: RecordType, e: impl fmt::Display) -> String {
     format!("{} record does not decode: {e}", ty.as_str())
@@ -1743,6 +1833,7 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
     let mut meta: Option<ExportMeta> = None;
     let mut records = 0u64;
     let mut broken = false;
+    let mut network_checked = false;
     while let Some(item) = reader.next() {
         let rec = match item {
             Ok(rec) => rec,
@@ -1777,6 +1868,13 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
                 break;
             }
         };
+        // The meta record's network must be the genesis' (checked once the charter
+        // section is over).
+        if !network_checked && RecordType::from_u8(rec.ty).is_some_and(|t| t > RecordType::Charter)
+        {
+            network_checked = true;
+            check_network(&mut auditor, meta.as_ref());
+        }
         records += 1;
         let loc = Location::record(rec.index, rec.offset);
         if !rec.digest_ok {
@@ -1816,7 +1914,17 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
         // envelope and the envelope after it.
         let in_order = match (last, ty) {
             (None, RecordType::Meta) => true,
-            (None, _) | (Some(_), RecordType::Meta) => false,
+            // No meta record: reported once, here; the rest is ordered as if it were there.
+            (None, _) => {
+                auditor.finding(
+                    Severity::Problem,
+                    "missing_meta",
+                    loc.clone(),
+                    "the file does not start with a meta record",
+                );
+                true
+            }
+            (Some(_), RecordType::Meta) => false,
             (Some(RecordType::Plaintext), RecordType::Envelope) => true,
             (Some(RecordType::Envelope), RecordType::Plaintext) => true,
             (Some(_), RecordType::Plaintext) => false,
@@ -1834,10 +1942,13 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
                 ),
             );
         }
+        let after_charters = last.is_some_and(|l| l > RecordType::Charter);
         last = Some(ty);
         match ty {
             RecordType::Meta => {
                 match codec::decode_exact::<ExportMeta>(rec.body, MAX_RECORD_BODY) {
+                    // A meta record elsewhere than first is out of order and ignored.
+                    Ok(_) if rec.index != 0 => {}
                     Ok(m) => {
                         if m.format_version != FORMAT_VERSION {
                             auditor.finding(
@@ -1850,7 +1961,7 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
                                 ),
                             );
                         }
-                        if meta.is_none() {
+                        if rec.index == 0 {
                             match explicitly_pinned {
                                 Some(p) if p != m.genesis_hash => auditor.finding(
                                     Severity::Problem,
@@ -1889,8 +2000,24 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
                     }
                 }
             }
+            // A charter after the charter section can no longer be adopted: reported
+            // (out_of_order) and otherwise ignored.
+            RecordType::Charter if after_charters => {}
             RecordType::Charter => auditor.charter(rec.body, loc),
             RecordType::Cert => auditor.cert(rec.body, loc),
+            RecordType::SenderKey | RecordType::Plaintext
+                if !meta.as_ref().is_some_and(|m| m.with_plaintext) =>
+            {
+                auditor.finding(
+                    Severity::Problem,
+                    "plaintext_undeclared",
+                    loc,
+                    format!(
+                        "a {} record in an export whose meta record does not declare plaintexts; ignored",
+                        ty.as_str()
+                    ),
+                )
+            }
             RecordType::SenderKey => match codec::decode_exact::<ExportedKey>(rec.body, 1024) {
                 Ok(k) => auditor.sender_key(&k, loc),
                 Err(e) => auditor.finding(Severity::Problem, "bad_record", loc, body_error(ty, e)),
@@ -1948,40 +2075,57 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
         }
         prev_digest = rec.digest;
     }
-    if meta.is_none() && !broken {
+    if broken {
+        let mut report = auditor.abort();
+        report.export = meta.as_ref().map(|m| export_info(m, records, bytes.len()));
+        return report;
+    }
+    if !network_checked {
+        check_network(&mut auditor, meta.as_ref());
+    }
+    if last.is_none() {
         auditor.finding(
             Severity::Problem,
             "missing_meta",
             Location::default(),
-            "the file has no meta record",
+            "the file has no records",
         );
     }
-    let mut info = meta.as_ref().map(|m| ExportInfo {
-        records,
-        bytes: bytes.len() as u64,
-        exporter: None,
-        exporter_org: None,
-        signature_valid: false,
-        exported_ms: m.exported_ms,
-        topics: m.topics.clone(),
-        since_ms: m.since_ms,
-        until_ms: m.until_ms,
-        with_plaintext: m.with_plaintext,
-    });
+    let mut info = meta.as_ref().map(|m| export_info(m, records, bytes.len()));
     match end {
-        None if !broken => auditor.finding(
+        None => auditor.finding(
             Severity::Problem,
             "truncated",
-            Location {
-                offset: Some(reader.position() as u64),
-                ..Location::default()
-            },
+            Location::record(records, reader.position() as u64),
             format!(
                 "the file ends after {records} records without an end record: it was cut short"
             ),
         ),
-        None => {}
         Some((e, last_digest, loc, index)) => {
+            // The exporter the meta record names and the key that signs the end record
+            // must be the same node (all zero in both: an unsigned export).
+            let named = meta
+                .as_ref()
+                .map_or(NodePublicKey::default(), |m| m.exporter);
+            if named != e.exporter {
+                let who = |k: &NodePublicKey| {
+                    if *k == NodePublicKey::default() {
+                        "nobody (unsigned)".to_string()
+                    } else {
+                        format!("node {}", k.short())
+                    }
+                };
+                auditor.finding(
+                    Severity::Problem,
+                    "exporter_mismatch",
+                    loc.clone(),
+                    format!(
+                        "the meta record names {} as the exporter, the end record is signed by {}",
+                        who(&named),
+                        who(&e.exporter)
+                    ),
+                );
+            }
             if e.records != index {
                 auditor.finding(
                     Severity::Problem,
@@ -2390,5 +2534,162 @@ mod tests {
         assert_eq!(report.evidence.len(), 1);
         assert_eq!(report.evidence[0].org.as_deref(), Some("org-0"));
         assert_eq!(report.evidence[0].seq, 2);
+    }
+
+    fn export_signed_by(
+        log: &Log,
+        meta_exporter: NodePublicKey,
+        signer: Option<&NodeKey>,
+    ) -> Vec<u8> {
+        let meta = ExportMeta {
+            format_version: FORMAT_VERSION,
+            network_id: log.net.genesis.charter().network_id,
+            genesis_hash: log.net.genesis_hash(),
+            exporter: meta_exporter,
+            exported_ms: NOW + 100_000,
+            topics: vec![],
+            since_ms: None,
+            until_ms: None,
+            with_plaintext: false,
+        };
+        let mut b = ExportBuilder::new(&meta);
+        b.record(RecordType::Charter, log.net.genesis.as_bytes())
+            .unwrap();
+        for (_, n) in log.net.nodes() {
+            b.record(RecordType::Cert, n.cert.as_bytes()).unwrap();
+        }
+        for env in &log.envelopes {
+            b.envelope(NOW + 50_000, env.as_bytes()).unwrap();
+        }
+        b.finish(signer)
+    }
+
+    #[test]
+    fn exporter_in_meta_must_sign_the_end_record() {
+        let log = log();
+        let a = &log.net.orgs[0].nodes[0].key;
+        let b = &log.net.orgs[1].nodes[0].key;
+        let zero = NodePublicKey::default();
+        let cases = [
+            (a.public(), Some(a), None),
+            (zero, None, Some("unsigned_export")),
+            (a.public(), Some(b), Some("exporter_mismatch")),
+            (a.public(), None, Some("exporter_mismatch")),
+            (zero, Some(a), Some("exporter_mismatch")),
+        ];
+        for (named, signer, code) in cases {
+            let file = export_signed_by(&log, named, signer);
+            let report = verify_export(&file, opts(&log));
+            match code {
+                None => assert!(report.ok && report.notes == 0, "{:?}", report.by_code),
+                Some(code) => {
+                    let f: Vec<_> = report.with_code(code).collect();
+                    assert_eq!(f.len(), 1, "{:?}", report.by_code);
+                    // At the end record: meta, charter, 2 certs, 6 envelopes, end.
+                    assert_eq!(f[0].location.record, Some(10));
+                    assert_eq!(report.ok, code == "unsigned_export");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn framing_error_stops_the_audit() {
+        let log = log();
+        let mut file = export(&log, false, None);
+        file[0] ^= 1;
+        let report = verify_export(&file, AuditOptions::default());
+        assert_eq!(
+            report.by_code.keys().copied().collect::<Vec<_>>(),
+            ["bad_magic"]
+        );
+        // A length field over the limit in the middle: findings before it stand, nothing
+        // after it (no chain or genesis checks).
+        let file = export(&log, false, None);
+        let records: Vec<_> = RecordReader::new(&file).map(|r| r.unwrap()).collect();
+        let mut bad = file.clone();
+        let at = records[2].offset as usize;
+        bad[at + 1..at + 5].copy_from_slice(&u32::MAX.to_le_bytes());
+        let report = verify_export(&bad, opts(&log));
+        assert_eq!(
+            report.by_code.keys().copied().collect::<Vec<_>>(),
+            ["bad_framing"]
+        );
+    }
+
+    #[test]
+    fn meta_network_must_be_the_genesis_network() {
+        let log = log();
+        let mut meta_net = log.net.genesis.charter().network_id;
+        meta_net.0[0] ^= 1;
+        let meta = ExportMeta {
+            format_version: FORMAT_VERSION,
+            network_id: meta_net,
+            genesis_hash: log.net.genesis_hash(),
+            exporter: NodePublicKey::default(),
+            exported_ms: NOW,
+            topics: vec![],
+            since_ms: None,
+            until_ms: None,
+            with_plaintext: false,
+        };
+        let mut b = ExportBuilder::new(&meta);
+        b.record(RecordType::Charter, log.net.genesis.as_bytes())
+            .unwrap();
+        let report = verify_export(&b.finish(None), opts(&log));
+        let f: Vec<_> = report.with_code("network_mismatch").collect();
+        assert_eq!(f.len(), 1, "{:?}", report.by_code);
+        assert_eq!(f[0].location.record, Some(0));
+    }
+
+    #[test]
+    fn plaintext_rules() {
+        let log = log();
+        // Sender keys and plaintexts in an export that does not declare them.
+        let mut file = export(&log, true, None);
+        let records: Vec<_> = RecordReader::new(&file).map(|r| r.unwrap()).collect();
+        let meta: ExportMeta = codec::decode_exact(records[0].body, 4096).unwrap();
+        let mut b = ExportBuilder::new(&ExportMeta {
+            with_plaintext: false,
+            ..meta
+        });
+        for r in &records[1..records.len() - 1] {
+            b.record(RecordType::from_u8(r.ty).unwrap(), r.body)
+                .unwrap();
+        }
+        let report = verify_export(&b.finish(Some(&log.net.orgs[0].nodes[0].key)), opts(&log));
+        // 2 sender keys, 4 plaintexts.
+        assert_eq!(
+            report.by_code.get("plaintext_undeclared"),
+            Some(&6),
+            "{:?}",
+            report.by_code
+        );
+        assert_eq!(report.problems, 6);
+
+        // A ciphertext tampered with (and re-signed by its author) whose plaintext record
+        // was dropped: still decrypted, so reported.
+        let node = &log.net.orgs[0].nodes[0].key;
+        let victim = &log.envelopes[1];
+        let mut bytes = victim.signed_bytes().to_vec();
+        bytes[200] ^= 1;
+        let sig = node.sign(crate::ids::tags::ENVELOPE, &bytes);
+        bytes.extend_from_slice(&sig);
+        let tampered = SignedEnvelope::decode(&bytes, 1 << 20).unwrap();
+        let mut log2 = Log {
+            net: log.net,
+            envelopes: log.envelopes.clone(),
+            keys: log.keys.clone(),
+            plaintexts: log.plaintexts.clone(),
+        };
+        log2.envelopes[1] = tampered;
+        file = export(&log2, true, None);
+        let report = verify_export(&file, opts(&log2));
+        for code in ["plaintext_missing", "plaintext_undecryptable"] {
+            let f: Vec<_> = report.with_code(code).collect();
+            assert_eq!(f.len(), 1, "{code}: {:?}", report.by_code);
+            // meta, charter, 2 certs, 2 sender keys, key package, the tampered envelope.
+            assert_eq!(f[0].location.record, Some(7));
+        }
     }
 }

@@ -807,3 +807,98 @@ fn control_messages() {
     // The agreement key type is what key packages address.
     let _: AgreementPublicKey = AgreementPublicKey(h32(&node(&v, "dhs-1")["agree_public"]));
 }
+
+/// The request-response messages of PROTOCOL.md §17.2, parsed by hand from the layout.
+#[test]
+fn wire_messages() {
+    use alertmesh_protocol::wire::{Request, Response};
+    let v = load();
+    let msgs = v["wire_messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 8);
+    let disinfo = topic_id(&v, "election-2020/disinfo");
+    let fbi_cert = hx(&node(&v, "fbi-1")["cert"]);
+    let dhs_cert = hx(&node(&v, "dhs-1")["cert"]);
+    let fbi_pub = hx(&node(&v, "fbi-1")["sign_public"]);
+    let vec_of_bytes = |r: &mut Reader| -> Vec<Vec<u8>> {
+        let n = r.u64() as usize;
+        (0..n)
+            .map(|_| {
+                let len = r.u64() as usize;
+                r.take(len).to_vec()
+            })
+            .collect()
+    };
+    for m in msgs {
+        let name = m["name"].as_str().unwrap();
+        let bytes = hx(&m["hex"]);
+        let frame = hx(&m["frame"]);
+        assert_eq!(frame[..4], (bytes.len() as u32).to_le_bytes(), "{name}");
+        assert_eq!(frame[4..], bytes[..], "{name}");
+        let mut r = Reader::new(&bytes);
+        let variant = r.u32();
+        assert_eq!(u64::from(variant), m["variant"].as_u64().unwrap(), "{name}");
+        let request = m["message"] == "request";
+        match (request, variant) {
+            // Hello { cert }
+            (_, 0) => {
+                let n = r.u64() as usize;
+                let cert = r.take(n).to_vec();
+                let want = if request { &fbi_cert } else { &dhs_cert };
+                assert_eq!(&cert, want, "{name}");
+            }
+            // SyncRequest { topic, have: Vec<ChainSummary { author, ranges: Vec<(u64, u64)> }> }
+            (true, 1) => {
+                assert_eq!(r.a32(), disinfo);
+                assert_eq!(r.u64(), 1);
+                assert_eq!(r.a32().to_vec(), fbi_pub);
+                assert_eq!(r.u64(), 2);
+                assert_eq!((r.u64(), r.u64(), r.u64(), r.u64()), (1, 2, 4, 4));
+            }
+            (true, 2) => {}
+            // Refused(String)
+            (false, 1) => assert_eq!(r.string(), "not admitted"),
+            // SyncPage { topic, certs, envelopes, more }
+            (false, 2) => {
+                assert_eq!(r.a32(), disinfo);
+                assert_eq!(vec_of_bytes(&mut r), vec![fbi_cert.clone()]);
+                let envs = vec_of_bytes(&mut r);
+                assert_eq!(envs.len(), 1);
+                let want = v["envelopes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == "fbi-update")
+                    .unwrap();
+                assert_eq!(envs[0], hx(&want["hex"]));
+                assert_eq!(r.u8(), 0);
+            }
+            // Directory { charters, certs }
+            (false, 3) => {
+                assert_eq!(vec_of_bytes(&mut r), vec![hx(&v["charters"][1]["hex"])]);
+                assert_eq!(
+                    vec_of_bytes(&mut r),
+                    vec![fbi_cert.clone(), dhs_cert.clone()]
+                );
+            }
+            // Busy { retry_after_ms: u32 }
+            (false, 4) => assert_eq!(r.u32(), 250),
+            _ => panic!("{name}: unexpected variant {variant}"),
+        }
+        assert!(r.rest().is_empty(), "{name}: trailing bytes");
+        // The reference decoder agrees and re-encodes to the same bytes.
+        if request {
+            assert_eq!(Request::decode(&bytes).unwrap().encode(), bytes, "{name}");
+        } else {
+            assert_eq!(Response::decode(&bytes).unwrap().encode(), bytes, "{name}");
+        }
+        // One byte more or less is refused.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let shorter = &bytes[..bytes.len() - 1];
+        if request {
+            assert!(Request::decode(&longer).is_err() && Request::decode(shorter).is_err());
+        } else {
+            assert!(Response::decode(&longer).is_err() && Response::decode(shorter).is_err());
+        }
+    }
+}

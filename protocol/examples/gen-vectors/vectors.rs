@@ -22,6 +22,9 @@ use alertmesh_protocol::evidence::Evidence;
 use alertmesh_protocol::ids::{CharterHash, EnvelopeId, NetworkId, OrgId, TopicId, tags};
 use alertmesh_protocol::keys::{AgreementKey, NodeKey, OrgRootKey};
 use alertmesh_protocol::sender_key::{KeyPackage, SenderKey};
+use alertmesh_protocol::wire::{
+    ChainSummary, Directory, Hello, Request, Response, SyncPage, SyncRequest,
+};
 use rand_chacha08::ChaCha20Rng;
 use rand_chacha08::rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
@@ -81,6 +84,7 @@ pub struct Vectors {
     pub extra_certs: Vec<CertVector>,
     pub evidence: Vec<EvidenceVector>,
     pub control_messages: Vec<ControlVector>,
+    pub wire_messages: Vec<WireVector>,
 }
 
 #[derive(Serialize)]
@@ -220,6 +224,20 @@ pub struct ControlVector {
     pub name: String,
     pub variant: u32,
     pub hex: String,
+}
+
+/// One message of the request-response protocol `/alertmesh/req/1` (PROTOCOL.md §17.2).
+#[derive(Serialize)]
+pub struct WireVector {
+    pub name: String,
+    pub description: String,
+    /// `request` or `response`.
+    pub message: &'static str,
+    pub variant: u32,
+    /// `encode(message)`, without the frame's length prefix.
+    pub hex: String,
+    /// The whole frame on the stream: `u32 LE length ‖ encode(message)`.
+    pub frame: String,
 }
 
 struct Node {
@@ -1489,6 +1507,101 @@ pub fn build() -> Vectors {
         },
     ];
 
+    let wire =
+        |name: &str, description: &str, message: &'static str, variant: u32, bytes: Vec<u8>| {
+            let mut frame = (bytes.len() as u32).to_le_bytes().to_vec();
+            frame.extend_from_slice(&bytes);
+            WireVector {
+                name: name.into(),
+                description: description.into(),
+                message,
+                variant,
+                hex: h(&bytes),
+                frame: h(&frame),
+            }
+        };
+    let wire_messages = vec![
+        wire(
+            "hello-request",
+            "fbi-1 introduces itself: Request::Hello with its own certificate",
+            "request",
+            0,
+            Request::Hello(Hello {
+                cert: fbi.cert.as_bytes().to_vec(),
+            })
+            .encode(),
+        ),
+        wire(
+            "sync-request",
+            "dhs-1 asks for election-2020/disinfo holding fbi-1's seqs 1-2 and 4",
+            "request",
+            1,
+            Request::Sync(SyncRequest {
+                topic: disinfo,
+                have: vec![ChainSummary::from_seqs(fbi.key.public(), [1, 2, 4])],
+            })
+            .encode(),
+        ),
+        wire(
+            "directory-request",
+            "Request::Directory (no fields)",
+            "request",
+            2,
+            Request::Directory.encode(),
+        ),
+        wire(
+            "hello-response",
+            "dhs-1 answers a hello: Response::Hello with its own certificate",
+            "response",
+            0,
+            Response::Hello(Hello {
+                cert: dhs.cert.as_bytes().to_vec(),
+            })
+            .encode(),
+        ),
+        wire(
+            "refused-response",
+            "Response::Refused with the reason a node gives a peer it has not admitted",
+            "response",
+            1,
+            Response::Refused("not admitted".into()).encode(),
+        ),
+        wire(
+            "sync-response",
+            "a page for the sync request above: fbi-1's certificate and its seq 3, more = false",
+            "response",
+            2,
+            Response::Sync(SyncPage {
+                topic: disinfo,
+                certs: vec![fbi.cert.as_bytes().to_vec()],
+                envelopes: vec![e3.as_bytes().to_vec()],
+                more: false,
+            })
+            .encode(),
+        ),
+        wire(
+            "directory-response",
+            "Response::Directory: charter version 2 and the certificates of fbi-1 and dhs-1",
+            "response",
+            3,
+            Response::Directory(Directory {
+                charters: vec![v2.as_bytes().to_vec()],
+                certs: vec![fbi.cert.as_bytes().to_vec(), dhs.cert.as_bytes().to_vec()],
+            })
+            .encode(),
+        ),
+        wire(
+            "busy-response",
+            "Response::Busy: ask again after 250 ms",
+            "response",
+            4,
+            Response::Busy {
+                retry_after_ms: 250,
+            }
+            .encode(),
+        ),
+    ];
+
     let charter_vector = |c: &SignedCharter| CharterVector {
         version: c.charter().version,
         hex: h(c.as_bytes()),
@@ -1582,6 +1695,7 @@ pub fn build() -> Vectors {
         extra_certs,
         evidence,
         control_messages,
+        wire_messages,
     }
 }
 
