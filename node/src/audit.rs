@@ -241,10 +241,13 @@ fn sender_keys(
         if pkg.topic_id != h.topic_id || pkg.epoch != h.key_epoch {
             continue;
         }
-        if !seen.insert((h.author, h.topic_id, h.key_epoch)) {
+        // An epoch's first package may be addressed to other readers only (a delta for
+        // readers added later): look on until one opens.
+        if seen.contains(&(h.author, h.topic_id, h.key_epoch)) {
             continue;
         }
         if let Ok(key) = pkg.open(network, &h.author, agreement) {
+            seen.insert((h.author, h.topic_id, h.key_epoch));
             out.push(ExportedKey {
                 author: h.author,
                 topic: h.topic_id,
