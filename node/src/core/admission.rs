@@ -31,7 +31,7 @@ pub(super) enum Judgement {
     /// Not valid here, whatever charter comes next.
     Refuse(String),
     /// Its org is unknown to the current charter; a newer charter may name it.
-    NeedsCharter(SignedNodeCert),
+    NeedsCharter(Box<SignedNodeCert>),
 }
 
 /// Requests a peer may make: a token bucket of requests and one of sync bytes.
@@ -182,7 +182,7 @@ impl Core {
                 }
                 tracing::debug!(%peer, org = %cert.cert().org_id, "certificate of an org our charter does not know; asking the peer for newer charters");
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.unjudged = Some(cert);
+                    p.unjudged = Some(*cert);
                 }
                 self.ask_directory(peer).await;
             }
@@ -298,11 +298,11 @@ impl Core {
     ) {
         tracing::debug!(%peer, ?what, %error, "request failed");
         match what {
-            Outstanding::Hello if !self.is_admitted(&peer) => {
-                if error == RequestError::UnsupportedProtocol {
-                    self.refuse_silent(peer, "does not speak the request protocol")
-                        .await;
-                }
+            Outstanding::Hello
+                if !self.is_admitted(&peer) && error == RequestError::UnsupportedProtocol =>
+            {
+                self.refuse_silent(peer, "does not speak the request protocol")
+                    .await;
             }
             Outstanding::Sync(topic) => {
                 self.sync_rounds.remove(&(peer, topic));
@@ -326,7 +326,7 @@ impl Core {
             return Err(refuse("certificate is for another node key"));
         }
         let Some(member) = charter.member(&cert.cert().org_id) else {
-            return Err(Judgement::NeedsCharter(cert));
+            return Err(Judgement::NeedsCharter(Box::new(cert)));
         };
         cert.verify(&charter.network_id, &member.root_pub)
             .map_err(|e| Judgement::Refuse(e.to_string()))?;
