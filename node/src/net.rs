@@ -302,6 +302,16 @@ pub enum NetCommand {
         /// Whether the peer can hear a refusal at all.
         speaks_protocol: bool,
     },
+    /// Answer a request of a peer the core no longer tracks: with its refusal if it is
+    /// being refused, else with `fallback`.
+    RespondRefused {
+        /// The peer.
+        peer: PeerId,
+        /// The request being answered.
+        channel: ResponseChannel<Vec<u8>>,
+        /// The answer when no refusal is pending.
+        fallback: Vec<u8>,
+    },
     /// Close all connections to a peer and refuse it until [`NetCommand::Unban`].
     Ban(PeerId),
     /// Allow a banned peer again.
@@ -961,6 +971,21 @@ impl Driver {
                     refusal,
                     deadline: Instant::now() + REFUSAL_GRACE,
                 });
+            }
+            NetCommand::RespondRefused {
+                peer,
+                channel,
+                fallback,
+            } => {
+                let answer = self
+                    .refusing
+                    .get(&peer)
+                    .map_or(fallback, |r| r.refusal.clone());
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .req
+                    .send_response(channel, answer);
             }
             NetCommand::Ban(peer) => self.ban(peer, None),
             NetCommand::Unban(peer) => self.unban(peer),

@@ -44,9 +44,15 @@ impl Core {
         let now = Instant::now();
         let limits = self.request_limits;
         let Some(state) = self.peers.get_mut(&peer) else {
-            // Not (or no longer) connected as far as the core knows.
-            self.respond(channel, wire::Response::Refused("not admitted".into()))
-                .await;
+            // Refused (or gone) while its request was queued: the swarm task answers with
+            // the refusal's reason if it has one.
+            let fallback = wire::Response::Refused("not admitted".into()).encode();
+            self.send(NetCommand::RespondRefused {
+                peer,
+                channel,
+                fallback,
+            })
+            .await;
             return;
         };
         if let Err(wait) = state.throttle.take(limits, now) {
