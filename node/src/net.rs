@@ -434,15 +434,16 @@ impl<S: futures::AsyncWrite + Unpin> futures::AsyncWrite for CountingStream<S> {
     }
 }
 
+/// A transport as the swarm takes it: authenticated, multiplexed connections.
+pub type BoxedTransport =
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>;
+
 /// TCP (nodelay) + Noise + Yamux, as `SwarmBuilder::with_tcp` builds it, with the raw
 /// socket bytes counted in `traffic`. Also used by the simulator's plain-gossipsub baseline.
 pub fn counted_tcp_transport(
     key: &identity::Keypair,
     traffic: Traffic,
-) -> Result<
-    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
-    noise::Error,
-> {
+) -> Result<BoxedTransport, noise::Error> {
     use libp2p::Transport;
     Ok(
         tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
@@ -459,13 +460,7 @@ pub fn counted_tcp_transport(
 }
 
 /// QUIC (v1) next to [`counted_tcp_transport`]; only TCP bytes are counted.
-fn transport(
-    key: &identity::Keypair,
-    traffic: Traffic,
-) -> Result<
-    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
-    noise::Error,
-> {
+fn transport(key: &identity::Keypair, traffic: Traffic) -> Result<BoxedTransport, noise::Error> {
     use libp2p::Transport;
     use libp2p::core::muxing::StreamMuxerBox;
     let mut config = libp2p::quic::Config::new(key);

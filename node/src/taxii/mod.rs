@@ -498,17 +498,43 @@ async fn get_objects(
     let f = parse_filters(&query_of(query)?)?;
     let t = s.readable(&id).await?;
     let page = read_page(&s, &t.name, &f).await?;
+    Ok(objects_response(&page))
+}
+
+/// An envelope of a page's objects (`{}` when empty), with its paging fields and headers.
+fn objects_response(page: &store::Page) -> Response {
     let objects: Vec<Value> = page.items.iter().map(|i| i.object.clone()).collect();
     let body = if objects.is_empty() {
         json!({})
     } else {
         json!({ "objects": objects })
     };
-    Ok(taxii_json(
-        StatusCode::OK,
-        &with_paging(body, &page),
-        page_headers(&page),
-    ))
+    taxii_json(StatusCode::OK, &with_paging(body, page), page_headers(page))
+}
+
+/// The filters of a request about one object: the query's, narrowed to `object`.
+fn object_filters(query: &[(String, String)], object: &str) -> Result<Filters> {
+    let mut f = parse_filters(query)?;
+    if !store::is_stix_id(object) {
+        return Err(TaxiiError::bad_request(format!(
+            "{object:?} is not a STIX id"
+        )));
+    }
+    f.ids = vec![object.to_string()];
+    Ok(f)
+}
+
+/// 404 for an object the collection does not hold (an empty page past `added_after` is
+/// an answer, not an absence).
+fn check_found(page: &store::Page, f: &Filters, object: &str) -> Result<()> {
+    if page.items.is_empty() && f.after_us == 0 {
+        return Err(TaxiiError::new(
+            StatusCode::NOT_FOUND,
+            "Object not found",
+            format!("no object {object} in this collection"),
+        ));
+    }
+    Ok(())
 }
 
 async fn get_object(
@@ -521,33 +547,11 @@ async fn get_object(
     headers: HeaderMap,
 ) -> Result<Response> {
     check_accept(&headers)?;
-    let mut f = parse_filters(&query_of(query)?)?;
-    if !store::is_stix_id(&object) {
-        return Err(TaxiiError::bad_request(format!(
-            "{object:?} is not a STIX id"
-        )));
-    }
-    f.ids = vec![object.clone()];
+    let f = object_filters(&query_of(query)?, &object)?;
     let t = s.readable(&id).await?;
     let page = read_page(&s, &t.name, &f).await?;
-    if page.items.is_empty() && f.after_us == 0 {
-        return Err(TaxiiError::new(
-            StatusCode::NOT_FOUND,
-            "Object not found",
-            format!("no object {object} in this collection"),
-        ));
-    }
-    let objects: Vec<Value> = page.items.iter().map(|i| i.object.clone()).collect();
-    let body = if objects.is_empty() {
-        json!({})
-    } else {
-        json!({ "objects": objects })
-    };
-    Ok(taxii_json(
-        StatusCode::OK,
-        &with_paging(body, &page),
-        page_headers(&page),
-    ))
+    check_found(&page, &f, &object)?;
+    Ok(objects_response(&page))
 }
 
 async fn versions(
@@ -560,26 +564,14 @@ async fn versions(
     headers: HeaderMap,
 ) -> Result<Response> {
     check_accept(&headers)?;
-    let mut f = parse_filters(&query_of(query)?)?;
-    if !store::is_stix_id(&object) {
-        return Err(TaxiiError::bad_request(format!(
-            "{object:?} is not a STIX id"
-        )));
-    }
-    f.ids = vec![object.clone()];
+    let mut f = object_filters(&query_of(query)?, &object)?;
     f.versions = store::Versions {
         all: true,
         ..Default::default()
     };
     let t = s.readable(&id).await?;
     let page = read_page(&s, &t.name, &f).await?;
-    if page.items.is_empty() && f.after_us == 0 {
-        return Err(TaxiiError::new(
-            StatusCode::NOT_FOUND,
-            "Object not found",
-            format!("no object {object} in this collection"),
-        ));
-    }
+    check_found(&page, &f, &object)?;
     let versions: Vec<&str> = page.items.iter().map(|i| i.version.as_str()).collect();
     let body = if versions.is_empty() {
         json!({})
