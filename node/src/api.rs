@@ -70,6 +70,20 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// The HTTP status of a refused publish (the API, TAXII and the MISP import).
+pub fn publish_status(e: &PublishError) -> StatusCode {
+    match e {
+        PublishError::UnknownTopic(_) => StatusCode::NOT_FOUND,
+        PublishError::Forbidden { .. } | PublishError::NotAuthor(_) | PublishError::CertInvalid => {
+            StatusCode::FORBIDDEN
+        }
+        PublishError::TlpTooHigh { .. } | PublishError::Invalid(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        PublishError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// A body that is not the JSON asked for: 413 over [`MAX_BODY_BYTES`], else 422.
 fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
     let status = match e.status() {
@@ -235,16 +249,7 @@ async fn publish(
     {
         Ok(receipt) => Ok((StatusCode::CREATED, Json(receipt))),
         Err(e) => {
-            let status = match e {
-                PublishError::UnknownTopic(_) => StatusCode::NOT_FOUND,
-                PublishError::Forbidden { .. }
-                | PublishError::NotAuthor(_)
-                | PublishError::CertInvalid => StatusCode::FORBIDDEN,
-                PublishError::TlpTooHigh { .. } | PublishError::Invalid(_) => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                PublishError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
+            let status = crate::api::publish_status(&e);
             Err(ApiError(status, e.to_string()))
         }
     }

@@ -29,7 +29,7 @@
 //! observables; every other attribute is listed in the answer's `unmapped` with the reason,
 //! never dropped silently. The TLP is the event's `tlp:*` tag (default `TLP:AMBER`).
 
-use crate::core::{CoreHandle, PublishError};
+use crate::core::CoreHandle;
 use crate::lifecycle::AlertState;
 use crate::stix;
 use alertmesh_protocol::{Alert, AlertKind, Content, NetworkId, Observable, Severity, Tlp};
@@ -735,16 +735,7 @@ async fn import_route(
         )
             .into_response(),
         Ok(Err(e)) => {
-            let status = match e {
-                PublishError::UnknownTopic(_) => StatusCode::NOT_FOUND,
-                PublishError::Forbidden { .. }
-                | PublishError::NotAuthor(_)
-                | PublishError::CertInvalid => StatusCode::FORBIDDEN,
-                PublishError::TlpTooHigh { .. } | PublishError::Invalid(_) => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                PublishError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
+            let status = crate::api::publish_status(&e);
             err(
                 status,
                 format!(
