@@ -93,35 +93,6 @@ fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
     ApiError(status, e.body_text())
 }
 
-/// Reads the bearer token from a file that must be private (0600) and non-empty.
-pub fn load_token(path: &Path) -> anyhow::Result<Zeroizing<String>> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path)
-            .map_err(|e| anyhow::anyhow!("API token file {}: {e}", path.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            anyhow::bail!(
-                "API token file {}: group or others can read it; run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            );
-        }
-    }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("API token file {}: {e}", path.display()))?,
-    );
-    let token = text.trim();
-    if token.len() < 16 {
-        anyhow::bail!(
-            "API token file {}: the token must be at least 16 characters",
-            path.display()
-        );
-    }
-    Ok(Zeroizing::new(token.to_string()))
-}
-
 /// Builds the router.
 pub fn router(
     core: CoreHandle,

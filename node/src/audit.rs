@@ -47,8 +47,8 @@ impl Source {
         let key = alertmesh_protocol::keyfile::load_node_key(&config.keys.node_key)?;
         let agreement =
             alertmesh_protocol::keyfile::load_agreement_key(&config.keys.agreement_key)?;
-        let cert = crate::node::load_cert(&config.keys.cert)?;
-        let genesis = crate::node::load_charter(&config.genesis)?;
+        let cert = crate::files::load_cert(&config.keys.cert)?;
+        let genesis = crate::files::load_charter(&config.genesis)?;
         Ok(Self {
             data_dir: config.data_dir.clone(),
             genesis: Some(genesis),
@@ -65,7 +65,7 @@ impl Source {
         genesis: Option<&Path>,
         pinned: Option<CharterHash>,
     ) -> anyhow::Result<Self> {
-        let genesis = genesis.map(crate::node::load_charter).transpose()?;
+        let genesis = genesis.map(crate::files::load_charter).transpose()?;
         Ok(Self {
             data_dir: data_dir.to_owned(),
             genesis,
@@ -104,20 +104,6 @@ pub fn record_identity(
         params![cert.cert().node_sign_pub.as_bytes(), cert.as_bytes()],
     )?;
     Ok(())
-}
-
-/// Ids of the evidence objects stored (to count them after a restart).
-pub fn stored_evidence_ids(conn: &Connection) -> Vec<[u8; 32]> {
-    let Ok(mut q) = conn.prepare("SELECT id FROM evidence") else {
-        return Vec::new();
-    };
-    q.query_map([], |r| r.get::<_, Vec<u8>>(0))
-        .map(|rows| {
-            rows.filter_map(Result::ok)
-                .filter_map(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The evidence a node holds, verified and described (for `GET /v1/status`).
@@ -371,7 +357,7 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
         network_id: network,
         genesis_hash,
         exporter: source.key.as_ref().map(NodeKey::public).unwrap_or_default(),
-        exported_ms: crate::core::now_ms(),
+        exported_ms: crate::clock::now_ms(),
         topics: topics.clone(),
         since_ms: opts.since_ms,
         until_ms: opts.until_ms,
@@ -667,7 +653,7 @@ pub fn render(what: &str, report: &Report) -> String {
             "  export: {} records, {} bytes, written {}; {by}",
             e.records,
             e.bytes,
-            crate::stix::rfc3339(e.exported_ms)
+            crate::clock::rfc3339(e.exported_ms)
         );
         if !e.topics.is_empty() || e.since_ms.is_some() || e.until_ms.is_some() {
             let _ = writeln!(
@@ -679,10 +665,10 @@ pub fn render(what: &str, report: &Report) -> String {
                     e.topics.len().to_string()
                 },
                 e.since_ms
-                    .map(|t| format!(", since {}", crate::stix::rfc3339(t)))
+                    .map(|t| format!(", since {}", crate::clock::rfc3339(t)))
                     .unwrap_or_default(),
                 e.until_ms
-                    .map(|t| format!(", until {}", crate::stix::rfc3339(t)))
+                    .map(|t| format!(", until {}", crate::clock::rfc3339(t)))
                     .unwrap_or_default()
             );
         }
@@ -720,8 +706,8 @@ pub fn render(what: &str, report: &Report) -> String {
         let _ = writeln!(
             s,
             "  claimed times: {} .. {}",
-            crate::stix::rfc3339(a),
-            crate::stix::rfc3339(b)
+            crate::clock::rfc3339(a),
+            crate::clock::rfc3339(b)
         );
     }
     if st.sender_keys > 0 || st.plaintexts_checked > 0 {

@@ -107,7 +107,7 @@ pub fn load(path: &Path) -> anyhow::Result<Charter> {
         network_name: spec.network_name,
         version: 1,
         prev_hash: CharterHash::default(),
-        created_ms: crate::core::now_ms(),
+        created_ms: crate::clock::now_ms(),
         members,
         governors,
         threshold: spec.threshold,

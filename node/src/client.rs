@@ -18,7 +18,7 @@ pub struct Client {
 impl Client {
     /// A client for the node a config file describes.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let token = crate::api::load_token(&config.api.token_file)?;
+        let token = crate::files::load_token(&config.api.token_file)?;
         Ok(Self::new(config.api.bind, token))
     }
 

@@ -211,7 +211,7 @@ impl Config {
             ),
         };
         let max_peers = match raw.max_peers {
-            None => crate::core::DEFAULT_MAX_PEERS,
+            None => crate::net::DEFAULT_MAX_PEERS,
             Some(n @ 4..=10_000) => n,
             Some(n) => bail!(
                 "config file {file}: `max_peers` {n} is out of range; write a value from 4 to 10000"
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn max_peers_defaults_and_is_bounded() {
         let c = Config::parse(&sample(), Path::new("n.toml")).unwrap();
-        assert_eq!(c.max_peers, crate::core::DEFAULT_MAX_PEERS);
+        assert_eq!(c.max_peers, crate::net::DEFAULT_MAX_PEERS);
         let c = Config::parse(
             &format!("max_peers = 12\n{}", sample()),
             Path::new("n.toml"),

@@ -208,7 +208,7 @@ fn wait_until(
 
 /// The alerts the demo publishes: (publishing org, topic, TLP, content).
 fn scenario() -> Vec<(&'static str, &'static str, &'static str, Value)> {
-    let now = crate::core::now_ms();
+    let now = crate::clock::now_ms();
     let alert = |kind: &str,
                  title: &str,
                  description: &str,

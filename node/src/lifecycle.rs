@@ -327,7 +327,7 @@ pub fn print_state(s: &AlertState) {
             };
             println!(
                 "    {} {:<10} {} {what}",
-                crate::stix::rfc3339(h.timestamp_ms.max(0) as u64),
+                crate::clock::rfc3339(h.timestamp_ms.max(0) as u64),
                 h.kind,
                 short(&h.id)
             );

@@ -493,9 +493,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let key = keyfile::load_node_key(&keys.join("node.key"))?;
             let agreement = keyfile::load_agreement_key(&keys.join("agreement.key"))?;
-            let charter = node::load_charter(&charter)?;
+            let charter = alertmesh_node::files::load_charter(&charter)?;
             let org = OrgId::new(org)?;
-            let now = alertmesh_node::core::now_ms();
+            let now = alertmesh_node::clock::now_ms();
             let cert = NodeCert {
                 network_id: charter.charter().network_id,
                 org_id: org,
@@ -554,7 +554,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             org,
             org_key,
         }) => {
-            let mut signed = node::load_charter(&charter)?;
+            let mut signed = alertmesh_node::files::load_charter(&charter)?;
             let org = OrgId::new(org)?;
             let root = keyfile::load_org_root(&org_key)?;
             let member = signed
@@ -793,7 +793,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
             observables,
             labels: args.label.clone(),
             references: vec![],
-            valid_from_ms: alertmesh_node::core::now_ms(),
+            valid_from_ms: alertmesh_node::clock::now_ms(),
             valid_until_ms: None,
             related: vec![],
             stix: None,
@@ -872,7 +872,7 @@ fn propose(args: ProposeArgs) -> anyhow::Result<()> {
         .map(proposal::org_list)
         .transpose()?;
     p.threshold = args.threshold;
-    let next = proposal::propose(&current, &history, &p, alertmesh_node::core::now_ms())?;
+    let next = proposal::propose(&current, &history, &p, alertmesh_node::clock::now_ms())?;
     if args.out.exists() {
         bail!("{} exists; choose another path", args.out.display());
     }
@@ -983,7 +983,7 @@ fn audit_command(cmd: AuditCmd) -> anyhow::Result<()> {
 }
 
 fn show_charter(path: &Path) -> anyhow::Result<()> {
-    let signed = node::load_charter(path)?;
+    let signed = alertmesh_node::files::load_charter(path)?;
     let c = signed.charter();
     println!("network   {} ({})", c.network_name, c.network_id);
     println!("version   {}   hash {}", c.version, signed.hash());

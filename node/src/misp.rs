@@ -260,7 +260,7 @@ pub fn event(network: &NetworkId, names: &HashMap<String, String>, s: &AlertStat
     } else {
         title.clone()
     };
-    let date = stix::rfc3339(s.created_ms.max(0) as u64);
+    let date = crate::clock::rfc3339(s.created_ms.max(0) as u64);
     let org_name = names.get(&s.org).cloned().unwrap_or_else(|| s.org.clone());
     let mut ev = json!({
         "uuid": event_uuid,
@@ -711,7 +711,7 @@ async fn import_route(
             );
         }
     };
-    let imported = match import(&event, crate::core::now_ms()) {
+    let imported = match import(&event, crate::clock::now_ms()) {
         Ok(i) => i,
         Err(e) => return err(StatusCode::UNPROCESSABLE_ENTITY, e),
     };

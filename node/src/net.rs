@@ -614,6 +614,9 @@ pub fn topic_score_params() -> gossipsub::TopicScoreParams {
     }
 }
 
+/// Admitted peers kept unless the config's `max_peers` says otherwise.
+pub const DEFAULT_MAX_PEERS: usize = 32;
+
 /// Connection limits unless the config says otherwise: a few handshakes in flight from
 /// strangers, two connections per peer (a simultaneous dial), and room for `max_peers`
 /// admitted peers plus the strangers and walks around them.
@@ -646,7 +649,7 @@ pub fn build_swarm(
         key,
         listen,
         Traffic::default(),
-        default_limits(crate::core::DEFAULT_MAX_PEERS),
+        default_limits(DEFAULT_MAX_PEERS),
     )
 }
 

@@ -4,6 +4,7 @@
 use crate::api;
 use crate::config::Config;
 use crate::core::{Core, CoreHandle, CoreParts, Identity};
+use crate::files;
 use crate::metrics::Metrics;
 use crate::net::{self, NetHandle};
 use crate::store;
@@ -79,32 +80,12 @@ async fn redial_bootstrap(
     }
 }
 
-/// Reads a certificate file (binary, as signed).
-pub fn load_cert(path: &std::path::Path) -> anyhow::Result<SignedNodeCert> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read certificate file {}", path.display()))?;
-    SignedNodeCert::decode(&bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "certificate file {}: {e}; issue a new one with `alertmesh cert issue`",
-            path.display()
-        )
-    })
-}
-
-/// Reads a charter file (binary, as signed).
-pub fn load_charter(path: &std::path::Path) -> anyhow::Result<SignedCharter> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read charter file {}", path.display()))?;
-    SignedCharter::decode(&bytes)
-        .map_err(|e| anyhow::anyhow!("charter file {}: {e}", path.display()))
-}
-
 impl Node {
     /// Starts every part of a node from its config.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         let key = keyfile::load_node_key(&config.keys.node_key)?;
         let agreement = keyfile::load_agreement_key(&config.keys.agreement_key)?;
-        let cert = load_cert(&config.keys.cert)?;
+        let cert = files::load_cert(&config.keys.cert)?;
         if cert.cert().node_sign_pub != key.public() {
             anyhow::bail!(
                 "certificate {} is for node key {}, but {} holds {}; check [keys] in {}",
@@ -122,7 +103,7 @@ impl Node {
                 config.keys.agreement_key.display()
             );
         }
-        let genesis = load_charter(&config.genesis)?;
+        let genesis = files::load_charter(&config.genesis)?;
         let charters =
             CharterChain::from_genesis(genesis, &config.genesis_hash).with_context(|| {
                 format!(
@@ -130,7 +111,7 @@ impl Node {
                     config.genesis.display()
                 )
             })?;
-        let token = api::load_token(&config.api.token_file)?;
+        let token = files::load_token(&config.api.token_file)?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let network = charters.current().charter().network_id;

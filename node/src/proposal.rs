@@ -107,7 +107,7 @@ pub fn current_charter(data_dir: &Path, genesis: &Path) -> anyhow::Result<Signed
                 .map_err(|e| anyhow::anyhow!("stored charter: {e}"));
         }
     }
-    crate::node::load_charter(genesis)
+    crate::files::load_charter(genesis)
 }
 
 fn cut(cutoffs: &mut Vec<Cutoff>, author: NodePublicKey, topic: TopicId, last_seq: u64) {

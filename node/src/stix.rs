@@ -93,120 +93,17 @@ pub fn parse_tlp(label: &str) -> Tlp {
     }
 }
 
-/// Milliseconds since the Unix epoch as an RFC 3339 UTC timestamp with milliseconds
-/// (`2020-09-13T12:26:40.000Z`), the STIX timestamp form.
-pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-/// SHA-1 (FIPS 180-4), only for UUIDv5 names (RFC 4122 requires it; no security rests
-/// on it here).
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for chunk in msg.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in chunk.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, x) in h.iter().enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
-    }
-    out
-}
-
-/// The RFC 4122 URL namespace.
-const NAMESPACE_URL: [u8; 16] = [
-    0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8,
-];
+use crate::clock::rfc3339;
 
 /// UUIDv5 of `name` in `namespace`, as lower-case text.
 pub fn uuid_v5(namespace: &[u8; 16], name: &[u8]) -> String {
-    let mut input = namespace.to_vec();
-    input.extend_from_slice(name);
-    let h = sha1(&input);
-    let mut u = [0u8; 16];
-    u.copy_from_slice(&h[..16]);
-    u[6] = (u[6] & 0x0f) | 0x50;
-    u[8] = (u[8] & 0x3f) | 0x80;
-    let x = hex::encode(u);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &x[0..8],
-        &x[8..12],
-        &x[12..16],
-        &x[16..20],
-        &x[20..32]
-    )
+    uuid::Uuid::new_v5(&uuid::Uuid::from_bytes(*namespace), name).to_string()
 }
 
 /// The namespace of alertmesh's STIX ids: UUIDv5 of the URL `urn:alertmesh:stix` in the
 /// RFC 4122 URL namespace.
 pub fn namespace() -> [u8; 16] {
-    let text = uuid_v5(&NAMESPACE_URL, b"urn:alertmesh:stix").replace('-', "");
-    let mut ns = [0u8; 16];
-    // 32 hex digits by construction.
-    let _ = hex::decode_to_slice(text, &mut ns);
-    ns
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, b"urn:alertmesh:stix").into_bytes()
 }
 
 fn stix_id(ns: &[u8; 16], ty: &str, name: &str) -> String {
@@ -1011,18 +908,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sha1_and_uuid_v5_known_answers() {
-        assert_eq!(
-            hex::encode(sha1(b"abc")),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
-        // Two blocks (FIPS 180-2 example).
-        assert_eq!(
-            hex::encode(sha1(
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            )),
-            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-        );
+    fn uuid_v5_known_answer() {
         // RFC 4122 DNS namespace, "python.org" (as Python's uuid.uuid5 gives it).
         let dns = [
             0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4,

@@ -174,13 +174,12 @@ pub enum Write {
     },
 }
 
-/// Runs on the writer thread once its writes are committed, with the result. It must
-/// not wait on anything that waits on the writer.
-pub type OnCommit = Box<dyn FnOnce(Result<(), String>) + Send + Sync>;
+/// The outcome of queued writes: `Ok` once committed, `Err` if the transaction failed.
+pub type Committed = oneshot::Receiver<Result<(), String>>;
 
 struct Job {
     writes: Vec<Write>,
-    then: Option<OnCommit>,
+    done: oneshot::Sender<Result<(), String>>,
 }
 
 /// Handle to the writer thread; cloneable.
@@ -194,21 +193,18 @@ impl Writer {
     /// Queues a write (writes are applied in queue order); it is committed with the next
     /// batch.
     pub async fn write(&self, write: Write) -> Result<(), StoreError> {
-        self.write_all(vec![write], None).await
+        self.write_all(vec![write]).await.map(drop)
     }
 
-    /// Queues writes committed in one transaction, in this order, and has the writer
-    /// thread call `then` once they are committed (with `Err` if the transaction failed).
-    /// If the writer is gone, `then` is dropped uncalled.
-    pub async fn write_all(
-        &self,
-        writes: Vec<Write>,
-        then: Option<OnCommit>,
-    ) -> Result<(), StoreError> {
+    /// Queues writes committed in one transaction, in this order; the returned
+    /// [`Committed`] resolves once the transaction is over (closed if the writer stops).
+    pub async fn write_all(&self, writes: Vec<Write>) -> Result<Committed, StoreError> {
+        let (done, committed) = oneshot::channel();
         self.tx
-            .send(Job { writes, then })
+            .send(Job { writes, done })
             .await
-            .map_err(|_| StoreError::WriterGone)
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(committed)
     }
 
     /// Alerts as they are committed, with their cursors, in cursor order.
@@ -218,12 +214,9 @@ impl Writer {
 
     /// Waits until everything queued so far is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let (ack, done) = oneshot::channel();
-        let then: OnCommit = Box::new(move |result| {
-            let _ = ack.send(result);
-        });
-        self.write_all(vec![Write::Barrier], Some(then)).await?;
-        done.await
+        let committed = self.write_all(vec![Write::Barrier]).await?;
+        committed
+            .await
             .map_err(|_| StoreError::WriterGone)?
             .map_err(|_| StoreError::WriterGone)
     }
@@ -363,8 +356,8 @@ pub fn spawn_writer(conn: Connection) -> Writer {
                         tracing::error!(error = %e, writes = batch.len(), "database write failed");
                     }
                 }
-                for then in batch.into_iter().filter_map(|job| job.then) {
-                    then(result.clone());
+                for job in batch {
+                    let _ = job.done.send(result.clone());
                 }
             }
         })
@@ -543,6 +536,8 @@ pub struct Loaded {
     pub envelopes: Vec<Vec<u8>>,
     /// Envelopes with a decrypted alert row: id → (author org, topic name).
     pub decrypted: std::collections::HashMap<EnvelopeId, (String, String)>,
+    /// Ids of the evidence held.
+    pub evidence: Vec<[u8; 32]>,
 }
 
 /// Reads everything the node needs in memory at start.
@@ -588,7 +583,43 @@ pub fn load(conn: &Connection, data_dir: &Path) -> Result<Loaded, StoreError> {
             out.decrypted.insert(EnvelopeId(arr), (org, topic));
         }
     }
+    out.evidence = evidence_ids(conn).map_err(&e)?;
     Ok(out)
+}
+
+/// The ids of the evidence held.
+pub fn evidence_ids(conn: &Connection) -> rusqlite::Result<Vec<[u8; 32]>> {
+    let mut q = conn.prepare("SELECT id FROM evidence")?;
+    let ids = q
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        .filter_map(Result::ok)
+        .filter_map(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+        .collect();
+    Ok(ids)
+}
+
+/// The bytes of a held envelope.
+pub fn envelope_bytes(conn: &Connection, id: &EnvelopeId) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT bytes FROM envelopes WHERE id = ?1")?
+        .query_row([id.as_bytes()], |r| r.get(0))
+        .optional()
+}
+
+/// The bytes of the held envelope at a chain position.
+pub fn envelope_bytes_at(
+    conn: &Connection,
+    author: &NodePublicKey,
+    topic: &TopicId,
+    seq: u64,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached(
+        "SELECT bytes FROM envelopes WHERE author = ?1 AND topic = ?2 AND seq = ?3",
+    )?
+    .query_row(
+        params![author.as_bytes(), topic.as_bytes(), seq as i64],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// A stored alert as the API shows it.
@@ -703,11 +734,9 @@ mod tests {
     }
 
     #[test]
-    fn write_all_calls_back_once_every_write_is_committed() {
+    fn write_all_resolves_once_every_write_is_committed() {
         let dir = tempfile::tempdir().unwrap();
         let writer = spawn_writer(open(dir.path(), &NetworkId([1; 32])).unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let path = dir.path().to_path_buf();
         let writes = vec![
             Write::Cert {
                 node: NodePublicKey([7; 32]),
@@ -722,25 +751,19 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        runtime
-            .block_on(writer.write_all(
-                writes,
-                Some(Box::new(move |result| {
-                    // Runs on the writer thread: both rows must be readable already.
-                    let reader = open_reader(&path).unwrap();
-                    let count = |table: &str| -> i64 {
-                        reader
-                            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-                            .unwrap()
-                    };
-                    let _ = tx.send((result, count("certs"), count("charters")));
-                })),
-            ))
-            .unwrap();
-        let (result, certs, charters) =
-            rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        let result = runtime.block_on(async {
+            let committed = writer.write_all(writes).await.unwrap();
+            committed.await.unwrap()
+        });
         assert_eq!(result, Ok(()));
-        assert_eq!((certs, charters), (1, 1));
+        // Both rows are readable once it resolved.
+        let reader = open_reader(dir.path()).unwrap();
+        let count = |table: &str| -> i64 {
+            reader
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("certs"), count("charters")), (1, 1));
     }
 
     #[test]

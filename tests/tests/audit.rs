@@ -10,8 +10,8 @@ use alertmesh_protocol::audit::{MAGIC, RecordReader, RecordType, RecordWriter, R
 use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
 use alertmesh_protocol::wire::Hello;
 use alertmesh_protocol::{
-    Content, Draft, EnvelopeId, KeyPackage, Kind, OrgId, SenderKey, SignedCharter, SignedEnvelope,
-    Tlp, TopicId,
+    Content, Draft, EnvelopeId, KeyPackage, Kind, NodePublicKey, OrgId, SenderKey, SignedCharter,
+    SignedEnvelope, Tlp, TopicId,
 };
 use alertmesh_tests::hostile::HostilePeer;
 use alertmesh_tests::{TOKEN, TestNetwork, listen_addr, verdict_count, wait_for};
@@ -127,6 +127,21 @@ fn rows(net: &TestNetwork, org: &str) -> i64 {
         .and_then(|c| {
             c.query_row("SELECT count(*) FROM alerts", [], |r| r.get(0))
                 .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Envelopes of `author` committed on an org's node.
+fn envelopes_by(net: &TestNetwork, org: &str, author: &NodePublicKey) -> i64 {
+    alertmesh_node::store::open_reader(&data_dir(net, org))
+        .ok()
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM envelopes WHERE author = ?1",
+                [author.as_bytes()],
+                |r| r.get(0),
+            )
+            .ok()
         })
         .unwrap_or(0)
 }
@@ -849,6 +864,12 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
         wait_for(&format!("{} to refuse both amendments", n.org), || async {
             verdict_count(&n.node, "reject", "amendment_not_by_author") >= 2
         })
+        .await?;
+        // Counted when judged; the export reads what is committed.
+        wait_for(
+            &format!("{} to commit the rogue's envelopes", n.org),
+            || async { envelopes_by(&net, &n.org, &rogue.key.public()) == 3 },
+        )
         .await?;
         let state = view(&net, &n.org)
             .into_iter()

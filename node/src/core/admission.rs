@@ -12,7 +12,7 @@
 //!
 //! Every request of a peer spends from its [`Throttle`]; a peer beyond it gets `Busy`.
 
-use super::{Core, Outstanding, PeerState};
+use super::state::{CoreState, InboundId, Output, Outstanding, PeerState};
 use crate::net::{BAD_PEER_SCORE, NetCommand, RequestError};
 use alertmesh_protocol::wire::{
     self, Directory, Hello, MAX_DIRECTORY_CERTS, MAX_DIRECTORY_CHARTERS,
@@ -20,7 +20,6 @@ use alertmesh_protocol::wire::{
 use alertmesh_protocol::{SignedCharter, SignedNodeCert, TopicId};
 use libp2p::PeerId;
 use libp2p::gossipsub::TopicHash;
-use libp2p::request_response::ResponseChannel;
 use std::time::{Duration, Instant};
 
 /// A connected peer must show a valid certificate within this time.
@@ -99,7 +98,7 @@ impl Throttle {
     }
 }
 
-impl Core {
+impl CoreState {
     pub(super) fn my_hello(&self) -> Hello {
         Hello {
             cert: self.me.cert.as_bytes().to_vec(),
@@ -129,8 +128,8 @@ impl Core {
     }
 
     /// A new connection: introduce ourselves.
-    pub(super) async fn on_connected(&mut self, peer: PeerId) {
-        let now = Instant::now();
+    pub(super) fn on_connected(&mut self, peer: PeerId) {
+        let now = self.now.instant;
         self.peers.insert(
             peer,
             PeerState {
@@ -146,55 +145,47 @@ impl Core {
             },
         );
         let hello = wire::Request::Hello(self.my_hello()).encode();
-        self.request(peer, hello, Outstanding::Hello).await;
+        self.request(peer, hello, Outstanding::Hello);
     }
 
-    /// A peer's hello, as a request (`channel` set) or as the answer to ours.
-    pub(super) async fn on_hello(
-        &mut self,
-        peer: PeerId,
-        hello: Hello,
-        channel: Option<ResponseChannel<Vec<u8>>>,
-    ) {
+    /// A peer's hello, as a request (`inbound` set) or as the answer to ours.
+    pub(super) fn on_hello(&mut self, peer: PeerId, hello: Hello, inbound: Option<InboundId>) {
         if !self.peers.contains_key(&peer) {
             return; // refused (or gone) meanwhile
         }
         if self.is_admitted(&peer) {
-            if let Some(channel) = channel {
-                self.respond(channel, wire::Response::Hello(self.my_hello()))
-                    .await;
+            if let Some(inbound) = inbound {
+                self.respond(inbound, wire::Response::Hello(self.my_hello()));
             }
             return;
         }
         match self.judge_cert(peer, &hello.cert) {
             Ok(cert) => {
-                if let Some(channel) = channel {
-                    self.respond(channel, wire::Response::Hello(self.my_hello()))
-                        .await;
+                if let Some(inbound) = inbound {
+                    self.respond(inbound, wire::Response::Hello(self.my_hello()));
                 }
-                self.admit(peer, cert).await;
+                self.admit(peer, cert);
             }
             Err(Judgement::NeedsCharter(cert)) => {
                 // Only our own certificate: the peer learns nothing else until admitted.
-                if let Some(channel) = channel {
-                    self.respond(channel, wire::Response::Hello(self.my_hello()))
-                        .await;
+                if let Some(inbound) = inbound {
+                    self.respond(inbound, wire::Response::Hello(self.my_hello()));
                 }
                 tracing::debug!(%peer, org = %cert.cert().org_id, "certificate of an org our charter does not know; asking the peer for newer charters");
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.unjudged = Some(*cert);
                 }
-                self.ask_directory(peer).await;
+                self.ask_directory(peer);
             }
-            Err(Judgement::Refuse(reason)) => self.refuse(peer, &reason, channel).await,
+            Err(Judgement::Refuse(reason)) => self.refuse(peer, &reason, inbound),
         }
     }
 
     /// Admits a peer whose certificate verified.
-    async fn admit(&mut self, peer: PeerId, cert: SignedNodeCert) {
+    fn admit(&mut self, peer: PeerId, cert: SignedNodeCert) {
         let org = cert.cert().org_id.clone();
         let node = cert.cert().node_sign_pub;
-        let _ = self.learn_cert(cert).await;
+        let _ = self.learn_cert(cert);
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -206,24 +197,23 @@ impl Core {
         let waiting = p.directory_waiting.take();
         self.metrics.admitted_peers.inc();
         tracing::info!(%peer, %org, "peer admitted");
-        self.send(NetCommand::Admit(peer)).await;
-        if let Some(channel) = waiting {
-            self.respond(channel, wire::Response::Directory(self.my_directory()))
-                .await;
+        self.send(NetCommand::Admit(peer));
+        if let Some(inbound) = waiting {
+            self.respond(inbound, wire::Response::Directory(self.my_directory()));
         }
-        self.ask_directory(peer).await;
-        self.start_sync(peer).await;
+        self.ask_directory(peer);
+        self.start_sync(peer);
         let subs: Vec<TopicHash> = self
             .peers
             .get(&peer)
             .map(|p| p.subscriptions.iter().cloned().collect())
             .unwrap_or_default();
         for t in subs {
-            self.check_subscription(peer, &t).await;
+            self.check_subscription(peer, &t);
         }
     }
 
-    async fn ask_directory(&mut self, peer: PeerId) {
+    fn ask_directory(&mut self, peer: PeerId) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -234,19 +224,13 @@ impl Core {
             peer,
             wire::Request::Directory.encode(),
             Outstanding::Directory,
-        )
-        .await;
+        );
     }
 
     /// A directory request: answered once the asker is admitted.
-    pub(super) async fn on_directory_request(
-        &mut self,
-        peer: PeerId,
-        channel: ResponseChannel<Vec<u8>>,
-    ) {
+    pub(super) fn on_directory_request(&mut self, peer: PeerId, inbound: InboundId) {
         if self.is_admitted(&peer) {
-            self.respond(channel, wire::Response::Directory(self.my_directory()))
-                .await;
+            self.respond(inbound, wire::Response::Directory(self.my_directory()));
             return;
         }
         // Not judged yet: the answer waits for the judgement (at most the admission
@@ -254,43 +238,42 @@ impl Core {
         match self.peers.get_mut(&peer) {
             Some(p) if p.directory_waiting.is_none() => {
                 tracing::debug!(%peer, "directory request held until the peer is judged");
-                p.directory_waiting = Some(channel);
+                p.directory_waiting = Some(inbound);
             }
             _ => {
-                self.respond(channel, wire::Response::Refused("not admitted".into()))
-                    .await;
+                self.respond(inbound, wire::Response::Refused("not admitted".into()));
             }
         }
     }
 
     /// A peer's directory: adopt the charters and certificates that verify, then judge a
     /// certificate that was waiting for a newer charter.
-    pub(super) async fn on_directory(&mut self, peer: PeerId, directory: Directory) {
+    pub(super) fn on_directory(&mut self, peer: PeerId, directory: Directory) {
         for bytes in directory.charters.iter().take(MAX_DIRECTORY_CHARTERS) {
             if let Ok(c) = SignedCharter::decode(bytes) {
-                let _ = self.offer_charter(c).await;
+                let _ = self.offer_charter(c);
             }
         }
         for bytes in directory.certs.iter().take(MAX_DIRECTORY_CERTS) {
             if let Ok(c) = SignedNodeCert::decode(bytes) {
-                let _ = self.learn_cert(c).await;
+                let _ = self.learn_cert(c);
             }
         }
         let Some(cert) = self.peers.get_mut(&peer).and_then(|p| p.unjudged.take()) else {
             return;
         };
         match self.judge_cert(peer, cert.as_bytes()) {
-            Ok(cert) => self.admit(peer, cert).await,
+            Ok(cert) => self.admit(peer, cert),
             Err(Judgement::NeedsCharter(cert)) => {
                 let reason = format!("org {} is not a member", cert.cert().org_id);
-                self.refuse(peer, &reason, None).await;
+                self.refuse(peer, &reason, None);
             }
-            Err(Judgement::Refuse(reason)) => self.refuse(peer, &reason, None).await,
+            Err(Judgement::Refuse(reason)) => self.refuse(peer, &reason, None),
         }
     }
 
     /// A request of ours got no answer.
-    pub(super) async fn on_request_failed(
+    pub(super) fn on_request_failed(
         &mut self,
         peer: PeerId,
         what: Outstanding,
@@ -301,8 +284,7 @@ impl Core {
             Outstanding::Hello
                 if !self.is_admitted(&peer) && error == RequestError::UnsupportedProtocol =>
             {
-                self.refuse_silent(peer, "does not speak the request protocol")
-                    .await;
+                self.refuse_silent(peer, "does not speak the request protocol");
             }
             Outstanding::Sync(topic) => {
                 self.sync_rounds.remove(&(peer, topic));
@@ -330,7 +312,7 @@ impl Core {
         };
         cert.verify(&charter.network_id, &member.root_pub)
             .map_err(|e| Judgement::Refuse(e.to_string()))?;
-        if !cert.valid_at(super::now_ms()) {
+        if !cert.valid_at(self.now.unix_ms) {
             return Err(refuse("certificate is expired or not yet valid"));
         }
         if charter.is_revoked(&node) {
@@ -343,27 +325,22 @@ impl Core {
         self.peers.get(peer).is_some_and(|p| p.org.is_some())
     }
 
-    /// Refuses a peer: it is told why (on `channel`, on a directory request it is waiting
+    /// Refuses a peer: it is told why (on `inbound`, on a directory request it is waiting
     /// on, or on its next request within the grace), then banned by the swarm task.
-    pub(super) async fn refuse(
-        &mut self,
-        peer: PeerId,
-        reason: &str,
-        channel: Option<ResponseChannel<Vec<u8>>>,
-    ) {
-        self.refuse_with(peer, reason, channel, true).await;
+    pub(super) fn refuse(&mut self, peer: PeerId, reason: &str, inbound: Option<InboundId>) {
+        self.refuse_with(peer, reason, inbound, true);
     }
 
     /// Refuses a peer that cannot hear a refusal (it does not speak our protocol).
-    pub(super) async fn refuse_silent(&mut self, peer: PeerId, reason: &str) {
-        self.refuse_with(peer, reason, None, false).await;
+    pub(super) fn refuse_silent(&mut self, peer: PeerId, reason: &str) {
+        self.refuse_with(peer, reason, None, false);
     }
 
-    async fn refuse_with(
+    fn refuse_with(
         &mut self,
         peer: PeerId,
         reason: &str,
-        channel: Option<ResponseChannel<Vec<u8>>>,
+        inbound: Option<InboundId>,
         speaks_protocol: bool,
     ) {
         tracing::warn!(%peer, %reason, "refusing peer");
@@ -372,18 +349,17 @@ impl Core {
             self.metrics.admitted_peers.dec();
         }
         self.sync_rounds.retain(|(p, _), _| *p != peer);
-        let channel = channel.or(state.and_then(|p| p.directory_waiting));
-        self.send(NetCommand::Refuse {
+        let inbound = inbound.or(state.and_then(|p| p.directory_waiting));
+        self.out.push(Output::Refuse {
             peer,
             refusal: wire::Response::Refused(reason.to_string()).encode(),
-            channel,
+            inbound,
             speaks_protocol,
-        })
-        .await;
+        });
     }
 
     /// Refuses peers that showed no valid certificate within [`ADMISSION_TIMEOUT`].
-    pub(super) async fn refuse_late(&mut self, now: Instant) {
+    pub(super) fn refuse_late(&mut self, now: Instant) {
         let late: Vec<PeerId> = self
             .peers
             .iter()
@@ -393,13 +369,12 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         for peer in late {
-            self.refuse(peer, "no valid certificate shown in time", None)
-                .await;
+            self.refuse(peer, "no valid certificate shown in time", None);
         }
     }
 
     /// A peer in a topic its org may not read is scored below the graylist threshold.
-    pub(super) async fn check_subscription(&mut self, peer: PeerId, topic: &TopicHash) {
+    pub(super) fn check_subscription(&mut self, peer: PeerId, topic: &TopicHash) {
         let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else {
             return;
         };
@@ -409,7 +384,7 @@ impl Core {
         let charter = self.charters.current().charter();
         if *id != TopicId::control(&charter.network_id) && !charter.may_read(&org, id) {
             tracing::warn!(%peer, %org, "peer subscribed to a topic its org may not read; scoring it down");
-            self.send(NetCommand::Score(peer, BAD_PEER_SCORE)).await;
+            self.send(NetCommand::Score(peer, BAD_PEER_SCORE));
         }
     }
 }

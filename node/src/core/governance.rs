@@ -2,13 +2,13 @@
 //! gossiped, and applying what a new charter changes (subscriptions, sender keys,
 //! connections, our own right to publish).
 
-use super::{Core, OwnTopic};
+use super::state::{AfterCommit, CoreState, Output, OwnTopic};
 use crate::net::NetCommand;
-use alertmesh_protocol::charter::{CharterError, CharterFork};
+use crate::store::Write;
+use alertmesh_protocol::charter::CharterError;
 use alertmesh_protocol::{CharterUpdate, ControlMessage, SenderKey, SignedCharter, TopicId};
 use libp2p::PeerId;
 use libp2p::gossipsub::TopicHash;
-use rand::rngs::OsRng;
 use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
@@ -31,30 +31,30 @@ pub enum SubmitError {
     Fork(u64),
 }
 
-impl Core {
+impl CoreState {
     /// Adopts a charter from the operator and gossips it on the control topic.
-    pub(super) async fn submit_charter(&mut self, bytes: Vec<u8>) -> Result<u64, SubmitError> {
+    pub(super) fn submit_charter(&mut self, bytes: Vec<u8>) -> Result<u64, SubmitError> {
         let charter =
             SignedCharter::decode(&bytes).map_err(|e| SubmitError::Malformed(e.to_string()))?;
         let version = charter.charter().version;
-        match self.offer_charter(charter).await? {
+        match self.offer_charter(charter)? {
             CharterUpdate::Adopted(v) => {
-                self.gossip_control(ControlMessage::Charter(bytes)).await;
+                self.gossip_control(ControlMessage::Charter(bytes));
                 Ok(v)
             }
             CharterUpdate::AlreadyKnown => Ok(version),
             CharterUpdate::Fork(fork) => {
                 // Every member must see both charters to halt the same way.
-                self.gossip_control(ControlMessage::Charter(bytes)).await;
+                self.gossip_control(ControlMessage::Charter(bytes));
                 Err(SubmitError::Fork(fork.version))
             }
         }
     }
 
-    pub(super) async fn gossip_control(&self, msg: ControlMessage) {
+    pub(super) fn gossip_control(&mut self, msg: ControlMessage) {
         let net = self.network();
         let topic = TopicHash::from_raw(TopicId::control(&net).gossip_name(&net));
-        self.send(NetCommand::Publish(topic, msg.encode())).await;
+        self.send(NetCommand::Publish(topic, msg.encode()));
     }
 
     /// Whether this node may publish at all: certificate valid now, not revoked, org a member.
@@ -63,27 +63,29 @@ impl Core {
         let me = self.me.key.public();
         !c.is_revoked(&me)
             && c.member(&self.org).is_some()
-            && self.me.cert.valid_at(super::now_ms())
+            && self.me.cert.valid_at(self.now.unix_ms)
     }
 
     /// Subscribes to exactly the topics our org may read (plus control).
-    pub(super) async fn sync_subscriptions(&mut self) {
+    pub(super) fn sync_subscriptions(&mut self) {
         let wanted: HashSet<String> = self.subscriptions().into_iter().collect();
-        for topic in wanted.difference(&self.subscribed) {
-            self.send(NetCommand::Subscribe(topic.clone())).await;
+        let join: Vec<String> = wanted.difference(&self.subscribed).cloned().collect();
+        let leave: Vec<String> = self.subscribed.difference(&wanted).cloned().collect();
+        for topic in join {
+            self.send(NetCommand::Subscribe(topic));
         }
-        for topic in self.subscribed.difference(&wanted) {
-            self.send(NetCommand::Unsubscribe(topic.clone())).await;
+        for topic in leave {
+            self.send(NetCommand::Unsubscribe(topic));
         }
         self.subscribed = wanted;
     }
 
     /// Applies a newly adopted charter.
-    pub(super) async fn apply_charter_effects(&mut self) {
+    pub(super) fn apply_charter_effects(&mut self) {
         let c = self.charters.current().charter().clone();
         self.update_topic_map();
         self.validator.retain_members(&c);
-        self.sync_subscriptions().await;
+        self.sync_subscriptions();
 
         // Our sender keys follow our publishing rights; a reader that left means a new key
         // (refresh_key_package rotates when the sealed set is not a subset of the readers).
@@ -107,9 +109,9 @@ impl Core {
                 self.own.insert(
                     topic,
                     OwnTopic {
-                        key: SenderKey::generate(epoch, &mut OsRng),
+                        key: SenderKey::generate(epoch, &mut self.rng),
                         sealed_to: BTreeSet::new(),
-                        due: Some(Instant::now()),
+                        due: Some(self.now.instant),
                     },
                 );
             }
@@ -127,7 +129,7 @@ impl Core {
             .map(|(id, _)| *id)
             .collect();
         // After a short grace period, so the charter reaches them first and they learn why.
-        let at = Instant::now() + EVICTION_GRACE;
+        let at = self.now.instant + EVICTION_GRACE;
         self.evictions
             .extend(gone.into_iter().map(|peer| (peer, at)));
         if !self.may_publish_at_all() {
@@ -139,8 +141,7 @@ impl Core {
     }
 
     /// Closes connections whose eviction is due.
-    pub(super) async fn evict_due(&mut self) {
-        let now = Instant::now();
+    pub(super) fn evict_due(&mut self, now: Instant) {
         let due: Vec<PeerId> = self
             .evictions
             .iter()
@@ -154,33 +155,35 @@ impl Core {
                 peer,
                 &format!("removed or revoked by charter version {version}"),
                 None,
-            )
-            .await;
+            );
         }
     }
 
-    /// Keeps both charters of a fork on disk as evidence for the operator.
-    pub(super) fn record_fork(&mut self, fork: &CharterFork) {
-        self.metrics.charter_forks.inc();
-        let dir = self.data_dir.join("charter-forks");
-        let result = std::fs::create_dir_all(&dir).and_then(|()| {
-            for c in [&fork.first, &fork.second] {
-                std::fs::write(
-                    dir.join(format!("v{}-{}.bin", fork.version, c.hash())),
-                    c.as_bytes(),
-                )?;
+    /// Offers a charter from the operator, gossip or a directory; adopts it if it is the
+    /// valid next version and applies what it changes.
+    pub(super) fn offer_charter(
+        &mut self,
+        charter: SignedCharter,
+    ) -> Result<CharterUpdate, CharterError> {
+        let result = self.charters.offer(charter.clone());
+        match &result {
+            Ok(CharterUpdate::Adopted(version)) => {
+                tracing::info!(version, "adopted charter");
+                let write = Write::Charter {
+                    version: *version,
+                    hash: charter.hash().0,
+                    bytes: charter.as_bytes().to_vec(),
+                };
+                self.store(vec![write], AfterCommit::Nothing);
+                self.apply_charter_effects();
             }
-            Ok(())
-        });
-        if let Err(e) = result {
-            tracing::error!(error = %e, "cannot store governance fork evidence");
+            Ok(CharterUpdate::Fork(fork)) => {
+                // Both charters are kept on disk for the operator.
+                self.metrics.charter_forks.inc();
+                self.out.push(Output::RecordFork(fork.clone()));
+            }
+            _ => {}
         }
-        tracing::error!(
-            version = fork.version,
-            first = %fork.first.hash(),
-            second = %fork.second.hash(),
-            dir = %dir.display(),
-            "GOVERNANCE FORK: two valid charters with the same version; neither is adopted"
-        );
+        result
     }
 }

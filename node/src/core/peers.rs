@@ -8,7 +8,7 @@
 //! `mesh_n_low` connected readers grafts every one it has, so a connection dialled for
 //! coverage joins the mesh and is not pruned in turn.
 
-use super::Core;
+use super::state::CoreState;
 use crate::net::NetCommand;
 use libp2p::PeerId;
 use rand::seq::IteratorRandom;
@@ -18,12 +18,10 @@ use std::time::{Duration, Instant};
 pub(super) const PEER_CHECK_PERIOD: Duration = Duration::from_secs(3);
 /// Admitted peers of a reader org wanted per topic we read: gossipsub's `mesh_n_low`.
 const TOPIC_PEERS_MIN: usize = 2;
-/// Admitted peers kept unless the config's `max_peers` says otherwise.
-pub const DEFAULT_MAX_PEERS: usize = 32;
 
-impl Core {
+impl CoreState {
     /// Dials for under-covered topics and prunes connections above `max_peers`.
-    pub(super) async fn manage_peers(&mut self, now: Instant) {
+    pub(super) fn manage_peers(&mut self, now: Instant) {
         if now < self.next_peer_check {
             return;
         }
@@ -32,22 +30,22 @@ impl Core {
         if admitted < self.max_peers {
             for (peer, topic) in self.readers_to_dial() {
                 tracing::debug!(%peer, %topic, "dialling a reader of an under-covered topic");
-                self.send(NetCommand::DialPeer(peer)).await;
+                self.send(NetCommand::DialPeer(peer));
             }
         }
         // Too many: the swarm drops connections that carry no gossip mesh.
         if admitted > self.max_peers {
-            self.send(NetCommand::Prune(self.max_peers)).await;
+            self.send(NetCommand::Prune(self.max_peers));
         }
     }
 
     /// For each topic we read with fewer than [`TOPIC_PEERS_MIN`] admitted reader peers,
     /// random reader nodes we hold a certificate of and are not connected to, with the
     /// topic's name.
-    fn readers_to_dial(&self) -> Vec<(PeerId, String)> {
+    fn readers_to_dial(&mut self) -> Vec<(PeerId, String)> {
         let charter = self.charters.current().charter();
         let me = self.me.key.public();
-        let now_ms = super::now_ms();
+        let now_ms = self.now.unix_ms;
         let mut dial: Vec<(PeerId, String)> = Vec::new();
         for rule in &charter.topics {
             if !rule.readers.contains(&self.org) || rule.readers.len() < 2 {
@@ -62,7 +60,7 @@ impl Core {
             if need == 0 {
                 continue;
             }
-            let candidates = self
+            let candidates: Vec<PeerId> = self
                 .reader_certs(rule, now_ms)
                 .filter(|c| c.cert().node_sign_pub != me)
                 .filter_map(|c| crate::net::peer_id_of(&c.cert().node_sign_pub))
@@ -70,7 +68,8 @@ impl Core {
                     // The swarm task skips banned peers.
                     !self.peers.contains_key(p) && !dial.iter().any(|(d, _)| d == p)
                 })
-                .choose_multiple(&mut rand::thread_rng(), need);
+                .collect();
+            let candidates = candidates.into_iter().choose_multiple(&mut self.rng, need);
             dial.extend(candidates.into_iter().map(|p| (p, rule.name.clone())));
         }
         dial

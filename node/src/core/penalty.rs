@@ -18,7 +18,7 @@
 //! messages below −10 and −50, and is graylisted (everything it sends is dropped before
 //! validation) after nine offences within a half-life.
 
-use super::Core;
+use super::state::CoreState;
 use crate::net::{BAD_PEER_SCORE, NetCommand};
 use alertmesh_protocol::{NodePublicKey, SignedEnvelope, TopicId};
 use libp2p::PeerId;
@@ -51,9 +51,9 @@ impl Offence {
     }
 }
 
-impl Core {
+impl CoreState {
     /// Counts an offence of `peer` if it is one (see the module docs) and updates its score.
-    pub(super) async fn penalize(&mut self, peer: PeerId, offence: Offence) {
+    pub(super) fn penalize(&mut self, peer: PeerId, offence: Offence) {
         let own_org = match offence {
             Offence::Garbage => true,
             Offence::By(author) => {
@@ -74,7 +74,7 @@ impl Core {
         tracing::debug!(%peer, penalty = p.penalty, "peer sent its own org's traffic beyond the rules; score lowered");
         self.metrics.verdict("penalty", "own_org_offence");
         let score = self.app_score(&peer);
-        self.send(NetCommand::Score(peer, score)).await;
+        self.send(NetCommand::Score(peer, score));
     }
 
     /// The application score a peer should have now.
@@ -95,7 +95,7 @@ impl Core {
     }
 
     /// Halves every penalty once per [`PENALTY_HALF_LIFE`].
-    pub(super) async fn decay_penalties(&mut self, now: Instant) {
+    pub(super) fn decay_penalties(&mut self, now: Instant) {
         if now < self.next_penalty_decay {
             return;
         }
@@ -113,7 +113,7 @@ impl Core {
         }
         for peer in changed {
             let score = self.app_score(&peer);
-            self.send(NetCommand::Score(peer, score)).await;
+            self.send(NetCommand::Score(peer, score));
         }
     }
 }

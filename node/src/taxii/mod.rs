@@ -728,7 +728,7 @@ async fn add_objects(
             format!("at most {MAX_POST_OBJECTS} objects per request"),
         ));
     }
-    let request_timestamp = crate::stix::rfc3339(now_ms());
+    let request_timestamp = crate::clock::rfc3339(crate::clock::now_ms());
     let status = s.core.status().await.map_err(TaxiiError::internal)?;
     let network = s.network().await?;
     let identity = crate::stix::org_identity_id(&network, &status.org);
@@ -774,12 +774,6 @@ async fn add_objects(
         &resource,
         HeaderMap::new(),
     ))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Checks and publishes one object; `Ok((version, message))` or the failure's reason.

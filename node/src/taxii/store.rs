@@ -412,7 +412,7 @@ fn render(conn: &Connection, network: &NetworkId, row: &Row) -> anyhow::Result<O
                 .and_then(Value::as_str)
                 .and_then(parse_ms)
                 .unwrap_or(0);
-            obj["modified"] = json!(stix::rfc3339(own_ms.max(prev + 1)));
+            obj["modified"] = json!(crate::clock::rfc3339(own_ms.max(prev + 1)));
             obj["revoked"] = json!(true);
         }
         return Ok(Some(obj));
@@ -422,8 +422,8 @@ fn render(conn: &Connection, network: &NetworkId, row: &Row) -> anyhow::Result<O
         "type": ty,
         "spec_version": "2.1",
         "id": row.stix_id,
-        "created": stix::rfc3339(created_ms),
-        "modified": stix::rfc3339(own_ms),
+        "created": crate::clock::rfc3339(created_ms),
+        "modified": crate::clock::rfc3339(own_ms),
         "created_by_ref": author,
         "object_marking_refs": [stix::tlp_marking_id(tlp)],
         "external_references": [{
@@ -479,15 +479,15 @@ fn render(conn: &Connection, network: &NetworkId, row: &Row) -> anyhow::Result<O
             obj["pattern"] = json!(pattern);
             obj["pattern_type"] = json!("stix");
             obj["pattern_version"] = json!("2.1");
-            obj["valid_from"] = json!(stix::rfc3339(from));
+            obj["valid_from"] = json!(crate::clock::rfc3339(from));
             if let Some(u) = until.filter(|u| *u > from) {
-                obj["valid_until"] = json!(stix::rfc3339(u));
+                obj["valid_until"] = json!(crate::clock::rfc3339(u));
             }
         }
         "campaign" => {
-            obj["first_seen"] = json!(stix::rfc3339(from));
+            obj["first_seen"] = json!(crate::clock::rfc3339(from));
             if let Some(u) = until.filter(|u| *u >= from) {
-                obj["last_seen"] = json!(stix::rfc3339(u));
+                obj["last_seen"] = json!(crate::clock::rfc3339(u));
             }
         }
         "note" => {
@@ -529,7 +529,7 @@ fn render(conn: &Connection, network: &NetworkId, row: &Row) -> anyhow::Result<O
                 "threat-report"
             };
             obj["report_types"] = json!([report_type]);
-            obj["published"] = json!(stix::rfc3339(created_ms));
+            obj["published"] = json!(crate::clock::rfc3339(created_ms));
             obj["object_refs"] = json!([author]);
         }
     }
@@ -555,7 +555,7 @@ pub fn parse_ms(s: &str) -> Option<u64> {
 /// µs since the epoch as a TAXII timestamp with microseconds.
 pub fn format_us(us: i64) -> String {
     let ms = us.div_euclid(1000).max(0) as u64;
-    let base = stix::rfc3339(ms);
+    let base = crate::clock::rfc3339(ms);
     // `…SS.mmmZ` → `…SS.mmmuuuZ`
     format!("{}{:03}Z", base.trim_end_matches('Z'), us.rem_euclid(1000))
 }

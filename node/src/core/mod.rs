@@ -1,0 +1,45 @@
+//! The node core: the node's protocol state (charters, certificates, chains, sender
+//! keys, peers) and what turns network events and local requests into verdicts, stored
+//! rows, decrypted alerts and outgoing messages.
+//!
+//! - [`state`]: [`CoreState`], a pure state machine (inputs in, outputs out; no I/O, no
+//!   clock, no OS randomness). Its module docs give the contract.
+//! - [`driver`]: [`Core`], the task that runs the state: it feeds it events and executes
+//!   its outputs against the swarm, the database writer and the API's requests.
+//! - [`handle`]: [`CoreHandle`], how the API talks to the task.
+//! - The state's jobs, one module each: `admission` (who may talk to us), `requests`
+//!   (the request-response protocol), `ingest` (judging and storing envelopes), `publish`
+//!   (our envelopes and sender keys), `sync` (history sync), `evidence` (equivocation),
+//!   `governance` (charters), `peers` (the connection set), `penalty` (gossip scores),
+//!   `status` (what the API shows).
+//!
+//! The core runs beside the swarm task, so signature checks never stall the event loop.
+
+mod admission;
+mod chains;
+pub mod driver;
+mod evidence;
+mod governance;
+pub mod handle;
+mod ingest;
+mod peers;
+mod penalty;
+mod publish;
+mod requests;
+pub mod state;
+mod status;
+mod sync;
+#[cfg(test)]
+mod tests;
+
+pub use admission::{ADMISSION_TIMEOUT, RequestLimits};
+pub use driver::{Core, CoreParts};
+pub use governance::SubmitError;
+pub use handle::{CoreHandle, Request};
+pub use publish::{PublishError, Receipt};
+pub use state::{CoreState, Identity, Input, Now, Output};
+pub use status::{Status, TopicInfo};
+pub use sync::SYNC_PERIOD;
+
+/// Kept for the integration tests until they move to [`crate::clock`].
+pub use crate::clock::now_ms;

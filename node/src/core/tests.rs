@@ -1,0 +1,785 @@
+//! Unit tests of [`CoreState`] without a network, a database or a clock: a few states
+//! wired together in memory ([`Mesh`]), a fixed clock advanced by hand and seeded RNGs.
+//! Writes commit the moment they are executed, so each test also checks what happens
+//! *before* a commit by looking at the outputs of one call.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::state::{
+    AfterCommit, Answer, CoreState, Identity, InboundId, Input, Now, Output, ReplyId, StateParts,
+};
+use super::{ADMISSION_TIMEOUT, RequestLimits};
+use crate::metrics::Metrics;
+use crate::net::{Gossip, NetCommand, RequestTag};
+use crate::store::{Loaded, Write};
+use alertmesh_protocol::bootstrap::{Network, simple_plan};
+use alertmesh_protocol::{
+    Alert, AlertKind, CharterChain, Content, EnvelopeId, Observable, OrgRootKey, Severity,
+    SignedCharter, SignedEnvelope, Tlp, wire,
+};
+use libp2p::PeerId;
+use libp2p::gossipsub::{MessageAcceptance, MessageId, TopicHash};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_chacha03::ChaCha20Rng;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// The test networks' creation time; certificates are valid from then.
+const NOW: u64 = 1_600_000_000_000;
+
+/// One state and what its outputs did.
+struct TestNode {
+    state: CoreState,
+    peer: PeerId,
+    /// Committed envelopes, by id.
+    envelopes: HashMap<EnvelopeId, Vec<u8>>,
+    /// Committed alert rows: (topic, org, kind).
+    alerts: Vec<(String, String, String)>,
+    /// Committed charter versions.
+    charters: Vec<u64>,
+    /// Swarm commands other than requests, answers and publishes.
+    commands: Vec<NetCommand>,
+    /// Answers to local requests.
+    answers: Vec<(ReplyId, Answer)>,
+    /// Peers it refused, with the reason.
+    refused: Vec<(PeerId, String)>,
+    /// Gossip topics it subscribed to.
+    subscribed: HashSet<TopicHash>,
+}
+
+/// States wired together in memory: requests, answers and gossip go between them.
+struct Mesh {
+    t0: Instant,
+    elapsed: Duration,
+    nodes: Vec<TestNode>,
+    /// Org root keys, by org index, to sign charters with.
+    roots: Vec<OrgRootKey>,
+    links: HashSet<(usize, usize)>,
+    /// (node, inbound) → (requester, its tag).
+    inbound: HashMap<(usize, InboundId), (usize, RequestTag)>,
+    next_inbound: u64,
+    next_reply: u64,
+    queue: VecDeque<(usize, Input)>,
+    /// Sync pages served: (server, envelopes in the page).
+    pages: Vec<(usize, usize)>,
+}
+
+impl Mesh {
+    /// A network of `n` orgs with one node each (`simple_plan`: one topic `all`).
+    fn new(n: usize, seed: u64) -> Self {
+        let network: Network = simple_plan(n, NOW).build(&mut ChaCha20Rng::seed_from_u64(seed));
+        let genesis = network.genesis.clone();
+        let mut roots = Vec::new();
+        let mut nodes = Vec::new();
+        let t0 = Instant::now();
+        for (i, org) in network.orgs.into_iter().enumerate() {
+            roots.push(org.root);
+            let node = org.nodes.into_iter().next().unwrap();
+            let me = Identity {
+                key: node.key,
+                agreement: node.agreement,
+                cert: node.cert,
+            };
+            let peer = crate::net::peer_id_of(&me.key.public()).unwrap();
+            let charters = CharterChain::from_genesis(genesis.clone(), &genesis.hash()).unwrap();
+            let parts = StateParts {
+                me,
+                charters,
+                loaded: Loaded::default(),
+                metrics: Metrics::new(),
+                sync_period: Duration::from_secs(15),
+                max_peers: 32,
+                request_limits: RequestLimits::default(),
+            };
+            let now = Now {
+                instant: t0,
+                unix_ms: NOW,
+            };
+            let rng = StdRng::seed_from_u64(seed + i as u64);
+            let (state, startup) = CoreState::new(parts, now, rng).unwrap();
+            nodes.push(TestNode {
+                state,
+                peer,
+                envelopes: HashMap::new(),
+                alerts: Vec::new(),
+                charters: Vec::new(),
+                commands: Vec::new(),
+                answers: Vec::new(),
+                refused: Vec::new(),
+                subscribed: HashSet::new(),
+            });
+            let mut mesh_of_one = VecDeque::new();
+            for output in startup {
+                if let Output::Net(NetCommand::Subscribe(name)) = output {
+                    nodes[i].subscribed.insert(TopicHash::from_raw(name));
+                } else {
+                    mesh_of_one.push_back(output);
+                }
+            }
+            assert!(
+                mesh_of_one.is_empty(),
+                "a fresh node writes nothing at start"
+            );
+        }
+        Self {
+            t0,
+            elapsed: Duration::ZERO,
+            nodes,
+            roots,
+            links: HashSet::new(),
+            inbound: HashMap::new(),
+            next_inbound: 0,
+            next_reply: 0,
+            queue: VecDeque::new(),
+            pages: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            instant: self.t0 + self.elapsed,
+            unix_ms: NOW + self.elapsed.as_millis() as u64,
+        }
+    }
+
+    fn index(&self, peer: &PeerId) -> usize {
+        self.nodes.iter().position(|n| n.peer == *peer).unwrap()
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        self.links.contains(&(a.min(b), a.max(b)))
+    }
+
+    /// Whether `a` has admitted `b`.
+    fn admitted(&self, a: usize, b: usize) -> bool {
+        let peer = self.nodes[b].peer;
+        self.nodes[a]
+            .commands
+            .iter()
+            .any(|c| matches!(c, NetCommand::Admit(p) if *p == peer))
+            && self.connected(a, b)
+    }
+
+    fn connect(&mut self, a: usize, b: usize) {
+        self.links.insert((a.min(b), a.max(b)));
+        let (pa, pb) = (self.nodes[a].peer, self.nodes[b].peer);
+        self.queue.push_back((a, Input::Connected(pb)));
+        self.queue.push_back((b, Input::Connected(pa)));
+        self.run();
+    }
+
+    /// Advances the clock and ticks every node.
+    fn advance(&mut self, by: Duration) {
+        self.elapsed += by;
+        for i in 0..self.nodes.len() {
+            self.queue.push_back((i, Input::Tick));
+        }
+        self.run();
+    }
+
+    fn publish(&mut self, i: usize, topic: &str, tlp: Tlp, title: &str) -> ReplyId {
+        self.next_reply += 1;
+        let reply = ReplyId(self.next_reply);
+        let content = Content::Alert(alert(title, NOW + self.elapsed.as_millis() as u64));
+        self.queue.push_back((
+            i,
+            Input::Publish {
+                reply,
+                topic: topic.into(),
+                tlp,
+                content,
+            },
+        ));
+        self.run();
+        reply
+    }
+
+    /// Handles one input and returns its outputs without executing them.
+    fn handle_only(&mut self, i: usize, input: Input) -> Vec<Output> {
+        let now = self.now();
+        self.nodes[i].state.handle(now, input)
+    }
+
+    /// Handles queued inputs until none is left.
+    fn run(&mut self) {
+        let mut steps = 0;
+        while let Some((i, input)) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "the mesh does not settle");
+            let outputs = self.handle_only(i, input);
+            self.execute(i, outputs);
+        }
+    }
+
+    fn execute(&mut self, i: usize, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Net(cmd) => self.net(i, cmd),
+                Output::Respond { inbound, response } => self.answer(i, inbound, response),
+                Output::RespondRefused {
+                    inbound, fallback, ..
+                } => self.answer(i, inbound, fallback),
+                Output::Refuse {
+                    peer,
+                    refusal,
+                    inbound,
+                    ..
+                } => {
+                    let reason = match wire::Response::decode(&refusal) {
+                        Ok(wire::Response::Refused(r)) => r,
+                        other => panic!("not a refusal: {other:?}"),
+                    };
+                    self.nodes[i].refused.push((peer, reason));
+                    if let Some(inbound) = inbound {
+                        self.answer(i, inbound, refusal);
+                    }
+                    let j = self.index(&peer);
+                    self.links.remove(&(i.min(j), i.max(j)));
+                    let pi = self.nodes[i].peer;
+                    self.queue.push_back((i, Input::Disconnected(peer)));
+                    self.queue.push_back((j, Input::Disconnected(pi)));
+                }
+                Output::Store { writes, then } => {
+                    self.commit(i, writes);
+                    self.after_commit(i, then);
+                }
+                Output::FetchHeld { held, conflicting } => {
+                    let held = self.nodes[i].envelopes.get(&held).cloned();
+                    let outputs = self.handle_only(i, Input::Held { held, conflicting });
+                    self.execute(i, outputs);
+                }
+                Output::ServePage {
+                    inbound,
+                    peer,
+                    plan,
+                } => {
+                    let node = &self.nodes[i];
+                    let envelopes: Vec<Vec<u8>> = node
+                        .envelopes
+                        .values()
+                        .filter(|b| {
+                            let env = SignedEnvelope::decode(b, b.len()).unwrap();
+                            let h = env.header();
+                            h.topic_id == plan.topic && plan.wanted.contains(&(h.author, h.seq))
+                        })
+                        .cloned()
+                        .collect();
+                    let bytes = envelopes.iter().map(Vec::len).sum();
+                    self.pages.push((i, envelopes.len()));
+                    let page = wire::SyncPage {
+                        topic: plan.topic,
+                        certs: plan.certs.into_values().collect(),
+                        envelopes,
+                        more: plan.more,
+                    };
+                    self.answer(i, inbound, wire::Response::Sync(page).encode());
+                    let outputs = self.handle_only(i, Input::PageServed { peer, bytes });
+                    self.execute(i, outputs);
+                }
+                Output::RecordFork(_) => {}
+                Output::Answer(reply, answer) => self.nodes[i].answers.push((reply, answer)),
+            }
+        }
+    }
+
+    fn net(&mut self, i: usize, cmd: NetCommand) {
+        match cmd {
+            NetCommand::Request { peer, data, tag } => {
+                let j = self.index(&peer);
+                if !self.connected(i, j) {
+                    return;
+                }
+                self.next_inbound += 1;
+                let inbound = InboundId(self.next_inbound);
+                self.inbound.insert((j, inbound), (i, tag));
+                let from = self.nodes[i].peer;
+                self.queue.push_back((
+                    j,
+                    Input::Request {
+                        peer: from,
+                        data,
+                        inbound,
+                    },
+                ));
+            }
+            NetCommand::Publish(topic, data) => self.gossip(i, topic, data),
+            NetCommand::Subscribe(name) => {
+                self.nodes[i].subscribed.insert(TopicHash::from_raw(name));
+            }
+            NetCommand::Unsubscribe(name) => {
+                self.nodes[i].subscribed.remove(&TopicHash::from_raw(name));
+            }
+            other => self.nodes[i].commands.push(other),
+        }
+    }
+
+    /// Answers the request `inbound` of node `i`.
+    fn answer(&mut self, i: usize, inbound: InboundId, data: Vec<u8>) {
+        let (requester, tag) = self.inbound.remove(&(i, inbound)).unwrap();
+        if self.connected(i, requester) {
+            let peer = self.nodes[i].peer;
+            self.queue
+                .push_back((requester, Input::Response { peer, tag, data }));
+        }
+    }
+
+    /// Gossips a message of `i` to every neighbour that admitted it and subscribes.
+    fn gossip(&mut self, i: usize, topic: TopicHash, data: Vec<u8>) {
+        let source = self.nodes[i].peer;
+        for j in 0..self.nodes.len() {
+            if j != i && self.admitted(j, i) && self.nodes[j].subscribed.contains(&topic) {
+                let msg = Gossip {
+                    source,
+                    id: MessageId::new(&alertmesh_protocol::ids::sha256(&data)),
+                    topic: topic.clone(),
+                    data: data.clone(),
+                };
+                self.queue.push_back((j, Input::Gossip(msg)));
+            }
+        }
+    }
+
+    fn commit(&mut self, i: usize, writes: Vec<Write>) {
+        let node = &mut self.nodes[i];
+        for write in writes {
+            match write {
+                Write::Envelope(row) => {
+                    let env = row.envelope;
+                    node.envelopes.insert(env.id(), env.as_bytes().to_vec());
+                }
+                Write::Alert(row) => node.alerts.push((row.topic_name, row.org, row.kind)),
+                Write::Charter { version, .. } => node.charters.push(version),
+                _ => {}
+            }
+        }
+    }
+
+    fn after_commit(&mut self, i: usize, then: AfterCommit) {
+        match then {
+            AfterCommit::Nothing => {}
+            AfterCommit::Report { message, source } => {
+                let report = NetCommand::Report(message, source, MessageAcceptance::Accept);
+                self.nodes[i].commands.push(report);
+            }
+            AfterCommit::Gossip {
+                topic,
+                data,
+                receipt,
+            } => {
+                self.gossip(i, topic, data);
+                if let Some((reply, receipt)) = receipt {
+                    let answer = Answer::Published(Ok(receipt));
+                    self.nodes[i].answers.push((reply, answer));
+                }
+            }
+        }
+    }
+
+    /// Connects every pair and lets admission and key packages settle.
+    fn connect_all(&mut self) {
+        for a in 0..self.nodes.len() {
+            for b in a + 1..self.nodes.len() {
+                self.connect(a, b);
+            }
+        }
+        self.advance(Duration::from_secs(1));
+    }
+
+    fn answer_of(&self, i: usize, reply: ReplyId) -> &Answer {
+        &self.nodes[i]
+            .answers
+            .iter()
+            .find(|(r, _)| *r == reply)
+            .expect("answered")
+            .1
+    }
+
+    fn alerts_held(&self, i: usize) -> usize {
+        self.nodes[i].alerts.len()
+    }
+}
+
+fn alert(title: &str, now_ms: u64) -> Alert {
+    Alert {
+        kind: AlertKind::Indicator,
+        title: title.into(),
+        description: "Credential phishing targeting poll workers.".into(),
+        severity: Severity::High,
+        confidence: 80,
+        observables: vec![Observable::Domain("vote-county-example.com".into())],
+        labels: vec![],
+        references: vec![],
+        valid_from_ms: now_ms,
+        valid_until_ms: None,
+        related: vec![],
+        stix: None,
+    }
+}
+
+fn status_admitted(mesh: &mut Mesh, i: usize) -> usize {
+    let now = mesh.now();
+    mesh.nodes[i].state.status(now).admitted_peers
+}
+
+#[test]
+fn members_admit_each_other_and_open_gossip_only_then() {
+    let mut mesh = Mesh::new(2, 1);
+    let (p0, p1) = (mesh.nodes[0].peer, mesh.nodes[1].peer);
+    // The first thing a node does on a connection is send its hello; nothing opens yet.
+    let outputs = mesh.handle_only(0, Input::Connected(p1));
+    assert!(matches!(
+        outputs.as_slice(),
+        [Output::Net(NetCommand::Request { peer, .. })] if *peer == p1
+    ));
+    let mut mesh = Mesh::new(2, 1);
+    mesh.connect(0, 1);
+    assert!(mesh.admitted(0, 1) && mesh.admitted(1, 0));
+    assert_eq!(status_admitted(&mut mesh, 0), 1);
+    assert_eq!(status_admitted(&mut mesh, 1), 1);
+    assert!(mesh.nodes.iter().all(|n| n.refused.is_empty()));
+    assert_ne!(p0, p1);
+}
+
+#[test]
+fn a_stranger_is_refused_and_a_silent_peer_times_out() {
+    // Two networks: a node of the other one shows a certificate our charter does not know.
+    let mut mesh = Mesh::new(2, 2);
+    let other = Mesh::new(2, 3);
+    let stranger = other.nodes[0].peer;
+    let hello = wire::Request::Hello(wire::Hello {
+        cert: other.nodes[0].state.me.cert.as_bytes().to_vec(),
+    });
+    mesh.handle_only(0, Input::Connected(stranger));
+    let outputs = mesh.handle_only(
+        0,
+        Input::Request {
+            peer: stranger,
+            data: hello.encode(),
+            inbound: InboundId(99),
+        },
+    );
+    // Its certificate does not verify under our org's root: refused on its request.
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::Net(NetCommand::Admit(_))))
+    );
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Refuse { peer, inbound: Some(InboundId(99)), .. } if *peer == stranger
+    )));
+    // A peer that shows nothing is refused after the admission timeout.
+    let silent = PeerId::random();
+    mesh.handle_only(1, Input::Connected(silent));
+    mesh.elapsed += ADMISSION_TIMEOUT + Duration::from_millis(1);
+    let outputs = mesh.handle_only(1, Input::Tick);
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Refuse { peer, .. } if *peer == silent
+    )));
+    // And a hello whose certificate is for another key is refused at once.
+    let impostor = PeerId::random();
+    mesh.handle_only(1, Input::Connected(impostor));
+    let hello = wire::Request::Hello(wire::Hello {
+        cert: mesh.nodes[0].state.me.cert.as_bytes().to_vec(),
+    });
+    let outputs = mesh.handle_only(
+        1,
+        Input::Request {
+            peer: impostor,
+            data: hello.encode(),
+            inbound: InboundId(100),
+        },
+    );
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Refuse { peer, inbound: Some(InboundId(100)), .. } if *peer == impostor
+    )));
+}
+
+#[test]
+fn a_publish_is_answered_and_gossiped_only_after_its_commit() {
+    let mut mesh = Mesh::new(2, 4);
+    mesh.connect_all();
+    let outputs = mesh.handle_only(
+        0,
+        Input::Publish {
+            reply: ReplyId(7),
+            topic: "all".into(),
+            tlp: Tlp::Green,
+            content: Content::Alert(alert("first", NOW)),
+        },
+    );
+    // Nothing is published or answered in the call itself: only writes with actions.
+    assert!(
+        outputs.iter().all(|o| matches!(o, Output::Store { .. })),
+        "{outputs:?}"
+    );
+    let last = outputs.last().unwrap();
+    assert!(matches!(
+        last,
+        Output::Store { then: AfterCommit::Gossip { receipt: Some((ReplyId(7), r)), .. }, .. }
+            if r.seq == 2 && r.topic == "all" // after the key package, seq 1
+    ));
+    mesh.execute(0, outputs);
+    mesh.run();
+    assert!(matches!(
+        mesh.answer_of(0, ReplyId(7)),
+        Answer::Published(Ok(_))
+    ));
+    // The reader decrypted it, with the key package that went out first.
+    assert_eq!(mesh.alerts_held(1), 1);
+    assert_eq!(mesh.nodes[1].alerts[0].1, "org-0");
+}
+
+#[test]
+fn gossip_is_reported_accept_only_from_its_commit() {
+    let mut mesh = Mesh::new(2, 5);
+    mesh.connect_all();
+    // Node 0's alert, as it would be gossiped once committed.
+    let outputs = mesh.handle_only(
+        0,
+        Input::Publish {
+            reply: ReplyId(1),
+            topic: "all".into(),
+            tlp: Tlp::Green,
+            content: Content::Alert(alert("x", NOW)),
+        },
+    );
+    let Some(Output::Store {
+        then: AfterCommit::Gossip { topic, data, .. },
+        ..
+    }) = outputs.last()
+    else {
+        panic!("{outputs:?}")
+    };
+    let p0 = mesh.nodes[0].peer;
+    let gossip = Gossip {
+        source: p0,
+        id: MessageId::new(b"m"),
+        topic: topic.clone(),
+        data: data.clone(),
+    };
+    let outputs = mesh.handle_only(1, Input::Gossip(gossip));
+    // Not accepted in the call: only a write whose action reports it.
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::Net(NetCommand::Report(..)))),
+        "reported before its commit: {outputs:?}"
+    );
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Store {
+            then: AfterCommit::Report { source, .. },
+            ..
+        } if *source == p0
+    )));
+}
+
+#[test]
+fn sync_pages_through_a_long_history() {
+    let mut mesh = Mesh::new(2, 6);
+    // Node 0 publishes more than one page while alone.
+    let total = wire::MAX_PAGE_ENVELOPES + 40;
+    for k in 0..total {
+        mesh.elapsed += Duration::from_millis(250); // within the org's rate limit
+        mesh.publish(0, "all", Tlp::Green, &format!("alert {k}"));
+    }
+    mesh.connect_all();
+    mesh.advance(Duration::from_secs(1));
+    let held = mesh.nodes[1]
+        .envelopes
+        .values()
+        .filter(|b| {
+            SignedEnvelope::decode(b, b.len())
+                .unwrap()
+                .header()
+                .topic_id
+                != alertmesh_protocol::TopicId::control(&mesh.nodes[1].state.network())
+        })
+        .count();
+    // Every alert (and node 0's key package) arrived, over at least two pages.
+    assert!(held > total, "{held} of {total}");
+    let pages_from_0 = mesh.pages.iter().filter(|(i, n)| *i == 0 && *n > 0).count();
+    assert!(pages_from_0 >= 2, "{:?}", mesh.pages);
+}
+
+#[test]
+fn a_busy_peer_is_asked_again_after_its_wait() {
+    let mut mesh = Mesh::new(2, 7);
+    mesh.connect_all();
+    let p1 = mesh.nodes[1].peer;
+    // A sync request of ours answered Busy: asked again only once the wait is over.
+    let topic = alertmesh_protocol::TopicId::derive(&mesh.nodes[0].state.network(), "all");
+    mesh.nodes[0].state.sync_rounds.insert((p1, topic), 1);
+    mesh.nodes[0].state.outstanding.insert(
+        RequestTag(9_999),
+        (p1, super::state::Outstanding::Sync(topic)),
+    );
+    let busy = wire::Response::Busy {
+        retry_after_ms: 500,
+    };
+    let outputs = mesh.handle_only(
+        0,
+        Input::Response {
+            peer: p1,
+            tag: RequestTag(9_999),
+            data: busy.encode(),
+        },
+    );
+    assert!(outputs.is_empty());
+    mesh.elapsed += Duration::from_millis(200);
+    let outputs = mesh.handle_only(0, Input::Tick);
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::Net(NetCommand::Request { .. })))
+    );
+    mesh.elapsed += Duration::from_millis(400);
+    let outputs = mesh.handle_only(0, Input::Tick);
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Net(NetCommand::Request { peer, .. }) if *peer == p1
+    )));
+}
+
+#[test]
+fn removing_a_reader_rotates_the_sender_key() {
+    let mut mesh = Mesh::new(3, 8);
+    mesh.connect_all();
+    mesh.publish(0, "all", Tlp::Green, "before");
+    assert_eq!(mesh.alerts_held(2), 1);
+    let epoch_before = mesh.nodes[0].state.own.values().next().unwrap().key.epoch();
+    // Governors 0 and 1 (threshold 2 of 3) remove org-2 as a reader of `all`.
+    let current = mesh.nodes[0].state.charters.current().clone();
+    let mut next = current.charter().clone();
+    next.version += 1;
+    next.prev_hash = current.hash();
+    next.created_ms += 1;
+    next.topics[0].readers.retain(|o| o.0 != "org-2");
+    let mut signed = SignedCharter::unsigned(next);
+    for g in [0, 1] {
+        let org = alertmesh_protocol::OrgId(format!("org-{g}"));
+        signed.sign(&org, &mesh.roots[g]);
+    }
+    mesh.queue.push_back((
+        0,
+        Input::SubmitCharter {
+            reply: ReplyId(900),
+            bytes: signed.as_bytes().to_vec(),
+        },
+    ));
+    mesh.run();
+    let answer = mesh.answer_of(0, ReplyId(900));
+    assert!(matches!(answer, Answer::Submitted(Ok(2))), "{answer:?}");
+    mesh.advance(Duration::from_secs(1));
+    let epoch_after = mesh.nodes[0].state.own.values().next().unwrap().key.epoch();
+    assert!(epoch_after > epoch_before, "{epoch_before} → {epoch_after}");
+    mesh.publish(0, "all", Tlp::Green, "after");
+    // Org-1 reads it; org-2, no longer a reader, does not.
+    assert_eq!(mesh.alerts_held(1), 2);
+    assert_eq!(mesh.alerts_held(2), 1);
+}
+
+#[test]
+fn a_charter_needs_its_threshold_and_is_stored_and_gossiped() {
+    let mut mesh = Mesh::new(3, 9);
+    mesh.connect_all();
+    let current = mesh.nodes[0].state.charters.current().clone();
+    let mut next = current.charter().clone();
+    next.version += 1;
+    next.prev_hash = current.hash();
+    next.created_ms += 1;
+    let mut one = SignedCharter::unsigned(next.clone());
+    one.sign(&alertmesh_protocol::OrgId("org-0".into()), &mesh.roots[0]);
+    mesh.queue.push_back((
+        0,
+        Input::SubmitCharter {
+            reply: ReplyId(1),
+            bytes: one.as_bytes().to_vec(),
+        },
+    ));
+    mesh.run();
+    assert!(matches!(
+        mesh.answer_of(0, ReplyId(1)),
+        Answer::Submitted(Err(_))
+    ));
+    assert!(mesh.nodes[0].charters.is_empty());
+    one.sign(&alertmesh_protocol::OrgId("org-1".into()), &mesh.roots[1]);
+    mesh.queue.push_back((
+        0,
+        Input::SubmitCharter {
+            reply: ReplyId(2),
+            bytes: one.as_bytes().to_vec(),
+        },
+    ));
+    mesh.run();
+    assert!(matches!(
+        mesh.answer_of(0, ReplyId(2)),
+        Answer::Submitted(Ok(2))
+    ));
+    // Stored by the submitter and, through gossip, by every other member.
+    for node in &mesh.nodes {
+        assert_eq!(node.charters, vec![2]);
+        assert_eq!(node.state.charters.current().charter().version, 2);
+    }
+}
+
+#[test]
+fn a_peer_sending_garbage_is_scored_down_and_the_penalty_halves() {
+    let mut mesh = Mesh::new(2, 10);
+    mesh.connect_all();
+    let p1 = mesh.nodes[1].peer;
+    let network = mesh.nodes[0].state.network();
+    let topic = TopicHash::from_raw(
+        alertmesh_protocol::TopicId::derive(&network, "all").gossip_name(&network),
+    );
+    let outputs = mesh.handle_only(
+        0,
+        Input::Gossip(Gossip {
+            source: p1,
+            id: MessageId::new(b"garbage"),
+            topic,
+            data: b"not an envelope".to_vec(),
+        }),
+    );
+    let score = outputs.iter().find_map(|o| match o {
+        Output::Net(NetCommand::Score(p, s)) if *p == p1 => Some(*s),
+        _ => None,
+    });
+    assert_eq!(score, Some(-super::penalty::OFFENCE_PENALTY));
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Net(NetCommand::Report(_, _, MessageAcceptance::Reject))
+    )));
+    mesh.elapsed += super::penalty::PENALTY_HALF_LIFE;
+    let outputs = mesh.handle_only(0, Input::Tick);
+    let score = outputs.iter().find_map(|o| match o {
+        Output::Net(NetCommand::Score(p, s)) if *p == p1 => Some(*s),
+        _ => None,
+    });
+    assert_eq!(score, Some(-super::penalty::OFFENCE_PENALTY / 2.0));
+}
+
+#[test]
+fn a_publish_on_an_unknown_topic_is_refused_without_a_write() {
+    let mut mesh = Mesh::new(1, 11);
+    let outputs = mesh.handle_only(
+        0,
+        Input::Publish {
+            reply: ReplyId(1),
+            topic: "nope".into(),
+            tlp: Tlp::Green,
+            content: Content::Alert(alert("x", NOW)),
+        },
+    );
+    assert!(matches!(
+        outputs.as_slice(),
+        [Output::Answer(
+            ReplyId(1),
+            Answer::Published(Err(super::PublishError::UnknownTopic(_)))
+        )]
+    ));
+}
