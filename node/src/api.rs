@@ -21,7 +21,7 @@
 //! password of HTTP Basic (`Authorization: Basic`, any user name; TAXII clients), or in the
 //! header `X-Alertmesh-Token` (MISP feeds). Compared in constant time.
 
-use crate::core::{CoreHandle, PublishError};
+use crate::core::CoreHandle;
 use crate::metrics::Metrics;
 use crate::net::NetHandle;
 use crate::store;
@@ -35,7 +35,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -67,20 +67,6 @@ impl IntoResponse for ApiError {
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"))
-    }
-}
-
-/// The HTTP status of a refused publish (the API, TAXII and the MISP import).
-pub fn publish_status(e: &PublishError) -> StatusCode {
-    match e {
-        PublishError::UnknownTopic(_) => StatusCode::NOT_FOUND,
-        PublishError::Forbidden { .. } | PublishError::NotAuthor(_) | PublishError::CertInvalid => {
-            StatusCode::FORBIDDEN
-        }
-        PublishError::TlpTooHigh { .. } | PublishError::Invalid(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        PublishError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -220,7 +206,7 @@ async fn publish(
     {
         Ok(receipt) => Ok((StatusCode::CREATED, Json(receipt))),
         Err(e) => {
-            let status = crate::api::publish_status(&e);
+            let status = crate::http::publish_status(&e);
             Err(ApiError(status, e.to_string()))
         }
     }
@@ -255,7 +241,7 @@ async fn list_alerts(
             let topic = q.topic.clone();
             let (alerts, next) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let conn = store::open_reader(&dir)?;
-                Ok(crate::lifecycle::current_view(
+                Ok(crate::views::lifecycle::current_view(
                     &conn,
                     topic.as_deref(),
                     after,
@@ -452,7 +438,7 @@ async fn stix_bundle(
     let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let dir = state.data_dir.clone();
     let bundle = tokio::task::spawn_blocking(move || {
-        crate::stix::bundle_for_data_dir(&dir, q.topic.as_deref())
+        crate::views::bundle::bundle_for_data_dir(&dir, q.topic.as_deref())
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

@@ -169,3 +169,30 @@ fn read_events(
     }
     Ok(Stop::Ended)
 }
+
+/// Percent-encodes a query parameter value.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_query_values() {
+        assert_eq!(
+            query_escape("election-2020/disinfo"),
+            "election-2020%2Fdisinfo"
+        );
+        assert_eq!(query_escape("a b&c"), "a%20b%26c");
+    }
+}

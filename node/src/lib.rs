@@ -14,7 +14,6 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`example`]: the example network of `keys-example/`.
 //! - [`client`]: a small client of the local API for the CLI and the demo.
-//! - [`demo`]: `alertmesh demo`.
 
 pub mod api;
 pub mod audit;
@@ -23,10 +22,9 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod core;
-pub mod demo;
 pub mod example;
 pub mod files;
-pub mod lifecycle;
+pub mod http;
 pub mod metrics;
 pub mod misp;
 pub mod net;
@@ -35,3 +33,4 @@ pub mod proposal;
 pub mod stix;
 pub mod store;
 pub mod taxii;
+pub mod views;

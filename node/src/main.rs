@@ -1,8 +1,10 @@
 //! The `alertmesh` command.
 
+mod cli;
+
 use alertmesh_node::client::Client;
 use alertmesh_node::config::{Config, LogFormat};
-use alertmesh_node::{demo, example, node};
+use alertmesh_node::{example, node};
 use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
 use alertmesh_protocol::keyfile::{self, SecretKeyFile};
 use alertmesh_protocol::{
@@ -10,6 +12,7 @@ use alertmesh_protocol::{
 };
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use cli::demo;
 use rand::rngs::OsRng;
 use std::path::{Path, PathBuf};
 
@@ -616,7 +619,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             live_only,
         } => {
             let client = Client::from_config(&Config::load(&config)?)?;
-            alertmesh_node::lifecycle::tail(&client, topic.as_deref(), live_only)
+            cli::tail::tail(&client, topic.as_deref(), live_only)
         }
         Cmd::Audit(cmd) => audit_command(cmd),
         Cmd::Export(ExportCmd::Stix {
@@ -630,7 +633,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 (None, Some(d)) => d.clone(),
                 (None, None) => bail!("pass --config or --data-dir"),
             };
-            let bundle = alertmesh_node::stix::bundle_for_data_dir(&dir, topic.as_deref())?;
+            let bundle =
+                alertmesh_node::views::bundle::bundle_for_data_dir(&dir, topic.as_deref())?;
             let text = serde_json::to_string_pretty(&bundle)?;
             match out {
                 Some(path) => {
@@ -693,7 +697,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let answer: serde_json::Value = client.post(
                 &format!(
                     "/v1/misp/events?topic={}",
-                    alertmesh_node::lifecycle::query_escape(&topic)
+                    alertmesh_node::client::query_escape(&topic)
                 ),
                 &body,
             )?;

@@ -30,8 +30,8 @@
 //! never dropped silently. The TLP is the event's `tlp:*` tag (default `TLP:AMBER`).
 
 use crate::core::CoreHandle;
-use crate::lifecycle::AlertState;
 use crate::stix;
+use crate::views::lifecycle::AlertState;
 use alertmesh_protocol::{Alert, AlertKind, Content, NetworkId, Observable, Severity, Tlp};
 use axum::Router;
 use axum::body::Bytes;
@@ -305,7 +305,7 @@ pub fn events_for_data_dir(data_dir: &Path, topic: Option<&str>) -> anyhow::Resu
     let conn = crate::store::open_reader(data_dir)?;
     let network = crate::taxii::store::network_id(&conn)?;
     let names = org_names(&conn)?;
-    let mut states = crate::lifecycle::all_states(&conn, topic)?;
+    let mut states = crate::views::lifecycle::all_states(&conn, topic)?;
     states.sort_by_key(|s| (s.modified_ms, s.cursor));
     let skip = states.len().saturating_sub(MAX_FEED_EVENTS);
     Ok(states[skip..]
@@ -735,7 +735,7 @@ async fn import_route(
         )
             .into_response(),
         Ok(Err(e)) => {
-            let status = crate::api::publish_status(&e);
+            let status = crate::http::publish_status(&e);
             err(
                 status,
                 format!(

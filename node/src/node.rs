@@ -8,13 +8,14 @@ use crate::files;
 use crate::metrics::Metrics;
 use crate::net::{self, NetHandle};
 use crate::store;
+use alertmesh_protocol::CharterChain;
 use alertmesh_protocol::keyfile;
-use alertmesh_protocol::{CharterChain, SignedCharter, SignedNodeCert};
 use anyhow::Context;
 use libp2p::{Multiaddr, PeerId};
 use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// How long each part of a node may take to stop before it is aborted.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -145,6 +146,7 @@ impl Node {
         let (events_tx, events_rx) = net::event_channels();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
+        let org = cert.cert().org_id.to_string();
         let me = Identity {
             key,
             agreement,
@@ -183,36 +185,44 @@ impl Node {
         );
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(net::run(
-            swarm,
-            commands,
-            events_tx,
-            shutdown_rx.clone(),
-            metrics.clone(),
-        )));
-        tasks.push(tokio::spawn(core.run(
-            events_rx,
-            requests,
-            shutdown_rx.clone(),
-        )));
+        // Every task of this node logs inside one span, so that the interleaved logs of
+        // many nodes in one process (tests, the simulator) can be told apart.
+        let id = peer_id.to_base58();
+        let span = tracing::info_span!("node", %org, peer = &id[id.len().saturating_sub(6)..]);
+        tasks.push(tokio::spawn(
+            net::run(
+                swarm,
+                commands,
+                events_tx,
+                shutdown_rx.clone(),
+                metrics.clone(),
+            )
+            .instrument(span.clone()),
+        ));
+        tasks.push(tokio::spawn(
+            core.run(events_rx, requests, shutdown_rx.clone())
+                .instrument(span.clone()),
+        ));
         let mut api_shutdown = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = api_shutdown.changed().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "API server failed");
+        tasks.push(tokio::spawn(
+            async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                    let _ = api_shutdown.changed().await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "API server failed");
+                }
             }
-        }));
+            .instrument(span.clone()),
+        ));
         for addr in &config.bootstrap {
             net.send(net::NetCommand::Dial(addr.clone())).await?;
         }
-        tasks.push(tokio::spawn(redial_bootstrap(
-            net.clone(),
-            config.bootstrap.clone(),
-            shutdown_rx.clone(),
-        )));
-        tracing::info!(%peer_id, api = %api_addr, "node started");
+        tasks.push(tokio::spawn(
+            redial_bootstrap(net.clone(), config.bootstrap.clone(), shutdown_rx.clone())
+                .instrument(span.clone()),
+        ));
+        span.in_scope(|| tracing::info!(%peer_id, api = %api_addr, "node started"));
         Ok(Self {
             peer_id,
             core: core_handle,

@@ -4,7 +4,7 @@
 use alertmesh_node::audit::{self, ExportOptions, Source};
 use alertmesh_node::client::Client;
 use alertmesh_node::config::Config;
-use alertmesh_node::lifecycle::AlertState;
+use alertmesh_node::views::lifecycle::AlertState;
 use alertmesh_protocol::alert::{Alert, AlertKind, AlertUpdate, Observable, Retraction, Severity};
 use alertmesh_protocol::audit::{MAGIC, RecordReader, RecordType, RecordWriter, Report};
 use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
@@ -117,7 +117,7 @@ fn view(net: &TestNetwork, org: &str) -> Vec<AlertState> {
     let dir = data_dir(net, org);
     alertmesh_node::store::open_reader(&dir)
         .ok()
-        .and_then(|c| alertmesh_node::lifecycle::all_states(&c, None).ok())
+        .and_then(|c| alertmesh_node::views::lifecycle::all_states(&c, None).ok())
         .unwrap_or_default()
 }
 

@@ -4,9 +4,9 @@
 //! writer has committed it, in the order the writes were queued.
 
 use super::RequestLimits;
-use super::governance::SubmitError;
+use super::answers::SubmitError;
+use super::answers::{PublishError, Receipt};
 use super::handle::{CoreHandle, Request};
-use super::publish::{PublishError, Receipt};
 use super::state::{
     AfterCommit, Answer, CoreState, Identity, InboundId, Input, Now, Output, PagePlan, ReplyId,
     StateParts,

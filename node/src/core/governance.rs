@@ -2,6 +2,7 @@
 //! gossiped, and applying what a new charter changes (subscriptions, sender keys,
 //! connections, our own right to publish).
 
+use super::answers::SubmitError;
 use super::state::{AfterCommit, CoreState, Output, OwnTopic};
 use crate::net::NetCommand;
 use crate::store::Write;
@@ -14,22 +15,6 @@ use std::time::Instant;
 
 /// How long a removed or revoked peer stays connected after the charter is adopted.
 const EVICTION_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
-
-/// Why a submitted charter was not adopted.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SubmitError {
-    /// It does not decode.
-    #[error("not a signed charter: {0}")]
-    Malformed(String),
-    /// It is not a valid next version (too few signatures, wrong prev_hash, ...).
-    #[error("charter refused: {0}")]
-    Refused(#[from] CharterError),
-    /// It conflicts with another valid charter of the same version.
-    #[error(
-        "governance fork at version {0}: two valid charters with the same version; neither is adopted"
-    )]
-    Fork(u64),
-}
 
 impl CoreState {
     /// Adopts a charter from the operator and gossips it on the control topic.

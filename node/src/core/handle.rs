@@ -1,7 +1,7 @@
 //! [`CoreHandle`]: how the API, the CLI's daemon side and tests talk to a running core.
 
-use super::governance::SubmitError;
-use super::publish::{PublishError, Receipt};
+use super::answers::SubmitError;
+use super::answers::{PublishError, Receipt};
 use super::status::{Status, TopicInfo};
 use crate::store::{StoredAlert, Writer};
 use alertmesh_protocol::{Content, Tlp};

@@ -16,6 +16,7 @@
 //! The core runs beside the swarm task, so signature checks never stall the event loop.
 
 mod admission;
+mod answers;
 mod chains;
 pub mod driver;
 mod evidence;
@@ -26,20 +27,22 @@ mod peers;
 mod penalty;
 mod publish;
 mod requests;
+mod start;
 pub mod state;
 mod status;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
-pub use admission::{ADMISSION_TIMEOUT, RequestLimits};
+pub use admission::ADMISSION_TIMEOUT;
+pub use answers::{PublishError, Receipt, SubmitError};
 pub use driver::{Core, CoreParts};
-pub use governance::SubmitError;
 pub use handle::{CoreHandle, Request};
-pub use publish::{PublishError, Receipt};
 pub use state::{CoreState, Identity, Input, Now, Output};
 pub use status::{Status, TopicInfo};
 pub use sync::SYNC_PERIOD;
+pub use throttle::RequestLimits;
 
 /// Kept for the integration tests until they move to [`crate::clock`].
 pub use crate::clock::now_ms;

@@ -1,6 +1,7 @@
 //! Publishing: the operator's alerts, and our own key packages and evidence, sealed into
 //! our chain on a topic and gossiped once committed; sender keys follow the readers.
 
+use super::answers::PublishError;
 use super::state::{AfterCommit, CoreState, ReplyId};
 use crate::store::{EnvelopeRow, Write};
 use alertmesh_protocol::charter::TopicRule;
@@ -14,59 +15,6 @@ use std::time::{Duration, Instant};
 
 /// Key packages go out this long after the last change of a topic's readers.
 const KEY_PACKAGE_DEBOUNCE: Duration = Duration::from_millis(400);
-
-/// The answer to a successful publish.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Receipt {
-    /// Envelope id.
-    pub id: EnvelopeId,
-    /// Topic name.
-    pub topic: String,
-    /// Position in our chain on the topic.
-    pub seq: u64,
-}
-
-/// Why a local publish was refused.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PublishError {
-    /// The topic is not in the charter.
-    #[error("unknown topic {0:?}")]
-    UnknownTopic(String),
-    /// Our org may not publish on the topic.
-    #[error("org {org} may not publish on topic {topic:?} under charter version {version}")]
-    Forbidden {
-        /// Our org.
-        org: OrgId,
-        /// The topic.
-        topic: String,
-        /// The charter version.
-        version: u64,
-    },
-    /// TLP above the topic's maximum.
-    #[error("{tlp} is above the maximum {max} of topic {topic:?}")]
-    TlpTooHigh {
-        /// Requested.
-        tlp: Tlp,
-        /// Allowed.
-        max: Tlp,
-        /// The topic.
-        topic: String,
-    },
-    /// The content is invalid.
-    #[error("invalid alert: {0}")]
-    Invalid(String),
-    /// An update or retraction of an alert we did not author.
-    #[error("{0}")]
-    NotAuthor(String),
-    /// This node's certificate is revoked or expired.
-    #[error(
-        "this node's certificate is revoked or expired, or its org was removed; it may not publish"
-    )]
-    CertInvalid,
-    /// Storage failed.
-    #[error("storage failed: {0}")]
-    Storage(String),
-}
 
 impl CoreState {
     /// The operator's publish: checked against the charter, sealed and stored; answered
@@ -194,7 +142,7 @@ impl CoreState {
         };
         let receipt = reply.map(|reply| {
             let topic_name = charter.topic(&topic).map(|t| t.name.clone());
-            let receipt = super::Receipt {
+            let receipt = super::answers::Receipt {
                 id: env.id(),
                 topic: topic_name.unwrap_or_default(),
                 seq,

@@ -24,7 +24,7 @@ impl CoreState {
     }
 
     pub(super) fn on_request_frame(&mut self, peer: PeerId, data: &[u8], inbound: InboundId) {
-        let _span = tracing::debug_span!("request", %peer).entered();
+        let _span = tracing::debug_span!("request").entered();
         let request = match wire::Request::decode(data) {
             Ok(r) => r,
             Err(e) => {
@@ -65,7 +65,7 @@ impl CoreState {
     }
 
     pub(super) fn on_response(&mut self, peer: PeerId, what: Outstanding, data: &[u8]) {
-        let _span = tracing::debug_span!("response", %peer, ?what).entered();
+        let _span = tracing::debug_span!("response", ?what).entered();
         let response = match wire::Response::decode(data) {
             Ok(r) => r,
             Err(e) => {

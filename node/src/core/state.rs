@@ -30,18 +30,16 @@
 //! The driver (`core::driver`) is the one caller in the daemon; the unit tests in
 //! `core::tests` are the other, with a fixed clock and a seeded RNG.
 
-use super::admission::{RequestLimits, Throttle};
+use super::answers::{PublishError, Receipt, SubmitError};
 use super::chains::ChainIndex;
-use super::governance::SubmitError;
-use super::publish::{PublishError, Receipt};
+use super::throttle::{RequestLimits, Throttle};
 use crate::metrics::Metrics;
 use crate::net::{Gossip, NetCommand, RequestError, RequestTag};
 use crate::store::{Loaded, Write};
 use alertmesh_protocol::charter::CharterFork;
 use alertmesh_protocol::{
-    AgreementKey, AgreementPublicKey, CertDirectory, CharterChain, Content, EnvelopeId, Kind,
-    NodeKey, NodePublicKey, OrgId, SenderKey, SignedCharter, SignedEnvelope, SignedNodeCert, Tlp,
-    TopicId, Validator,
+    AgreementKey, AgreementPublicKey, CertDirectory, CharterChain, Content, EnvelopeId, NodeKey,
+    NodePublicKey, OrgId, SenderKey, SignedEnvelope, SignedNodeCert, Tlp, TopicId, Validator,
 };
 use libp2p::PeerId;
 use libp2p::gossipsub::{MessageId, TopicHash};
@@ -153,6 +151,23 @@ pub enum Input {
     },
     /// Time passed: run the timers.
     Tick,
+}
+
+impl Input {
+    /// The peer the input is about, if any.
+    fn peer(&self) -> Option<PeerId> {
+        match self {
+            Input::Connected(peer)
+            | Input::Disconnected(peer)
+            | Input::Subscribed(peer, _)
+            | Input::Request { peer, .. }
+            | Input::Response { peer, .. }
+            | Input::RequestFailed { peer, .. }
+            | Input::PageServed { peer, .. } => Some(*peer),
+            Input::Gossip(msg) => Some(msg.source),
+            _ => None,
+        }
+    }
 }
 
 /// What the caller does after a [`Output::Store`] is committed.
@@ -364,129 +379,13 @@ pub struct CoreState {
 }
 
 impl CoreState {
-    /// Builds the state from what was loaded; returns it with the outputs of the start
-    /// (subscriptions, alert rows of envelopes decryptable now).
-    pub fn new(parts: StateParts, now: Now, rng: StdRng) -> anyhow::Result<(Self, Vec<Output>)> {
-        let StateParts {
-            me,
-            mut charters,
-            loaded,
-            metrics,
-            sync_period,
-            max_peers,
-            request_limits,
-        } = parts;
-        for bytes in &loaded.charters {
-            let signed = SignedCharter::decode(bytes)
-                .map_err(|e| anyhow::anyhow!("stored charter does not decode: {e}"))?;
-            if let Err(e) = charters.offer(signed) {
-                tracing::warn!(error = %e, "stored charter not adopted");
-            }
-        }
-        let org = me.cert.cert().org_id.clone();
-        let t = now.instant;
-        let mut state = Self {
-            org,
-            charters,
-            certs: CertDirectory::default(),
-            chains: ChainIndex::default(),
-            validator: Validator::new(),
-            keys: HashMap::new(),
-            own: HashMap::new(),
-            pending: HashMap::new(),
-            pending_len: 0,
-            alert_origin: HashMap::new(),
-            peers: HashMap::new(),
-            outstanding: HashMap::new(),
-            next_tag: 0,
-            request_limits,
-            sync_retries: Vec::new(),
-            topic_by_hash: HashMap::new(),
-            evidence: HashSet::new(),
-            sync_rounds: HashMap::new(),
-            next_sync: t + sync_period,
-            sync_period,
-            max_peers,
-            next_peer_check: t + super::peers::PEER_CHECK_PERIOD,
-            subscribed: HashSet::new(),
-            evictions: Vec::new(),
-            metrics,
-            next_cert_announce: t + Duration::from_secs(2),
-            next_penalty_decay: t + super::penalty::PENALTY_HALF_LIFE,
-            me,
-            now,
-            rng,
-            out: Vec::new(),
-        };
-        let charter = state.charters.current().charter().clone();
-        state
-            .certs
-            .insert(state.me.cert.clone(), &charter)
-            .map_err(|e| {
-                anyhow::anyhow!("this node's certificate is not valid for the network: {e}")
-            })?;
-        for bytes in &loaded.certs {
-            if let Ok(cert) = SignedNodeCert::decode(bytes) {
-                let _ = state.certs.insert(cert, &charter);
-            }
-        }
-        for (id, (org, topic_name)) in &loaded.decrypted {
-            state.alert_origin.insert(
-                *id,
-                (
-                    OrgId(org.clone()),
-                    TopicId::derive(&charter.network_id, topic_name),
-                ),
-            );
-        }
-        // Rebuild chains and sender keys; queue what is not decrypted yet.
-        let mut own_epochs: HashMap<TopicId, u64> = HashMap::new();
-        let max = charter.limits.max_envelope_bytes as usize;
-        for bytes in &loaded.envelopes {
-            let Ok(env) = SignedEnvelope::decode(bytes, max.max(bytes.len())) else {
-                continue;
-            };
-            state.chains.insert(&env);
-            let h = env.header();
-            if h.author == state.me.key.public() && h.kind == Kind::KeyPackage {
-                let e = own_epochs.entry(h.topic_id).or_default();
-                *e = (*e).max(h.key_epoch);
-            }
-            if h.kind == Kind::KeyPackage {
-                state.learn_key_package(&env);
-            } else if h.kind.is_encrypted() && !loaded.decrypted.contains_key(&env.id()) {
-                state.queue_pending(env);
-            }
-        }
-        // A fresh sender-key epoch on every start: a key is never reused after a crash.
-        for rule in &charter.topics {
-            let topic = TopicId::derive(&charter.network_id, &rule.name);
-            if rule.publishers.contains(&state.org) {
-                let epoch = own_epochs.get(&topic).map_or(1, |e| e + 1);
-                let key = SenderKey::generate(epoch, &mut state.rng);
-                state.own.insert(
-                    topic,
-                    OwnTopic {
-                        key,
-                        sealed_to: BTreeSet::new(),
-                        due: Some(t),
-                    },
-                );
-            }
-        }
-        state.update_topic_map();
-        // Evidence held from earlier runs counts in status and metrics.
-        state.metrics.evidence.inc_by(loaded.evidence.len() as u64);
-        state.evidence.extend(loaded.evidence.iter().copied());
-        state.retry_all_pending();
-        state.sync_subscriptions();
-        let out = std::mem::take(&mut state.out);
-        Ok((state, out))
-    }
-
     /// Handles one input at time `now`; returns what to do, in order.
     pub fn handle(&mut self, now: Now, input: Input) -> Vec<Output> {
         self.now = now;
+        let _span = match input.peer() {
+            Some(peer) => tracing::debug_span!("peer", %peer).entered(),
+            None => tracing::Span::none().entered(),
+        };
         match input {
             Input::Connected(peer) => self.on_connected(peer),
             Input::Disconnected(peer) => self.on_disconnected(peer),

@@ -137,6 +137,7 @@ impl CoreState {
     /// Validates and stores a page (same validation as gossip, without the rate limit);
     /// asks for the next page while there is progress.
     pub(super) fn on_sync_page(&mut self, peer: PeerId, page: wire::SyncPage) {
+        let _span = tracing::debug_span!("sync", topic = %page.topic.short(), envelopes = page.envelopes.len()).entered();
         let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else {
             return;
         };

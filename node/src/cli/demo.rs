@@ -2,9 +2,9 @@
 //! of this binary) on loopback, exchanging realistic alerts; prints what each org
 //! received and could read, checks access control and reports end-to-end latency.
 
-use crate::client::Client;
-use crate::config::{self, Config};
-use crate::example::{self, ORGS};
+use alertmesh_node::client::Client;
+use alertmesh_node::config::{self, Config};
+use alertmesh_node::example::{self, ORGS};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -149,7 +149,7 @@ fn materialize(example: &Path, dir: &Path, fixed_ports: bool) -> anyhow::Result<
             bail!("bad example node key")
         };
         peers.push(
-            crate::net::peer_id_of(&key.public())
+            alertmesh_node::net::peer_id_of(&key.public())
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
         );
@@ -208,7 +208,7 @@ fn wait_until(
 
 /// The alerts the demo publishes: (publishing org, topic, TLP, content).
 fn scenario() -> Vec<(&'static str, &'static str, &'static str, Value)> {
-    let now = crate::clock::now_ms();
+    let now = alertmesh_node::clock::now_ms();
     let alert = |kind: &str,
                  title: &str,
                  description: &str,

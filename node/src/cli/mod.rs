@@ -1,0 +1,4 @@
+//! The `alertmesh` command's own parts, which nothing in the library uses.
+
+pub mod demo;
+pub mod tail;
