@@ -16,7 +16,7 @@ use std::path::Path;
 pub const TEST_ONLY: &str =
     "TEST-ONLY KEY of the alertmesh example network. It is public: never use it for real alerts.";
 /// Seed of the example network.
-const SEED: u64 = 2020_11_03;
+const SEED: u64 = 20_201_103; // 2020-11-03
 /// First libp2p port; org i listens on BASE_P2P_PORT + i.
 pub const BASE_P2P_PORT: u16 = 4101;
 /// First API port; org i serves on BASE_API_PORT + i.

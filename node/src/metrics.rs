@@ -111,12 +111,9 @@ impl Metrics {
             "Governance forks seen",
             charter_forks.clone(),
         );
-        let delivery_latency = Histogram::new(
-            [
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]
-            .into_iter(),
-        );
+        let delivery_latency = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         registry.register(
             "delivery_latency_seconds",
             "Author timestamp to local delivery",

@@ -294,7 +294,7 @@ pub fn check_bundle(bundle: &Value) -> Vec<String> {
             }
         }
         if let Some(c) = o.get("confidence") {
-            if !c.as_u64().is_some_and(|c| c <= 100) {
+            if c.as_u64().is_none_or(|c| c > 100) {
                 err("confidence must be 0-100");
             }
         }
@@ -363,7 +363,7 @@ pub fn check_bundle(bundle: &Value) -> Vec<String> {
                 if !need("content") {
                     err("note needs content");
                 }
-                if !o["object_refs"].as_array().is_some_and(|a| !a.is_empty()) {
+                if o["object_refs"].as_array().is_none_or(|a| a.is_empty()) {
                     err("note needs object_refs");
                 }
             }

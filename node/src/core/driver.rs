@@ -231,7 +231,7 @@ impl Core {
                     reply,
                     topic,
                     tlp,
-                    content,
+                    content: *content,
                 })
             }
             Request::SubmitCharter { bytes, reply: tx } => {

@@ -15,8 +15,8 @@ pub enum Request {
         topic: String,
         /// TLP marking.
         tlp: Tlp,
-        /// What to publish.
-        content: Content,
+        /// What to publish (boxed: an alert is large beside the other requests).
+        content: Box<Content>,
         /// Answer once stored.
         reply: oneshot::Sender<Result<Receipt, PublishError>>,
     },
@@ -61,7 +61,7 @@ impl CoreHandle {
         self.ask(|reply| Request::Publish {
             topic,
             tlp,
-            content,
+            content: Box::new(content),
             reply,
         })
         .await
