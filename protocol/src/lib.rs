@@ -32,6 +32,7 @@ pub mod evidence;
 pub mod ids;
 pub mod keyfile;
 pub mod keys;
+pub mod policy;
 pub mod ratelimit;
 pub mod sender_key;
 pub mod topic;

@@ -1,5 +1,6 @@
 //! The streaming verifier of a signed log.
 
+use super::certs::HeldCerts;
 use super::format::ExportedKey;
 use super::report::{
     ChainSummary, EnvelopeRef, EvidenceSummary, Finding, Location, Report, Severity,
@@ -11,9 +12,8 @@ use crate::charter::{
 };
 use crate::envelope::{Kind, SignedEnvelope, decode_content};
 use crate::evidence::{Evidence, Misbehaviour};
-use crate::ids::{
-    CharterHash, EnvelopeId, NetworkId, NodePublicKey, OrgId, OrgPublicKey, TopicId, sha256,
-};
+use crate::ids::{CharterHash, EnvelopeId, NetworkId, NodePublicKey, OrgId, TopicId, sha256};
+use crate::policy::{self, Refusal};
 use crate::sender_key::{KeyPackage, SenderKey};
 use crate::topic::CONTROL_TOPIC_NAME;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,18 +33,6 @@ pub struct AuditOptions {
     pub allow_leading_gaps: bool,
 }
 
-/// Per adopted charter version: topic id → index in `topics`.
-struct Setup {
-    chain: CharterChain,
-    topic_index: Vec<HashMap<TopicId, usize>>,
-    control: TopicId,
-}
-
-struct HeldCert {
-    cert: SignedNodeCert,
-    root: OrgPublicKey,
-}
-
 struct Pos {
     id: EnvelopeId,
     prev: EnvelopeId,
@@ -62,11 +50,12 @@ struct Amendment {
 pub struct Auditor {
     opts: AuditOptions,
     charters: Vec<(SignedCharter, Location)>,
-    setup: Option<Option<Setup>>,
+    /// The adopted charters, once settled (`Some(None)`: no valid genesis).
+    setup: Option<Option<CharterChain>>,
     network: Option<NetworkId>,
     genesis_hash: Option<CharterHash>,
     topic_names: HashMap<TopicId, String>,
-    certs: HashMap<NodePublicKey, Vec<HeldCert>>,
+    certs: HeldCerts,
     cert_bytes: HashSet<[u8; 32]>,
     chains: HashMap<(NodePublicKey, TopicId), BTreeMap<u64, Pos>>,
     keys: HashMap<(NodePublicKey, TopicId, u64), SenderKey>,
@@ -104,7 +93,7 @@ impl Auditor {
             network: None,
             genesis_hash: None,
             topic_names: HashMap::new(),
-            certs: HashMap::new(),
+            certs: HeldCerts::default(),
             cert_bytes: HashSet::new(),
             chains: HashMap::new(),
             keys: HashMap::new(),
@@ -192,7 +181,7 @@ impl Auditor {
         }
     }
 
-    fn setup(&mut self) -> Option<&Setup> {
+    fn setup(&mut self) -> Option<&CharterChain> {
         if self.setup.is_none() {
             let s = self.build_setup();
             self.setup = Some(s);
@@ -200,7 +189,7 @@ impl Auditor {
         self.setup.as_ref().and_then(Option::as_ref)
     }
 
-    fn build_setup(&mut self) -> Option<Setup> {
+    fn build_setup(&mut self) -> Option<CharterChain> {
         let mut charters = std::mem::take(&mut self.charters);
         charters.sort_by_key(|(c, _)| c.charter().version);
         let pinned = self.opts.pinned_genesis;
@@ -297,25 +286,17 @@ impl Auditor {
             }
         }
         let network = chain.current().charter().network_id;
-        let mut topic_index = Vec::new();
         for signed in chain.history() {
-            let mut map = HashMap::new();
-            for (i, t) in signed.charter().topics.iter().enumerate() {
+            for t in &signed.charter().topics {
                 let id = TopicId::derive(&network, &t.name);
                 self.topic_names.insert(id, t.name.clone());
-                map.insert(id, i);
             }
-            topic_index.push(map);
         }
         let control = TopicId::control(&network);
         self.topic_names
             .insert(control, CONTROL_TOPIC_NAME.to_string());
         self.report.stats.charter_version = chain.current().charter().version;
-        Some(Setup {
-            chain,
-            topic_index,
-            control,
-        })
+        Some(chain)
     }
 
     fn report_skipped_authorization(&mut self) {
@@ -345,13 +326,13 @@ impl Auditor {
         if !self.cert_bytes.insert(sha256(bytes)) {
             return;
         }
-        let Some(Some(setup)) = &self.setup else {
+        let Some(Some(chain)) = &self.setup else {
             return;
         };
-        let network = setup.chain.current().charter().network_id;
+        let network = chain.current().charter().network_id;
         let mut last_err = None;
         let mut verified = None;
-        for signed in setup.chain.history() {
+        for signed in chain.history() {
             let Some(member) = signed.charter().member(&cert.cert().org_id) else {
                 continue;
             };
@@ -367,10 +348,7 @@ impl Auditor {
         match verified {
             Some(root) => {
                 self.report.stats.certs += 1;
-                self.certs
-                    .entry(c.node_sign_pub)
-                    .or_default()
-                    .push(HeldCert { cert, root });
+                self.certs.insert(cert, root);
             }
             None => {
                 let why = match last_err {
@@ -397,23 +375,12 @@ impl Auditor {
         );
     }
 
-    /// The org the held certificates attribute `author` to: `Err(true)` if ambiguous,
-    /// `Err(false)` if unknown.
-    fn org_of(&self, author: &NodePublicKey) -> Result<&OrgId, bool> {
-        let list = self.certs.get(author).ok_or(false)?;
-        let first = &list.first().ok_or(false)?.cert.cert().org_id;
-        if list.iter().any(|h| &h.cert.cert().org_id != first) {
-            return Err(true);
-        }
-        Ok(first)
-    }
-
     fn env_ref(&self, env: &SignedEnvelope) -> EnvelopeRef {
         let h = env.header();
         EnvelopeRef {
             id: env.id(),
             author: h.author,
-            org: self.org_of(&h.author).ok().map(|o| o.to_string()),
+            org: self.certs.org_of(&h.author).map(|o| o.to_string()),
             topic: h.topic_id,
             topic_name: self.topic_names.get(&h.topic_id).cloned(),
             seq: h.seq,
@@ -505,7 +472,8 @@ impl Auditor {
         }
     }
 
-    /// Rules of PROTOCOL.md §18.5 (validation rules 3–6 and 9, for the named version).
+    /// Rules of PROTOCOL.md §18.5: the rights of [`crate::policy::review`] and the
+    /// timestamp against the time the node received the envelope (validation rule 9).
     fn authorize(
         &mut self,
         env: &SignedEnvelope,
@@ -514,178 +482,28 @@ impl Auditor {
         loc: &Location,
     ) {
         let h = env.header();
-        let Some(Some(setup)) = &self.setup else {
+        let Some(Some(chain)) = &self.setup else {
             return;
         };
-        let latest = setup.chain.current().charter();
-        let mut problems: Vec<(&'static str, String)> = Vec::new();
-        let mut notes: Vec<(&'static str, String)> = Vec::new();
-        if h.network_id != latest.network_id {
-            problems.push(("wrong_network", "the envelope names another network".into()));
-        }
-        let Some(named) = setup.chain.version(h.charter_version) else {
-            problems.push((
-                "unknown_charter_version",
-                format!(
-                    "names charter version {}, which the log does not establish (adopted: 1..{})",
-                    h.charter_version, latest.version
-                ),
-            ));
-            for (code, msg) in problems {
-                self.env_finding(Severity::Problem, code, loc, r, msg);
-            }
-            return;
-        };
-        let named = named.charter();
-        let named_index = (named.version - 1) as usize;
-        let is_control = h.topic_id == setup.control;
-        if env.as_bytes().len() > named.limits.max_envelope_bytes as usize {
-            problems.push((
-                "too_large",
-                format!(
-                    "{} bytes, over the {}-byte limit of charter version {}",
-                    env.as_bytes().len(),
-                    named.limits.max_envelope_bytes,
-                    named.version
-                ),
-            ));
-        }
-        let org = match self.org_of(&h.author) {
-            Ok(org) => Some(org.clone()),
-            Err(true) => {
-                problems.push((
-                    "ambiguous_author",
-                    "the author's node key is certified by more than one org".into(),
-                ));
-                None
-            }
-            Err(false) => {
-                problems.push((
-                    "unknown_author",
-                    "no valid certificate in the log names the author's node key".into(),
-                ));
-                None
-            }
-        };
-        if let Some(org) = &org {
-            let member = named.member(org);
-            let valid = member.is_some_and(|m| {
-                self.certs.get(&h.author).is_some_and(|list| {
-                    list.iter()
-                        .any(|c| c.root == m.root_pub && c.cert.valid_at(h.timestamp_ms))
-                })
-            });
-            if !valid {
-                let why = if member.is_none() {
-                    format!(
-                        "org {org} is not a member of charter version {}",
-                        named.version
-                    )
-                } else {
-                    format!(
-                        "no certificate of the author under org {org}'s root in version {} covers the timestamp {}",
-                        named.version, h.timestamp_ms
-                    )
-                };
-                problems.push(("cert_not_valid", why));
-            }
-        }
-        let cutoff = latest.cutoff(&h.author, &h.topic_id);
-        if let Some(last_seq) = cutoff {
-            if h.seq > last_seq {
-                problems.push((
-                    "beyond_cutoff",
-                    format!(
-                        "seq {} is beyond the cut-off {last_seq} that charter version {} records",
-                        h.seq, latest.version
-                    ),
-                ));
-            }
-        }
-        let historical = cutoff.is_some();
-        // Publishing rights and TLP under the named version.
-        fn rule_of<'c>(
-            setup: &Setup,
-            topic: &TopicId,
-            index: usize,
-            charter: &'c crate::charter::Charter,
-        ) -> Option<&'c crate::charter::TopicRule> {
-            setup
-                .topic_index
-                .get(index)
-                .and_then(|m| m.get(topic))
-                .and_then(|i| charter.topics.get(*i))
-        }
-        if is_control {
-            if h.kind != Kind::Evidence {
-                problems.push((
-                    "control_not_evidence",
-                    format!("a {} envelope on the control topic", h.kind.as_str()),
-                ));
-            }
-        } else {
-            match rule_of(setup, &h.topic_id, named_index, named) {
-                None => problems.push((
-                    "unknown_topic",
-                    format!("the topic is not in charter version {}", named.version),
-                )),
-                Some(rule) => {
-                    if h.kind == Kind::Evidence {
-                        problems.push((
-                            "evidence_on_data_topic",
-                            "an evidence envelope on a data topic".into(),
-                        ));
-                    }
-                    if let Some(org) = &org {
-                        if !rule.publishers.contains(org) {
-                            problems.push((
-                                "not_publisher",
-                                format!(
-                                    "org {org} may not publish on {:?} under charter version {}",
-                                    rule.name, named.version
-                                ),
-                            ));
-                        }
-                    }
-                    if h.tlp > rule.max_tlp {
-                        problems.push((
-                            "tlp_too_high",
-                            format!(
-                                "{} is above the maximum {} of {:?} in charter version {}",
-                                h.tlp, rule.max_tlp, rule.name, named.version
-                            ),
-                        ));
-                    }
-                }
-            }
-            // Rights withdrawn since, without a cut-off (a governance lapse, §13.3).
-            if !historical && latest.version != named.version {
-                if let Some(org) = &org {
-                    let now_ok = latest.member(org).is_some()
-                        && !latest.is_revoked(&h.author)
-                        && rule_of(setup, &h.topic_id, setup.topic_index.len() - 1, latest)
-                            .is_some_and(|rule| {
-                                rule.publishers.contains(org) && h.tlp <= rule.max_tlp
-                            });
-                    if !now_ok {
-                        notes.push((
-                            "rights_withdrawn_without_cutoff",
-                            format!(
-                                "charter version {} withdrew this author's right without a cut-off; nodes now refuse this envelope in history sync",
-                                latest.version
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        if let Some(received) = received_ms {
-            if h.timestamp_ms > received.saturating_add(latest.limits.max_clock_skew_ms) {
+        let review = policy::review(chain, &self.certs, h, env.as_bytes().len());
+        let max_skew = chain.current().charter().limits.max_clock_skew_ms;
+        let mut problems: Vec<(&'static str, String)> = review
+            .refusals
+            .iter()
+            .map(|refusal| (refusal.code(), refusal.to_string()))
+            .collect();
+        // An envelope naming a version the log does not establish is checked no further.
+        let unknown_version = review
+            .refusals
+            .iter()
+            .any(|r| matches!(r, Refusal::UnknownCharterVersion { .. }));
+        if let Some(received) = received_ms.filter(|_| !unknown_version) {
+            if h.timestamp_ms > received.saturating_add(max_skew) {
                 problems.push((
                     "from_future",
                     format!(
-                        "timestamp {} is more than {} ms after the node received it ({received})",
-                        h.timestamp_ms, latest.limits.max_clock_skew_ms
+                        "timestamp {} is more than {max_skew} ms after the node received it ({received})",
+                        h.timestamp_ms
                     ),
                 ));
             }
@@ -693,14 +511,14 @@ impl Auditor {
         for (code, msg) in problems {
             self.env_finding(Severity::Problem, code, loc, r, msg);
         }
-        for (code, msg) in notes {
-            self.env_finding(Severity::Note, code, loc, r, msg);
+        if let Some(note) = review.withdrawn {
+            self.env_finding(Severity::Note, note.code(), loc, r, note.to_string());
         }
     }
 
     fn max_envelope(&self) -> usize {
         match &self.setup {
-            Some(Some(s)) => s.chain.current().charter().limits.max_envelope_bytes as usize,
+            Some(Some(s)) => s.current().charter().limits.max_envelope_bytes as usize,
             _ => MAX_ENVELOPE_BYTES as usize,
         }
     }
@@ -760,7 +578,7 @@ impl Auditor {
             return;
         }
         self.report.stats.evidence += 1;
-        let org = self.org_of(&proven.author).ok().map(|o| o.to_string());
+        let org = self.certs.org_of(&proven.author).map(|o| o.to_string());
         let topic_name = self.topic_names.get(&proven.topic).cloned();
         let (misbehaviour, code, what) = match proven.misbehaviour {
             Misbehaviour::Equivocation => (
@@ -901,7 +719,7 @@ impl Auditor {
         loc: Location,
     ) {
         let h = env.header();
-        let org = self.org_of(&h.author).ok().cloned();
+        let org = self.certs.org_of(&h.author).cloned();
         match decode_content(h.kind, plaintext) {
             Err(e) => self.env_finding(
                 Severity::Problem,
@@ -1028,7 +846,7 @@ impl Auditor {
             return;
         };
         self.report.stats.chains += 1;
-        let org = self.org_of(&author).ok().map(|o| o.to_string());
+        let org = self.certs.org_of(&author).map(|o| o.to_string());
         let topic_name = self.topic_names.get(&topic).cloned();
         let mk_ref = |seq: u64, id: EnvelopeId| EnvelopeRef {
             id,
@@ -1088,6 +906,6 @@ impl Auditor {
 
     /// The org the log's certificates attribute a node key to (for reports).
     pub fn org_name(&self, node: &NodePublicKey) -> Option<String> {
-        self.org_of(node).ok().map(|o| o.to_string())
+        self.certs.org_of(node).map(|o| o.to_string())
     }
 }

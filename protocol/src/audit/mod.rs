@@ -34,12 +34,14 @@
 //!
 //! # Layout
 //!
-//! - [`format`]: records, digests, [`RecordWriter`], [`ExportBuilder`], [`RecordReader`].
+//! - [`format`](mod@format): records, digests, [`RecordWriter`], [`ExportBuilder`], [`RecordReader`].
 //! - [`report`]: [`Finding`], [`Severity`], [`Location`], [`Report`] and its summaries.
-//! - [`auditor`]: the [`Auditor`] state machine driving the checks.
+//! - [`auditor`]: the [`Auditor`] state machine driving the checks; the rights it checks
+//!   are [`crate::policy`]'s, against the certificates the log holds (`certs`).
 //! - [`verify`]: [`verify_export`], the file reader that drives an [`Auditor`].
 
 pub mod auditor;
+mod certs;
 pub mod format;
 pub mod report;
 pub mod verify;
