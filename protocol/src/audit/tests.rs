@@ -261,12 +261,7 @@ fn resigned_envelope_and_forged_charter() {
     let mut bytes = victim.signed_bytes().to_vec();
     let sig = other.sign(crate::ids::tags::ENVELOPE, &bytes);
     bytes.extend_from_slice(&sig);
-    let mut forged = Log {
-        net: log.net,
-        envelopes: log.envelopes.clone(),
-        keys: log.keys.clone(),
-        plaintexts: log.plaintexts.clone(),
-    };
+    let mut forged = log;
     forged.envelopes[2] = SignedEnvelope::decode(&bytes, 1 << 20).unwrap();
     let report = verify_export(&export(&forged, false, None), opts(&forged));
     let bad: Vec<_> = report.with_code("bad_signature").collect();
@@ -309,12 +304,7 @@ fn resigned_envelope_and_forged_charter() {
 #[test]
 fn wrong_plaintext_and_equivocation_evidence() {
     let log = log();
-    let mut tampered = Log {
-        net: log.net,
-        envelopes: log.envelopes.clone(),
-        keys: log.keys.clone(),
-        plaintexts: log.plaintexts.clone(),
-    };
+    let mut tampered = log;
     let id = tampered.envelopes[1].id();
     let mut alert = crate::alert::tests::sample_alert();
     alert.title = "a different story".into();
@@ -501,12 +491,7 @@ fn plaintext_rules() {
     let sig = node.sign(crate::ids::tags::ENVELOPE, &bytes);
     bytes.extend_from_slice(&sig);
     let tampered = SignedEnvelope::decode(&bytes, 1 << 20).unwrap();
-    let mut log2 = Log {
-        net: log.net,
-        envelopes: log.envelopes.clone(),
-        keys: log.keys.clone(),
-        plaintexts: log.plaintexts.clone(),
-    };
+    let mut log2 = log;
     log2.envelopes[1] = tampered;
     file = export(&log2, true, None);
     let report = verify_export(&file, opts(&log2));

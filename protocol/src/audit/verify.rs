@@ -44,9 +44,10 @@ fn check_network(auditor: &mut Auditor, meta: Option<&ExportMeta>) {
     }
 }
 
-/// Why a record's body is not what its type requires.
-fn body_error(ty: RecordType, e: impl fmt::Display) -> String {
-    format!("{} record does not decode: {e}", ty.as_str())
+/// `bad_record`: a record's body is not what its type requires.
+fn bad_record(auditor: &mut Auditor, ty: RecordType, loc: Location, e: impl fmt::Display) {
+    let msg = format!("{} record does not decode: {e}", ty.as_str());
+    auditor.finding(Severity::Problem, "bad_record", loc, msg);
 }
 
 /// Reads an export file and audits it. `opts.pinned_genesis` overrides the genesis hash
@@ -224,7 +225,7 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
                         }
                     }
                     Err(e) => {
-                        auditor.finding(Severity::Problem, "bad_record", loc, body_error(ty, e))
+                        bad_record(&mut auditor, ty, loc, e)
                     }
                 }
             }
@@ -248,46 +249,26 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
             }
             RecordType::SenderKey => match codec::decode_exact::<ExportedKey>(rec.body, 1024) {
                 Ok(k) => auditor.sender_key(&k, loc),
-                Err(e) => auditor.finding(Severity::Problem, "bad_record", loc, body_error(ty, e)),
+                Err(e) => bad_record(&mut auditor, ty, loc, e),
             },
             RecordType::Envelope => match rec.body.split_first_chunk::<8>() {
                 Some((received, env)) => {
                     auditor.envelope(env, Some(u64::from_le_bytes(*received)), loc)
                 }
-                None => auditor.finding(
-                    Severity::Problem,
-                    "bad_record",
-                    loc,
-                    body_error(ty, DecodeError::Truncated),
-                ),
+                None => bad_record(&mut auditor, ty, loc, DecodeError::Truncated),
             },
             RecordType::Plaintext => match rec.body.split_first_chunk::<32>() {
                 Some((id, pt)) => auditor.plaintext(&EnvelopeId(*id), pt, loc),
-                None => auditor.finding(
-                    Severity::Problem,
-                    "bad_record",
-                    loc,
-                    body_error(ty, DecodeError::Truncated),
-                ),
+                None => bad_record(&mut auditor, ty, loc, DecodeError::Truncated),
             },
             RecordType::Evidence => match rec.body.split_first_chunk::<8>() {
                 Some((_received, ev)) => auditor.evidence(ev, loc),
-                None => auditor.finding(
-                    Severity::Problem,
-                    "bad_record",
-                    loc,
-                    body_error(ty, DecodeError::Truncated),
-                ),
+                None => bad_record(&mut auditor, ty, loc, DecodeError::Truncated),
             },
             RecordType::End => match codec::decode_exact::<ExportEnd>(rec.body, 1024) {
                 Ok(e) => end = Some((e, prev_digest, loc, rec.index)),
                 Err(e) => {
-                    auditor.finding(
-                        Severity::Problem,
-                        "bad_record",
-                        loc.clone(),
-                        body_error(ty, e),
-                    );
+                    bad_record(&mut auditor, ty, loc.clone(), e);
                     end = Some((
                         ExportEnd {
                             records: u64::MAX,
