@@ -303,8 +303,7 @@ fn resigned_envelope_and_forged_charter() {
 
 #[test]
 fn wrong_plaintext_and_equivocation_evidence() {
-    let log = log();
-    let mut tampered = log;
+    let mut tampered = log();
     let id = tampered.envelopes[1].id();
     let mut alert = crate::alert::tests::sample_alert();
     alert.title = "a different story".into();
