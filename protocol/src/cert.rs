@@ -128,17 +128,26 @@ fn verify_pop(cert: &NodeCert, body: &[u8], pop: &Signature) -> Result<(), CertE
         .map_err(CertError::ProofOfPossession)
 }
 
+/// Strictly decodes the `NodeCert` before `signatures` trailing signatures in `bytes` (at
+/// most `max` bytes in all).
+fn decode_body(bytes: &[u8], signatures: usize, max: usize) -> Result<NodeCert, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let body_len = bytes
+        .len()
+        .checked_sub(signatures * SIG)
+        .ok_or(DecodeError::Truncated)?;
+    codec::decode_exact::<NodeCert>(&bytes[..body_len], max)
+}
+
 impl CertRequest {
     /// Strictly decodes a request (the node signature is not checked here).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_CERT_REQUEST_BYTES {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_CERT_REQUEST_BYTES,
-            });
-        }
-        let body_len = bytes.len().checked_sub(SIG).ok_or(DecodeError::Truncated)?;
-        let cert = codec::decode_exact::<NodeCert>(&bytes[..body_len], MAX_CERT_REQUEST_BYTES)?;
+        let cert = decode_body(bytes, 1, MAX_CERT_REQUEST_BYTES)?;
         Ok(Self {
             bytes: bytes.to_vec(),
             cert,
@@ -191,17 +200,7 @@ impl SignedNodeCert {
 
     /// Strictly decodes a signed certificate (the signatures are not checked here).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_CERT_BYTES {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_CERT_BYTES,
-            });
-        }
-        let body_len = bytes
-            .len()
-            .checked_sub(2 * SIG)
-            .ok_or(DecodeError::Truncated)?;
-        let cert = codec::decode_exact::<NodeCert>(&bytes[..body_len], MAX_CERT_BYTES)?;
+        let cert = decode_body(bytes, 2, MAX_CERT_BYTES)?;
         Ok(Self {
             bytes: bytes.to_vec(),
             cert,

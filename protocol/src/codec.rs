@@ -113,6 +113,7 @@ fn map_error(err: bincode::error::DecodeError) -> DecodeError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -281,6 +281,7 @@ pub fn load_agreement_key(path: &Path) -> Result<AgreementKey, KeyFileError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use rand_chacha08::ChaCha20Rng;

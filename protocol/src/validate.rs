@@ -8,8 +8,8 @@
 //!
 //! 1. size ≤ the charter's `max_envelope_bytes`
 //! 2. strict decode
-//! 3. network is ours; topic is in the current charter (or the control topic); the named
-//!    charter version is known
+//! 3. (rules 3–6 are [`crate::policy`]'s) network is ours; topic is in the current
+//!    charter (or the control topic); the named charter version is known
 //! 4. the author: a certificate is known for its node key (else Ignore); the held
 //!    certificates all name one org (else Reject [`RejectReason::AmbiguousAuthor`]); one
 //!    of them is valid at the envelope's timestamp under the named version; the seq is not
@@ -28,35 +28,17 @@
 //!
 //! # Authorization across charter versions
 //!
-//! An envelope names the charter version it was published under, and any adopted version
-//! may be named. Naming an old version must not restore rights the network has withdrawn
-//! since, so the author must be authorized under **both** the named version and the
-//! current one: its org a member with a certificate for the node key that is valid at the
-//! envelope's timestamp and was verified with the org root key that version lists, the org
-//! a publisher on the topic, and the TLP at most the topic's `max_tlp`, in each of the two.
-//!
-//! The one exception is a *historical* envelope: one whose seq a cut-off in the current
-//! charter covers for (author, topic). It is checked against the named version only, so
-//! that history sync still admits what the author published before it lost its rights.
-//! Cut-offs are thus the only way an envelope that the current rules forbid is admitted.
-//!
-//! Consequence for governance: a charter change that shrinks an author's rights on a
-//! topic (org removed, node key revoked, org dropped from the topic's publishers, the
-//! topic's `max_tlp` lowered below what the author used, org root key replaced without
-//! re-certifying the org's node keys for the same period) MUST record a cut-off for that
-//! author and topic with the last seq the signers accept; otherwise the author's earlier
-//! envelopes that the new rules forbid are rejected from then on, e.g. in history sync. A
-//! cut-off also ends the author's stream on the topic: every later seq is rejected, so an
-//! author that keeps publishing there (e.g. after a lowered `max_tlp`) continues with a
-//! new node key.
+//! Rules 3–6 are [`crate::policy::authorize`]; the module docs there say how the named
+//! and the current charter versions combine, and why cut-offs matter to governance.
 
-use crate::certs::{Attribution, CertDirectory};
+use crate::certs::CertDirectory;
 use crate::chain::{ChainPosition, ChainView, classify};
 use crate::charter::{Charter, CharterChain};
 use crate::codec::DecodeError;
 use crate::envelope::{Kind, SignedEnvelope};
 use crate::evidence::Evidence;
-use crate::ids::{EnvelopeId, OrgId, TopicId};
+use crate::ids::{EnvelopeId, OrgId};
+use crate::policy::{self, Refusal, Standing};
 use crate::ratelimit::RateLimiter;
 use crate::sender_key::KeyPackage;
 
@@ -223,6 +205,42 @@ impl RejectReason {
     }
 }
 
+impl From<Refusal> for Verdict {
+    /// The verdict of a refused right (see [`crate::policy`]): the validator folds the
+    /// finer refusals to publish into [`RejectReason::NotPublisher`].
+    fn from(refusal: Refusal) -> Self {
+        let reject = match refusal {
+            Refusal::UnknownAuthor => return Verdict::Ignore(IgnoreReason::UnknownAuthor),
+            Refusal::CharterAhead { named, current } => {
+                return Verdict::Ignore(IgnoreReason::CharterAhead { named, current });
+            }
+            Refusal::WrongNetwork => RejectReason::WrongNetwork,
+            Refusal::UnknownTopic => RejectReason::UnknownTopic,
+            Refusal::UnknownCharterVersion { named, .. } => {
+                RejectReason::UnknownCharterVersion(named)
+            }
+            Refusal::TooLarge { len, max, .. } => RejectReason::TooLarge {
+                len,
+                max: max as usize,
+            },
+            Refusal::AmbiguousAuthor => RejectReason::AmbiguousAuthor,
+            Refusal::NotMember { .. } | Refusal::CertNotValid { .. } => RejectReason::CertNotValid,
+            Refusal::CertRevoked => RejectReason::CertRevoked,
+            Refusal::OrgRemoved => RejectReason::OrgRemoved,
+            Refusal::BeyondCutoff { seq, last_seq, .. } => {
+                RejectReason::BeyondCutoff { seq, last_seq }
+            }
+            Refusal::ControlNotEvidence { .. }
+            | Refusal::TopicNotInVersion { .. }
+            | Refusal::EvidenceOnDataTopic
+            | Refusal::NotPublisher { .. } => RejectReason::NotPublisher,
+            Refusal::TlpTooHigh { .. } => RejectReason::TlpTooHigh,
+            Refusal::WithdrawnWithoutCutoff { cause, .. } => return (*cause).into(),
+        };
+        Verdict::Reject(reject)
+    }
+}
+
 /// Where an envelope came from: gossip is rate limited, history sync is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -293,56 +311,12 @@ impl Validator {
     ) -> Verdict {
         let current = ctx.charters.current().charter();
         let h = env.header();
-        if h.network_id != current.network_id {
-            reject!(RejectReason::WrongNetwork);
-        }
-        let is_control = h.topic_id == TopicId::control(&current.network_id);
-        if !is_control && current.topic(&h.topic_id).is_none() {
-            reject!(RejectReason::UnknownTopic);
-        }
-        if h.charter_version > current.version {
-            return Verdict::Ignore(IgnoreReason::CharterAhead {
-                named: h.charter_version,
-                current: current.version,
-            });
-        }
-        let Some(named) = ctx.charters.version(h.charter_version).map(|c| c.charter()) else {
-            reject!(RejectReason::UnknownCharterVersion(h.charter_version));
-        };
 
-        // 4. the author
-        let Standing { org, historical } = match author_standing(ctx, current, named, &env) {
+        // 3–6. the author's rights
+        let Standing { org, .. } = match policy::authorize(ctx.charters, ctx.certs, h) {
             Ok(standing) => standing,
-            Err(verdict) => return verdict,
+            Err(refusal) => return refusal.into(),
         };
-
-        // 5–6. publishing rights under the named version and, unless a cut-off admits
-        // the envelope, under the current one
-        if is_control {
-            if h.kind != Kind::Evidence {
-                reject!(RejectReason::NotPublisher);
-            }
-        } else {
-            let both = [named, current];
-            let authorities = if historical || named.version == current.version {
-                &both[..1]
-            } else {
-                &both[..]
-            };
-            let mut tlp_ok = true;
-            for charter in authorities {
-                let Some(rule) = charter.topic(&h.topic_id) else {
-                    reject!(RejectReason::NotPublisher);
-                };
-                if h.kind == Kind::Evidence || !rule.publishers.contains(&org) {
-                    reject!(RejectReason::NotPublisher);
-                }
-                tlp_ok &= h.tlp <= rule.max_tlp;
-            }
-            if !tlp_ok {
-                reject!(RejectReason::TlpTooHigh);
-            }
-        }
 
         // 7. signature over the exact received bytes
         if env.verify_signature().is_err() {
@@ -399,70 +373,6 @@ impl Validator {
     pub fn retain_members(&mut self, charter: &Charter) {
         self.limiter.retain(|org| charter.member(org).is_some());
     }
-}
-
-/// What rule 4 learned about the author.
-struct Standing {
-    /// The one org its certificates name.
-    org: OrgId,
-    /// A cut-off in the current charter covers the envelope's seq: it is checked against
-    /// the named charter version only.
-    historical: bool,
-}
-
-/// Rule 4: the author's certificate, attribution, cut-off, revocation and membership.
-fn author_standing<V: ChainView>(
-    ctx: &Context<'_, V>,
-    current: &Charter,
-    named: &Charter,
-    env: &SignedEnvelope,
-) -> Result<Standing, Verdict> {
-    let h = env.header();
-    let org = match ctx.certs.attribution(&h.author) {
-        Attribution::Unknown => return Err(Verdict::Ignore(IgnoreReason::UnknownAuthor)),
-        Attribution::Ambiguous => return Err(Verdict::Reject(RejectReason::AmbiguousAuthor)),
-        Attribution::Org(org) => org.clone(),
-    };
-    if ctx
-        .certs
-        .valid_for(&h.author, named, h.timestamp_ms)
-        .is_none()
-    {
-        return Err(Verdict::Reject(RejectReason::CertNotValid));
-    }
-    match current.cutoff(&h.author, &h.topic_id) {
-        Some(last_seq) if h.seq > last_seq => {
-            return Err(Verdict::Reject(RejectReason::BeyondCutoff {
-                seq: h.seq,
-                last_seq,
-            }));
-        }
-        Some(_) => {
-            return Ok(Standing {
-                org,
-                historical: true,
-            });
-        }
-        None => {}
-    }
-    if current.is_revoked(&h.author) {
-        return Err(Verdict::Reject(RejectReason::CertRevoked));
-    }
-    if current.member(&org).is_none() {
-        return Err(Verdict::Reject(RejectReason::OrgRemoved));
-    }
-    if named.version != current.version
-        && ctx
-            .certs
-            .valid_for(&h.author, current, h.timestamp_ms)
-            .is_none()
-    {
-        return Err(Verdict::Reject(RejectReason::CertNotValid));
-    }
-    Ok(Standing {
-        org,
-        historical: false,
-    })
 }
 
 /// Rule 8: a key package must address its own topic and epoch; evidence must prove a

@@ -129,18 +129,6 @@ impl ChainSummary {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_ranges() {
-        let s = ChainSummary::from_seqs(NodePublicKey([1; 32]), [1, 2, 3, 5, 7, 8]);
-        assert_eq!(s.ranges, vec![(1, 3), (5, 5), (7, 8)]);
-        assert!(s.holds(2) && !s.holds(4) && s.holds(8) && !s.holds(9));
-    }
-}
-
 impl Request {
     /// Encodes the request.
     pub fn encode(&self) -> Vec<u8> {
@@ -162,5 +150,17 @@ impl Response {
     /// Strictly decodes a response.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         codec::decode_exact(bytes, MAX_FRAME_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_ranges() {
+        let s = ChainSummary::from_seqs(NodePublicKey([1; 32]), [1, 2, 3, 5, 7, 8]);
+        assert_eq!(s.ranges, vec![(1, 3), (5, 5), (7, 8)]);
+        assert!(s.holds(2) && !s.holds(4) && s.holds(8) && !s.holds(9));
     }
 }

@@ -386,13 +386,13 @@ fn draft() -> impl Strategy<Value = Draft> {
 /// What an envelope carries.
 #[derive(Debug, Clone)]
 enum Body {
-    Encrypted(Content),
+    Encrypted(Box<Content>),
     Clear(Kind, Vec<u8>),
 }
 
 fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        content().prop_map(Body::Encrypted),
+        content().prop_map(|c| Body::Encrypted(Box::new(c))),
         (
             select(vec![Kind::KeyPackage, Kind::Evidence]),
             vec(any::<u8>(), 0..200)
@@ -418,7 +418,7 @@ fn envelope() -> impl Strategy<Value = (SignedEnvelope, Option<(SenderKey, Conte
                         &mut common::rng(seed),
                     )
                     .unwrap();
-                    (env, Some((key, content)))
+                    (env, Some((key, *content)))
                 }
                 Body::Clear(kind, payload) => {
                     draft.kind = kind;
