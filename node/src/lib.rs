@@ -1,19 +1,26 @@
-//! alertmesh-node: the daemon each organization runs.
+//! alertmesh-node: the daemon each organization runs, as a library (the `alertmesh`
+//! binary, its commands and the demo live in `src/main.rs` and `src/cli/`).
 //!
-//! - [`config`]: the TOML config file.
-//! - [`node`]: starts everything ([`node::Node::start`]).
+//! # Layout
+//!
+//! Dependencies point one way, from the top of this list down:
+//!
+//! - [`node`]: starts and stops everything ([`node::Node::start`]).
+//! - [`api`]: the local HTTP API, with [`taxii`] (TAXII 2.1 under `/taxii2/`) and
+//!   [`misp`] (MISP events and feed under `/misp/`) mounted in it; [`http`] holds what
+//!   they share.
+//! - [`audit`]: `alertmesh audit export|verify` over a data dir (format and verifier in
+//!   the protocol crate); [`proposal`] and [`charter_spec`]: governance tooling.
+//! - [`client`]: a small client of the local API (the CLI, the demo, tests).
+//! - [`config`]: the TOML config file; [`example`]: the example network.
+//! - [`core`]: the node's protocol state as a pure state machine
+//!   ([`core::CoreState`]) and the driver task that runs it ([`core::Core`]).
+//! - [`views`]: read models over the stored alerts (each alert's lifecycle, STIX
+//!   bundles); [`stix`]: STIX 2.1 vocabulary (ids, markings, patterns, checks).
 //! - [`net`]: the libp2p swarm task and its handle.
-//! - [`core`]: validation, storage, decryption, publishing: the node's state owner.
-//! - [`store`]: SQLite schema, writer thread, queries.
-//! - [`api`]: the local HTTP API.
-//! - [`audit`]: `alertmesh audit export|verify` (format and verifier in the protocol crate).
-//! - [`lifecycle`]: each alert's current state with its updates, retraction and sightings.
-//! - [`stix`]: STIX 2.1 bundles of the alerts a node holds.
-//! - [`taxii`]: the TAXII 2.1 server under `/taxii2/` (collections = topics).
-//! - [`misp`]: MISP event export/import and the MISP feed under `/misp/`.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`example`]: the example network of `keys-example/`.
-//! - [`client`]: a small client of the local API for the CLI and the demo.
+//! - [`store`]: the SQLite schema, the writer thread and the queries.
+//! - [`files`], [`clock`], [`metrics`]: operator files, the wall clock, Prometheus
+//!   metrics.
 
 pub mod api;
 pub mod audit;

@@ -378,7 +378,7 @@ enum ExportCmd {
         /// Only this topic.
         #[arg(long)]
         topic: Option<String>,
-        /// Write a MISP feed directory here (manifest.json, hashes.csv, <uuid>.json);
+        /// Write a MISP feed directory here (manifest.json, hashes.csv, `<uuid>.json`);
         /// default: a JSON list of events on standard output.
         #[arg(long)]
         out: Option<PathBuf>,

@@ -542,7 +542,7 @@ impl NetHandle {
 }
 
 /// Gossipsub settings for networks of 3–200 nodes, without message validation: the node
-/// adds `validate_messages` ([`gossipsub_config`]); the simulator's plain-gossipsub
+/// adds `validate_messages` (`gossipsub_config`); the simulator's plain-gossipsub
 /// baseline uses them as they are, so both run the same mesh. Message ids are the SHA-256
 /// of the data (the envelope id: content addressing); `on_message_id` runs for each.
 pub fn gossipsub_settings(

@@ -13,7 +13,7 @@
 //! | retraction | a last version with `revoked: true` |
 //!
 //! Ids are deterministic: UUIDv5 (RFC 4122, SHA-1) in the namespace
-//! [`NAMESPACE`] of a name derived from the envelope id, so the same alert has the same
+//! [`namespace()`] of a name derived from the envelope id, so the same alert has the same
 //! STIX id on every node and in every export.
 
 use alertmesh_protocol::{NetworkId, Tlp};
