@@ -15,6 +15,7 @@
 pub mod alertmesh;
 pub mod baseline;
 pub mod hostile;
+pub mod link;
 pub mod measure;
 pub mod plan;
 pub mod plot;
