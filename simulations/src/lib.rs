@@ -14,6 +14,7 @@
 
 pub mod alertmesh;
 pub mod baseline;
+pub mod harness;
 pub mod hostile;
 pub mod link;
 pub mod measure;
