@@ -844,7 +844,8 @@ impl Harness {
     }
 
     /// Hands a signed charter (see [`Harness::sign_charter`]) to the node named `via` and
-    /// waits until every running node adopted its version.
+    /// waits until every running node of an org that is a member under it adopted its
+    /// version (a removed org may be cut off before it hears of it).
     pub async fn adopt_charter(&self, via: &str, charter: &SignedCharter) -> Result<u64> {
         let slot = self.one(via)?;
         let node = self.node(&slot.name)?;
@@ -854,20 +855,56 @@ impl Harness {
             .await
             .map_err(|e| node_err(&slot.name, format!("{e:#}")))?
             .map_err(|e| node_err(&slot.name, format!("charter refused: {e}")))?;
-        for (s, n) in self.running() {
-            wait_for(
-                &format!("{} to adopt charter version {version}", s.name),
-                self.timeout,
-                async || {
-                    n.core
-                        .status()
-                        .await
-                        .is_ok_and(|st| st.charter_version >= version)
-                },
-            )
+        let members = &charter.charter().members;
+        for (s, n) in self
+            .running()
+            .filter(|(s, _)| members.iter().any(|m| m.org_id.0 == s.org))
+        {
+            let what = format!("{} to adopt charter version {version}", s.name);
+            wait_for(&what, self.timeout, async || {
+                n.core
+                    .status()
+                    .await
+                    .is_ok_and(|st| st.charter_version >= version)
+            })
             .await?;
         }
         Ok(version)
+    }
+
+    /// Changes the charter: builds the next version from what the node named `via`
+    /// holds, has the orgs `signers` sign it (their governors' root keys; a change needs
+    /// the threshold's worth), and adopts it as [`Harness::adopt_charter`] does. Returns
+    /// the new version; too few signatures give a [`HarnessError::Node`] naming the count.
+    pub async fn change_charter(
+        &self,
+        via: &str,
+        proposal: &alertmesh_node::proposal::Proposal,
+        signers: &[&str],
+    ) -> Result<u64> {
+        let slot = self.one(via)?;
+        let data = slot.data.clone();
+        let history = tokio::task::spawn_blocking(move || {
+            alertmesh_node::proposal::History::from_data_dir(&data)
+        })
+        .await
+        .map_err(|e| node_err(&slot.name, e))?
+        .map_err(|e| node_err(&slot.name, format!("{e:#}")))?;
+        let data = slot.data.clone();
+        let current = tokio::task::spawn_blocking(move || latest_charter(&data))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.network.genesis.clone());
+        let next = alertmesh_node::proposal::propose(
+            &current,
+            &history,
+            proposal,
+            alertmesh_node::core::now_ms(),
+        )
+        .map_err(|e| HarnessError::Topology(format!("charter proposal: {e:#}")))?;
+        let signed = self.sign_charter(next, signers)?;
+        self.adopt_charter(&slot.name, &signed).await
     }
 
     /// Signs `charter` (the next version, unsigned) with the root keys of `signers` (org
