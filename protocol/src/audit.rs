@@ -1700,7 +1700,7 @@ impl Auditor {
             }
         }
         let mut chains: Vec<_> = std::mem::take(&mut self.chains).into_iter().collect();
-        chains.sort_by(|a, b| a.0.cmp(&b.0));
+        chains.sort_by_key(|c| c.0);
         for ((author, topic), chain) in chains {
             self.check_chain(author, topic, &chain);
         }
@@ -1834,7 +1834,7 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
     let mut records = 0u64;
     let mut broken = false;
     let mut network_checked = false;
-    while let Some(item) = reader.next() {
+    for item in reader.by_ref() {
         let rec = match item {
             Ok(rec) => rec,
             Err(e) => {

@@ -532,7 +532,7 @@ impl CharterChain {
             if c.version >= halt {
                 return self
                     .record_fork(offered)
-                    .map_or(Err(CharterError::Halted(halt)), Ok);
+                    .ok_or(CharterError::Halted(halt));
             }
         }
         if c.version > current + 1 {
