@@ -530,9 +530,7 @@ impl CharterChain {
         }
         if let Some(halt) = self.halted_at() {
             if c.version >= halt {
-                return self
-                    .record_fork(offered)
-                    .ok_or(CharterError::Halted(halt));
+                return self.record_fork(offered).ok_or(CharterError::Halted(halt));
             }
         }
         if c.version > current + 1 {
