@@ -444,20 +444,46 @@ pub fn counted_tcp_transport(
     key: &identity::Keypair,
     traffic: Traffic,
 ) -> Result<BoxedTransport, noise::Error> {
-    use libp2p::Transport;
-    Ok(
-        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .map(move |stream, _| CountingStream {
-                inner: stream,
-                traffic: traffic.clone(),
-            })
-            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-            .authenticate(noise::Config::new(key)?)
-            .multiplex(yamux::Config::default())
-            .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
-            .boxed(),
+    secure_transport(
+        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)),
+        key,
+        traffic,
     )
 }
+
+/// Any raw byte-stream transport (TCP, libp2p's memory transport, a wrapper adding link
+/// faults) with Noise + Yamux on top, exactly as the node runs TCP, and its raw bytes
+/// counted in `traffic`.
+pub fn secure_transport<T>(
+    raw: T,
+    key: &identity::Keypair,
+    traffic: Traffic,
+) -> Result<BoxedTransport, noise::Error>
+where
+    T: libp2p::Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
+    use libp2p::Transport;
+    Ok(raw
+        .map(move |stream, _| CountingStream {
+            inner: stream,
+            traffic: traffic.clone(),
+        })
+        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
+        .boxed())
+}
+
+/// Builds the transport a node runs instead of its own (TCP + QUIC): given the node's
+/// keypair and its traffic counters, for example [`secure_transport`] over a memory
+/// transport or over a wrapper that adds link faults (the simulator's harness).
+pub type TransportFactory =
+    Box<dyn FnOnce(&identity::Keypair, Traffic) -> anyhow::Result<BoxedTransport> + Send>;
 
 /// QUIC (v1) next to [`counted_tcp_transport`]; only TCP bytes are counted.
 fn transport(key: &identity::Keypair, traffic: Traffic) -> Result<BoxedTransport, noise::Error> {
@@ -661,12 +687,25 @@ pub fn build_swarm_counted(
     traffic: Traffic,
     limits: ConnectionLimits,
 ) -> anyhow::Result<Swarm<Behaviour>> {
+    build_swarm_with(key, listen, traffic, limits, None)
+}
+
+/// [`build_swarm_counted`] on the transport `custom` builds, if given, instead of the
+/// node's own TCP + QUIC.
+pub fn build_swarm_with(
+    key: identity::Keypair,
+    listen: &[Multiaddr],
+    traffic: Traffic,
+    limits: ConnectionLimits,
+    custom: Option<TransportFactory>,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let gossip_traffic = traffic.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_other_transport(|key| {
-            transport(key, traffic)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        .with_other_transport(|key| match custom {
+            Some(build) => build(key, traffic).map_err(Into::into),
+            None => transport(key, traffic)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
         })?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();

@@ -81,9 +81,31 @@ async fn redial_bootstrap(
     }
 }
 
+/// How to start a node beyond its config: hooks for simulators and tests.
+#[derive(Default)]
+pub struct StartOptions {
+    /// The transport to run instead of the node's own TCP + QUIC (for example libp2p's
+    /// memory transport, or TCP with emulated link faults); the config's `listen`
+    /// addresses must suit it.
+    pub transport: Option<net::TransportFactory>,
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("transport", &self.transport.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
 impl Node {
     /// Starts every part of a node from its config.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        Self::start_with(config, StartOptions::default()).await
+    }
+
+    /// [`Node::start`] with `options` (a custom transport).
+    pub async fn start_with(config: &Config, options: StartOptions) -> anyhow::Result<Self> {
         let key = keyfile::load_node_key(&config.keys.node_key)?;
         let agreement = keyfile::load_agreement_key(&config.keys.agreement_key)?;
         let cert = files::load_cert(&config.keys.cert)?;
@@ -131,11 +153,12 @@ impl Node {
         let keypair = net::keypair(&key)?;
         let peer_id = keypair.public().to_peer_id();
         let (net, commands) = net::channel();
-        let mut swarm = net::build_swarm_counted(
+        let mut swarm = net::build_swarm_with(
             keypair,
             &config.listen,
             net.traffic(),
             config.limits.clone(),
+            options.transport,
         )?;
         // QUIC twins of the TCP addresses are a bonus: a port taken on UDP only is logged.
         for addr in config.listen_addrs().into_iter().skip(config.listen.len()) {

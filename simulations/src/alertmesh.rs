@@ -184,6 +184,24 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
         s.storage
     ));
     let collector = Collector::start();
+    let link_table = crate::link::Links::new(s.link_profile()?, s.seed);
+    if s.links.is_some() {
+        data.notes.push(format!("links: {:?}", s.link_profile()?));
+    }
+    let start_node = |i: usize, config: &std::path::Path| {
+        let links = link_table.clone();
+        let config = config.to_owned();
+        async move {
+            let options = alertmesh_node::node::StartOptions {
+                transport: Some(crate::link::transport(
+                    crate::link::RawTransport::Tcp,
+                    links,
+                    i,
+                )),
+            };
+            Node::start_with(&Config::load(&config)?, options).await
+        }
+    };
     let materials: Vec<_> = plan.network.nodes().map(|(_, m)| m).collect();
 
     // Start honest nodes from files, as `alertmesh run` does.
@@ -208,7 +226,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
             let text = std::fs::read_to_string(&config)?;
             std::fs::write(&config, format!("sync_interval_ms = {ms}\n{text}"))?;
         }
-        let node = Node::start(&Config::load(&config)?)
+        let node = start_node(i, &config)
             .await
             .with_context(|| format!("node {i} did not start"))?;
         let recorder = spawn_recorder(&node, i, plan.orgs[i].clone(), collector.sender());
@@ -224,9 +242,12 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
             recorder: Some(recorder),
         }));
     }
-    for slot in slots.iter_mut().flatten() {
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let Some(slot) = slot else { continue };
         if let Some(node) = &slot.node {
-            slot.addr = Some(listen_addr(node).await?);
+            let addr = listen_addr(node).await?;
+            link_table.set_address(i, &addr);
+            slot.addr = Some(addr);
         }
     }
     let mut hostile = HostileDriver::start(plan, &materials)?;
@@ -415,7 +436,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 // Wait for this node's own shutdown (its database must be closed).
                 let deadline = Instant::now() + Duration::from_secs(10);
                 let node = loop {
-                    match Node::start(&Config::load(&slot.config)?).await {
+                    match start_node(i, &slot.config).await {
                         Ok(node) => break node,
                         Err(e) if Instant::now() < deadline => {
                             tracing::debug!(error = %e, "restart not possible yet");
@@ -432,7 +453,10 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 ));
                 slot.traffic.push(node.net.traffic());
                 slot.metrics.push(node.metrics.clone());
-                slot.addr = Some(listen_addr(&node).await?);
+                let addr = listen_addr(&node).await?;
+                link_table.forget_addresses(i);
+                link_table.set_address(i, &addr);
+                slot.addr = Some(addr);
                 slot.node = Some(node);
                 for j in plan.neighbours(i) {
                     if let Some(addr) = slots[j].as_ref().and_then(|s| s.addr.clone()) {

@@ -163,7 +163,7 @@ impl HostileDriver {
                         seq,
                         prev,
                         charter_version: 1,
-                        timestamp_ms: alertmesh_node::core::now_ms(),
+                        timestamp_ms: alertmesh_node::clock::now_ms(),
                         kind: Kind::Alert,
                         key_epoch: 1,
                         tlp: Tlp::Green,

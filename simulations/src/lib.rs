@@ -14,7 +14,9 @@
 
 pub mod alertmesh;
 pub mod baseline;
+pub mod harness;
 pub mod hostile;
+pub mod link;
 pub mod measure;
 pub mod plan;
 pub mod plot;

@@ -96,7 +96,7 @@ async fn run_one(args: &Args, path: &std::path::Path) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create output directory {}", out.display()))?;
     let progress = Progress::new(args.quiet);
-    let plan = Plan::build(&s, alertmesh_node::core::now_ms());
+    let plan = Plan::build(&s, alertmesh_node::clock::now_ms());
     progress.println(&format!(
         "{}: {} nodes, {} edges, {} publishes over {} s",
         s.name,

@@ -29,6 +29,35 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The `links` of a scenario: a preset name or one model for every link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LinksConfig {
+    /// `"wan"` or `"ideal"`.
+    Preset(String),
+    /// The same model on every link.
+    Spec(crate::link::LinkSpec),
+}
+
+impl Scenario {
+    /// The link profile of this scenario.
+    pub fn link_profile(&self) -> anyhow::Result<crate::link::LinkProfile> {
+        use crate::link::LinkProfile;
+        match &self.links {
+            None => Ok(LinkProfile::default()),
+            Some(LinksConfig::Preset(p)) if p == "wan" => Ok(LinkProfile::WAN),
+            Some(LinksConfig::Preset(p)) if p == "ideal" => Ok(LinkProfile::default()),
+            Some(LinksConfig::Preset(p)) => {
+                bail!("`links = \"{p}\"`: unknown preset (known: \"wan\", \"ideal\")")
+            }
+            Some(LinksConfig::Spec(spec)) => {
+                spec.check().map_err(|e| anyhow::anyhow!("`links`: {e}"))?;
+                Ok(LinkProfile::Uniform(*spec))
+            }
+        }
+    }
+}
+
 /// A scenario.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +102,12 @@ pub struct Scenario {
     /// Faults.
     #[serde(default)]
     pub faults: Faults,
+    /// How every link between alertmesh nodes is shaped (see [`crate::link`]): the preset
+    /// `"wan"` (30–150 ms one way, 0.5 % segment loss), `"ideal"` (the default), or a
+    /// table `{ latency = 40, jitter = 10, loss = 0.01, bandwidth_bps = 10000000 }`
+    /// (milliseconds). The plain-gossipsub baseline runs on ideal links.
+    #[serde(default)]
+    pub links: Option<LinksConfig>,
     /// What must hold.
     #[serde(default)]
     pub invariants: Invariants,
@@ -228,6 +263,7 @@ impl Scenario {
         if self.topics.is_empty() {
             bail!("at least one [[topics]] is needed");
         }
+        self.link_profile()?;
         for t in &self.topics {
             if !(0.0..=1.0).contains(&t.readers) || !(0.0..=1.0).contains(&t.publishers) {
                 bail!(

@@ -473,16 +473,14 @@ fn event(
             peer_id,
             num_established,
             ..
-        } => {
-            if num_established.get() == 1 {
-                if let Some(h) = hello {
-                    swarm
-                        .behaviour_mut()
-                        .req
-                        .send_request(&peer_id, Request::Hello(h.clone()).encode());
-                }
-                let _ = seen.try_send(Seen::Connected(peer_id));
+        } if num_established.get() == 1 => {
+            if let Some(h) = hello {
+                swarm
+                    .behaviour_mut()
+                    .req
+                    .send_request(&peer_id, Request::Hello(h.clone()).encode());
             }
+            let _ = seen.try_send(Seen::Connected(peer_id));
         }
         SwarmEvent::ConnectionClosed {
             peer_id,

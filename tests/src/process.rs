@@ -359,7 +359,7 @@ impl Cluster {
     /// other daemon as bootstrap peer.
     pub fn new(n: usize, seed: u64) -> anyhow::Result<Self> {
         Self::with_plan(
-            &simple_plan(n, alertmesh_node::core::now_ms() - 60_000),
+            &simple_plan(n, alertmesh_node::clock::now_ms() - 60_000),
             seed,
         )
     }

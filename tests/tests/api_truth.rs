@@ -84,7 +84,7 @@ fn client(api: SocketAddr) -> Client {
 /// alert's cursor. Every publish was answered only after both its rows were committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_stream_resumes_after_a_cut_with_every_alert_exactly_once() -> anyhow::Result<()> {
-    let plan = simple_plan(2, alertmesh_node::core::now_ms() - 60_000);
+    let plan = simple_plan(2, alertmesh_node::clock::now_ms() - 60_000);
     let net = TestNetwork::start(&plan, 141).await?;
     let api = net.nodes[0].node.api_addr;
     let db = net.nodes[0]
@@ -175,7 +175,7 @@ async fn live_stream_resumes_after_a_cut_with_every_alert_exactly_once() -> anyh
 /// A body over the API's limit gets 413, not a generic 422; a bad `Last-Event-ID` gets 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body_gets_413_and_a_bad_last_event_id_400() -> anyhow::Result<()> {
-    let plan = simple_plan(2, alertmesh_node::core::now_ms() - 60_000);
+    let plan = simple_plan(2, alertmesh_node::clock::now_ms() - 60_000);
     let net = TestNetwork::start(&plan, 142).await?;
     let api = net.nodes[0].node.api_addr;
     let statuses = tokio::task::spawn_blocking(move || -> anyhow::Result<(u16, u16)> {

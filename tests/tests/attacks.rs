@@ -78,7 +78,7 @@ fn org(s: &str) -> OrgId {
 }
 
 fn now() -> u64 {
-    alertmesh_node::core::now_ms()
+    alertmesh_node::clock::now_ms()
 }
 
 fn topic_plan(name: &str, readers: &[&str], publishers: &[&str], max_tlp: Tlp) -> TopicPlan {

@@ -58,7 +58,7 @@ fn plan() -> NetworkPlan {
         ],
         threshold: 2,
         limits: Default::default(),
-        now_ms: alertmesh_node::core::now_ms() - 60_000,
+        now_ms: alertmesh_node::clock::now_ms() - 60_000,
         cert_lifetime_ms: 24 * 3600 * 1000,
     }
 }
@@ -633,7 +633,7 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
     let network_id = net.network.genesis.charter().network_id;
     let plat = &net.network.orgs[0];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::core::now_ms();
+    let now = alertmesh_node::clock::now_ms();
     let rogue = new_node(
         &network_id,
         &plat.member.org_id,
@@ -667,7 +667,7 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
             seq: 1,
             prev: EnvelopeId::default(),
             charter_version: 1,
-            timestamp_ms: alertmesh_node::core::now_ms(),
+            timestamp_ms: alertmesh_node::clock::now_ms(),
             kind: Kind::Alert,
             key_epoch: 1,
             tlp: Tlp::Green,
@@ -772,7 +772,7 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
     let network_id = net.network.genesis.charter().network_id;
     let agency = &net.network.orgs[1];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::core::now_ms();
+    let now = alertmesh_node::clock::now_ms();
     let rogue = new_node(
         &network_id,
         &agency.member.org_id,
@@ -820,7 +820,7 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
         seq: 1,
         prev: EnvelopeId::default(),
         charter_version: 1,
-        timestamp_ms: alertmesh_node::core::now_ms(),
+        timestamp_ms: alertmesh_node::clock::now_ms(),
         kind: Kind::KeyPackage,
         key_epoch: 1,
         tlp: Tlp::Clear,

@@ -26,7 +26,7 @@ fn next_charter(
     signers: &[usize],
 ) -> anyhow::Result<SignedCharter> {
     let history = History::from_data_dir(&data_dir(net, 0))?;
-    let next = proposal::propose(current, &history, p, alertmesh_node::core::now_ms())?;
+    let next = proposal::propose(current, &history, p, alertmesh_node::clock::now_ms())?;
     let mut signed = SignedCharter::unsigned(next);
     for i in signers {
         let o = &net.network.orgs[*i];
@@ -81,7 +81,7 @@ async fn wait_alert(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_ones()
 -> anyhow::Result<()> {
-    let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
+    let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
     let net = TestNetwork::start(&plan, 21).await?;
     let before = net.nodes[0]
         .node
@@ -161,7 +161,7 @@ async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newly_added_reader_reads_what_is_published_after_it_joins() -> anyhow::Result<()> {
-    let mut plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
+    let mut plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
     plan.topics[0].readers = vec![org("org-0"), org("org-1")];
     let net = TestNetwork::start(&plan, 22).await?;
     let p = Proposal {
@@ -196,7 +196,7 @@ async fn newly_added_reader_reads_what_is_published_after_it_joins() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposal_signed_by_fewer_than_k_governors_is_never_adopted() -> anyhow::Result<()> {
-    let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000); // threshold 2
+    let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000); // threshold 2
     let net = TestNetwork::start(&plan, 23).await?;
     let p = Proposal {
         remove_orgs: vec![org("org-2")],
@@ -233,7 +233,7 @@ async fn proposal_signed_by_fewer_than_k_governors_is_never_adopted() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_node_is_disconnected_everywhere_and_stops_publishing() -> anyhow::Result<()> {
-    let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
+    let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
     let net = TestNetwork::start(&plan, 24).await?;
     let revoked = net.network.orgs[2].nodes[0].key.public();
     let p = Proposal {
@@ -281,7 +281,7 @@ async fn revoked_node_is_disconnected_everywhere_and_stops_publishing() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
     let mut plan = alertmesh_node::example::plan();
-    plan.now_ms = alertmesh_node::core::now_ms() - 60_000;
+    plan.now_ms = alertmesh_node::clock::now_ms() - 60_000;
     let net = TestNetwork::start(&plan, 25).await?;
     let all: Vec<usize> = (0..net.nodes.len()).collect();
     let (chirper, fbi, dhs, odni, vidtube) = (0, 4, 5, 6, 2);
@@ -355,7 +355,7 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_valid_charters_of_one_version_halt_governance_everywhere() -> anyhow::Result<()> {
-    let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
+    let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
     let net = TestNetwork::start(&plan, 26).await?;
     let a = Proposal {
         remove_orgs: vec![org("org-2")],

@@ -56,7 +56,7 @@ fn plan() -> NetworkPlan {
         ],
         threshold: 2,
         limits: Default::default(),
-        now_ms: alertmesh_node::core::now_ms() - 60_000,
+        now_ms: alertmesh_node::clock::now_ms() - 60_000,
         cert_lifetime_ms: 24 * 3600 * 1000,
     }
 }
@@ -151,7 +151,7 @@ async fn non_reader_node_cannot_decrypt_and_is_scored_down() -> anyhow::Result<(
     let network_id = net.network.genesis.charter().network_id;
     let plat = &net.network.orgs[0];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::core::now_ms();
+    let now = alertmesh_node::clock::now_ms();
     let spy = new_node(
         &network_id,
         &plat.member.org_id,
@@ -269,7 +269,7 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
     let network_id = net.network.genesis.charter().network_id;
     let plat = &net.network.orgs[1];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::core::now_ms();
+    let now = alertmesh_node::clock::now_ms();
     let rogue = new_node(
         &network_id,
         &plat.member.org_id,
@@ -304,7 +304,7 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
             seq,
             prev: Default::default(),
             charter_version: 1,
-            timestamp_ms: alertmesh_node::core::now_ms(),
+            timestamp_ms: alertmesh_node::clock::now_ms(),
             kind: Kind::Alert,
             key_epoch: 1,
             tlp,
@@ -391,7 +391,7 @@ async fn peer_without_a_valid_certificate_is_disconnected() -> anyhow::Result<()
     let mut rng = rand::rngs::OsRng;
     let network_id = net.network.genesis.charter().network_id;
     let stranger_root = alertmesh_protocol::OrgRootKey::generate(&mut rng);
-    let now = alertmesh_node::core::now_ms();
+    let now = alertmesh_node::clock::now_ms();
     let fake = new_node(
         &network_id,
         &org("agency-a"),

@@ -6,7 +6,7 @@ use alertmesh_tests::{TestNetwork, sample_alert, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_catches_up_through_sync() -> anyhow::Result<()> {
-    let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
+    let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
     let (mut net, later) = TestNetwork::start_some(&plan, 11, 2).await?;
     let mut ids = Vec::new();
     for i in 0..60 {

@@ -19,7 +19,7 @@ const RICH_TITLE: &str = "Phishing kit against county election offices";
 const UPDATED_TITLE: &str = "Fake results site (confirmed by registrar)";
 
 fn plan() -> NetworkPlan {
-    let mut p = simple_plan(2, alertmesh_node::core::now_ms() - 60_000);
+    let mut p = simple_plan(2, alertmesh_node::clock::now_ms() - 60_000);
     let both = vec![OrgId("org-0".into()), OrgId("org-1".into())];
     p.topics = vec![
         TopicPlan {

@@ -64,7 +64,7 @@ async fn address_of(node: &Node, peer: &libp2p::PeerId) -> anyhow::Result<Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_is_preferred_where_both_speak_it_and_tcp_still_works() -> anyhow::Result<()> {
     use rand_chacha03::rand_core::SeedableRng;
-    let plan = simple_plan(3, alertmesh_node::core::now_ms() - 60_000);
+    let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
     let network = plan.build(&mut rand_chacha03::ChaCha20Rng::seed_from_u64(161));
     let dir = tempfile::tempdir()?;
     // Node 0 listens on TCP only; nodes 1 and 2 on both.

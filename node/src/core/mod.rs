@@ -43,6 +43,3 @@ pub use state::{CoreState, Identity, Input, Now, Output};
 pub use status::{Status, TopicInfo};
 pub use sync::SYNC_PERIOD;
 pub use throttle::RequestLimits;
-
-/// Kept for the integration tests until they move to [`crate::clock`].
-pub use crate::clock::now_ms;

@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench(runs: usize) -> anyhow::Result<()> {
-    let now = alertmesh_node::core::now_ms();
+    let now = alertmesh_node::clock::now_ms();
     let net = TestNetwork::start(&simple_plan(2, now - 60_000), 7).await?;
     let target = &net.nodes[0].node;
     let addr = listen_addr(target).await?;

@@ -912,7 +912,7 @@ fn ingest_plan() -> NetworkPlan {
             rate_burst: u32::MAX / 2,
             ..Default::default()
         },
-        now_ms: alertmesh_node::core::now_ms() - 60_000,
+        now_ms: alertmesh_node::clock::now_ms() - 60_000,
         cert_lifetime_ms: 24 * 3600 * 1000,
     }
 }
@@ -988,7 +988,7 @@ fn presign(
     if !refused.is_empty() {
         bail!("HPKE refused a reader key");
     }
-    let now = alertmesh_node::core::now_ms();
+    let now = alertmesh_node::clock::now_ms();
     let draft = |seq: u64, prev: EnvelopeId, kind: Kind| Draft {
         network_id: net_id,
         topic_id: topic,
