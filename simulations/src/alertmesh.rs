@@ -207,13 +207,12 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
     // Start honest nodes from files, as `alertmesh run` does.
     progress.phase("alertmesh: start", n as u64);
     let mut slots: Vec<Option<Slot>> = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, m) in materials.iter().copied().enumerate().take(n) {
         progress.set(i as u64);
         if plan.hostile[i] {
             slots.push(None);
             continue;
         }
-        let m = materials[i];
         let dir = root.path().join(format!("{i:03}"));
         let config = alertmesh_tests::write_node_files(
             &dir,

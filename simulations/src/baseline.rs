@@ -281,9 +281,7 @@ pub async fn run_baseline(
     data.setup = t0.elapsed();
     data.cpu_setup = measure::cpu_time() - cpu0;
     data.ready_memory_mib = measure::memory_mib();
-    let sum = |traffic: &[Vec<(Traffic, Arc<AtomicU64>)>],
-               f: &dyn Fn(&(Traffic, Arc<AtomicU64>)) -> u64|
-     -> Vec<f64> {
+    let sum = |traffic: &[Vec<CountedLink>], f: &dyn Fn(&CountedLink) -> u64| -> Vec<f64> {
         traffic
             .iter()
             .map(|v| v.iter().map(f).sum::<u64>() as f64)
@@ -474,3 +472,6 @@ pub async fn run_baseline(
     );
     Ok(data)
 }
+
+/// A node's traffic counters on one link.
+type CountedLink = (Traffic, Arc<AtomicU64>);
