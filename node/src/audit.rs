@@ -6,6 +6,7 @@
 //! the verifier, and renders reports for people.
 
 use crate::config::Config;
+use crate::store::audit as queries;
 use alertmesh_protocol::audit::{
     AuditOptions, Auditor, ExportMeta, ExportedKey, FORMAT_VERSION, Location, MAGIC, RecordType,
     RecordWriter, Report, Severity, verify_export,
@@ -16,7 +17,7 @@ use alertmesh_protocol::{
     SenderKey, SignedCharter, SignedEnvelope, SignedNodeCert, TopicId,
 };
 use anyhow::{Context, bail};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -88,43 +89,22 @@ impl Source {
     }
 }
 
-/// Stores what a data directory needs to be audited on its own: the genesis charter
-/// (version 1) and the node's own certificate. Called at node start.
-pub fn record_identity(
-    conn: &Connection,
-    genesis: &SignedCharter,
-    cert: &SignedNodeCert,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT OR IGNORE INTO charters (version, hash, bytes) VALUES (1, ?1, ?2)",
-        params![genesis.hash().as_bytes(), genesis.as_bytes()],
-    )?;
-    conn.execute(
-        "INSERT OR IGNORE INTO certs (node, bytes) VALUES (?1, ?2)",
-        params![cert.cert().node_sign_pub.as_bytes(), cert.as_bytes()],
-    )?;
-    Ok(())
-}
-
 /// The evidence a node holds, verified and described (for `GET /v1/status`).
 pub fn evidence_reports(data_dir: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let conn = crate::store::open_reader(data_dir)?;
-    let orgs: HashMap<NodePublicKey, String> = certs(&conn)?
+    let orgs: HashMap<NodePublicKey, String> = crate::store::certs(&conn)?
         .into_iter()
         .filter_map(|(_, b)| SignedNodeCert::decode(&b).ok())
         .map(|c| (c.cert().node_sign_pub, c.cert().org_id.to_string()))
         .collect();
     let names = topic_names(&conn)?;
-    let mut q = conn.prepare("SELECT bytes, received_ms FROM evidence ORDER BY rowid")?;
-    let rows = q.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();
-    for row in rows {
-        let (bytes, received) = row?;
+    queries::for_each_evidence(&conn, |(_, received, bytes, _)| {
         let Ok(ev) = Evidence::decode(&bytes, MAX_ENVELOPE) else {
-            continue;
+            return Ok(());
         };
         let Ok(p) = ev.verify(MAX_ENVELOPE) else {
-            continue;
+            return Ok(());
         };
         out.push(serde_json::json!({
             "misbehaviour": match p.misbehaviour {
@@ -138,40 +118,15 @@ pub fn evidence_reports(data_dir: &Path) -> anyhow::Result<Vec<serde_json::Value
             "envelopes": [p.ids.0, p.ids.1],
             "received_ms": received,
         }));
-    }
+        Ok(())
+    })?;
     Ok(out)
-}
-
-fn network_of(conn: &Connection) -> anyhow::Result<NetworkId> {
-    let id: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let id = id.context("the database names no network")?;
-    let id: [u8; 32] = id
-        .as_slice()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the database's network id is not 32 bytes"))?;
-    Ok(NetworkId(id))
-}
-
-fn charters(conn: &Connection) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
-    let mut q = conn.prepare("SELECT version, bytes FROM charters ORDER BY version")?;
-    let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn certs(conn: &Connection) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
-    let mut q = conn.prepare("SELECT rowid, bytes FROM certs ORDER BY rowid")?;
-    let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Topic id → name over every stored charter version, and the control topic.
 pub fn topic_names(conn: &Connection) -> anyhow::Result<HashMap<TopicId, String>> {
     let mut names = HashMap::new();
-    for (_, bytes) in charters(conn)? {
+    for (_, bytes) in crate::store::charters(conn)? {
         if let Ok(c) = SignedCharter::decode(&bytes) {
             let net = c.charter().network_id;
             names.insert(TopicId::control(&net), "_control".to_string());
@@ -186,7 +141,7 @@ pub fn topic_names(conn: &Connection) -> anyhow::Result<HashMap<TopicId, String>
 /// The charters to feed: the database's, plus the source's genesis if the database has
 /// none (older data dirs). Returns (bytes, location).
 fn charter_inputs(source: &Source, conn: &Connection) -> anyhow::Result<Vec<(Vec<u8>, Location)>> {
-    let stored = charters(conn)?;
+    let stored = crate::store::charters(conn)?;
     let mut out: Vec<(Vec<u8>, Location)> = Vec::new();
     let has_genesis = stored.iter().any(|(v, _)| *v == 1);
     if let (false, Some(g)) = (has_genesis, &source.genesis) {
@@ -210,13 +165,9 @@ fn sender_keys(
     network: &NetworkId,
     agreement: &AgreementKey,
 ) -> anyhow::Result<Vec<ExportedKey>> {
-    let mut q =
-        conn.prepare("SELECT bytes FROM envelopes WHERE kind = 'key_package' ORDER BY cursor")?;
-    let rows = q.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for row in rows {
-        let bytes = row?;
+    for bytes in queries::key_packages(conn)? {
         let Ok(env) = SignedEnvelope::decode(&bytes, MAX_ENVELOPE) else {
             continue;
         };
@@ -309,7 +260,7 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
         bail!("{} exists; choose another path", out.display());
     }
     let conn = source.open()?;
-    let network = network_of(&conn)?;
+    let network = crate::store::network_id(&conn)?;
     let charter_rows = charter_inputs(source, &conn)?;
     let names = topic_names(&conn)?;
     let mut topics = Vec::new();
@@ -387,7 +338,7 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
             w.record(RecordType::Charter, bytes)?;
             summary.charters += 1;
         }
-        for (_, bytes) in certs(&conn)? {
+        for (_, bytes) in crate::store::certs(&conn)? {
             w.record(RecordType::Cert, &bytes)?;
             summary.certs += 1;
         }
@@ -399,16 +350,12 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
                 SenderKey::from_bytes(k.epoch, &k.key),
             );
         }
-        let mut q = conn.prepare("SELECT received_ms, bytes FROM envelopes ORDER BY cursor")?;
-        let mut rows = q.query([])?;
-        while let Some(row) = rows.next()? {
-            let received: i64 = row.get(0)?;
-            let bytes: Vec<u8> = row.get(1)?;
+        queries::for_each_envelope(&conn, |(_, received, bytes, _)| {
             // An envelope that does not decode is exported as it is: the verifier reports it.
             let env = SignedEnvelope::decode(&bytes, MAX_ENVELOPE.max(bytes.len())).ok();
             if let Some(env) = &env {
                 if !selected(&env.header().topic_id, env.header().timestamp_ms) {
-                    continue;
+                    return Ok(());
                 }
             }
             let rec = w.writer.envelope(received.max(0) as u64, &bytes)?;
@@ -426,25 +373,19 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
                     }
                 }
             }
-        }
-        drop(rows);
-        let mut q =
-            conn.prepare("SELECT received_ms, bytes, topic FROM evidence ORDER BY rowid")?;
-        let mut rows = q.query([])?;
-        while let Some(row) = rows.next()? {
-            let received: i64 = row.get(0)?;
-            let bytes: Vec<u8> = row.get(1)?;
-            let topic: Vec<u8> = row.get(2)?;
+            Ok(())
+        })?;
+        queries::for_each_evidence(&conn, |(_, received, bytes, topic)| {
             let topic = <[u8; 32]>::try_from(topic.as_slice()).map(TopicId).ok();
             if !topics.is_empty() && topic.is_some_and(|t| !topics.contains(&t)) {
-                continue;
+                return Ok(());
             }
             let rec = w.writer.evidence(received.max(0) as u64, &bytes)?;
             w.records += 1;
             w.put(&rec)?;
             summary.evidence += 1;
-        }
-        drop(rows);
+            Ok(())
+        })?;
         let end = std::mem::take(&mut w.writer).end(source.key.as_ref());
         w.records += 1;
         w.put(&end)?;
@@ -470,7 +411,7 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
 /// ciphertexts.
 pub fn verify_data_dir(source: &Source, with_plaintext: bool) -> anyhow::Result<Report> {
     let conn = source.open()?;
-    let network = network_of(&conn)?;
+    let network = crate::store::network_id(&conn)?;
     let mut auditor = Auditor::new(AuditOptions {
         pinned_genesis: source.pinned,
         check_plaintext: with_plaintext,
@@ -488,7 +429,7 @@ pub fn verify_data_dir(source: &Source, with_plaintext: bool) -> anyhow::Result<
             },
         );
     }
-    for (rowid, bytes) in certs(&conn)? {
+    for (rowid, bytes) in crate::store::certs(&conn)? {
         auditor.cert(&bytes, Location::row("certs", rowid));
     }
     if with_plaintext {
@@ -500,42 +441,27 @@ pub fn verify_data_dir(source: &Source, with_plaintext: bool) -> anyhow::Result<
             auditor.sender_key(&k, Location::default());
         }
     }
-    let mut q = conn.prepare(
-        "SELECT e.cursor, e.received_ms, e.bytes, a.content_json
-         FROM envelopes e LEFT JOIN alerts a ON a.envelope_id = e.id ORDER BY e.cursor",
-    )?;
-    let mut rows = q.query([])?;
-    while let Some(row) = rows.next()? {
-        let cursor: i64 = row.get(0)?;
-        let received: i64 = row.get(1)?;
-        let bytes: Vec<u8> = row.get(2)?;
-        let content: Option<String> = row.get(3)?;
+    queries::for_each_envelope(&conn, |(cursor, received, bytes, content)| {
         let loc = Location::row("envelopes", cursor);
-        auditor.envelope(&bytes, Some(received.max(0) as u64), loc.clone());
-        if with_plaintext {
-            if let Some(json) = content {
-                let id = EnvelopeId(alertmesh_protocol::ids::sha256(&bytes));
-                match serde_json::from_str::<Content>(&json) {
-                    Ok(c) => auditor.plaintext(&id, &c.encode(), Location::row("alerts", cursor)),
-                    Err(e) => auditor.finding(
-                        Severity::Problem,
-                        "content_invalid",
-                        Location::row("alerts", cursor),
-                        format!("the stored decrypted alert is not valid content: {e}"),
-                    ),
-                }
+        auditor.envelope(&bytes, Some(received.max(0) as u64), loc);
+        if let Some(json) = content.filter(|_| with_plaintext) {
+            let id = EnvelopeId(alertmesh_protocol::ids::sha256(&bytes));
+            match serde_json::from_str::<Content>(&json) {
+                Ok(c) => auditor.plaintext(&id, &c.encode(), Location::row("alerts", cursor)),
+                Err(e) => auditor.finding(
+                    Severity::Problem,
+                    "content_invalid",
+                    Location::row("alerts", cursor),
+                    format!("the stored decrypted alert is not valid content: {e}"),
+                ),
             }
         }
-    }
-    drop(rows);
-    let mut q = conn.prepare("SELECT rowid, bytes FROM evidence ORDER BY rowid")?;
-    let mut rows = q.query([])?;
-    while let Some(row) = rows.next()? {
-        let rowid: i64 = row.get(0)?;
-        let bytes: Vec<u8> = row.get(1)?;
+        Ok(())
+    })?;
+    queries::for_each_evidence(&conn, |(rowid, _, bytes, _)| {
         auditor.evidence(&bytes, Location::row("evidence", rowid));
-    }
-    drop(rows);
+        Ok(())
+    })?;
     Ok(auditor.finish())
 }
 

@@ -74,11 +74,9 @@ fn tag(name: &str) -> Value {
 
 /// The org names of the charters a database holds.
 fn org_names(conn: &rusqlite::Connection) -> anyhow::Result<HashMap<String, String>> {
-    let mut q = conn.prepare("SELECT bytes FROM charters ORDER BY version")?;
-    let charters: Vec<Vec<u8>> = q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     let mut names = HashMap::new();
-    for bytes in &charters {
-        if let Ok(c) = alertmesh_protocol::SignedCharter::decode(bytes) {
+    for (_, bytes) in crate::store::charters(conn)? {
+        if let Ok(c) = alertmesh_protocol::SignedCharter::decode(&bytes) {
             for m in &c.charter().members {
                 names.insert(m.org_id.to_string(), m.name.clone());
             }
@@ -303,7 +301,7 @@ pub fn event(network: &NetworkId, names: &HashMap<String, String>, s: &AlertStat
 /// Every event of a data dir (optionally one topic), most recently modified last.
 pub fn events_for_data_dir(data_dir: &Path, topic: Option<&str>) -> anyhow::Result<Vec<Value>> {
     let conn = crate::store::open_reader(data_dir)?;
-    let network = crate::taxii::store::network_id(&conn)?;
+    let network = crate::store::network_id(&conn)?;
     let names = org_names(&conn)?;
     let mut states = crate::views::lifecycle::all_states(&conn, topic)?;
     states.sort_by_key(|s| (s.modified_ms, s.cursor));
@@ -599,11 +597,7 @@ struct Misp {
 /// The feed files of the database's current state, from the cache when it is current.
 fn feed(data_dir: &Path, cache: &FeedCache) -> anyhow::Result<Arc<Vec<(String, String)>>> {
     let conn = crate::store::open_reader(data_dir)?;
-    let key: (i64, i64) = conn.query_row(
-        "SELECT coalesce(max(added_us), 0), count(*) FROM alerts",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let key = crate::store::alerts_version(&conn)?;
     if let Ok(c) = cache.lock() {
         if let Some((k, files)) = c.as_ref() {
             if *k == key {

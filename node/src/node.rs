@@ -142,7 +142,7 @@ impl Node {
         // Keep the genesis and this node's certificate in the database, so that the data
         // directory can be audited on its own (`alertmesh audit verify <data_dir>`).
         if let Some(genesis) = charters.history().first() {
-            crate::audit::record_identity(&conn, genesis, &cert)
+            store::audit::record_identity(&conn, genesis, &cert)
                 .context("cannot record the genesis charter in the database")?;
         }
         let loaded = store::load(&conn, &config.data_dir)?;

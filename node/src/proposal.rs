@@ -64,11 +64,9 @@ impl History {
     pub fn from_data_dir(data_dir: &Path) -> anyhow::Result<Self> {
         let conn = store::open_reader(data_dir)?;
         let mut history = History::default();
-        let mut q = conn.prepare("SELECT bytes FROM envelopes")?;
-        for bytes in q.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            let bytes = bytes?;
+        store::for_each_envelope_bytes(&conn, |bytes| {
             let Ok(env) = SignedEnvelope::decode(&bytes, bytes.len()) else {
-                continue;
+                return;
             };
             let h = env.header();
             let entry = history
@@ -77,10 +75,9 @@ impl History {
                 .or_insert((0, Tlp::Clear));
             entry.0 = entry.0.max(h.seq);
             entry.1 = entry.1.max(h.tlp);
-        }
-        let mut q = conn.prepare("SELECT bytes FROM certs")?;
-        for bytes in q.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            if let Ok(cert) = SignedNodeCert::decode(&bytes?) {
+        })?;
+        for (_, bytes) in store::certs(&conn)? {
+            if let Ok(cert) = SignedNodeCert::decode(&bytes) {
                 history
                     .orgs
                     .insert(cert.cert().node_sign_pub, cert.cert().org_id.clone());
@@ -95,14 +92,7 @@ impl History {
 pub fn current_charter(data_dir: &Path, genesis: &Path) -> anyhow::Result<SignedCharter> {
     if store::db_path(data_dir).exists() {
         let conn = store::open_reader(data_dir)?;
-        let latest: Option<Vec<u8>> = conn
-            .query_row(
-                "SELECT bytes FROM charters ORDER BY version DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .ok();
-        if let Some(bytes) = latest {
+        if let Some(bytes) = store::latest_charter(&conn)? {
             return SignedCharter::decode(&bytes)
                 .map_err(|e| anyhow::anyhow!("stored charter: {e}"));
         }

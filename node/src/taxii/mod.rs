@@ -222,7 +222,7 @@ impl Taxii {
         let dir = self.data_dir.clone();
         tokio::task::spawn_blocking(move || {
             let conn = crate::store::open_reader(&dir)?;
-            store::network_id(&conn)
+            crate::store::network_id(&conn)
         })
         .await
         .map_err(TaxiiError::internal)?
@@ -444,7 +444,7 @@ async fn read_page(s: &Taxii, topic: &str, f: &Filters) -> Result<store::Page> {
     let dir = s.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let conn = crate::store::open_reader(&dir)?;
-        let network = store::network_id(&conn)?;
+        let network = crate::store::network_id(&conn)?;
         store::page(&conn, &network, &q)
     })
     .await

@@ -151,17 +151,6 @@ struct Row {
     original_content: Option<Value>,
 }
 
-/// The network id recorded in the database.
-pub fn network_id(conn: &Connection) -> anyhow::Result<NetworkId> {
-    let network: Vec<u8> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| {
-            r.get(0)
-        })?;
-    Ok(NetworkId(network.as_slice().try_into().map_err(|_| {
-        anyhow::anyhow!("the database's network id is not 32 bytes")
-    })?))
-}
-
 /// Reads one page. Cost: one index range scan from the key, `limit + 1` rows (more only
 /// when a `match[version]` timestamp filter must be applied row by row).
 pub fn page(conn: &Connection, network: &NetworkId, q: &Query) -> anyhow::Result<Page> {

@@ -426,12 +426,10 @@ pub fn bundle(
 /// The bundle of everything a node's database holds (optionally one topic).
 pub fn bundle_for_data_dir(data_dir: &Path, topic: Option<&str>) -> anyhow::Result<Value> {
     let conn = crate::store::open_reader(data_dir)?;
-    let mut q = conn.prepare("SELECT bytes FROM charters ORDER BY version")?;
-    let charters: Vec<Vec<u8>> = q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     let mut orgs: HashMap<String, OrgInfo> = HashMap::new();
     let mut genesis_ms = 0;
-    for bytes in &charters {
-        if let Ok(c) = SignedCharter::decode(bytes) {
+    for (_, bytes) in crate::store::charters(&conn)? {
+        if let Ok(c) = SignedCharter::decode(&bytes) {
             if c.charter().version == 1 {
                 genesis_ms = c.charter().created_ms;
             }
@@ -447,16 +445,7 @@ pub fn bundle_for_data_dir(data_dir: &Path, topic: Option<&str>) -> anyhow::Resu
             }
         }
     }
-    let network: Vec<u8> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| {
-            r.get(0)
-        })?;
-    let network = NetworkId(
-        network
-            .as_slice()
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("the database's network id is not 32 bytes"))?,
-    );
+    let network = crate::store::network_id(&conn)?;
     let states = crate::views::lifecycle::all_states(&conn, topic)?;
     let orgs: Vec<OrgInfo> = orgs.into_values().collect();
     Ok(bundle(&network, genesis_ms, &orgs, &states))

@@ -11,8 +11,8 @@
 //!
 //! Used by `GET /v1/alerts?view=current`, `alertmesh tail` and the STIX export.
 
-use crate::store::StoredAlert;
-use rusqlite::{Connection, params};
+use crate::store::{self, StoredAlert};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 /// Most alerts one page of the current view returns.
@@ -77,26 +77,6 @@ pub struct AlertState {
     pub history: Vec<StoredAlert>,
 }
 
-fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
-    let json: String = r.get(8)?;
-    Ok(StoredAlert {
-        cursor: r.get(0)?,
-        id: hex::encode(r.get::<_, Vec<u8>>(1)?),
-        topic: r.get(2)?,
-        org: r.get(3)?,
-        kind: r.get(4)?,
-        original: r.get::<_, Option<Vec<u8>>>(5)?.map(hex::encode),
-        tlp: r.get(6)?,
-        timestamp_ms: r.get(7)?,
-        received_ms: r.get(9)?,
-        content: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
-    })
-}
-
-const COLUMNS: &str = "a.cursor, a.envelope_id, a.topic_name, a.org, a.kind, a.original, a.tlp,
-     a.timestamp_ms, a.content_json, e.received_ms
-     FROM alerts a JOIN envelopes e ON e.id = a.envelope_id";
-
 /// The `Alert` inside a stored row's content (`{"alert": …}` or `{"update": {"alert": …}}`).
 pub fn alert_of(row: &StoredAlert) -> Option<&serde_json::Value> {
     row.content
@@ -133,13 +113,8 @@ pub fn is_sighting(alert: &serde_json::Value) -> bool {
 
 /// Builds one alert's state from its original row.
 fn state_of(conn: &Connection, original: StoredAlert) -> rusqlite::Result<AlertState> {
-    let mut q = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} WHERE a.original = ?1 ORDER BY a.timestamp_ms, a.cursor LIMIT ?2"
-    ))?;
     let id_bytes = hex::decode(&original.id).unwrap_or_default();
-    let amendments: Vec<StoredAlert> = q
-        .query_map(params![id_bytes, MAX_PER_ALERT as i64], row_to_alert)?
-        .collect::<Result<_, _>>()?;
+    let amendments = store::amendments_of(conn, &id_bytes, MAX_PER_ALERT)?;
     let mut current = alert_of(&original).cloned().unwrap_or_default();
     let mut state = "active";
     let mut version = 1u32;
@@ -188,15 +163,8 @@ fn state_of(conn: &Connection, original: StoredAlert) -> rusqlite::Result<AlertS
     } else {
         Vec::new()
     };
-    let mut q = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} WHERE a.kind = 'alert' AND a.content_json LIKE ?1 ORDER BY a.cursor LIMIT ?2"
-    ))?;
-    let sightings = q
-        .query_map(
-            params![format!("%{}%", original.id), MAX_PER_ALERT as i64],
-            row_to_alert,
-        )?
-        .filter_map(Result::ok)
+    let sightings = store::originals_mentioning(conn, &original.id, MAX_PER_ALERT)?
+        .into_iter()
         .filter(|s| {
             alert_of(s).is_some_and(|a| is_sighting(a) && related_of(a).contains(&original.id))
         })
@@ -234,13 +202,7 @@ pub fn current_view(
     limit: usize,
 ) -> rusqlite::Result<(Vec<AlertState>, i64)> {
     let limit = limit.clamp(1, MAX_VIEW_PAGE);
-    let mut q = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} WHERE a.kind = 'alert' AND a.cursor > ?1 AND (?2 IS NULL OR a.topic_name = ?2)
-         ORDER BY a.cursor LIMIT ?3"
-    ))?;
-    let originals: Vec<StoredAlert> = q
-        .query_map(params![after, topic, limit as i64], row_to_alert)?
-        .collect::<Result<_, _>>()?;
+    let originals = store::list_originals(conn, topic, after, limit)?;
     let next = originals.last().map_or(after, |o| o.cursor);
     let states = originals
         .into_iter()

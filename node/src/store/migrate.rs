@@ -1,0 +1,198 @@
+//! Opening a database: it must be ours and for this network; migrations bring its schema
+//! up to date, filling new columns of old rows in the same transaction.
+
+use super::StoreError;
+use alertmesh_protocol::{EnvelopeId, NetworkId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+/// SQLite `application_id` marking an alertmesh database ("alms").
+pub(super) const APPLICATION_ID: i64 = 0x616c_6d73;
+/// Schema migrations; `user_version` is the number applied.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: initial schema
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+     CREATE TABLE envelopes (
+         cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+         id BLOB NOT NULL UNIQUE,
+         author BLOB NOT NULL,
+         topic BLOB NOT NULL,
+         seq INTEGER NOT NULL,
+         prev BLOB NOT NULL,
+         kind TEXT NOT NULL,
+         charter_version INTEGER NOT NULL,
+         timestamp_ms INTEGER NOT NULL,
+         key_epoch INTEGER NOT NULL,
+         received_ms INTEGER NOT NULL,
+         bytes BLOB NOT NULL,
+         UNIQUE (author, topic, seq));
+     CREATE TABLE alerts (
+         envelope_id BLOB PRIMARY KEY REFERENCES envelopes(id),
+         cursor INTEGER NOT NULL,
+         topic_name TEXT NOT NULL,
+         org TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         original BLOB,
+         tlp TEXT NOT NULL,
+         timestamp_ms INTEGER NOT NULL,
+         content_json TEXT NOT NULL);
+     CREATE INDEX alerts_topic_cursor ON alerts (topic_name, cursor);
+     CREATE TABLE charters (version INTEGER PRIMARY KEY, hash BLOB NOT NULL, bytes BLOB NOT NULL);
+     CREATE TABLE certs (node BLOB NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (node, bytes));
+     CREATE TABLE evidence (
+         id BLOB PRIMARY KEY,
+         author BLOB NOT NULL,
+         topic BLOB NOT NULL,
+         seq INTEGER NOT NULL,
+         bytes BLOB NOT NULL,
+         received_ms INTEGER NOT NULL);",
+    // 2: alert cursors in commit order (new rows take MAX + 1; old rows keep theirs)
+    "CREATE UNIQUE INDEX alerts_cursor ON alerts (cursor);",
+    // 3: TAXII (crate::taxii): the STIX id each alert row is served under, and a
+    // strictly increasing `added_us` (TAXII `date_added`, the key of its pages). Rows of
+    // an older database are filled in by `backfill_taxii` in the same transaction.
+    "ALTER TABLE alerts ADD COLUMN stix_id TEXT;
+     ALTER TABLE alerts ADD COLUMN added_us INTEGER;
+     CREATE INDEX alerts_topic_added ON alerts (topic_name, added_us);
+     CREATE INDEX alerts_added ON alerts (added_us);
+     CREATE INDEX alerts_stix_id ON alerts (topic_name, stix_id, added_us);
+     CREATE INDEX alerts_original ON alerts (original, cursor);",
+];
+
+/// The database file inside a data dir.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("alertmesh.db")
+}
+
+pub(super) fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Opens (creating if needed) the database, checks it is ours and for this network,
+/// and applies migrations.
+pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreError> {
+    let path = db_path(data_dir);
+    let e = sql_err(&path);
+    let foreign = |problem: &str| StoreError::Foreign {
+        path: path.clone(),
+        problem: problem.into(),
+    };
+    let existed = path.exists();
+    let conn = Connection::open(&path).map_err(&e)?;
+    // Reading the header and the schema writes nothing: a file that is not SQLite at all,
+    // or is damaged, fails here.
+    let unreadable = |err: rusqlite::Error| match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => foreign("is not a SQLite database"),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => foreign(&format!("is damaged ({err})")),
+        _ => e(err),
+    };
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(unreadable)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(unreadable)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(unreadable)?;
+    if existed && app_id != APPLICATION_ID && (tables > 0 || version > 0) {
+        return Err(foreign("is not an alertmesh database"));
+    }
+    if app_id == APPLICATION_ID {
+        let ok: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(unreadable)?;
+        if ok != "ok" {
+            return Err(foreign(&format!("is damaged ({ok})")));
+        }
+    }
+    if version as usize > MIGRATIONS.len() {
+        return Err(foreign("was written by a newer alertmesh"));
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(&e)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(&e)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(&e)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction().map_err(&e)?;
+        tx.execute_batch(&format!(
+            "{sql}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
+            i + 1
+        ))
+        .map_err(&e)?;
+        if i + 1 == 3 {
+            backfill_taxii(&tx).map_err(&e)?;
+        }
+        tx.commit().map_err(&e)?;
+    }
+    let stored: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(&e)?;
+    match stored {
+        Some(id) if id != network.as_bytes() => return Err(foreign("belongs to another network")),
+        Some(_) => {}
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('network_id', ?1)",
+                [network.as_bytes()],
+            )
+            .map_err(&e)?;
+        }
+    }
+    Ok(conn)
+}
+
+/// Opens a read-only connection to an existing database.
+pub fn open_reader(data_dir: &Path) -> Result<Connection, StoreError> {
+    let path = db_path(data_dir);
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_err(&path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql_err(&path))?;
+    Ok(conn)
+}
+
+/// Fills `stix_id` and `added_us` of the rows written before migration 3: `added_us` in
+/// log order from the envelopes' receive times, strictly increasing.
+fn backfill_taxii(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    type Row = (i64, Vec<u8>, Option<Vec<u8>>, String, i64);
+    let rows: Vec<Row> = tx
+        .prepare(
+            "SELECT a.cursor, a.envelope_id, a.original, a.content_json, e.received_ms
+             FROM alerts a JOIN envelopes e ON e.id = a.envelope_id ORDER BY a.cursor",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut last = 0i64;
+    let mut ids: std::collections::HashMap<Vec<u8>, Option<String>> = Default::default();
+    for (cursor, id, original, json, received_ms) in rows {
+        let added = received_ms.saturating_mul(1000).max(last + 1);
+        last = added;
+        let stix = match &original {
+            Some(o) => ids.get(o).cloned().flatten(),
+            None => <[u8; 32]>::try_from(id.as_slice())
+                .ok()
+                .and_then(|b| crate::taxii::store::stix_id_for(&EnvelopeId(b), &json)),
+        };
+        ids.insert(id, stix.clone());
+        tx.execute(
+            "UPDATE alerts SET stix_id = ?1, added_us = ?2 WHERE cursor = ?3",
+            params![stix, added, cursor],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The node's SQLite database: signed envelopes as raw bytes, decrypted alerts, charters,
+//! certificates and evidence.
+//!
+//! WAL mode with `synchronous=FULL`. All writes go through one [`Writer`] thread that
+//! groups queued writes into one transaction and acknowledges each write only after the
+//! commit, so an acknowledged write survives `kill -9`. Readers use their own
+//! connections. A database that is not ours, or is damaged, is refused, never overwritten.
+//!
+//! Each decrypted alert gets a cursor when its row is inserted: one more than the largest
+//! held, so cursors grow in commit order (an alert decrypted late, once its key arrived,
+//! comes after those already delivered). Committed alerts are announced to
+//! [`Writer::subscribe`] with their cursor, after the commit and never before.
+//!
+//! - `migrate`: [`open()`] a database, its schema and migrations.
+//! - `writer`: the [`Writer`] thread.
+//! - `queries`: the reads of the core, the API, the views and the governance tools.
+//! - [`audit`]: the whole-table reads of `alertmesh audit export|verify`.
+//! - TAXII's own page queries are in `crate::taxii::store`.
+
+mod audit_queries;
+mod migrate;
+mod queries;
+mod writer;
+
+pub use migrate::{db_path, open, open_reader};
+pub use queries::*;
+pub use writer::{ALERT_BUFFER, Committed, Writer, spawn_writer};
+
+/// Audit queries (`alertmesh audit export|verify`).
+pub mod audit {
+    pub use super::audit_queries::*;
+}
+
+use alertmesh_protocol::{EnvelopeId, NodePublicKey, SignedEnvelope, TopicId};
+use std::path::PathBuf;
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// The file is not an alertmesh database, or belongs to another network.
+    #[error(
+        "database {path} {problem}; it was left untouched: point `data_dir` elsewhere or move the file away"
+    )]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The writer thread has stopped.
+    #[error("the database writer has stopped")]
+    WriterGone,
+}
+
+/// An envelope row to insert.
+#[derive(Debug, Clone)]
+pub struct EnvelopeRow {
+    /// The envelope.
+    pub envelope: SignedEnvelope,
+    /// When we received (or published) it.
+    pub received_ms: u64,
+}
+
+/// A decrypted alert row to insert.
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    /// The envelope it came in.
+    pub envelope_id: EnvelopeId,
+    /// The topic's name.
+    pub topic_name: String,
+    /// The author's org.
+    pub org: String,
+    /// `alert`, `update` or `retraction`.
+    pub kind: String,
+    /// For updates and retractions: the original alert.
+    pub original: Option<EnvelopeId>,
+    /// TLP label.
+    pub tlp: String,
+    /// The envelope's timestamp.
+    pub timestamp_ms: u64,
+    /// The content as JSON.
+    pub content_json: String,
+}
+
+/// One write for the writer thread.
+#[derive(Debug)]
+pub enum Write {
+    /// A validated envelope (ignored if the id or position is already stored).
+    Envelope(EnvelopeRow),
+    /// A decrypted alert.
+    Alert(AlertRow),
+    /// An adopted charter.
+    Charter {
+        /// Version.
+        version: u64,
+        /// Hash.
+        hash: [u8; 32],
+        /// Exact bytes.
+        bytes: Vec<u8>,
+    },
+    /// A verified certificate.
+    Cert {
+        /// Node key.
+        node: NodePublicKey,
+        /// Exact bytes.
+        bytes: Vec<u8>,
+    },
+    /// Nothing: acknowledged once everything queued before it is committed.
+    Barrier,
+    /// Equivocation evidence.
+    Evidence {
+        /// Evidence id (SHA-256 of its bytes).
+        id: [u8; 32],
+        /// The author.
+        author: NodePublicKey,
+        /// The topic.
+        topic: TopicId,
+        /// The seq.
+        seq: u64,
+        /// Encoded evidence.
+        bytes: Vec<u8>,
+        /// When we learned of it.
+        received_ms: u64,
+    },
+}
+
+/// Everything the node loads at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Charters after genesis, by version.
+    pub charters: Vec<Vec<u8>>,
+    /// Certificates.
+    pub certs: Vec<Vec<u8>>,
+    /// All envelopes, in insertion order.
+    pub envelopes: Vec<Vec<u8>>,
+    /// Envelopes with a decrypted alert row: id → (author org, topic name).
+    pub decrypted: std::collections::HashMap<EnvelopeId, (String, String)>,
+    /// Ids of the evidence held.
+    pub evidence: Vec<[u8; 32]>,
+}
+
+/// A stored alert as the API shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredAlert {
+    /// Position in this node's log (the pagination cursor).
+    pub cursor: i64,
+    /// Envelope id.
+    pub id: String,
+    /// Topic name.
+    pub topic: String,
+    /// Author org.
+    pub org: String,
+    /// `alert`, `update` or `retraction`.
+    pub kind: String,
+    /// The original alert, for updates and retractions.
+    pub original: Option<String>,
+    /// TLP.
+    pub tlp: String,
+    /// Author's timestamp.
+    pub timestamp_ms: i64,
+    /// When this node received (or published) it.
+    pub received_ms: i64,
+    /// Decrypted content.
+    pub content: serde_json::Value,
+}
+
+/// Counts of what is stored.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Counts {
+    /// Envelopes.
+    pub envelopes: i64,
+    /// Decrypted alerts.
+    pub alerts: i64,
+    /// Evidence objects.
+    pub evidence: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::migrate::{APPLICATION_ID, MIGRATIONS};
+    use super::*;
+    use alertmesh_protocol::NetworkId;
+    use rusqlite::{Connection, params};
+
+    #[test]
+    fn refuses_foreign_files_without_touching_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        std::fs::write(&path, b"this is not a database, it is a text file of some length ........................................................").unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = open(dir.path(), &NetworkId([1; 32])).unwrap_err();
+        assert!(err.to_string().contains("left untouched"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(db_path(dir.path())).unwrap();
+            c.execute_batch("CREATE TABLE other (x INTEGER); INSERT INTO other VALUES (1);")
+                .unwrap();
+        }
+        let err = open(dir.path(), &NetworkId([1; 32])).unwrap_err();
+        assert!(
+            err.to_string().contains("not an alertmesh database"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn write_all_resolves_once_every_write_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = spawn_writer(open(dir.path(), &NetworkId([1; 32])).unwrap());
+        let writes = vec![
+            Write::Cert {
+                node: NodePublicKey([7; 32]),
+                bytes: b"cert".to_vec(),
+            },
+            Write::Charter {
+                version: 3,
+                hash: [9; 32],
+                bytes: b"charter".to_vec(),
+            },
+        ];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let committed = writer.write_all(writes).await.unwrap();
+            committed.await.unwrap()
+        });
+        assert_eq!(result, Ok(()));
+        // Both rows are readable once it resolved.
+        let reader = open_reader(dir.path()).unwrap();
+        let count = |table: &str| -> i64 {
+            reader
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("certs"), count("charters")), (1, 1));
+    }
+
+    #[test]
+    fn migration_3_fills_taxii_columns_of_an_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = NetworkId([1; 32]);
+        {
+            // A database as version 1 left it, with an alert and its update.
+            let c = Connection::open(db_path(dir.path())).unwrap();
+            c.execute_batch(&format!(
+                "{}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;",
+                MIGRATIONS[0]
+            ))
+            .unwrap();
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('network_id', ?1)",
+                [network.as_bytes()],
+            )
+            .unwrap();
+            let alert = r#"{"kind":"indicator","title":"t","description":"","severity":"low","confidence":1,"observables":[{"type":"domain","value":"x.example"}],"labels":[],"references":[],"valid_from_ms":0,"valid_until_ms":null,"related":[]}"#;
+            for (i, original) in [(1u8, None), (2u8, Some([1u8; 32]))] {
+                c.execute(
+                    "INSERT INTO envelopes (id, author, topic, seq, prev, kind, charter_version,
+                     timestamp_ms, key_epoch, received_ms, bytes)
+                     VALUES (?1, x'00', x'00', ?2, x'00', 'alert', 1, 5, 1, 1000, x'00')",
+                    params![[i; 32].as_slice(), i as i64],
+                )
+                .unwrap();
+                let content = match original {
+                    None => format!(r#"{{"alert":{alert}}}"#),
+                    Some(o) => format!(
+                        r#"{{"update":{{"original":"{}","alert":{alert}}}}}"#,
+                        hex::encode(o)
+                    ),
+                };
+                c.execute(
+                    "INSERT INTO alerts (envelope_id, cursor, topic_name, org, kind, original, tlp,
+                     timestamp_ms, content_json) VALUES (?1, ?2, 't', 'o', ?3, ?4, 'TLP:GREEN', 5, ?5)",
+                    params![
+                        [i; 32].as_slice(),
+                        i as i64,
+                        if original.is_some() { "update" } else { "alert" },
+                        original.map(|o| o.to_vec()),
+                        content
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let conn = open(dir.path(), &network).unwrap();
+        let rows: Vec<(Option<String>, Option<i64>)> = conn
+            .prepare("SELECT stix_id, added_us FROM alerts ORDER BY cursor")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = crate::stix::deterministic_id(
+            "indicator",
+            &format!("alert:{}", hex::encode([1u8; 32])),
+        );
+        assert_eq!(rows[0].0.as_deref(), Some(expected.as_str()));
+        // The update is served under its original's id, one µs later.
+        assert_eq!(rows[1].0, rows[0].0);
+        assert_eq!(rows[0].1, Some(1_000_000));
+        assert_eq!(rows[1].1, Some(1_000_001));
+    }
+
+    #[test]
+    fn refuses_another_networks_database() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path(), &NetworkId([1; 32])).unwrap());
+        drop(open(dir.path(), &NetworkId([1; 32])).unwrap());
+        let err = open(dir.path(), &NetworkId([2; 32])).unwrap_err();
+        assert!(err.to_string().contains("another network"), "{err}");
+    }
+}

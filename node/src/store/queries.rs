@@ -1,0 +1,247 @@
+//! Queries of the node, its core and its API.
+
+use super::{Counts, Loaded, StoreError, StoredAlert, migrate::db_path, migrate::sql_err};
+use alertmesh_protocol::{EnvelopeId, NetworkId, NodePublicKey, TopicId};
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+
+/// Reads everything the node needs in memory at start.
+pub fn load(conn: &Connection, data_dir: &Path) -> Result<Loaded, StoreError> {
+    let path = db_path(data_dir);
+    let e = sql_err(&path);
+    let mut out = Loaded::default();
+    let mut q = conn
+        .prepare("SELECT bytes FROM charters WHERE version > 1 ORDER BY version")
+        .map_err(&e)?;
+    out.charters = q
+        .query_map([], |r| r.get(0))
+        .map_err(&e)?
+        .collect::<Result<_, _>>()
+        .map_err(&e)?;
+    let mut q = conn.prepare("SELECT bytes FROM certs").map_err(&e)?;
+    out.certs = q
+        .query_map([], |r| r.get(0))
+        .map_err(&e)?
+        .collect::<Result<_, _>>()
+        .map_err(&e)?;
+    let mut q = conn
+        .prepare("SELECT bytes FROM envelopes ORDER BY cursor")
+        .map_err(&e)?;
+    out.envelopes = q
+        .query_map([], |r| r.get(0))
+        .map_err(&e)?
+        .collect::<Result<_, _>>()
+        .map_err(&e)?;
+    let mut q = conn
+        .prepare("SELECT envelope_id, org, topic_name FROM alerts")
+        .map_err(&e)?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    });
+    for row in rows.map_err(&e)? {
+        let (id, org, topic) = row.map_err(&e)?;
+        if let Ok(arr) = <[u8; 32]>::try_from(id.as_slice()) {
+            out.decrypted.insert(EnvelopeId(arr), (org, topic));
+        }
+    }
+    out.evidence = evidence_ids(conn).map_err(&e)?;
+    Ok(out)
+}
+
+/// The ids of the evidence held.
+pub fn evidence_ids(conn: &Connection) -> rusqlite::Result<Vec<[u8; 32]>> {
+    let mut q = conn.prepare("SELECT id FROM evidence")?;
+    let ids = q
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        .filter_map(Result::ok)
+        .filter_map(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+        .collect();
+    Ok(ids)
+}
+
+/// The bytes of a held envelope.
+pub fn envelope_bytes(conn: &Connection, id: &EnvelopeId) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT bytes FROM envelopes WHERE id = ?1")?
+        .query_row([id.as_bytes()], |r| r.get(0))
+        .optional()
+}
+
+/// The bytes of the held envelope at a chain position.
+pub fn envelope_bytes_at(
+    conn: &Connection,
+    author: &NodePublicKey,
+    topic: &TopicId,
+    seq: u64,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached(
+        "SELECT bytes FROM envelopes WHERE author = ?1 AND topic = ?2 AND seq = ?3",
+    )?
+    .query_row(
+        params![author.as_bytes(), topic.as_bytes(), seq as i64],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// The columns of a [`StoredAlert`], for [`stored_alert`].
+const ALERT_COLUMNS: &str =
+    "a.cursor, a.envelope_id, a.topic_name, a.org, a.kind, a.original, a.tlp,
+     a.timestamp_ms, a.content_json, e.received_ms
+     FROM alerts a JOIN envelopes e ON e.id = a.envelope_id";
+
+/// A row of [`ALERT_COLUMNS`] as a [`StoredAlert`].
+fn stored_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
+    let json: String = r.get(8)?;
+    Ok(StoredAlert {
+        cursor: r.get(0)?,
+        id: hex::encode(r.get::<_, Vec<u8>>(1)?),
+        topic: r.get(2)?,
+        org: r.get(3)?,
+        kind: r.get(4)?,
+        original: r.get::<_, Option<Vec<u8>>>(5)?.map(hex::encode),
+        tlp: r.get(6)?,
+        timestamp_ms: r.get(7)?,
+        received_ms: r.get(9)?,
+        content: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// Lists decrypted alerts after `cursor`, optionally on one topic.
+pub fn list_alerts(
+    conn: &Connection,
+    topic: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredAlert>> {
+    let mut q = conn.prepare_cached(&format!(
+        "SELECT {ALERT_COLUMNS}
+         WHERE a.cursor > ?1 AND (?2 IS NULL OR a.topic_name = ?2)
+         ORDER BY a.cursor LIMIT ?3"
+    ))?;
+    let rows = q.query_map(params![after, topic, limit as i64], stored_alert)?;
+    rows.collect()
+}
+
+/// Originals (alerts, not amendments) after `after`, optionally on one topic.
+pub fn list_originals(
+    conn: &Connection,
+    topic: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredAlert>> {
+    let mut q = conn.prepare_cached(&format!(
+        "SELECT {ALERT_COLUMNS}
+         WHERE a.kind = 'alert' AND a.cursor > ?1 AND (?2 IS NULL OR a.topic_name = ?2)
+         ORDER BY a.cursor LIMIT ?3"
+    ))?;
+    let rows = q.query_map(params![after, topic, limit as i64], stored_alert)?;
+    rows.collect()
+}
+
+/// The amendments (updates, retraction) of an alert, oldest first, at most `limit`.
+pub fn amendments_of(
+    conn: &Connection,
+    original: &[u8],
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredAlert>> {
+    let mut q = conn.prepare_cached(&format!(
+        "SELECT {ALERT_COLUMNS} WHERE a.original = ?1 ORDER BY a.timestamp_ms, a.cursor LIMIT ?2"
+    ))?;
+    let rows = q.query_map(params![original, limit as i64], stored_alert)?;
+    rows.collect()
+}
+
+/// Originals whose content mentions `text` (candidate sightings of an alert id), at most
+/// `limit`; rows that do not read are skipped.
+pub fn originals_mentioning(
+    conn: &Connection,
+    text: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredAlert>> {
+    let mut q = conn.prepare_cached(&format!(
+        "SELECT {ALERT_COLUMNS} WHERE a.kind = 'alert' AND a.content_json LIKE ?1 ORDER BY a.cursor LIMIT ?2"
+    ))?;
+    let rows = q.query_map(params![format!("%{text}%"), limit as i64], stored_alert)?;
+    Ok(rows.filter_map(Result::ok).collect())
+}
+
+/// The cursor of the newest alert held (0 if none).
+pub fn last_cursor(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(cursor), 0) FROM alerts", [], |r| {
+        r.get(0)
+    })
+}
+
+/// Counts stored rows.
+pub fn counts(conn: &Connection) -> rusqlite::Result<Counts> {
+    Ok(Counts {
+        envelopes: conn.query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0))?,
+        alerts: conn.query_row("SELECT count(*) FROM alerts", [], |r| r.get(0))?,
+        evidence: conn.query_row("SELECT count(*) FROM evidence", [], |r| r.get(0))?,
+    })
+}
+
+/// The network the database belongs to.
+pub fn network_id(conn: &Connection) -> anyhow::Result<NetworkId> {
+    let id: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'network_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let id = id.context("the database names no network")?;
+    let id: [u8; 32] = id
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the database's network id is not 32 bytes"))?;
+    Ok(NetworkId(id))
+}
+
+/// Every stored charter: (version, bytes), by version.
+pub fn charters(conn: &Connection) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
+    let mut q = conn.prepare("SELECT version, bytes FROM charters ORDER BY version")?;
+    let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// Every stored certificate: (rowid, bytes), in storage order.
+pub fn certs(conn: &Connection) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
+    let mut q = conn.prepare("SELECT rowid, bytes FROM certs ORDER BY rowid")?;
+    let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// The newest stored charter's bytes, if any.
+pub fn latest_charter(conn: &Connection) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.query_row(
+        "SELECT bytes FROM charters ORDER BY version DESC LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Calls `f` with the bytes of every stored envelope (in no particular order).
+pub fn for_each_envelope_bytes(
+    conn: &Connection,
+    mut f: impl FnMut(Vec<u8>),
+) -> rusqlite::Result<()> {
+    let mut q = conn.prepare("SELECT bytes FROM envelopes")?;
+    for bytes in q.query_map([], |r| r.get(0))? {
+        f(bytes?);
+    }
+    Ok(())
+}
+
+/// What changes whenever an alert row is added: (largest `added_us`, row count).
+pub fn alerts_version(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT coalesce(max(added_us), 0), count(*) FROM alerts",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}

@@ -1,0 +1,226 @@
+//! The writer thread: every write goes through it, grouped into transactions;
+//! each queued batch is acknowledged only after its commit.
+
+use super::{StoreError, StoredAlert, Write};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Writes queued for the writer thread before senders wait.
+const WRITE_QUEUE: usize = 4096;
+/// Most writes grouped into one transaction.
+const MAX_BATCH: usize = 512;
+/// Committed alerts buffered per subscriber; a slower one is told it lagged.
+pub const ALERT_BUFFER: usize = 1024;
+
+/// The outcome of queued writes: `Ok` once committed, `Err` if the transaction failed.
+pub type Committed = oneshot::Receiver<Result<(), String>>;
+
+struct Job {
+    writes: Vec<Write>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Handle to the writer thread; cloneable.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+    alerts: broadcast::Sender<StoredAlert>,
+}
+
+impl Writer {
+    /// Queues a write (writes are applied in queue order); it is committed with the next
+    /// batch.
+    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        self.write_all(vec![write]).await.map(drop)
+    }
+
+    /// Queues writes committed in one transaction, in this order; the returned
+    /// [`Committed`] resolves once the transaction is over (closed if the writer stops).
+    pub async fn write_all(&self, writes: Vec<Write>) -> Result<Committed, StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.tx
+            .send(Job { writes, done })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(committed)
+    }
+
+    /// Alerts as they are committed, with their cursors, in cursor order.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoredAlert> {
+        self.alerts.subscribe()
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let committed = self.write_all(vec![Write::Barrier]).await?;
+        committed
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| StoreError::WriterGone)
+    }
+}
+
+/// Starts the writer thread on an open connection.
+pub fn spawn_writer(conn: Connection) -> Writer {
+    let (tx, mut rx) = mpsc::channel::<Job>(WRITE_QUEUE);
+    let (alerts, _) = broadcast::channel(ALERT_BUFFER);
+    let announce = alerts.clone();
+    std::thread::Builder::new()
+        .name("alertmesh-db-writer".into())
+        .spawn(move || {
+            let mut conn = conn;
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let mut inserted = Vec::new();
+                let result = commit(&mut conn, &batch, &mut inserted).map_err(|e| e.to_string());
+                match &result {
+                    Ok(()) => {
+                        for alert in inserted {
+                            let _ = announce.send(alert);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, writes = batch.len(), "database write failed");
+                    }
+                }
+                for job in batch {
+                    let _ = job.done.send(result.clone());
+                }
+            }
+        })
+        .map(|_| ())
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the database writer"));
+    Writer { tx, alerts }
+}
+
+/// Applies a batch in one transaction; `inserted` collects the alerts it added.
+fn commit(
+    conn: &mut Connection,
+    batch: &[Job],
+    inserted: &mut Vec<StoredAlert>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for write in batch.iter().flat_map(|job| &job.writes) {
+        if let Some(alert) = apply(&tx, write)? {
+            inserted.push(alert);
+        }
+    }
+    tx.commit()
+}
+
+/// Applies one write; for a new alert row, returns it as the API shows it.
+fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Option<StoredAlert>> {
+    match write {
+        Write::Envelope(row) => {
+            let h = row.envelope.header();
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO envelopes
+                 (id, author, topic, seq, prev, kind, charter_version, timestamp_ms, key_epoch, received_ms, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                row.envelope.id().as_bytes(),
+                h.author.as_bytes(),
+                h.topic_id.as_bytes(),
+                h.seq as i64,
+                h.prev.as_bytes(),
+                h.kind.as_str(),
+                h.charter_version as i64,
+                h.timestamp_ms as i64,
+                h.key_epoch as i64,
+                row.received_ms as i64,
+                row.envelope.as_bytes(),
+            ])?;
+        }
+        Write::Alert(a) => {
+            // An amendment is served under its original's STIX id; `added_us` is now,
+            // or one more than the latest, so it increases strictly (TAXII paging key).
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            let added: Option<(i64, i64)> = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO alerts
+                     (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json,
+                      stix_id, added_us)
+                     SELECT ?1, (SELECT COALESCE(MAX(cursor), 0) + 1 FROM alerts),
+                            ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                            coalesce((SELECT stix_id FROM alerts WHERE envelope_id = ?5), ?9),
+                            max(?10, coalesce((SELECT max(added_us) FROM alerts), 0) + 1)
+                     FROM envelopes WHERE id = ?1
+                     RETURNING cursor, (SELECT received_ms FROM envelopes WHERE id = ?1)",
+                )?
+                .query_row(
+                    params![
+                        a.envelope_id.as_bytes(),
+                        a.topic_name,
+                        a.org,
+                        a.kind,
+                        a.original.map(|o| o.0.to_vec()),
+                        a.tlp,
+                        a.timestamp_ms as i64,
+                        a.content_json,
+                        crate::taxii::store::stix_id_for(&a.envelope_id, &a.content_json),
+                        now_us,
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            return Ok(added.map(|(cursor, received_ms)| StoredAlert {
+                cursor,
+                id: a.envelope_id.to_hex(),
+                topic: a.topic_name.clone(),
+                org: a.org.clone(),
+                kind: a.kind.clone(),
+                original: a.original.map(|o| o.to_hex()),
+                tlp: a.tlp.clone(),
+                timestamp_ms: a.timestamp_ms as i64,
+                received_ms,
+                content: serde_json::from_str(&a.content_json).unwrap_or(serde_json::Value::Null),
+            }));
+        }
+        Write::Barrier => {}
+        Write::Charter {
+            version,
+            hash,
+            bytes,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO charters (version, hash, bytes) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![*version as i64, hash.as_slice(), bytes])?;
+        }
+        Write::Cert { node, bytes } => {
+            tx.prepare_cached("INSERT OR IGNORE INTO certs (node, bytes) VALUES (?1, ?2)")?
+                .execute(params![node.as_bytes(), bytes])?;
+        }
+        Write::Evidence {
+            id,
+            author,
+            topic,
+            seq,
+            bytes,
+            received_ms,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO evidence (id, author, topic, seq, bytes, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                id.as_slice(),
+                author.as_bytes(),
+                topic.as_bytes(),
+                *seq as i64,
+                bytes,
+                *received_ms as i64
+            ])?;
+        }
+    }
+    Ok(None)
+}
