@@ -1,0 +1,493 @@
+//! The swarm task: it owns the swarm, runs commands, forwards events, and enforces
+//! refusals and bans.
+
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_BOOTSTRAP_PERIOD, topic_score_params};
+use super::handle::{
+    EventSenders, Gossip, NetCommand, NetEvent, PeerInfo, RequestError, RequestTag,
+};
+use super::transport::quic_twin;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Listen addresses of one peer's identify kept at most.
+const MAX_IDENTIFY_ADDRS: usize = 16;
+/// How long a refused peer may still read its refusal before it is disconnected.
+pub const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+/// How long a refused peer stays connected once its refusal is written (for the muxer to
+/// flush it to the socket).
+const REFUSAL_FLUSH: Duration = Duration::from_millis(100);
+/// How long a refused peer stays banned.
+pub const BAN_TIME: Duration = Duration::from_secs(60);
+/// A connection is not pruned before it is this old: its hello, sync and grafts are done,
+/// and the Kademlia walks of the peers around it (which dial it again) are over.
+pub const PRUNE_GRACE: Duration = Duration::from_secs(60);
+
+/// A peer being refused: what it is told and when it is cut off at the latest.
+struct Refusal {
+    refusal: Vec<u8>,
+    deadline: Instant,
+}
+
+/// The swarm task's state besides the swarm.
+struct Driver {
+    swarm: Swarm<Behaviour>,
+    gossip: mpsc::Sender<Gossip>,
+    events: mpsc::Sender<NetEvent>,
+    /// An event the core's queue had no room for; the swarm is not polled until it is
+    /// delivered.
+    stalled: Option<NetEvent>,
+    metrics: crate::metrics::Metrics,
+    /// Banned peers and when their ban ends (`None`: until unbanned).
+    banned: HashMap<PeerId, Option<Instant>>,
+    /// Peers told they are refused, still connected for at most [`REFUSAL_GRACE`].
+    refusing: HashMap<PeerId, Refusal>,
+    /// Each connected peer's remote address and when it connected.
+    addrs: HashMap<PeerId, (Multiaddr, Instant)>,
+    /// Listen addresses a connected peer reported, given to Kademlia once it is admitted.
+    identified: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Tags of our outbound requests awaiting an answer.
+    requests: HashMap<OutboundRequestId, RequestTag>,
+}
+
+/// Runs the swarm until `commands` closes or `shutdown` fires.
+pub async fn run(
+    swarm: Swarm<Behaviour>,
+    mut commands: mpsc::Receiver<NetCommand>,
+    events: EventSenders,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    metrics: crate::metrics::Metrics,
+) {
+    let mut d = Driver {
+        swarm,
+        gossip: events.gossip,
+        events: events.events,
+        stalled: None,
+        metrics,
+        banned: HashMap::new(),
+        refusing: HashMap::new(),
+        addrs: HashMap::new(),
+        identified: HashMap::new(),
+        requests: HashMap::new(),
+    };
+    let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_PERIOD);
+    let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
+    let events = d.events.clone();
+    loop {
+        let stalled = d.stalled.is_some();
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = kad_tick.tick() => {
+                let me = *d.swarm.local_peer_id();
+                d.swarm.behaviour_mut().kad.get_closest_peers(me);
+            }
+            _ = housekeeping.tick() => d.expire(Instant::now()),
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                d.command(cmd);
+            }
+            permit = events.reserve(), if stalled => match (permit, d.stalled.take()) {
+                (Ok(permit), Some(ev)) => permit.send(ev),
+                _ => break, // the core is gone
+            },
+            event = d.swarm.select_next_some(), if !stalled => d.event(event),
+        }
+    }
+    tracing::debug!("network task stopped");
+}
+
+impl Driver {
+    /// Hands an event to the core; if its queue is full, holds it and stops polling the
+    /// swarm until it is delivered.
+    fn forward(&mut self, ev: NetEvent) {
+        match self.events.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) => self.stalled = Some(ev),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Hands a gossip message to the core, or sheds it (`Ignore`, counted).
+    fn forward_gossip(&mut self, msg: Gossip) {
+        if let Err(mpsc::error::TrySendError::Full(msg)) = self.gossip.try_send(msg) {
+            self.metrics.dropped_events.inc();
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&msg.id, &msg.source, MessageAcceptance::Ignore);
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId, until: Option<Instant>) {
+        self.refusing.remove(&peer);
+        self.banned.insert(peer, until);
+        let b = self.swarm.behaviour_mut();
+        b.gossipsub.blacklist_peer(&peer);
+        b.kad.remove_peer(&peer);
+        // Closes every connection of the peer and denies new ones.
+        b.blocked.block_peer(peer);
+    }
+
+    fn unban(&mut self, peer: PeerId) {
+        self.banned.remove(&peer);
+        let b = self.swarm.behaviour_mut();
+        b.gossipsub.remove_blacklisted_peer(&peer);
+        b.blocked.unblock_peer(peer);
+    }
+
+    /// Ends refusal graces and bans that are over.
+    fn expire(&mut self, now: Instant) {
+        let cut: Vec<PeerId> = self
+            .refusing
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in cut {
+            self.ban(peer, Some(now + BAN_TIME));
+        }
+        let over: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| until.is_some_and(|t| t <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in over {
+            self.unban(peer);
+        }
+    }
+
+    fn command(&mut self, cmd: NetCommand) {
+        let b = self.swarm.behaviour_mut();
+        match cmd {
+            NetCommand::Report(id, source, acceptance) => {
+                b.gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
+            NetCommand::Publish(topic, data) => {
+                if let Err(e) = b.gossipsub.publish(topic, data) {
+                    // Stored already; sync or later gossip will carry it.
+                    tracing::debug!(error = %e, "gossip publish did not go out");
+                }
+            }
+            NetCommand::Subscribe(name) => {
+                let topic = IdentTopic::new(name);
+                if let Err(e) = b
+                    .gossipsub
+                    .set_topic_params(topic.clone(), topic_score_params())
+                {
+                    tracing::warn!(error = %e, "topic scoring not set");
+                }
+                if let Err(e) = b.gossipsub.subscribe(&topic) {
+                    tracing::warn!(error = %e, "subscribe failed");
+                }
+            }
+            NetCommand::Unsubscribe(name) => {
+                b.gossipsub.unsubscribe(&IdentTopic::new(name));
+            }
+            NetCommand::Admit(peer) => {
+                if !self.swarm.is_connected(&peer) || self.refusing.contains_key(&peer) {
+                    return;
+                }
+                let b = self.swarm.behaviour_mut();
+                b.gossipsub.admit(peer);
+                b.kad.admit(peer);
+                for addr in self.identified.remove(&peer).into_iter().flatten() {
+                    b.kad.add_address(&peer, addr);
+                }
+            }
+            NetCommand::Request { peer, data, tag } => {
+                // Requests go to connected peers only: request-response would otherwise dial
+                // a peer that was just pruned or refused.
+                if self.swarm.is_connected(&peer) {
+                    let id = self.swarm.behaviour_mut().req.send_request(&peer, data);
+                    self.requests.insert(id, tag);
+                } else {
+                    self.forward(NetEvent::RequestFailed {
+                        peer,
+                        tag,
+                        error: RequestError::NotConnected,
+                    });
+                }
+            }
+            NetCommand::Respond(channel, data) => {
+                let _ = b.req.send_response(channel, data);
+            }
+            NetCommand::Refuse {
+                peer,
+                refusal,
+                channel,
+                speaks_protocol,
+            } => {
+                self.metrics.refused_peers.inc();
+                if !speaks_protocol {
+                    self.ban(peer, Some(Instant::now() + BAN_TIME));
+                    return;
+                }
+                if let Some(channel) = channel {
+                    if b.req.send_response(channel, refusal.clone()).is_err() {
+                        tracing::debug!(%peer, "the refused request's stream is gone");
+                    }
+                }
+                // Refused twice (say, for its hello and for its answer to ours): the first
+                // refusal's deadline stands.
+                self.refusing.entry(peer).or_insert(Refusal {
+                    refusal,
+                    deadline: Instant::now() + REFUSAL_GRACE,
+                });
+            }
+            NetCommand::RespondRefused {
+                peer,
+                channel,
+                fallback,
+            } => {
+                let answer = self
+                    .refusing
+                    .get(&peer)
+                    .map_or(fallback, |r| r.refusal.clone());
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .req
+                    .send_response(channel, answer);
+            }
+            NetCommand::Ban(peer) => self.ban(peer, None),
+            NetCommand::Unban(peer) => self.unban(peer),
+            NetCommand::Score(peer, score) => {
+                b.gossipsub.set_application_score(&peer, score);
+            }
+            NetCommand::Dial(addr) => {
+                // With a peer id: no second dial while connected to it or dialling it. A
+                // TCP address is tried as QUIC on the same port first (QUIC is preferred
+                // where both ends speak it), then as given.
+                let peer = addr.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                    _ => None,
+                });
+                let opts = match peer {
+                    Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(quic_twin(&addr).into_iter().chain([addr.clone()]).collect())
+                        .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
+                        .condition(
+                            libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
+                        )
+                        .build(),
+                    None => addr.clone().into(),
+                };
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(%addr, error = %e, "dial failed");
+                }
+            }
+            NetCommand::DialPeer(peer) => {
+                if self.banned.contains_key(&peer) {
+                    return;
+                }
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(%peer, error = %e, "no address known; asking the DHT");
+                    self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                }
+            }
+            NetCommand::Prune(max) => prune(&mut self.swarm, max, &self.addrs),
+            NetCommand::Peers(reply) => {
+                let g = &self.swarm.behaviour().gossipsub;
+                let peers = self
+                    .swarm
+                    .connected_peers()
+                    .map(|p| PeerInfo {
+                        peer_id: p.to_string(),
+                        address: self
+                            .addrs
+                            .get(p)
+                            .map(|(a, _)| a.to_string())
+                            .unwrap_or_default(),
+                        score: g.peer_score(p),
+                        mesh_topics: g
+                            .topics()
+                            .filter(|t| g.mesh_peers(t).any(|m| m == p))
+                            .count(),
+                        admitted: g.is_admitted(p),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            NetCommand::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            NetCommand::KadQueries(reply) => {
+                let _ = reply.send(self.swarm.behaviour().kad.iter_queries().count());
+            }
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.forward_gossip(Gossip {
+                source: propagation_source,
+                id: message_id,
+                topic: message.topic,
+                data: message.data,
+            }),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                topic,
+            })) => self.forward(NetEvent::Subscribed(peer_id, topic)),
+            SwarmEvent::Behaviour(BehaviourEvent::Req(ev)) => self.request_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| !a.to_string().contains("/ip4/0.0.0.0"))
+                    .take(MAX_IDENTIFY_ADDRS)
+                    .collect();
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if kad.is_admitted(&peer_id) {
+                    for addr in addrs {
+                        kad.add_address(&peer_id, addr);
+                    }
+                } else if self.addrs.contains_key(&peer_id) {
+                    self.identified.insert(peer_id, addrs);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.addrs.insert(
+                    peer_id,
+                    (endpoint.get_remote_address().clone(), Instant::now()),
+                );
+                if num_established.get() == 1 {
+                    self.forward(NetEvent::Connected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.addrs.remove(&peer_id);
+                self.identified.remove(&peer_id);
+                if self.refusing.remove(&peer_id).is_some() {
+                    self.ban(peer_id, Some(Instant::now() + BAN_TIME));
+                }
+                self.forward(NetEvent::Disconnected(peer_id));
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            _ => {}
+        }
+    }
+
+    fn request_event(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => match self.refusing.get(&peer) {
+                // A refused peer hears only its refusal, then it is cut off.
+                Some(r) => {
+                    let refusal = r.refusal.clone();
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .req
+                        .send_response(channel, refusal);
+                }
+                None => self.forward(NetEvent::Request {
+                    peer,
+                    data: request,
+                    channel,
+                }),
+            },
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tag) = self.requests.remove(&request_id) {
+                    self.forward(NetEvent::Response {
+                        peer,
+                        tag,
+                        data: response,
+                    });
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "request failed");
+                if let Some(tag) = self.requests.remove(&request_id) {
+                    self.forward(NetEvent::RequestFailed {
+                        peer,
+                        tag,
+                        error: RequestError::from(&error),
+                    });
+                }
+            }
+            request_response::Event::ResponseSent { peer, .. } => {
+                // Its refusal is written: cut it off once the muxer has flushed it.
+                if let Some(r) = self.refusing.get_mut(&peer) {
+                    r.deadline = r.deadline.min(Instant::now() + REFUSAL_FLUSH);
+                }
+            }
+            request_response::Event::InboundFailure { .. } => {}
+        }
+    }
+}
+
+/// Closes connections beyond `max` to peers in none of our gossipsub meshes, oldest
+/// connections last (they have proved useful for longest).
+fn prune(swarm: &mut Swarm<Behaviour>, max: usize, addrs: &HashMap<PeerId, (Multiaddr, Instant)>) {
+    let excess = swarm.connected_peers().count().saturating_sub(max);
+    // A Kademlia walk dials every peer it queries; pruning during one only makes the next
+    // step dial the pruned peers again.
+    if excess == 0 || swarm.behaviour().kad.iter_queries().next().is_some() {
+        return;
+    }
+    let in_mesh: HashSet<PeerId> = swarm
+        .behaviour()
+        .gossipsub
+        .all_mesh_peers()
+        .copied()
+        .collect();
+    let mut idle: Vec<(PeerId, Instant)> = addrs
+        .iter()
+        .filter(|(p, (_, since))| !in_mesh.contains(p) && since.elapsed() >= PRUNE_GRACE)
+        .map(|(p, (_, since))| (*p, *since))
+        .collect();
+    idle.sort_by_key(|(_, since)| std::cmp::Reverse(*since));
+    for (peer, _) in idle.into_iter().take(excess) {
+        tracing::debug!(%peer, "above max_peers: closing a connection outside every mesh");
+        let _ = swarm.disconnect_peer_id(peer);
+    }
+}
