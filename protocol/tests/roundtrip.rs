@@ -476,6 +476,24 @@ fn signed_charter() -> impl Strategy<Value = (SignedCharter, Charter)> {
 // ---------------------------------------------------------------- helpers
 
 /// Every strict prefix and the input plus one byte.
+/// `bytes`, the encoding of `value`, decodes back to it and re-encodes to the same bytes,
+/// and no damaged copy of it decodes.
+fn check_round_trip<T: PartialEq + std::fmt::Debug, E>(
+    value: &T,
+    bytes: &[u8],
+    extra: u8,
+    encode: impl Fn(&T) -> Vec<u8>,
+    decode: impl Fn(&[u8]) -> Result<T, E>,
+) -> Result<(), TestCaseError> {
+    let decoded = decode(bytes).map_err(|_| TestCaseError::fail("does not decode"))?;
+    prop_assert_eq!(&decoded, value);
+    prop_assert_eq!(encode(&decoded), bytes.to_vec());
+    for bad in damaged(bytes, extra) {
+        prop_assert!(decode(&bad).is_err());
+    }
+    Ok(())
+}
+
 fn damaged(bytes: &[u8], extra: u8) -> impl Iterator<Item = Vec<u8>> + '_ {
     (0..bytes.len())
         .map(|cut| bytes[..cut].to_vec())
@@ -643,47 +661,24 @@ proptest! {
 
     #[test]
     fn key_package_round_trip(pkg in key_package(), extra in any::<u8>()) {
-        let bytes = pkg.encode();
-        let decoded = KeyPackage::decode(&bytes).unwrap();
-        prop_assert_eq!(&decoded, &pkg);
-        prop_assert_eq!(decoded.encode(), bytes.clone());
-        for bad in damaged(&bytes, extra) {
-            prop_assert!(KeyPackage::decode(&bad).is_err());
-        }
+        check_round_trip(&pkg, &pkg.encode(), extra, KeyPackage::encode, KeyPackage::decode)?;
     }
 
     #[test]
     fn evidence_round_trip(evidence in evidence(), extra in any::<u8>()) {
-        let bytes = evidence.encode();
-        let decoded = Evidence::decode(&bytes, MAX).unwrap();
-        prop_assert_eq!(&decoded, &evidence);
-        prop_assert_eq!(decoded.encode(), bytes.clone());
-        for bad in damaged(&bytes, extra) {
-            prop_assert!(Evidence::decode(&bad, MAX).is_err());
-        }
+        check_round_trip(&evidence, &evidence.encode(), extra, Evidence::encode, |b| Evidence::decode(b, MAX))?;
     }
 
     #[test]
     fn control_message_round_trip(msg in control(), extra in any::<u8>()) {
-        let bytes = msg.encode();
-        let decoded = ControlMessage::decode(&bytes).unwrap();
-        prop_assert_eq!(&decoded, &msg);
-        prop_assert_eq!(decoded.encode(), bytes.clone());
-        for bad in damaged(&bytes, extra) {
-            prop_assert!(ControlMessage::decode(&bad).is_err());
-        }
+        check_round_trip(&msg, &msg.encode(), extra, ControlMessage::encode, ControlMessage::decode)?;
     }
 
     #[test]
     fn content_round_trip(content in content(), extra in any::<u8>()) {
         let kind = content_kind(&content);
         let bytes = content.encode();
-        let decoded = decode_content(kind, &bytes).unwrap();
-        prop_assert_eq!(&decoded, &content);
-        prop_assert_eq!(decoded.encode(), bytes.clone());
-        for bad in damaged(&bytes, extra) {
-            prop_assert!(decode_content(kind, &bad).is_err());
-        }
+        check_round_trip(&content, &bytes, extra, Content::encode, |b| decode_content(kind, b))?;
         // The plaintext of one kind is not valid content of the clear kinds.
         prop_assert!(decode_content(Kind::KeyPackage, &bytes).is_err());
         prop_assert!(decode_content(Kind::Evidence, &bytes).is_err());

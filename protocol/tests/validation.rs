@@ -5,16 +5,16 @@
 
 mod common;
 
-use alertmesh_protocol::bootstrap::{NetworkPlan, TopicPlan, new_node, simple_plan};
+use alertmesh_protocol::bootstrap::{NetworkPlan, NodeMaterial, TopicPlan, new_node, simple_plan};
 use alertmesh_protocol::cert::CertError;
 use alertmesh_protocol::charter::Cutoff;
 use alertmesh_protocol::evidence::Misbehaviour;
 use alertmesh_protocol::ids::tags;
 use alertmesh_protocol::validate::Accepted;
 use alertmesh_protocol::{
-    CertDirectory, EnvelopeId, Evidence, IgnoreReason, KeyPackage, Kind, Limits, MemoryChains,
-    NetworkId, NodeCert, OrgRootKey, RejectReason, SenderKey, SignedEnvelope, SignedNodeCert,
-    Source, Tlp, TopicId, Validator, Verdict,
+    AgreementPublicKey, CertDirectory, Draft, EnvelopeId, Evidence, IgnoreReason, KeyPackage, Kind,
+    Limits, MemoryChains, NetworkId, NodeCert, OrgRootKey, RejectReason, SenderKey, SignedEnvelope,
+    SignedNodeCert, Source, Tlp, TopicId, Validator, Verdict,
 };
 use common::{NOW, TestNet, resign, rng, sample_alert, seal_alert};
 use proptest::collection::vec;
@@ -73,12 +73,81 @@ impl Fixture {
         self.alert_with(org, draft)
     }
 
-    fn alert_with(&mut self, org: usize, draft: alertmesh_protocol::Draft) -> SignedEnvelope {
+    /// An alert, seq 1 with no predecessor, by org `org`'s node on `topic`, its draft
+    /// changed by `edit` first.
+    fn alert_edited(
+        &mut self,
+        org: usize,
+        topic: &str,
+        edit: impl FnOnce(&mut Draft),
+    ) -> SignedEnvelope {
+        let mut draft = self.net.draft(self.net.topic(topic), 1, ZERO, Kind::Alert);
+        edit(&mut draft);
+        self.alert_with(org, draft)
+    }
+
+    fn alert_with(&mut self, org: usize, draft: Draft) -> SignedEnvelope {
         seal_alert(
             &self.net.node(org).key,
             &draft,
             &self.key,
             &sample_alert(),
+            &mut self.rng,
+        )
+    }
+
+    /// An unencrypted envelope (key package, evidence) by org `org`'s node.
+    fn clear(&self, org: usize, draft: &Draft, payload: &[u8]) -> SignedEnvelope {
+        SignedEnvelope::seal_clear(&self.net.node(org).key, draft, payload).unwrap()
+    }
+
+    /// Org-0's node's seq 1 on `topic` carrying `payload` as a key package of `key_epoch`.
+    fn key_package_envelope(
+        &self,
+        topic: TopicId,
+        key_epoch: u64,
+        payload: &[u8],
+    ) -> SignedEnvelope {
+        let mut draft = self.net.draft(topic, 1, ZERO, Kind::KeyPackage);
+        draft.key_epoch = key_epoch;
+        self.clear(0, &draft, payload)
+    }
+
+    /// Org-0's node's package of the fixture's sender key on `topic` for `readers`.
+    fn key_package(&mut self, topic: TopicId, readers: &[AgreementPublicKey]) -> KeyPackage {
+        let author = self.net.node(0).key.public();
+        let (pkg, refused) = KeyPackage::seal(
+            &self.net.network_id(),
+            &topic,
+            &author,
+            &self.key,
+            readers,
+            &mut self.rng,
+        );
+        assert!(refused.is_empty());
+        pkg
+    }
+
+    /// The agreement keys of every node.
+    fn all_readers(&self) -> Vec<AgreementPublicKey> {
+        self.net
+            .network
+            .nodes()
+            .map(|(_, n)| n.agreement.public())
+            .collect()
+    }
+
+    /// A correctly certified node of org-0 whose certificate the directory does not hold.
+    fn stranger(&mut self) -> NodeMaterial {
+        let network_id = self.net.network_id();
+        let org = self.net.org_id(0);
+        new_node(
+            &network_id,
+            &org,
+            &self.net.org(0).root,
+            99,
+            NOW,
+            NOW + 1_000_000,
             &mut self.rng,
         )
     }
@@ -127,6 +196,17 @@ impl Fixture {
             last_seq,
         }
     }
+}
+
+/// [`plan`] with a charter rate limit of one envelope per org and minute, after a burst.
+fn rate_limited_plan(rate_burst: u32) -> NetworkPlan {
+    let mut p = plan();
+    p.limits = Limits {
+        rate_per_org_per_minute: 1,
+        rate_burst,
+        ..Limits::default()
+    };
+    p
 }
 
 /// A verdict without the envelope's bytes.
@@ -179,13 +259,7 @@ fn gap_flag_set_when_predecessor_missing() {
 
 #[test]
 fn sync_source_is_not_rate_limited() {
-    let mut p = plan();
-    p.limits = Limits {
-        rate_per_org_per_minute: 1,
-        rate_burst: 2,
-        ..Limits::default()
-    };
-    let mut f = fixture_with(&p, 3);
+    let mut f = fixture_with(&rate_limited_plan(2), 3);
     let mut prev = ZERO;
     for seq in 1..=10 {
         let env = f.alert(0, seq, prev);
@@ -215,7 +289,7 @@ fn evidence_envelope_accepted_on_the_control_topic() {
     // Any member (here the read-only org-3) may report it.
     let mut draft = f.net.draft(f.net.control(), 1, ZERO, Kind::Evidence);
     draft.tlp = Tlp::Clear;
-    let env = SignedEnvelope::seal_clear(&f.net.node(3).key, &draft, &evidence.encode()).unwrap();
+    let env = f.clear(3, &draft, &evidence.encode());
     let accepted = f.accept(env.as_bytes());
     assert_eq!(accepted.org, f.net.org_id(3));
 }
@@ -224,25 +298,9 @@ fn evidence_envelope_accepted_on_the_control_topic() {
 fn key_package_envelope_accepted() {
     let mut f = fixture(5);
     let topic = f.net.topic("all");
-    let readers: Vec<_> = f
-        .net
-        .network
-        .nodes()
-        .map(|(_, n)| n.agreement.public())
-        .collect();
-    let author = f.net.node(0).key.public();
-    let (pkg, refused) = KeyPackage::seal(
-        &f.net.network_id(),
-        &topic,
-        &author,
-        &f.key,
-        &readers,
-        &mut f.rng,
-    );
-    assert!(refused.is_empty());
-    let mut draft = f.net.draft(topic, 1, ZERO, Kind::KeyPackage);
-    draft.key_epoch = 1;
-    let env = SignedEnvelope::seal_clear(&f.net.node(0).key, &draft, &pkg.encode()).unwrap();
+    let readers = f.all_readers();
+    let pkg = f.key_package(topic, &readers);
+    let env = f.key_package_envelope(topic, 1, &pkg.encode());
     f.accept(env.as_bytes());
 }
 
@@ -290,10 +348,11 @@ fn historical_envelopes_of_a_removed_org_accepted_up_to_the_cutoff() {
 #[test]
 fn tlp_at_the_topic_maximum_and_timestamp_at_the_skew_limit_accepted() {
     let mut f = fixture(8);
-    let mut draft = f.net.draft(f.net.topic("amber"), 1, ZERO, Kind::Alert);
-    draft.tlp = Tlp::Amber;
-    draft.timestamp_ms = NOW + f.net.current().limits.max_clock_skew_ms;
-    let env = f.alert_with(0, draft);
+    let skew = f.net.current().limits.max_clock_skew_ms;
+    let env = f.alert_edited(0, "amber", |d| {
+        d.tlp = Tlp::Amber;
+        d.timestamp_ms = NOW + skew;
+    });
     f.accept(env.as_bytes());
 }
 
@@ -325,9 +384,7 @@ fn reject_malformed() {
 #[test]
 fn reject_wrong_network() {
     let mut f = fixture(12);
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.network_id = NetworkId([7; 32]);
-    let env = f.alert_with(0, draft);
+    let env = f.alert_edited(0, "all", |d| d.network_id = NetworkId([7; 32]));
     assert_eq!(f.reject(env.as_bytes()), RejectReason::WrongNetwork);
 }
 
@@ -344,9 +401,7 @@ fn reject_unknown_topic() {
 #[test]
 fn reject_unknown_charter_version() {
     let mut f = fixture(14);
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.charter_version = 0;
-    let env = f.alert_with(0, draft);
+    let env = f.alert_edited(0, "all", |d| d.charter_version = 0);
     assert_eq!(
         f.reject(env.as_bytes()),
         RejectReason::UnknownCharterVersion(0)
@@ -356,9 +411,9 @@ fn reject_unknown_charter_version() {
 #[test]
 fn reject_cert_not_valid_before_its_start() {
     let mut f = fixture(15);
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.timestamp_ms = NOW - 1; // certificates start at NOW
-    let env = f.alert_with(0, draft);
+    let env = f.alert_edited(0, "all", |d| {
+        d.timestamp_ms = NOW - 1; // certificates start at NOW
+    });
     assert_eq!(f.reject(env.as_bytes()), RejectReason::CertNotValid);
 }
 
@@ -366,9 +421,7 @@ fn reject_cert_not_valid_before_its_start() {
 fn reject_cert_not_valid_after_its_end() {
     let mut f = fixture(16);
     let end = f.net.node(0).cert.cert().not_after_ms;
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.timestamp_ms = end + 1;
-    let env = f.alert_with(0, draft);
+    let env = f.alert_edited(0, "all", |d| d.timestamp_ms = end + 1);
     // Checked at a time when the timestamp is not in the future.
     let verdict = f.check_at(env.as_bytes(), Source::Gossip, end + 1);
     assert_eq!(verdict, Verdict::Reject(RejectReason::CertNotValid));
@@ -381,9 +434,7 @@ fn reject_cert_revoked() {
     let env = f.alert(1, 1, ZERO);
     assert_eq!(f.reject(env.as_bytes()), RejectReason::CertRevoked);
     // Also when published under the old charter version.
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.charter_version = 1;
-    let old = f.alert_with(1, draft);
+    let old = f.alert_edited(1, "all", |d| d.charter_version = 1);
     assert_eq!(f.reject(old.as_bytes()), RejectReason::CertRevoked);
     // Other authors are unaffected.
     let other = f.alert(0, 1, ZERO);
@@ -441,7 +492,7 @@ fn reject_not_publisher_for_kind_and_topic_mismatch() {
     let b = f.alert(0, 1, ZERO);
     let evidence = Evidence::new(&a, &b).unwrap().encode();
     let draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Evidence);
-    let env = SignedEnvelope::seal_clear(&f.net.node(1).key, &draft, &evidence).unwrap();
+    let env = f.clear(1, &draft, &evidence);
     assert_eq!(f.reject(env.as_bytes()), RejectReason::NotPublisher);
     // Alerts do not belong on the control topic.
     let draft = f.net.draft(f.net.control(), 1, ZERO, Kind::Alert);
@@ -452,9 +503,7 @@ fn reject_not_publisher_for_kind_and_topic_mismatch() {
 #[test]
 fn reject_tlp_too_high() {
     let mut f = fixture(22);
-    let mut draft = f.net.draft(f.net.topic("amber"), 1, ZERO, Kind::Alert);
-    draft.tlp = Tlp::AmberStrict;
-    let env = f.alert_with(0, draft);
+    let env = f.alert_edited(0, "amber", |d| d.tlp = Tlp::AmberStrict);
     assert_eq!(f.reject(env.as_bytes()), RejectReason::TlpTooHigh);
 }
 
@@ -480,47 +529,27 @@ fn reject_bad_signature() {
 fn reject_bad_payload_key_package() {
     let mut f = fixture(24);
     let topic = f.net.topic("all");
-    let readers: Vec<_> = f
-        .net
-        .network
-        .nodes()
-        .map(|(_, n)| n.agreement.public())
-        .collect();
-    let author = f.net.node(0).key.public();
-    let (pkg, _) = KeyPackage::seal(
-        &f.net.network_id(),
-        &topic,
-        &author,
-        &f.key,
-        &readers,
-        &mut f.rng,
-    );
+    let readers = f.all_readers();
+    let pkg = f.key_package(topic, &readers);
 
     // The header's epoch differs from the package's.
-    let mut draft = f.net.draft(topic, 1, ZERO, Kind::KeyPackage);
-    draft.key_epoch = 2;
-    let env = SignedEnvelope::seal_clear(&f.net.node(0).key, &draft, &pkg.encode()).unwrap();
+    let env = f.key_package_envelope(topic, 2, &pkg.encode());
     assert!(matches!(
         f.reject(env.as_bytes()),
         RejectReason::BadPayload(_)
     ));
 
     // The package is for another topic.
-    let draft = f.net.draft(f.net.topic("amber"), 1, ZERO, Kind::KeyPackage);
-    let mut draft = draft;
-    draft.key_epoch = 1;
-    let env = SignedEnvelope::seal_clear(&f.net.node(0).key, &draft, &pkg.encode()).unwrap();
+    let env = f.key_package_envelope(f.net.topic("amber"), 1, &pkg.encode());
     assert!(matches!(
         f.reject(env.as_bytes()),
         RejectReason::BadPayload(_)
     ));
 
     // The payload does not decode.
-    let mut draft = f.net.draft(topic, 1, ZERO, Kind::KeyPackage);
-    draft.key_epoch = 1;
     let mut garbage = pkg.encode();
     garbage.push(0);
-    let env = SignedEnvelope::seal_clear(&f.net.node(0).key, &draft, &garbage).unwrap();
+    let env = f.key_package_envelope(topic, 1, &garbage);
     assert!(matches!(
         f.reject(env.as_bytes()),
         RejectReason::BadPayload(_)
@@ -539,7 +568,7 @@ fn reject_bad_payload_evidence() {
         second: b.as_bytes().to_vec(),
     };
     let draft = f.net.draft(f.net.control(), 1, ZERO, Kind::Evidence);
-    let env = SignedEnvelope::seal_clear(&f.net.node(1).key, &draft, &fake.encode()).unwrap();
+    let env = f.clear(1, &draft, &fake.encode());
     assert!(matches!(
         f.reject(env.as_bytes()),
         RejectReason::BadPayload(_)
@@ -552,7 +581,7 @@ fn reject_bad_payload_evidence() {
     let last = forged.second.len() - 1;
     forged.second[last] ^= 1;
     let draft = f.net.draft(f.net.control(), 2, env.id(), Kind::Evidence);
-    let env = SignedEnvelope::seal_clear(&f.net.node(1).key, &draft, &forged.encode()).unwrap();
+    let env = f.clear(1, &draft, &forged.encode());
     assert!(matches!(
         f.reject(env.as_bytes()),
         RejectReason::BadPayload(_)
@@ -563,9 +592,7 @@ fn reject_bad_payload_evidence() {
 fn reject_from_future() {
     let mut f = fixture(26);
     let skew = f.net.current().limits.max_clock_skew_ms;
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.timestamp_ms = NOW + skew + 1;
-    let env = f.alert_with(0, draft);
+    let env = f.alert_edited(0, "all", |d| d.timestamp_ms = NOW + skew + 1);
     assert_eq!(
         f.reject(env.as_bytes()),
         RejectReason::FromFuture {
@@ -637,18 +664,8 @@ fn ignore_duplicate() {
 #[test]
 fn ignore_unknown_author() {
     let mut f = fixture(31);
-    let network_id = f.net.network_id();
-    let org = f.net.org_id(0);
     // A correctly certified node whose cert has not reached us.
-    let stranger = new_node(
-        &network_id,
-        &org,
-        &f.net.org(0).root,
-        99,
-        NOW,
-        NOW + 1_000_000,
-        &mut f.rng,
-    );
+    let stranger = f.stranger();
     let draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
     let env = seal_alert(&stranger.key, &draft, &f.key, &sample_alert(), &mut f.rng);
     assert_eq!(f.ignore(env.as_bytes()), IgnoreReason::UnknownAuthor);
@@ -663,9 +680,7 @@ fn ignore_unknown_author() {
 #[test]
 fn ignore_charter_ahead() {
     let mut f = fixture(32);
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.charter_version = 2;
-    let env = f.alert_with(0, draft);
+    let env = f.alert_edited(0, "all", |d| d.charter_version = 2);
     assert_eq!(
         f.ignore(env.as_bytes()),
         IgnoreReason::CharterAhead {
@@ -681,13 +696,7 @@ fn ignore_charter_ahead() {
 
 #[test]
 fn ignore_rate_limited() {
-    let mut p = plan();
-    p.limits = Limits {
-        rate_per_org_per_minute: 1,
-        rate_burst: 2,
-        ..Limits::default()
-    };
-    let mut f = fixture_with(&p, 33);
+    let mut f = fixture_with(&rate_limited_plan(2), 33);
     let e1 = f.alert(0, 1, ZERO);
     let e2 = f.alert(0, 2, e1.id());
     let e3 = f.alert(0, 3, e2.id());
@@ -716,9 +725,7 @@ fn order_non_publisher_with_bad_signature_is_not_publisher() {
 #[test]
 fn order_tlp_too_high_with_bad_signature_is_tlp_too_high() {
     let mut f = fixture(41);
-    let mut draft = f.net.draft(f.net.topic("amber"), 1, ZERO, Kind::Alert);
-    draft.tlp = Tlp::Red;
-    let env = f.alert_with(0, draft);
+    let env = f.alert_edited(0, "amber", |d| d.tlp = Tlp::Red);
     assert_eq!(f.reject(&bad_signature(&env)), RejectReason::TlpTooHigh);
 }
 
@@ -726,9 +733,7 @@ fn order_tlp_too_high_with_bad_signature_is_tlp_too_high() {
 fn order_bad_signature_before_time_and_chain() {
     let mut f = fixture(42);
     // From the future and with a bad signature: the signature is checked first.
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.timestamp_ms = NOW + 10 * 60_000;
-    let future = f.alert_with(0, draft);
+    let future = f.alert_edited(0, "all", |d| d.timestamp_ms = NOW + 10 * 60_000);
     assert_eq!(
         f.reject(&bad_signature(&future)),
         RejectReason::BadSignature
@@ -743,17 +748,7 @@ fn order_bad_signature_before_time_and_chain() {
 #[test]
 fn order_unknown_author_before_signature() {
     let mut f = fixture(43);
-    let network_id = f.net.network_id();
-    let org = f.net.org_id(0);
-    let stranger = new_node(
-        &network_id,
-        &org,
-        &f.net.org(0).root,
-        99,
-        NOW,
-        NOW + 1_000_000,
-        &mut f.rng,
-    );
+    let stranger = f.stranger();
     let draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
     let env = seal_alert(&stranger.key, &draft, &f.key, &sample_alert(), &mut f.rng);
     assert_eq!(f.ignore(&bad_signature(&env)), IgnoreReason::UnknownAuthor);
@@ -772,13 +767,7 @@ fn order_network_before_everything_else() {
 
 #[test]
 fn order_rejected_envelopes_do_not_use_rate_tokens() {
-    let mut p = plan();
-    p.limits = Limits {
-        rate_per_org_per_minute: 1,
-        rate_burst: 1,
-        ..Limits::default()
-    };
-    let mut f = fixture_with(&p, 45);
+    let mut f = fixture_with(&rate_limited_plan(1), 45);
     let env = f.alert(0, 1, ZERO);
     for _ in 0..5 {
         assert_eq!(f.reject(&bad_signature(&env)), RejectReason::BadSignature);
@@ -810,16 +799,13 @@ proptest! {
             1 => {
                 let topic = f.net.topic("all");
                 let readers = [f.net.node(1).agreement.public()];
-                let author = f.net.node(0).key.public();
-                let (pkg, _) = KeyPackage::seal(&f.net.network_id(), &topic, &author, &f.key, &readers, &mut f.rng);
-                let mut draft = f.net.draft(topic, 1, ZERO, Kind::KeyPackage);
-                draft.key_epoch = 1;
-                SignedEnvelope::seal_clear(&f.net.node(0).key, &draft, &pkg.encode()).unwrap()
+                let pkg = f.key_package(topic, &readers);
+                f.key_package_envelope(topic, 1, &pkg.encode())
             }
             _ => {
                 let evidence = Evidence::new(&f.alert(0, 1, ZERO), &f.alert(0, 1, ZERO)).unwrap();
                 let draft = f.net.draft(f.net.control(), 1, ZERO, Kind::Evidence);
-                SignedEnvelope::seal_clear(&f.net.node(1).key, &draft, &evidence.encode()).unwrap()
+                f.clear(1, &draft, &evidence.encode())
             }
         };
         let bytes = original.as_bytes();
@@ -943,17 +929,15 @@ fn demoted_publisher_cannot_publish_by_naming_an_old_charter() {
     let mut v2 = f.net.successor();
     v2.topics[0].publishers.retain(|o| o.as_str() != "org-1");
     f.net.adopt(v2, &[0, 2]);
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.charter_version = 1;
-    draft.timestamp_ms = NOW + 1; // published after the change
-    let env = f.alert_with(1, draft);
+    let env = f.alert_edited(1, "all", |d| {
+        d.charter_version = 1;
+        d.timestamp_ms = NOW + 1; // published after the change
+    });
     assert_eq!(f.reject(env.as_bytes()), RejectReason::NotPublisher);
     // Naming the current version does not help either; org-1 may still publish on `amber`.
     let env = f.alert(1, 1, ZERO);
     assert_eq!(f.reject(env.as_bytes()), RejectReason::NotPublisher);
-    let mut draft = f.net.draft(f.net.topic("amber"), 1, ZERO, Kind::Alert);
-    draft.charter_version = 1;
-    let ok = f.alert_with(1, draft);
+    let ok = f.alert_edited(1, "amber", |d| d.charter_version = 1);
     f.accept(ok.as_bytes());
 }
 
@@ -961,14 +945,18 @@ fn demoted_publisher_cannot_publish_by_naming_an_old_charter() {
 /// are checked against the version they name only) and nothing later is admitted.
 #[test]
 fn demoted_publisher_history_admitted_by_its_cutoff() {
+    // Version 2 drops org-1 from the publishers of `all`, with a cut-off at seq 2.
+    let demote = |f: &mut Fixture| {
+        let mut v2 = f.net.successor();
+        v2.topics[0].publishers.retain(|o| o.as_str() != "org-1");
+        v2.cutoffs.push(f.cutoff(1, "all", 2));
+        f.net.adopt(v2, &[0, 2]);
+    };
     let mut f = fixture(53);
     let e1 = f.alert(1, 1, ZERO);
     let e2 = f.alert(1, 2, e1.id());
     let e3 = f.alert(1, 3, e2.id());
-    let mut v2 = f.net.successor();
-    v2.topics[0].publishers.retain(|o| o.as_str() != "org-1");
-    v2.cutoffs.push(f.cutoff(1, "all", 2));
-    f.net.adopt(v2, &[0, 2]);
+    demote(&mut f);
 
     assert_eq!(f.accept(e1.as_bytes()).org, f.net.org_id(1));
     assert!(!f.accept(e2.as_bytes()).gap);
@@ -982,10 +970,7 @@ fn demoted_publisher_history_admitted_by_its_cutoff() {
     // An envelope admitted by the cut-off is checked against the version it names: under
     // version 2 org-1 is no publisher.
     let mut f = fixture(53);
-    let mut v2 = f.net.successor();
-    v2.topics[0].publishers.retain(|o| o.as_str() != "org-1");
-    v2.cutoffs.push(f.cutoff(1, "all", 2));
-    f.net.adopt(v2, &[0, 2]);
+    demote(&mut f);
     let env = f.alert(1, 1, ZERO);
     assert_eq!(f.net.current().version, 2);
     assert_eq!(f.reject(env.as_bytes()), RejectReason::NotPublisher);
@@ -1035,9 +1020,7 @@ fn promoted_publisher_needs_rights_under_the_named_version_too() {
     let mut v2 = f.net.successor();
     v2.topics[0].publishers.push(f.net.org_id(3));
     f.net.adopt(v2, &[0, 1]);
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.charter_version = 1;
-    let env = f.alert_with(3, draft);
+    let env = f.alert_edited(3, "all", |d| d.charter_version = 1);
     assert_eq!(f.reject(env.as_bytes()), RejectReason::NotPublisher);
     let env = f.alert(3, 1, ZERO);
     f.accept(env.as_bytes());
@@ -1052,9 +1035,7 @@ fn replaced_org_root_needs_certificates_under_both_roots() {
     let mut v2 = f.net.successor();
     v2.members[1].root_pub = new_root.public();
     f.net.adopt(v2, &[0, 2]);
-    let mut draft = f.net.draft(f.net.topic("all"), 1, ZERO, Kind::Alert);
-    draft.charter_version = 1;
-    let named_old = f.alert_with(1, draft);
+    let named_old = f.alert_edited(1, "all", |d| d.charter_version = 1);
     assert_eq!(f.reject(named_old.as_bytes()), RejectReason::CertNotValid);
     let current = f.alert(1, 1, ZERO);
     assert_eq!(f.reject(current.as_bytes()), RejectReason::CertNotValid);
@@ -1075,8 +1056,6 @@ fn replaced_org_root_needs_certificates_under_both_roots() {
     assert!(f.net.certs.insert(renewed, &v2).unwrap());
     assert_eq!(f.net.certs.org_of(&author), Some(&f.net.org_id(1)));
     f.accept(named_old.as_bytes());
-    let mut draft = f.net.draft(f.net.topic("amber"), 1, ZERO, Kind::Alert);
-    draft.charter_version = 2;
-    let env = f.alert_with(1, draft);
+    let env = f.alert_edited(1, "amber", |d| d.charter_version = 2);
     f.accept(env.as_bytes());
 }

@@ -310,6 +310,40 @@ fn env_vector(
     }
 }
 
+/// A case: (name, description, edit of the bytes, re-signed, reject reason).
+type ByteEdit = (
+    &'static str,
+    &'static str,
+    fn(&mut Vec<u8>),
+    bool,
+    &'static str,
+);
+
+/// A case: (name, description, author, sender key, topic, draft, expected).
+type SealedCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a Node,
+    &'a SenderKey,
+    &'a str,
+    Draft,
+    Expected,
+);
+
+/// The cases in order, each sealed from its draft over `plaintext`.
+fn sealed_cases(
+    rng: &mut ChaCha20Rng,
+    plaintext: &[u8],
+    rows: Vec<SealedCase>,
+) -> Vec<EnvelopeVector> {
+    rows.into_iter()
+        .map(|(name, description, node, key, topic, draft, expected)| {
+            let e = SignedEnvelope::seal_encrypted(&node.key, &draft, key, plaintext, rng).unwrap();
+            env_vector(name, description, node, topic, e.as_bytes(), expected)
+        })
+        .collect()
+}
+
 fn with_plain(
     mut v: EnvelopeVector,
     key: &SenderKey,
@@ -909,126 +943,125 @@ pub fn build() -> Vectors {
         ContentJson::Alert { alert: a5s },
     ));
 
-    let mut x = b5b.clone();
-    let last = x.len() - 1;
-    x[last] ^= 0x01;
-    case(env_vector(
-        "bad-signature",
-        "valid-successor with the lowest bit of the signature's last byte flipped",
-        fbi,
-        DISINFO,
-        &x,
-        reject("bad_signature"),
-    ));
-
-    let mut x = b5b.clone();
-    x[offsets::TIMESTAMP_MS] ^= 0x01;
-    case(env_vector(
-        "tampered-header",
-        "valid-successor with timestamp_ms changed by one (signature not redone)",
-        fbi,
-        DISINFO,
-        &x,
-        reject("bad_signature"),
-    ));
-
-    let mut x = b5b.clone();
-    x[offsets::HEADER_LEN] ^= 0x80;
-    case(env_vector(
-        "tampered-ciphertext",
-        "valid-successor with the first ciphertext byte changed",
-        fbi,
-        DISINFO,
-        &x,
-        reject("bad_signature"),
-    ));
-
-    let mut x = b5b.clone();
-    x.push(0);
-    case(env_vector(
-        "appended-byte",
-        "valid-successor with one zero byte appended: the envelope has no length framing, so the last 64 bytes are no longer the signature",
-        fbi,
-        DISINFO,
-        &x,
-        reject("bad_signature"),
-    ));
-
-    let x = b5b[..offsets::HEADER_LEN + 63].to_vec();
-    case(env_vector(
-        "truncated-after-header",
-        "header plus 63 bytes: no room for the 64-byte signature",
-        fbi,
-        DISINFO,
-        &x,
-        reject("malformed"),
-    ));
-
-    let x = b5b[..100].to_vec();
-    case(env_vector(
-        "truncated-header",
-        "the first 100 bytes: the header is incomplete",
-        fbi,
-        DISINFO,
-        &x,
-        reject("malformed"),
-    ));
-
-    let mut x = b5b.clone();
-    x[offsets::VERSION] = 2;
-    case(env_vector(
-        "bad-version",
-        "valid-successor with version 2, re-signed",
-        fbi,
-        DISINFO,
-        &resign(&fbi.key, x),
-        reject("malformed"),
-    ));
-
-    let mut x = b5b.clone();
-    x[offsets::KIND..offsets::KIND + 4].copy_from_slice(&5u32.to_le_bytes());
-    case(env_vector(
-        "bad-kind-variant",
-        "valid-successor with kind variant 5 (only 0-4 exist), re-signed",
-        fbi,
-        DISINFO,
-        &resign(&fbi.key, x),
-        reject("malformed"),
-    ));
-
-    let mut x = b5b.clone();
-    x[offsets::TLP..offsets::TLP + 4].copy_from_slice(&5u32.to_le_bytes());
-    case(env_vector(
-        "bad-tlp-variant",
-        "valid-successor with tlp variant 5 (only 0-4 exist), re-signed",
-        fbi,
-        DISINFO,
-        &resign(&fbi.key, x),
-        reject("malformed"),
-    ));
-
-    let mut x = b5b.clone();
-    x[offsets::SEQ..offsets::SEQ + 8].copy_from_slice(&0u64.to_le_bytes());
-    x[offsets::PREV..offsets::PREV + 32].copy_from_slice(&[0; 32]);
-    case(env_vector(
-        "seq-zero",
-        "valid-successor with seq 0 and a zero prev, re-signed",
-        fbi,
-        DISINFO,
-        &resign(&fbi.key, x),
-        reject("malformed"),
-    ));
-
-    let mut x = b5b.clone();
-    x[offsets::SEQ..offsets::SEQ + 8].copy_from_slice(&1u64.to_le_bytes());
-    case(env_vector(
-        "seq-one-with-prev",
-        "valid-successor with seq 1 but a non-zero prev, re-signed",
-        fbi,
-        DISINFO,
-        &resign(&fbi.key, x),
-        reject("malformed"),
-    ));
+    // Byte edits of valid-successor: (name, description, edit, re-signed, reason).
+    let tampered: [ByteEdit; 11] = [
+        (
+            "bad-signature",
+            "valid-successor with the lowest bit of the signature's last byte flipped",
+            |x| {
+                let last = x.len() - 1;
+                x[last] ^= 0x01;
+            },
+            false,
+            "bad_signature",
+        ),
+        (
+            "tampered-header",
+            "valid-successor with timestamp_ms changed by one (signature not redone)",
+            |x| {
+                x[offsets::TIMESTAMP_MS] ^= 0x01;
+            },
+            false,
+            "bad_signature",
+        ),
+        (
+            "tampered-ciphertext",
+            "valid-successor with the first ciphertext byte changed",
+            |x| {
+                x[offsets::HEADER_LEN] ^= 0x80;
+            },
+            false,
+            "bad_signature",
+        ),
+        (
+            "appended-byte",
+            "valid-successor with one zero byte appended: the envelope has no length framing, so the last 64 bytes are no longer the signature",
+            |x| {
+                x.push(0);
+            },
+            false,
+            "bad_signature",
+        ),
+        (
+            "truncated-after-header",
+            "header plus 63 bytes: no room for the 64-byte signature",
+            |x| {
+                x.truncate(offsets::HEADER_LEN + 63);
+            },
+            false,
+            "malformed",
+        ),
+        (
+            "truncated-header",
+            "the first 100 bytes: the header is incomplete",
+            |x| {
+                x.truncate(100);
+            },
+            false,
+            "malformed",
+        ),
+        (
+            "bad-version",
+            "valid-successor with version 2, re-signed",
+            |x| {
+                x[offsets::VERSION] = 2;
+            },
+            true,
+            "malformed",
+        ),
+        (
+            "bad-kind-variant",
+            "valid-successor with kind variant 5 (only 0-4 exist), re-signed",
+            |x| {
+                x[offsets::KIND..offsets::KIND + 4].copy_from_slice(&5u32.to_le_bytes());
+            },
+            true,
+            "malformed",
+        ),
+        (
+            "bad-tlp-variant",
+            "valid-successor with tlp variant 5 (only 0-4 exist), re-signed",
+            |x| {
+                x[offsets::TLP..offsets::TLP + 4].copy_from_slice(&5u32.to_le_bytes());
+            },
+            true,
+            "malformed",
+        ),
+        (
+            "seq-zero",
+            "valid-successor with seq 0 and a zero prev, re-signed",
+            |x| {
+                x[offsets::SEQ..offsets::SEQ + 8].copy_from_slice(&0u64.to_le_bytes());
+                x[offsets::PREV..offsets::PREV + 32].copy_from_slice(&[0; 32]);
+            },
+            true,
+            "malformed",
+        ),
+        (
+            "seq-one-with-prev",
+            "valid-successor with seq 1 but a non-zero prev, re-signed",
+            |x| {
+                x[offsets::SEQ..offsets::SEQ + 8].copy_from_slice(&1u64.to_le_bytes());
+            },
+            true,
+            "malformed",
+        ),
+    ];
+    for (name, description, edit, resigned, reason) in tampered {
+        let mut x = b5b.clone();
+        edit(&mut x);
+        if resigned {
+            x = resign(&fbi.key, x);
+        }
+        case(env_vector(
+            name,
+            description,
+            fbi,
+            DISINFO,
+            &x,
+            reject(reason),
+        ));
+    }
 
     let mut x = e1.as_bytes().to_vec();
     x[offsets::NONCE] = 1;
@@ -1060,174 +1093,170 @@ pub fn build() -> Vectors {
     ));
 
     let other_net = NetworkId([0x42; 32]);
-    let d = Draft {
-        network_id: other_net,
-        topic_id: TopicId::derive(&other_net, DISINFO),
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "wrong-network",
-        "fbi-1's seq 5 for network 4242..42 (its disinfo topic id)",
-        fbi,
-        DISINFO,
-        e.as_bytes(),
-        reject("wrong_network"),
-    ));
-
-    let d = Draft {
-        topic_id: TopicId::derive(&net, "no-such-topic"),
-        seq: 1,
-        prev: EnvelopeId::default(),
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "unknown-topic",
-        "fbi-1's seq 1 on topic \"no-such-topic\", which no charter lists",
-        fbi,
-        "no-such-topic",
-        e.as_bytes(),
-        reject("unknown_topic"),
-    ));
-
-    let d = Draft {
-        charter_version: 3,
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "charter-ahead",
-        "fbi-1's seq 5 naming charter version 3 (we have 2)",
-        fbi,
-        DISINFO,
-        e.as_bytes(),
-        ignore("charter_ahead"),
-    ));
-
-    let d = Draft {
-        charter_version: 0,
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "charter-version-zero",
-        "fbi-1's seq 5 naming charter version 0",
-        fbi,
-        DISINFO,
-        e.as_bytes(),
-        reject("unknown_charter_version"),
-    ));
-
-    let d = Draft {
-        seq: 1,
-        prev: EnvelopeId::default(),
-        ..d5f.clone()
-    };
-    let e = seal(stranger, &d, &pa_sk, &p5f, &mut rng);
-    case(env_vector(
-        "unknown-author",
-        "platform-a-2's seq 1: its certificate exists (nodes[4]) but is not in the validator's directory",
-        stranger,
-        DISINFO,
-        e.as_bytes(),
-        ignore("unknown_author"),
-    ));
-
-    let d = Draft {
-        timestamp_ms: T0 - 1,
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "before-cert-validity",
-        "fbi-1's seq 5 with a timestamp 1 ms before its certificate's not_before",
-        fbi,
-        DISINFO,
-        e.as_bytes(),
-        reject("cert_not_valid"),
-    ));
-
-    let d = Draft {
-        topic_id: voting,
-        seq: 1,
-        prev: EnvelopeId::default(),
-        ..d5f.clone()
-    };
-    let e = seal(pa, &d, &pa_sk, &p5f, &mut rng);
-    case(env_vector(
-        "revoked-node",
-        "platform-a-1 (revoked in version 2, no cut-off on this topic) on voting-infra",
-        pa,
-        VOTING,
-        e.as_bytes(),
-        reject("cert_revoked"),
-    ));
-
-    let d = Draft {
-        seq: 2,
-        prev: e5.id(),
-        charter_version: 1,
-        ..d5f.clone()
-    };
-    let e = seal(pa, &d, &pa_sk, &p5f, &mut rng);
-    case(env_vector(
-        "beyond-cutoff",
-        "platform-a-1's seq 2 on disinfo: the cut-off is 1",
-        pa,
-        DISINFO,
-        e.as_bytes(),
-        reject("beyond_cutoff"),
-    ));
+    for v in sealed_cases(
+        &mut rng,
+        &p5f,
+        vec![
+            (
+                "wrong-network",
+                "fbi-1's seq 5 for network 4242..42 (its disinfo topic id)",
+                fbi,
+                &fbi_sk,
+                DISINFO,
+                Draft {
+                    network_id: other_net,
+                    topic_id: TopicId::derive(&other_net, DISINFO),
+                    ..d5f.clone()
+                },
+                reject("wrong_network"),
+            ),
+            (
+                "unknown-topic",
+                "fbi-1's seq 1 on topic \"no-such-topic\", which no charter lists",
+                fbi,
+                &fbi_sk,
+                "no-such-topic",
+                Draft {
+                    topic_id: TopicId::derive(&net, "no-such-topic"),
+                    seq: 1,
+                    prev: EnvelopeId::default(),
+                    ..d5f.clone()
+                },
+                reject("unknown_topic"),
+            ),
+            (
+                "charter-ahead",
+                "fbi-1's seq 5 naming charter version 3 (we have 2)",
+                fbi,
+                &fbi_sk,
+                DISINFO,
+                Draft {
+                    charter_version: 3,
+                    ..d5f.clone()
+                },
+                ignore("charter_ahead"),
+            ),
+            (
+                "charter-version-zero",
+                "fbi-1's seq 5 naming charter version 0",
+                fbi,
+                &fbi_sk,
+                DISINFO,
+                Draft {
+                    charter_version: 0,
+                    ..d5f.clone()
+                },
+                reject("unknown_charter_version"),
+            ),
+            (
+                "unknown-author",
+                "platform-a-2's seq 1: its certificate exists (nodes[4]) but is not in the validator's directory",
+                stranger,
+                &pa_sk,
+                DISINFO,
+                Draft {
+                    seq: 1,
+                    prev: EnvelopeId::default(),
+                    ..d5f.clone()
+                },
+                ignore("unknown_author"),
+            ),
+            (
+                "before-cert-validity",
+                "fbi-1's seq 5 with a timestamp 1 ms before its certificate's not_before",
+                fbi,
+                &fbi_sk,
+                DISINFO,
+                Draft {
+                    timestamp_ms: T0 - 1,
+                    ..d5f.clone()
+                },
+                reject("cert_not_valid"),
+            ),
+            (
+                "revoked-node",
+                "platform-a-1 (revoked in version 2, no cut-off on this topic) on voting-infra",
+                pa,
+                &pa_sk,
+                VOTING,
+                Draft {
+                    topic_id: voting,
+                    seq: 1,
+                    prev: EnvelopeId::default(),
+                    ..d5f.clone()
+                },
+                reject("cert_revoked"),
+            ),
+            (
+                "beyond-cutoff",
+                "platform-a-1's seq 2 on disinfo: the cut-off is 1",
+                pa,
+                &pa_sk,
+                DISINFO,
+                Draft {
+                    seq: 2,
+                    prev: e5.id(),
+                    charter_version: 1,
+                    ..d5f.clone()
+                },
+                reject("beyond_cutoff"),
+            ),
+        ],
+    ) {
+        case(v);
+    }
 
     let pb_sk = SenderKey::generate(1, &mut rng);
-    let d = Draft {
-        seq: 1,
-        prev: EnvelopeId::default(),
-        charter_version: 1,
-        ..d5f.clone()
-    };
-    let e = seal(pb, &d, &pb_sk, &p5f, &mut rng);
-    case(env_vector(
-        "org-removed",
-        "platform-b-1's seq 1 under version 1, where platform-b publishes; version 2 removed the org",
-        pb,
-        DISINFO,
-        e.as_bytes(),
-        reject("org_removed"),
-    ));
-
-    let d = Draft {
-        topic_id: voting,
-        seq: 1,
-        prev: EnvelopeId::default(),
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "not-publisher",
-        "fbi-1 on voting-infra, which fbi reads but may not publish to",
-        fbi,
-        VOTING,
-        e.as_bytes(),
-        reject("not_publisher"),
-    ));
-
-    let d = Draft {
-        topic_id: control,
-        seq: 1,
-        prev: EnvelopeId::default(),
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "alert-on-control-topic",
-        "fbi-1's alert on the control topic, which carries only evidence",
-        fbi,
-        "_control",
-        e.as_bytes(),
-        reject("not_publisher"),
-    ));
+    for v in sealed_cases(
+        &mut rng,
+        &p5f,
+        vec![
+            (
+                "org-removed",
+                "platform-b-1's seq 1 under version 1, where platform-b publishes; version 2 removed the org",
+                pb,
+                &pb_sk,
+                DISINFO,
+                Draft {
+                    seq: 1,
+                    prev: EnvelopeId::default(),
+                    charter_version: 1,
+                    ..d5f.clone()
+                },
+                reject("org_removed"),
+            ),
+            (
+                "not-publisher",
+                "fbi-1 on voting-infra, which fbi reads but may not publish to",
+                fbi,
+                &fbi_sk,
+                VOTING,
+                Draft {
+                    topic_id: voting,
+                    seq: 1,
+                    prev: EnvelopeId::default(),
+                    ..d5f.clone()
+                },
+                reject("not_publisher"),
+            ),
+            (
+                "alert-on-control-topic",
+                "fbi-1's alert on the control topic, which carries only evidence",
+                fbi,
+                &fbi_sk,
+                "_control",
+                Draft {
+                    topic_id: control,
+                    seq: 1,
+                    prev: EnvelopeId::default(),
+                    ..d5f.clone()
+                },
+                reject("not_publisher"),
+            ),
+        ],
+    ) {
+        case(v);
+    }
 
     let d = Draft {
         kind: Kind::Evidence,
@@ -1245,19 +1274,24 @@ pub fn build() -> Vectors {
         reject("not_publisher"),
     ));
 
-    let d = Draft {
-        tlp: Tlp::Red,
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "tlp-too-high",
-        "fbi-1's seq 5 marked TLP:RED on a topic whose max_tlp is AMBER",
-        fbi,
-        DISINFO,
-        e.as_bytes(),
-        reject("tlp_too_high"),
-    ));
+    for v in sealed_cases(
+        &mut rng,
+        &p5f,
+        vec![(
+            "tlp-too-high",
+            "fbi-1's seq 5 marked TLP:RED on a topic whose max_tlp is AMBER",
+            fbi,
+            &fbi_sk,
+            DISINFO,
+            Draft {
+                tlp: Tlp::Red,
+                ..d5f.clone()
+            },
+            reject("tlp_too_high"),
+        )],
+    ) {
+        case(v);
+    }
 
     let (pkg2, _) = KeyPackage::seal(
         &net,
@@ -1301,19 +1335,24 @@ pub fn build() -> Vectors {
         reject("bad_payload"),
     ));
 
-    let d = Draft {
-        timestamp_ms: NOW_MS + SKEW_MS + 1,
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "from-future",
-        "fbi-1's seq 5 with timestamp now_ms + max_clock_skew_ms + 1",
-        fbi,
-        DISINFO,
-        e.as_bytes(),
-        reject("from_future"),
-    ));
+    for v in sealed_cases(
+        &mut rng,
+        &p5f,
+        vec![(
+            "from-future",
+            "fbi-1's seq 5 with timestamp now_ms + max_clock_skew_ms + 1",
+            fbi,
+            &fbi_sk,
+            DISINFO,
+            Draft {
+                timestamp_ms: NOW_MS + SKEW_MS + 1,
+                ..d5f.clone()
+            },
+            reject("from_future"),
+        )],
+    ) {
+        case(v);
+    }
 
     case(with_plain(
         env_vector(
@@ -1352,38 +1391,43 @@ pub fn build() -> Vectors {
         ignore("duplicate"),
     ));
 
-    let d = Draft {
-        seq: 7,
-        prev: EnvelopeId([0x77; 32]),
-        ..d5f.clone()
-    };
-    let e = seal(fbi, &d, &fbi_sk, &p5f, &mut rng);
-    case(env_vector(
-        "gap",
-        "fbi-1's seq 7 while seq 5 and 6 are missing: accepted, with a gap",
-        fbi,
-        DISINFO,
-        e.as_bytes(),
-        accept(true),
-    ));
-
-    // Naming an old charter version does not restore rights (drawn after every vector
-    // above, so adding it changed none of them).
-    let d = Draft {
-        seq: 1,
-        prev: EnvelopeId::default(),
-        charter_version: 1,
-        ..d5f.clone()
-    };
-    let e = seal(dhs, &d, &dhs_sk, &p5f, &mut rng);
-    case(env_vector(
-        "old-charter-does-not-restore-rights",
-        "dhs-1's seq 1 on election-2020/disinfo naming charter version 1, where dhs publishes there; version 2 dropped dhs from the topic's publishers with no cut-off, and the author must be authorized under both the named and the current version",
-        dhs,
-        DISINFO,
-        e.as_bytes(),
-        reject("not_publisher"),
-    ));
+    for v in sealed_cases(
+        &mut rng,
+        &p5f,
+        vec![
+            (
+                "gap",
+                "fbi-1's seq 7 while seq 5 and 6 are missing: accepted, with a gap",
+                fbi,
+                &fbi_sk,
+                DISINFO,
+                Draft {
+                    seq: 7,
+                    prev: EnvelopeId([0x77; 32]),
+                    ..d5f.clone()
+                },
+                accept(true),
+            ),
+            // Naming an old charter version does not restore rights (drawn after every vector
+            // above, so adding it changed none of them).
+            (
+                "old-charter-does-not-restore-rights",
+                "dhs-1's seq 1 on election-2020/disinfo naming charter version 1, where dhs publishes there; version 2 dropped dhs from the topic's publishers with no cut-off, and the author must be authorized under both the named and the current version",
+                dhs,
+                &dhs_sk,
+                DISINFO,
+                Draft {
+                    seq: 1,
+                    prev: EnvelopeId::default(),
+                    charter_version: 1,
+                    ..d5f.clone()
+                },
+                reject("not_publisher"),
+            ),
+        ],
+    ) {
+        case(v);
+    }
 
     // dhs-2: a node whose key co-signed certificate requests for two orgs (dhs and fbi).
     let dual_key = NodeKey::generate(&mut rng);
@@ -1407,21 +1451,26 @@ pub fn build() -> Vectors {
         cert: dual_own,
         in_directory: true,
     };
-    let d = Draft {
-        topic_id: voting,
-        seq: 1,
-        prev: EnvelopeId::default(),
-        ..d5f.clone()
-    };
-    let e = seal(&dual, &d, &dhs_sk, &p5f, &mut rng);
-    case(env_vector(
-        "ambiguous-author",
-        "dhs-2's seq 1 on voting-infra: the directory holds certificates for its key from dhs (nodes[5]) and from fbi (extra_certs[0]), so the author cannot be attributed to one org",
-        &dual,
-        VOTING,
-        e.as_bytes(),
-        reject("ambiguous_author"),
-    ));
+    for v in sealed_cases(
+        &mut rng,
+        &p5f,
+        vec![(
+            "ambiguous-author",
+            "dhs-2's seq 1 on voting-infra: the directory holds certificates for its key from dhs (nodes[5]) and from fbi (extra_certs[0]), so the author cannot be attributed to one org",
+            &dual,
+            &dhs_sk,
+            VOTING,
+            Draft {
+                topic_id: voting,
+                seq: 1,
+                prev: EnvelopeId::default(),
+                ..d5f.clone()
+            },
+            reject("ambiguous_author"),
+        )],
+    ) {
+        case(v);
+    }
 
     // platform-a's root signs a certificate naming fbi-1's keys for platform-a, with a
     // "proof of possession" by platform-a-1's key: the org signature is valid, the node
