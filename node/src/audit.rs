@@ -45,9 +45,8 @@ pub struct Source {
 impl Source {
     /// Everything a node's config gives: data dir, genesis, pinned hash, keys.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let key = alertmesh_protocol::keyfile::load_node_key(&config.keys.node_key)?;
-        let agreement =
-            alertmesh_protocol::keyfile::load_agreement_key(&config.keys.agreement_key)?;
+        let key = crate::files::load_node_key(&config.keys.node_key)?;
+        let agreement = crate::files::load_agreement_key(&config.keys.agreement_key)?;
         let cert = crate::files::load_cert(&config.keys.cert)?;
         let genesis = crate::files::load_charter(&config.genesis)?;
         Ok(Self {

@@ -97,7 +97,7 @@ pub fn plan() -> NetworkPlan {
 }
 
 fn write_secret(path: &Path, key: SecretKeyFile) -> anyhow::Result<()> {
-    key.write_new(path, TEST_ONLY)?;
+    crate::files::write_key(&key, path, TEST_ONLY)?;
     Ok(())
 }
 

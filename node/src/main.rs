@@ -6,7 +6,7 @@ use alertmesh_node::client::Client;
 use alertmesh_node::config::{Config, LogFormat};
 use alertmesh_node::{example, node};
 use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
-use alertmesh_protocol::keyfile::{self, SecretKeyFile};
+use alertmesh_protocol::keyfile::SecretKeyFile;
 use alertmesh_protocol::{
     AgreementKey, CharterChain, Content, NodeCert, NodeKey, OrgId, OrgRootKey, SignedCharter, Tlp,
 };
@@ -473,17 +473,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let key = NodeKey::generate(&mut OsRng);
             let agreement = AgreementKey::generate(&mut OsRng);
             let public = key.public();
-            SecretKeyFile::NodeSign(key)
-                .write_new(&out.join("node.key"), "alertmesh node signing key")?;
-            SecretKeyFile::NodeAgreement(agreement)
-                .write_new(&out.join("agreement.key"), "alertmesh node agreement key")?;
+            alertmesh_node::files::write_key(
+                &SecretKeyFile::NodeSign(key),
+                &out.join("node.key"),
+                "alertmesh node signing key",
+            )?;
+            alertmesh_node::files::write_key(
+                &SecretKeyFile::NodeAgreement(agreement),
+                &out.join("agreement.key"),
+                "alertmesh node agreement key",
+            )?;
             println!("node key {} written to {}", public, out.display());
             Ok(())
         }
         Cmd::Org(OrgCmd::Init { out }) => {
             let key = OrgRootKey::generate(&mut OsRng);
             let public = key.public();
-            SecretKeyFile::OrgRoot(key).write_new(&out, "alertmesh org root key: keep offline")?;
+            alertmesh_node::files::write_key(
+                &SecretKeyFile::OrgRoot(key),
+                &out,
+                "alertmesh org root key: keep offline",
+            )?;
             println!("org root public key: {public}\n(put it in the charter spec as root_pub)");
             Ok(())
         }
@@ -495,8 +505,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             serial,
             out,
         }) => {
-            let key = keyfile::load_node_key(&keys.join("node.key"))?;
-            let agreement = keyfile::load_agreement_key(&keys.join("agreement.key"))?;
+            let key = alertmesh_node::files::load_node_key(&keys.join("node.key"))?;
+            let agreement = alertmesh_node::files::load_agreement_key(&keys.join("agreement.key"))?;
             let charter = alertmesh_node::files::load_charter(&charter)?;
             let org = OrgId::new(org)?;
             let now = alertmesh_node::clock::now_ms();
@@ -523,7 +533,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             request,
             out,
         }) => {
-            let root = keyfile::load_org_root(&org_key)?;
+            let root = alertmesh_node::files::load_org_root(&org_key)?;
             let bytes = std::fs::read(&request)
                 .with_context(|| format!("cannot read {}", request.display()))?;
             let request = alertmesh_protocol::cert::CertRequest::decode(&bytes)
@@ -560,7 +570,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let mut signed = alertmesh_node::files::load_charter(&charter)?;
             let org = OrgId::new(org)?;
-            let root = keyfile::load_org_root(&org_key)?;
+            let root = alertmesh_node::files::load_org_root(&org_key)?;
             let member = signed
                 .charter()
                 .member(&org)

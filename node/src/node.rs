@@ -9,7 +9,6 @@ use crate::metrics::Metrics;
 use crate::net::{self, NetHandle};
 use crate::store;
 use alertmesh_protocol::CharterChain;
-use alertmesh_protocol::keyfile;
 use anyhow::Context;
 use libp2p::{Multiaddr, PeerId};
 use std::net::SocketAddr;
@@ -106,8 +105,8 @@ impl Node {
 
     /// [`Node::start`] with `options` (a custom transport).
     pub async fn start_with(config: &Config, options: StartOptions) -> anyhow::Result<Self> {
-        let key = keyfile::load_node_key(&config.keys.node_key)?;
-        let agreement = keyfile::load_agreement_key(&config.keys.agreement_key)?;
+        let key = crate::files::load_node_key(&config.keys.node_key)?;
+        let agreement = crate::files::load_agreement_key(&config.keys.agreement_key)?;
         let cert = files::load_cert(&config.keys.cert)?;
         if cert.cert().node_sign_pub != key.public() {
             anyhow::bail!(

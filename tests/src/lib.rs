@@ -7,6 +7,7 @@ pub mod process;
 pub mod watch;
 
 use alertmesh_node::config::Config;
+use alertmesh_node::files::write_key;
 use alertmesh_node::node::Node;
 use alertmesh_protocol::bootstrap::{Network, NetworkPlan};
 use alertmesh_protocol::keyfile::SecretKeyFile;
@@ -86,10 +87,11 @@ pub fn write_node_files(
     cert: &[u8],
 ) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&key.secret_bytes()))
-        .write_new(&dir.join("node.key"), "test")?;
-    SecretKeyFile::NodeAgreement(AgreementKey::from_secret_bytes(&agreement.secret_bytes()))
-        .write_new(&dir.join("agreement.key"), "test")?;
+    let node_key = SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&key.secret_bytes()));
+    write_key(&node_key, &dir.join("node.key"), "test")?;
+    let agreement =
+        SecretKeyFile::NodeAgreement(AgreementKey::from_secret_bytes(&agreement.secret_bytes()));
+    write_key(&agreement, &dir.join("agreement.key"), "test")?;
     std::fs::write(dir.join("node.cert"), cert)?;
     write_private(&dir.join("api.token"), TOKEN.as_bytes())?;
     let genesis = dir.join("charter-v1.bin");

@@ -11,6 +11,7 @@ use crate::flooder::{FloodCmd, FloodStats, Flooder};
 use crate::verify::{RAW_VERIFY_CPU_RATE, verify_rates};
 use alertmesh_node::client::Client;
 use alertmesh_node::config::Config;
+use alertmesh_node::files::write_key;
 use alertmesh_node::net;
 use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
 use alertmesh_protocol::bootstrap::{Network, NetworkPlan, OrgPlan, TopicPlan};
@@ -81,12 +82,12 @@ fn write_sink(
 ) -> anyhow::Result<(PathBuf, Multiaddr)> {
     let node = &network.orgs[0].nodes[index];
     std::fs::create_dir_all(dir)?;
-    SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&node.key.secret_bytes()))
-        .write_new(&dir.join("node.key"), "node-bench, test only")?;
-    SecretKeyFile::NodeAgreement(AgreementKey::from_secret_bytes(
-        &node.agreement.secret_bytes(),
-    ))
-    .write_new(&dir.join("agreement.key"), "node-bench, test only")?;
+    let comment = "node-bench, test only";
+    let key = SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&node.key.secret_bytes()));
+    write_key(&key, &dir.join("node.key"), comment)?;
+    let agreement = node.agreement.secret_bytes();
+    let agreement = SecretKeyFile::NodeAgreement(AgreementKey::from_secret_bytes(&agreement));
+    write_key(&agreement, &dir.join("agreement.key"), comment)?;
     std::fs::write(dir.join("node.cert"), node.cert.as_bytes())?;
     write_private(&dir.join("api.token"), TOKEN.as_bytes())?;
     std::fs::write(dir.join("charter-v1.bin"), network.genesis.as_bytes())?;

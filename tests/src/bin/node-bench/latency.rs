@@ -9,7 +9,6 @@ use crate::common::{
 use alertmesh_node::client::Client;
 use alertmesh_node::config::Config;
 use alertmesh_node::net;
-use alertmesh_protocol::keyfile;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,7 +52,7 @@ fn materialize_example(example: &Path, dir: &Path) -> anyhow::Result<Vec<(String
             )?;
         }
         std::fs::copy(src.join("node.cert"), node_dir.join("node.cert"))?;
-        let key = keyfile::load_node_key(&node_dir.join("node.key"))?;
+        let key = alertmesh_node::files::load_node_key(&node_dir.join("node.key"))?;
         peers.push(
             net::peer_id_of(&key.public())
                 .context("bad example node key")?
