@@ -544,7 +544,7 @@ pub fn import(event: &Value, now_ms: u64) -> Result<Imported, String> {
     let valid_from_ms = e
         .get("date")
         .and_then(Value::as_str)
-        .and_then(|d| crate::taxii::store::parse_ms(&format!("{d}T00:00:00Z")))
+        .and_then(|d| crate::stix::parse_ms(&format!("{d}T00:00:00Z")))
         .unwrap_or(now_ms);
     let mut references = Vec::new();
     if !uuid.is_empty() && uuid.len() <= 100 {

@@ -445,6 +445,45 @@ pub fn check_bundle(bundle: &Value) -> Vec<String> {
     errors
 }
 
+/// `<type>--<uuid>` with a lower-case type of letters, digits and `-`.
+pub fn is_stix_id(s: &str) -> bool {
+    let Some((ty, uuid)) = s.split_once("--") else {
+        return false;
+    };
+    let groups: Vec<usize> = uuid.split('-').map(str::len).collect();
+    !ty.is_empty()
+        && ty.len() <= 250
+        && ty
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && groups == [8, 4, 4, 4, 12]
+        && uuid.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+}
+
+/// Parses a STIX/TAXII timestamp (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`) to µs since the
+/// epoch (the fraction truncated to µs).
+pub fn parse_us(s: &str) -> Option<i64> {
+    if !s.ends_with('Z') || s.len() > 40 || s.as_bytes().get(10) != Some(&b'T') {
+        return None;
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let ns = t.unix_timestamp_nanos();
+    i64::try_from(ns.div_euclid(1000)).ok()
+}
+
+/// Parses a STIX timestamp to ms since the epoch (non-negative only).
+pub fn parse_ms(s: &str) -> Option<u64> {
+    parse_us(s).and_then(|us| u64::try_from(us.div_euclid(1000)).ok())
+}
+
+/// µs since the epoch as a TAXII timestamp with microseconds.
+pub fn format_us(us: i64) -> String {
+    let ms = us.div_euclid(1000).max(0) as u64;
+    let base = crate::clock::rfc3339(ms);
+    // `…SS.mmmZ` → `…SS.mmmuuuZ`
+    format!("{}{:03}Z", base.trim_end_matches('Z'), us.rem_euclid(1000))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -340,15 +340,6 @@ impl Content {
         }
     }
 
-    /// The envelope kind that carries this content.
-    pub fn kind(&self) -> crate::envelope::Kind {
-        match self {
-            Content::Alert(_) => crate::envelope::Kind::Alert,
-            Content::Update(_) => crate::envelope::Kind::Update,
-            Content::Retraction(_) => crate::envelope::Kind::Retraction,
-        }
-    }
-
     /// The original alert an update or retraction refers to.
     pub fn original(&self) -> Option<EnvelopeId> {
         match self {

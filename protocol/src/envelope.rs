@@ -21,6 +21,17 @@ pub const ENVELOPE_VERSION: u8 = 1;
 /// Size of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
+impl Content {
+    /// The envelope kind that carries this content.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Content::Alert(_) => Kind::Alert,
+            Content::Update(_) => Kind::Update,
+            Content::Retraction(_) => Kind::Retraction,
+        }
+    }
+}
+
 /// What an envelope carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum Kind {

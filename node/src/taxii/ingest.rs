@@ -7,7 +7,7 @@
 //! marking added when the object has none. Every failure is a sentence naming the
 //! property, returned per object; nothing that fails reaches the mesh.
 
-use super::store::{is_stix_id, parse_ms};
+use crate::stix::{is_stix_id, parse_ms};
 use alertmesh_protocol::alert::MAX_STIX_BYTES;
 use alertmesh_protocol::{Alert, AlertKind, EnvelopeId, Observable, Severity, Tlp};
 use serde_json::{Value, json};

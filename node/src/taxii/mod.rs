@@ -376,7 +376,7 @@ fn parse_filters(q: &[(String, String)]) -> Result<Filters> {
                 f.after_us = f.after_us.max(key);
             }
             "added_after" => {
-                let us = store::parse_us(v).ok_or_else(|| {
+                let us = crate::stix::parse_us(v).ok_or_else(|| {
                     TaxiiError::bad_request(format!(
                         "invalid added_after {v:?}: use a timestamp like 2020-09-13T12:26:40.000Z"
                     ))
@@ -385,7 +385,7 @@ fn parse_filters(q: &[(String, String)]) -> Result<Filters> {
             }
             "match[id]" => {
                 let ids = list(v)?;
-                if let Some(bad) = ids.iter().find(|i| !store::is_stix_id(i)) {
+                if let Some(bad) = ids.iter().find(|i| !crate::stix::is_stix_id(i)) {
                     return Err(TaxiiError::bad_request(format!(
                         "match[id]: {bad:?} is not a STIX id"
                     )));
@@ -400,11 +400,13 @@ fn parse_filters(q: &[(String, String)]) -> Result<Filters> {
                         "all" => versions.all = true,
                         "first" => versions.first = true,
                         "last" => versions.last = true,
-                        ts => versions.at_ms.push(store::parse_ms(ts).ok_or_else(|| {
-                            TaxiiError::bad_request(format!(
-                                "match[version]: {ts:?} is not first, last, all or a timestamp"
-                            ))
-                        })?),
+                        ts => versions
+                            .at_ms
+                            .push(crate::stix::parse_ms(ts).ok_or_else(|| {
+                                TaxiiError::bad_request(format!(
+                                    "match[version]: {ts:?} is not first, last, all or a timestamp"
+                                ))
+                            })?),
                     }
                 }
                 f.versions = versions;
@@ -460,7 +462,7 @@ fn page_headers(page: &store::Page) -> HeaderMap {
             ("x-taxii-date-added-first", first.added_us),
             ("x-taxii-date-added-last", last.added_us),
         ] {
-            if let Ok(v) = HeaderValue::from_str(&store::format_us(us)) {
+            if let Ok(v) = HeaderValue::from_str(&crate::stix::format_us(us)) {
                 h.insert(name, v);
             }
         }
@@ -515,7 +517,7 @@ fn objects_response(page: &store::Page) -> Response {
 /// The filters of a request about one object: the query's, narrowed to `object`.
 fn object_filters(query: &[(String, String)], object: &str) -> Result<Filters> {
     let mut f = parse_filters(query)?;
-    if !store::is_stix_id(object) {
+    if !crate::stix::is_stix_id(object) {
         return Err(TaxiiError::bad_request(format!(
             "{object:?} is not a STIX id"
         )));
@@ -604,7 +606,7 @@ async fn manifest(
         .map(|i| {
             json!({
                 "id": i.object.get("id").cloned().unwrap_or(Value::Null),
-                "date_added": store::format_us(i.added_us),
+                "date_added": crate::stix::format_us(i.added_us),
                 "version": i.version,
                 "media_type": STIX_MEDIA_TYPE,
             })
