@@ -68,6 +68,23 @@ pub fn tlp_tag(tlp: Tlp) -> &'static str {
     }
 }
 
+/// A MISP `microblog` object holding `attrs`.
+fn microblog(object_uuid: &str, ts: &str, attrs: Vec<Value>) -> Value {
+    json!({
+        "uuid": object_uuid,
+        "name": "microblog",
+        "meta-category": "misc",
+        "description": "Microblog post like a Twitter tweet or a post on a Facebook wall.",
+        "template_uuid": MICROBLOG_UUID,
+        "template_version": MICROBLOG_VERSION,
+        "timestamp": ts,
+        "distribution": "5",
+        "comment": "",
+        "deleted": false,
+        "Attribute": attrs,
+    })
+}
+
 fn tag(name: &str) -> Value {
     json!({ "name": name })
 }
@@ -184,23 +201,12 @@ pub fn event(network: &NetworkId, names: &HashMap<String, String>, s: &AlertStat
                     a["object_relation"] = json!(relation);
                     a
                 };
-                objects.push(json!({
-                    "uuid": object_uuid,
-                    "name": "microblog",
-                    "meta-category": "misc",
-                    "description": "Microblog post like a Twitter tweet or a post on a Facebook wall.",
-                    "template_uuid": MICROBLOG_UUID,
-                    "template_version": MICROBLOG_VERSION,
-                    "timestamp": ts,
-                    "distribution": "5",
-                    "comment": "",
-                    "deleted": false,
-                    "Attribute": [
-                        rel("post", "text", &title),
-                        rel("username", "text", handle),
-                        rel("type", "text", platform),
-                    ],
-                }));
+                let attrs = vec![
+                    rel("post", "text", &title),
+                    rel("username", "text", handle),
+                    rel("type", "text", platform),
+                ];
+                objects.push(microblog(&object_uuid, &ts, attrs));
             }
             _ => {}
         }
@@ -216,19 +222,7 @@ pub fn event(network: &NetworkId, names: &HashMap<String, String>, s: &AlertStat
             a["object_relation"] = json!("hashtag");
             attrs.push(a);
         }
-        objects.push(json!({
-            "uuid": object_uuid,
-            "name": "microblog",
-            "meta-category": "misc",
-            "description": "Microblog post like a Twitter tweet or a post on a Facebook wall.",
-            "template_uuid": MICROBLOG_UUID,
-            "template_version": MICROBLOG_VERSION,
-            "timestamp": ts,
-            "distribution": "5",
-            "comment": "",
-            "deleted": false,
-            "Attribute": attrs,
-        }));
+        objects.push(microblog(&object_uuid, &ts, attrs));
     }
     let mut tags = vec![
         tag(tlp_tag(stix::parse_tlp(&s.tlp))),

@@ -118,13 +118,7 @@ pub fn list_alerts(
     after: i64,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredAlert>> {
-    let mut q = conn.prepare_cached(&format!(
-        "SELECT {ALERT_COLUMNS}
-         WHERE a.cursor > ?1 AND (?2 IS NULL OR a.topic_name = ?2)
-         ORDER BY a.cursor LIMIT ?3"
-    ))?;
-    let rows = q.query_map(params![after, topic, limit as i64], stored_alert)?;
-    rows.collect()
+    alerts_after(conn, false, topic, after, limit)
 }
 
 /// Originals (alerts, not amendments) after `after`, optionally on one topic.
@@ -134,12 +128,25 @@ pub fn list_originals(
     after: i64,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredAlert>> {
+    alerts_after(conn, true, topic, after, limit)
+}
+
+fn alerts_after(
+    conn: &Connection,
+    originals_only: bool,
+    topic: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredAlert>> {
     let mut q = conn.prepare_cached(&format!(
         "SELECT {ALERT_COLUMNS}
-         WHERE a.kind = 'alert' AND a.cursor > ?1 AND (?2 IS NULL OR a.topic_name = ?2)
+         WHERE a.cursor > ?1 AND (?2 IS NULL OR a.topic_name = ?2) AND (?4 = 0 OR a.kind = 'alert')
          ORDER BY a.cursor LIMIT ?3"
     ))?;
-    let rows = q.query_map(params![after, topic, limit as i64], stored_alert)?;
+    let rows = q.query_map(
+        params![after, topic, limit as i64, originals_only],
+        stored_alert,
+    )?;
     rows.collect()
 }
 

@@ -506,10 +506,16 @@ async fn get_objects(
 /// An envelope of a page's objects (`{}` when empty), with its paging fields and headers.
 fn objects_response(page: &store::Page) -> Response {
     let objects: Vec<Value> = page.items.iter().map(|i| i.object.clone()).collect();
-    let body = if objects.is_empty() {
+    page_response("objects", objects, page)
+}
+
+/// A page's answer: `{key: items}` (or `{}` when there are none) with the paging fields
+/// and headers.
+fn page_response<T: serde::Serialize>(key: &str, items: Vec<T>, page: &store::Page) -> Response {
+    let body = if items.is_empty() {
         json!({})
     } else {
-        json!({ "objects": objects })
+        json!({ key: items })
     };
     taxii_json(StatusCode::OK, &with_paging(body, page), page_headers(page))
 }
@@ -575,16 +581,7 @@ async fn versions(
     let page = read_page(&s, &t.name, &f).await?;
     check_found(&page, &f, &object)?;
     let versions: Vec<&str> = page.items.iter().map(|i| i.version.as_str()).collect();
-    let body = if versions.is_empty() {
-        json!({})
-    } else {
-        json!({ "versions": versions })
-    };
-    Ok(taxii_json(
-        StatusCode::OK,
-        &with_paging(body, &page),
-        page_headers(&page),
-    ))
+    Ok(page_response("versions", versions, &page))
 }
 
 async fn manifest(
@@ -612,16 +609,7 @@ async fn manifest(
             })
         })
         .collect();
-    let body = if entries.is_empty() {
-        json!({})
-    } else {
-        json!({ "objects": entries })
-    };
-    Ok(taxii_json(
-        StatusCode::OK,
-        &with_paging(body, &page),
-        page_headers(&page),
-    ))
+    Ok(page_response("objects", entries, &page))
 }
 
 async fn status(
