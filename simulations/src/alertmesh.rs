@@ -214,7 +214,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
             continue;
         }
         let dir = root.path().join(format!("{i:03}"));
-        let config = alertmesh_tests::write_node_files(
+        let config = crate::files::write_node_files(
             &dir,
             &plan.network,
             &m.key,

@@ -38,6 +38,7 @@
 //! [`Harness::heal`] restores them and reconnects.
 
 use crate::link::{LinkProfile, LinkSpec, Links, RawTransport};
+pub use crate::samples::sample_alert;
 use alertmesh_node::config::Config;
 use alertmesh_node::node::{Node, StartOptions};
 use alertmesh_node::store::StoredAlert;
@@ -292,7 +293,7 @@ impl Builder {
             for (i, m) in o.nodes.iter().enumerate() {
                 let name = format!("{}/{i}", o.member.org_id.0);
                 let node_dir = dir.path().join(name.replace('/', "-"));
-                let config = alertmesh_tests::write_node_files(
+                let config = crate::files::write_node_files(
                     &node_dir,
                     &network,
                     &m.key,
@@ -1050,9 +1051,4 @@ fn latest_charter(data: &std::path::Path) -> Option<SignedCharter> {
         )
         .ok()?;
     SignedCharter::decode(&bytes).ok()
-}
-
-/// A valid alert for tests and examples.
-pub fn sample_alert(title: &str) -> Content {
-    alertmesh_tests::sample_alert(title)
 }

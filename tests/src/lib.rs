@@ -2,24 +2,18 @@
 //! Yamux, gossipsub, SQLite files) in one process, plus a hostile test peer that speaks
 //! the wire protocols but is free to send anything.
 
-pub mod hostile;
 pub mod process;
-pub mod watch;
 
 use alertmesh_node::config::Config;
 use alertmesh_node::node::Node;
 use alertmesh_protocol::bootstrap::{Network, NetworkPlan};
-use alertmesh_protocol::keyfile::SecretKeyFile;
-use alertmesh_protocol::{AgreementKey, NodeKey};
+use alertmesh_sim::files::write_node_files;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long any wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(30);
-
-/// A token every test node's API accepts.
-pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// One running test node.
 pub struct TestNode {
@@ -68,47 +62,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
-}
-
-/// Writes a node's key files and config into `dir`; returns the config path.
-pub fn write_node_files(
-    dir: &Path,
-    network: &Network,
-    key: &NodeKey,
-    agreement: &AgreementKey,
-    cert: &[u8],
-) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    SecretKeyFile::NodeSign(NodeKey::from_secret_bytes(&key.secret_bytes()))
-        .write_new(&dir.join("node.key"), "test")?;
-    SecretKeyFile::NodeAgreement(AgreementKey::from_secret_bytes(&agreement.secret_bytes()))
-        .write_new(&dir.join("agreement.key"), "test")?;
-    std::fs::write(dir.join("node.cert"), cert)?;
-    write_private(&dir.join("api.token"), TOKEN.as_bytes())?;
-    let genesis = dir.join("charter-v1.bin");
-    std::fs::write(&genesis, network.genesis.as_bytes())?;
-    let text = alertmesh_node::config::render(
-        "data",
-        &["/ip4/127.0.0.1/tcp/0".to_string()],
-        &[],
-        &network.genesis_hash().to_hex(),
-        "127.0.0.1:0",
-        ".",
-        "charter-v1.bin",
-    );
-    // TCP only, so that the hostile peer (TCP) can reach every node and the simulator's
-    // byte counts (TCP sockets) see all traffic; transport tests turn QUIC on.
-    let text = text.replacen("\n[keys]", "quic = false\n\n[keys]", 1);
-    let path = dir.join("node.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
 }
 
 /// Files of one node, ready to start.
@@ -271,23 +224,4 @@ pub fn verdict_count(node: &Node, verdict: &'static str, reason: &'static str) -
         .verdicts
         .get_or_create(&alertmesh_node::metrics::VerdictLabels { verdict, reason })
         .get()
-}
-
-/// A valid alert for tests.
-pub fn sample_alert(title: &str) -> alertmesh_protocol::Content {
-    use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
-    alertmesh_protocol::Content::Alert(Alert {
-        kind: AlertKind::Indicator,
-        title: title.to_string(),
-        description: "test alert".into(),
-        severity: Severity::High,
-        confidence: 90,
-        observables: vec![Observable::Domain("vote-example.com".into())],
-        labels: vec![],
-        references: vec![],
-        valid_from_ms: 0,
-        valid_until_ms: None,
-        related: vec![],
-        stix: None,
-    })
 }

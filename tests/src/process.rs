@@ -14,10 +14,11 @@
 //! process if a test overruns its hard limit. Daemons are killed when the [`Cluster`] is
 //! dropped.
 
-use crate::{TOKEN, sample_alert, write_node_files};
 use alertmesh_node::client::Client;
 use alertmesh_protocol::bootstrap::{Network, simple_plan};
 use alertmesh_protocol::{NodePublicKey, TopicId};
+use alertmesh_sim::files::{TOKEN, write_node_files};
+use alertmesh_sim::samples::sample_alert;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write as _;

@@ -4,7 +4,8 @@
 
 use alertmesh_node::client::Client;
 use alertmesh_protocol::bootstrap::simple_plan;
-use alertmesh_tests::{TOKEN, TestNetwork, WAIT};
+use alertmesh_sim::files::TOKEN;
+use alertmesh_tests::{TestNetwork, WAIT};
 use anyhow::{Context, bail, ensure};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};

@@ -2,7 +2,7 @@
 //!
 //! Every test starts a network of real nodes in this process (TCP, Noise, Yamux,
 //! gossipsub, request-response, SQLite files) and attacks it with the hostile test peer
-//! of `alertmesh_tests::hostile`: a libp2p peer built from the same crates that
+//! of `alertmesh_sim::hostile`: a libp2p peer built from the same crates that
 //! introduces itself with any certificate (or none) and sends any bytes on any protocol.
 //! Keys, certificates, signatures, HPKE and AEAD are all real; nothing is mocked.
 //!
@@ -44,8 +44,9 @@ use alertmesh_protocol::{
     NodeCert, NodeKey, NodePublicKey, OrgId, SenderKey, SignedCharter, SignedEnvelope,
     SignedNodeCert, Tlp, TopicId,
 };
-use alertmesh_tests::hostile::{Answer, HostilePeer, RawProtocol, Responder, Seen};
-use alertmesh_tests::{TOKEN, TestNetwork, TestNode, WAIT, listen_addr, verdict_count, wait_for};
+use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::hostile::{Answer, HostilePeer, RawProtocol, Responder, Seen};
+use alertmesh_tests::{TestNetwork, TestNode, WAIT, listen_addr, verdict_count, wait_for};
 use anyhow::{Context, bail, ensure};
 use libp2p::PeerId;
 use libp2p::gossipsub::TopicHash;
@@ -310,7 +311,7 @@ impl Honest {
             .publish(
                 topic.into(),
                 Tlp::Green,
-                alertmesh_tests::sample_alert(title),
+                alertmesh_sim::samples::sample_alert(title),
             )
             .await?
             .map_err(|e| anyhow::anyhow!("honest publish by {from} on {topic}: {e}"))?;
@@ -813,7 +814,9 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
                     .publish(
                         ALL.into(),
                         Tlp::Green,
-                        alertmesh_tests::sample_alert(&format!("during the outsider's visit {i}")),
+                        alertmesh_sim::samples::sample_alert(&format!(
+                            "during the outsider's visit {i}"
+                        )),
                     )
                     .await??;
                 ids.push(receipt.id);

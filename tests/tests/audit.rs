@@ -13,8 +13,9 @@ use alertmesh_protocol::{
     Content, Draft, EnvelopeId, KeyPackage, Kind, NodePublicKey, OrgId, SenderKey, SignedCharter,
     SignedEnvelope, Tlp, TopicId,
 };
-use alertmesh_tests::hostile::HostilePeer;
-use alertmesh_tests::{TOKEN, TestNetwork, listen_addr, verdict_count, wait_for};
+use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::hostile::HostilePeer;
+use alertmesh_tests::{TestNetwork, listen_addr, verdict_count, wait_for};
 use libp2p::gossipsub::TopicHash;
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,8 @@
 use alertmesh_node::proposal::{self, History, Proposal, TopicEdit};
 use alertmesh_protocol::bootstrap::simple_plan;
 use alertmesh_protocol::{KeyPackage, Kind, OrgId, SignedCharter, SignedEnvelope, Tlp, TopicId};
-use alertmesh_tests::{TestNetwork, sample_alert, wait_for};
+use alertmesh_sim::samples::sample_alert;
+use alertmesh_tests::{TestNetwork, wait_for};
 
 fn org(s: &str) -> OrgId {
     OrgId(s.to_string())

@@ -3,8 +3,9 @@
 use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
 use alertmesh_protocol::wire::Hello;
 use alertmesh_protocol::{Draft, KeyPackage, Kind, OrgId, SenderKey, SignedEnvelope, Tlp, TopicId};
-use alertmesh_tests::hostile::{HostilePeer, Seen};
-use alertmesh_tests::{TestNetwork, WAIT, listen_addr, sample_alert, verdict_count, wait_for};
+use alertmesh_sim::hostile::{HostilePeer, Seen};
+use alertmesh_sim::samples::sample_alert;
+use alertmesh_tests::{TestNetwork, WAIT, listen_addr, verdict_count, wait_for};
 use libp2p::gossipsub::TopicHash;
 use std::time::Duration;
 
@@ -432,7 +433,7 @@ async fn api_requires_the_bearer_token_and_rejects_bad_input() -> anyhow::Result
         let status = |r: Result<ureq::http::Response<ureq::Body>, ureq::Error>| r.map(|r| r.status().as_u16());
         assert_eq!(status(agent.get(format!("{base}/v1/status")).call())?, 401, "no token");
         assert_eq!(status(agent.get(format!("{base}/v1/status")).header("Authorization", "Bearer wrong-token-0123456789").call())?, 401);
-        let auth = format!("Bearer {}", alertmesh_tests::TOKEN);
+        let auth = format!("Bearer {}", alertmesh_sim::files::TOKEN);
         assert_eq!(status(agent.get(format!("{base}/v1/status")).header("Authorization", &auth).call())?, 200);
         assert_eq!(status(agent.get(format!("{base}/metrics")).call())?, 401);
         // Bad JSON bodies get a 4xx with a JSON reason, never a 500.

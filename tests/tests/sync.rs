@@ -2,7 +2,8 @@
 
 use alertmesh_protocol::Tlp;
 use alertmesh_protocol::bootstrap::simple_plan;
-use alertmesh_tests::{TestNetwork, sample_alert, wait_for};
+use alertmesh_sim::samples::sample_alert;
+use alertmesh_tests::{TestNetwork, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_catches_up_through_sync() -> anyhow::Result<()> {

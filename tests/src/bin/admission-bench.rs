@@ -20,7 +20,7 @@
 use alertmesh_protocol::OrgRootKey;
 use alertmesh_protocol::bootstrap::{new_node, simple_plan};
 use alertmesh_protocol::wire::{self, Hello};
-use alertmesh_tests::hostile::{Answer, HostilePeer, Seen};
+use alertmesh_sim::hostile::{Answer, HostilePeer, Seen};
 use alertmesh_tests::{TestNetwork, listen_addr};
 use anyhow::{Context, bail};
 use futures::StreamExt;
