@@ -47,7 +47,7 @@ use alertmesh_protocol::charter::Limits;
 use alertmesh_protocol::{Content, OrgId, SignedCharter, Tlp};
 use libp2p::Multiaddr;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -162,6 +162,9 @@ impl Builder {
 
     /// Adds an org running `nodes` nodes, a governor or not.
     pub fn org_with(mut self, name: &str, nodes: usize, governor: bool) -> Self {
+        if nodes == 0 {
+            self.errors.push(format!("org {name} has zero nodes"));
+        }
         self.plan.orgs.push(OrgPlan {
             org_id: OrgId(name.to_string()),
             name: name.to_string(),
@@ -235,11 +238,11 @@ impl Builder {
         if p.orgs.is_empty() {
             errors.push("no orgs".into());
         }
+        if !p.orgs.is_empty() && p.orgs.iter().all(|o| o.nodes == 0) {
+            errors.push("no org runs a node".into());
+        }
         let mut seen = BTreeSet::new();
         for o in &p.orgs {
-            if o.nodes == 0 {
-                errors.push(format!("org {} has zero nodes", o.org_id.0));
-            }
             if !seen.insert(o.org_id.0.clone()) {
                 errors.push(format!("org {} is listed twice", o.org_id.0));
             }
@@ -367,6 +370,18 @@ struct Slot {
     node: Option<Node>,
 }
 
+impl Slot {
+    fn view<'a>(&'a self, node: &'a Node) -> NodeView<'a> {
+        NodeView {
+            name: &self.name,
+            org: &self.org,
+            node,
+            config: &self.config,
+            data: &self.data,
+        }
+    }
+}
+
 /// A published alert, to await elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -376,6 +391,21 @@ pub struct Sent {
     pub topic: String,
     /// The publishing node's name.
     pub from: String,
+}
+
+/// A running node with its name, org and files, as [`Harness::nodes`] lists them.
+#[derive(Clone, Copy)]
+pub struct NodeView<'a> {
+    /// Its name, `org/i`.
+    pub name: &'a str,
+    /// Its org.
+    pub org: &'a str,
+    /// The node itself (its core, network handle, metrics, API address).
+    pub node: &'a Node,
+    /// Its config file.
+    pub config: &'a Path,
+    /// Its data directory (its SQLite database lives there).
+    pub data: &'a Path,
 }
 
 /// What one node reports.
@@ -461,6 +491,50 @@ impl Harness {
             .ok_or_else(|| HarnessError::NotRunning(s.name.clone()))
     }
 
+    /// Every running node, in start order.
+    pub fn nodes(&self) -> Vec<NodeView<'_>> {
+        self.running().map(|(s, node)| s.view(node)).collect()
+    }
+
+    /// The running node named `name` (`org` means its first running node), with its
+    /// name, org and files.
+    pub fn view(&self, name: &str) -> Result<NodeView<'_>> {
+        let s = self.one(name)?;
+        let node = s
+            .node
+            .as_ref()
+            .ok_or_else(|| HarnessError::NotRunning(s.name.clone()))?;
+        Ok(s.view(node))
+    }
+
+    /// The listen address (with `/p2p/`) of the running node named `name`, for peers
+    /// outside the harness (e.g. a [`crate::hostile::HostilePeer`]) to dial.
+    pub async fn addr(&self, name: &str) -> Result<Multiaddr> {
+        let s = self.one(name)?;
+        self.addr_of(s.index)
+            .await?
+            .ok_or_else(|| HarnessError::NotRunning(s.name.clone()))
+    }
+
+    /// Starts a stopped node (or one held back by [`Builder::start_some`]) on its files
+    /// without dialling anyone or waiting: the test decides whom it meets first. See
+    /// [`Harness::restart`] for a node that joins everyone.
+    pub async fn start_node(&mut self, name: &str) -> Result<()> {
+        let i = self.stopped(name)?;
+        self.boot(i).await
+    }
+
+    fn stopped(&self, name: &str) -> Result<usize> {
+        let ids = self.resolve(name)?;
+        ids.iter()
+            .copied()
+            .find(|&i| self.slots[i].node.is_none())
+            .ok_or_else(|| HarnessError::Node {
+                node: name.to_string(),
+                error: "is running; kill it first".into(),
+            })
+    }
+
     /// The data directory of a node (its SQLite database lives there).
     pub fn data_dir(&self, name: &str) -> Result<PathBuf> {
         let i = self.resolve(name)?[0];
@@ -490,7 +564,7 @@ impl Harness {
         let node = Node::start_with(&config, options)
             .await
             .map_err(|e| node_err(&slot.name, format!("did not start: {e:#}")))?;
-        let addr = listen_addr(&node, &slot.name, self.timeout).await?;
+        let addr = listen_addr(&node, self.timeout).await?;
         self.links.set_address(i, &addr);
         self.slots[i].node = Some(node);
         Ok(())
@@ -506,9 +580,7 @@ impl Harness {
         let Some(node) = &self.slots[i].node else {
             return Ok(None);
         };
-        Ok(Some(
-            listen_addr(node, &self.slots[i].name, self.timeout).await?,
-        ))
+        Ok(Some(listen_addr(node, self.timeout).await?))
     }
 
     /// Dials every pair of running nodes whose link is not cut.
@@ -756,13 +828,7 @@ impl Harness {
     /// [`Builder::start_some`]), connects it to every running node it can reach and waits
     /// until it is ready.
     pub async fn restart(&mut self, name: &str) -> Result<()> {
-        let ids = self.resolve(name)?;
-        let Some(&i) = ids.iter().find(|&&i| self.slots[i].node.is_none()) else {
-            return Err(HarnessError::Node {
-                node: name.to_string(),
-                error: "is running; kill it first".into(),
-            });
-        };
+        let i = self.stopped(name)?;
         self.boot(i).await?;
         self.connect_all().await?;
         self.wait_ready(self.timeout).await
@@ -836,12 +902,7 @@ impl Harness {
     /// How many envelopes the node named `name` judged `verdict` for `reason` (e.g.
     /// `"reject"`, `"bad_signature"`).
     pub fn verdict(&self, name: &str, verdict: &'static str, reason: &'static str) -> Result<u64> {
-        let node = self.node(name)?;
-        Ok(node
-            .metrics
-            .verdicts
-            .get_or_create(&alertmesh_node::metrics::VerdictLabels { verdict, reason })
-            .get())
+        Ok(verdict_count(self.node(name)?, verdict, reason))
     }
 
     /// Hands a signed charter (see [`Harness::sign_charter`]) to the node named `via` and
@@ -947,6 +1008,15 @@ impl Harness {
     }
 }
 
+/// How many envelopes `node` judged `verdict` for `reason` (e.g. `"reject"`,
+/// `"bad_signature"`).
+pub fn verdict_count(node: &Node, verdict: &'static str, reason: &'static str) -> u64 {
+    node.metrics
+        .verdicts
+        .get_or_create(&alertmesh_node::metrics::VerdictLabels { verdict, reason })
+        .get()
+}
+
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
@@ -981,10 +1051,11 @@ pub async fn wait_for(
     }
 }
 
-/// A node's first listen address with `/p2p/`, once it listens.
-async fn listen_addr(node: &Node, name: &str, timeout: Duration) -> Result<Multiaddr> {
+/// A node's first listen address with `/p2p/`, once it listens (within `timeout`).
+pub async fn listen_addr(node: &Node, timeout: Duration) -> Result<Multiaddr> {
     let mut found = None;
-    wait_for(&format!("{name} to listen"), timeout, async || {
+    let what = format!("node {} to listen", node.peer_id);
+    wait_for(&what, timeout, async || {
         found = node
             .listen_addrs()
             .await
@@ -993,7 +1064,7 @@ async fn listen_addr(node: &Node, name: &str, timeout: Duration) -> Result<Multi
         found.is_some()
     })
     .await?;
-    found.ok_or_else(|| HarnessError::NotRunning(name.to_string()))
+    found.ok_or_else(|| HarnessError::NotRunning(node.peer_id.to_string()))
 }
 
 async fn stored_alert(data: &std::path::Path, id: &str) -> Option<StoredAlert> {

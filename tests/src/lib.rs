@@ -8,7 +8,7 @@ use alertmesh_node::config::Config;
 use alertmesh_node::node::Node;
 use alertmesh_protocol::bootstrap::{Network, NetworkPlan};
 use alertmesh_sim::files::write_node_files;
-use std::future::Future;
+use alertmesh_sim::harness::listen_addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,22 +46,9 @@ pub fn init_test_log() {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds; fails after [`WAIT`].
-pub async fn wait_for<F, Fut>(what: &str, mut condition: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if condition().await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("timed out after {:?} waiting for {what}", WAIT);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polls `condition` until it holds; fails after [`WAIT`] with an error naming `what`.
+pub async fn wait_for(what: &str, condition: impl AsyncFnMut() -> bool) -> anyhow::Result<()> {
+    Ok(alertmesh_sim::harness::wait_for(what, WAIT, condition).await?)
 }
 
 /// Files of one node, ready to start.
@@ -132,7 +119,7 @@ impl TestNetwork {
     pub async fn join(&mut self, files: &NodeFiles) -> anyhow::Result<()> {
         let node = Node::start(&Config::load(&files.config_path)?).await?;
         for other in &self.nodes {
-            node.dial(listen_addr(&other.node).await?).await?;
+            node.dial(listen_addr(&other.node, WAIT).await?).await?;
         }
         self.nodes.push(TestNode {
             node,
@@ -146,7 +133,7 @@ impl TestNetwork {
     pub async fn connect_all(&self) -> anyhow::Result<()> {
         let mut addrs = Vec::new();
         for n in &self.nodes {
-            addrs.push(listen_addr(&n.node).await?);
+            addrs.push(listen_addr(&n.node, WAIT).await?);
         }
         for (i, n) in self.nodes.iter().enumerate() {
             for addr in &addrs[..i] {
@@ -197,31 +184,4 @@ impl TestNetwork {
             n.node.shutdown().await;
         }
     }
-}
-
-/// A node's first listen address (with `/p2p/`), once it is listening.
-pub async fn listen_addr(node: &Node) -> anyhow::Result<libp2p::Multiaddr> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let addrs = node.listen_addrs().await?;
-        let tcp = addrs.iter().find(|a| {
-            a.iter()
-                .any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(_)))
-        });
-        if let Some(addr) = tcp.or(addrs.first()).cloned() {
-            return Ok(addr);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("node never started listening");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A reader of a node's verdict counter: how many envelopes got `verdict` for `reason`.
-pub fn verdict_count(node: &Node, verdict: &'static str, reason: &'static str) -> u64 {
-    node.metrics
-        .verdicts
-        .get_or_create(&alertmesh_node::metrics::VerdictLabels { verdict, reason })
-        .get()
 }

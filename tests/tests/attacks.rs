@@ -45,8 +45,9 @@ use alertmesh_protocol::{
     SignedNodeCert, Tlp, TopicId,
 };
 use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::harness::{listen_addr, verdict_count};
 use alertmesh_sim::hostile::{Answer, HostilePeer, RawProtocol, Responder, Seen};
-use alertmesh_tests::{TestNetwork, TestNode, WAIT, listen_addr, verdict_count, wait_for};
+use alertmesh_tests::{TestNetwork, TestNode, WAIT, wait_for};
 use anyhow::{Context, bail, ensure};
 use libp2p::PeerId;
 use libp2p::gossipsub::TopicHash;
@@ -554,7 +555,7 @@ impl Rogue {
 
     async fn dial(&self, nodes: &[&Node]) -> Result {
         for n in nodes {
-            self.peer.dial(listen_addr(n).await?).await?;
+            self.peer.dial(listen_addr(n, WAIT).await?).await?;
         }
         Ok(())
     }
@@ -2305,7 +2306,7 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
 
     // Then it meets honest peers.
     for n in &net.nodes[..2] {
-        joiner.node.dial(listen_addr(&n.node).await?).await?;
+        joiner.node.dial(listen_addr(&n.node, WAIT).await?).await?;
     }
     honest.delivered(&net).await?;
     for topic in [all, ops] {

@@ -14,8 +14,9 @@ use alertmesh_protocol::{
     SignedEnvelope, Tlp, TopicId,
 };
 use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::harness::{listen_addr, verdict_count};
 use alertmesh_sim::hostile::HostilePeer;
-use alertmesh_tests::{TestNetwork, listen_addr, verdict_count, wait_for};
+use alertmesh_tests::{TestNetwork, WAIT, wait_for};
 use libp2p::gossipsub::TopicHash;
 use std::path::{Path, PathBuf};
 
@@ -650,7 +651,7 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
     let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
     // Connected to one honest node only, which sees both versions of seq 1.
     let first = &net.nodes[0].node;
-    peer.dial(listen_addr(first).await?).await?;
+    peer.dial(listen_addr(first, WAIT).await?).await?;
     wait_for("the rogue to be admitted", || async {
         first
             .core
@@ -788,7 +789,7 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
     };
     let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
     for n in &net.nodes {
-        peer.dial(listen_addr(&n.node).await?).await?;
+        peer.dial(listen_addr(&n.node, WAIT).await?).await?;
     }
     for n in &net.nodes {
         wait_for("the rogue to be admitted", || async {

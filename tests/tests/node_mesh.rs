@@ -3,9 +3,10 @@
 use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
 use alertmesh_protocol::wire::Hello;
 use alertmesh_protocol::{Draft, KeyPackage, Kind, OrgId, SenderKey, SignedEnvelope, Tlp, TopicId};
+use alertmesh_sim::harness::{listen_addr, verdict_count};
 use alertmesh_sim::hostile::{HostilePeer, Seen};
 use alertmesh_sim::samples::sample_alert;
-use alertmesh_tests::{TestNetwork, WAIT, listen_addr, verdict_count, wait_for};
+use alertmesh_tests::{TestNetwork, WAIT, wait_for};
 use libp2p::gossipsub::TopicHash;
 use std::time::Duration;
 
@@ -169,7 +170,7 @@ async fn non_reader_node_cannot_decrypt_and_is_scored_down() -> anyhow::Result<(
     let agency = &net.node("agency-a").node;
     let topic = TopicId::derive(&network_id, AGENCY);
     peer.subscribe(topic.gossip_name(&network_id)).await?;
-    peer.dial(listen_addr(agency).await?).await?;
+    peer.dial(listen_addr(agency, WAIT).await?).await?;
     peer.wait_seen("connection", |s| matches!(s, Seen::Connected(_)))
         .await?;
     wait_for("the spy to be admitted and scored down", || async {
@@ -285,7 +286,7 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
     };
     let mut peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
     for n in &net.nodes {
-        peer.dial(listen_addr(&n.node).await?).await?;
+        peer.dial(listen_addr(&n.node, WAIT).await?).await?;
     }
     for n in &net.nodes {
         wait_for("the rogue to be admitted", || async {
@@ -376,7 +377,7 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
 async fn peer_without_a_valid_certificate_is_disconnected() -> anyhow::Result<()> {
     let net = TestNetwork::start(&plan(), 4).await?;
     let target = &net.node("agency-a").node;
-    let addr = listen_addr(target).await?;
+    let addr = listen_addr(target, WAIT).await?;
 
     // An outsider that shows nothing is dropped after the admission timeout.
     let mut silent = HostilePeer::start(libp2p::identity::Keypair::generate_ed25519(), None)?;

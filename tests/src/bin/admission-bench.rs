@@ -20,8 +20,9 @@
 use alertmesh_protocol::OrgRootKey;
 use alertmesh_protocol::bootstrap::{new_node, simple_plan};
 use alertmesh_protocol::wire::{self, Hello};
+use alertmesh_sim::harness::listen_addr;
 use alertmesh_sim::hostile::{Answer, HostilePeer, Seen};
-use alertmesh_tests::{TestNetwork, listen_addr};
+use alertmesh_tests::{TestNetwork, WAIT};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
@@ -52,7 +53,7 @@ async fn bench(runs: usize) -> anyhow::Result<()> {
     let now = alertmesh_node::clock::now_ms();
     let net = TestNetwork::start(&simple_plan(2, now - 60_000), 7).await?;
     let target = &net.nodes[0].node;
-    let addr = listen_addr(target).await?;
+    let addr = listen_addr(target, WAIT).await?;
     let network_id = net.network.genesis.charter().network_id;
     let member = net.network.orgs[1].member.org_id.clone();
     let (mut refused, mut bad_cert, mut no_protocol, mut silent) = (vec![], vec![], vec![], vec![]);
