@@ -284,6 +284,7 @@ impl Builder {
     /// returns the names of the others, to start later with [`Harness::restart`].
     pub async fn start_some(mut self, count: usize) -> Result<(Harness, Vec<String>)> {
         use rand_chacha03::rand_core::SeedableRng;
+        init_test_log();
         self.check()?;
         let mut rng = rand_chacha03::ChaCha20Rng::seed_from_u64(self.seed);
         let network = self.plan.build(&mut rng);
@@ -1005,6 +1006,17 @@ impl Harness {
                 node.shutdown().await;
             }
         }
+    }
+}
+
+/// With `ALERTMESH_TEST_LOG` set (a `RUST_LOG`-style filter), logs of the harness's
+/// nodes go to the test's output; [`Builder::start`] calls it.
+pub fn init_test_log() {
+    if let Ok(filter) = std::env::var("ALERTMESH_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }
 
