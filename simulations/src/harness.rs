@@ -1034,17 +1034,8 @@ fn short(id: &str) -> &str {
 }
 
 /// Polls `done` every [`POLL`] until it holds or `timeout` passed.
-async fn wait_for_quiet(timeout: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if done().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+async fn wait_for_quiet(timeout: Duration, done: impl AsyncFnMut() -> bool) -> bool {
+    crate::wait_until(timeout, POLL, done).await
 }
 
 /// [`wait_for_quiet`] that fails with a [`HarnessError::Timeout`] naming `what`.

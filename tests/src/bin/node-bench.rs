@@ -34,6 +34,7 @@ use alertmesh_protocol::{
     AgreementKey, Content, Draft, EnvelopeId, KeyPackage, Kind, Limits, NodeKey, OrgId, SenderKey,
     SignedEnvelope, Tlp, TopicId,
 };
+use alertmesh_tests::process::{free_port, wait_until_ok};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, TopicHash};
@@ -344,38 +345,6 @@ fn cpu_delta(
         .collect()
 }
 
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut ready: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match ready() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last_err = Some(e),
-        }
-        if Instant::now() > deadline {
-            match last_err {
-                Some(e) => bail!(
-                    "timed out after {}s waiting for {what} (last error: {e:#})",
-                    timeout.as_secs()
-                ),
-                None => bail!("timed out after {}s waiting for {what}", timeout.as_secs()),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, bytes)?;
@@ -612,7 +581,7 @@ fn latency_exercise(
         clients.insert(org.clone(), Client::from_config(&Config::load(path)?)?);
     }
     let started = Instant::now();
-    wait_until(
+    wait_until_ok(
         "every daemon to admit its 6 peers",
         Duration::from_secs(90),
         || {
@@ -646,7 +615,7 @@ fn latency_exercise(
         .iter()
         .filter_map(|t| Some((t["name"].as_str()?.to_string(), names(t, "publishers"))))
         .collect();
-    wait_until(
+    wait_until_ok(
         "every reader to hold every publisher's sender key",
         Duration::from_secs(60),
         || {
@@ -742,7 +711,7 @@ fn latency_exercise(
     }
     let mut seen: BTreeMap<String, HashMap<String, (i64, i64)>> = BTreeMap::new();
     let mut cursors: BTreeMap<String, i64> = BTreeMap::new();
-    wait_until(
+    wait_until_ok(
         "every alert to reach every reader",
         Duration::from_secs(60),
         || {
@@ -1465,7 +1434,7 @@ fn catch_up(
     let mut late = Daemon::spawn(exe, "late", &config_path)?;
     let mut first: Option<Instant> = None;
     let mut db = None;
-    let result = wait_until(
+    let result = wait_until_ok(
         "the late node to hold every envelope in its database",
         Duration::from_secs(120 + target / 1000),
         || {
@@ -1537,7 +1506,7 @@ fn ingest_exercise(
     envs: Vec<Vec<u8>>,
 ) -> anyhow::Result<IngestOutcome> {
     let n = envs.len() as u64;
-    wait_until("the sink's API", Duration::from_secs(30), || {
+    wait_until_ok("the sink's API", Duration::from_secs(30), || {
         daemon.check_alive()?;
         Ok(status(client).is_ok())
     })?;
@@ -1551,7 +1520,7 @@ fn ingest_exercise(
     let flooder = Flooder::start(&rt, network)?;
     rt.block_on(flooder.cmds.send(FloodCmd::Dial(sink_addr)))
         .map_err(|_| anyhow::anyhow!("flooder stopped"))?;
-    wait_until(
+    wait_until_ok(
         "the sink to admit the flooder",
         Duration::from_secs(30),
         || {
@@ -1560,7 +1529,7 @@ fn ingest_exercise(
         },
     )?;
     // The key package, retried until gossipsub knows the sink is subscribed.
-    wait_until("the key package to go out", Duration::from_secs(30), || {
+    wait_until_ok("the key package to go out", Duration::from_secs(30), || {
         let (tx, rx) = tokio::sync::oneshot::channel();
         rt.block_on(flooder.cmds.send(FloodCmd::Publish(kp.clone(), tx)))
             .map_err(|_| anyhow::anyhow!("flooder stopped"))?;
@@ -1576,7 +1545,7 @@ fn ingest_exercise(
             Err(e) => bail!("key package publish failed: {e}"),
         }
     })?;
-    wait_until(
+    wait_until_ok(
         "the sink to hold the flooder's sender key",
         Duration::from_secs(30),
         || {
@@ -1709,7 +1678,7 @@ fn ingest_exercise(
         daemon.stop();
         let t = Instant::now();
         *daemon = Daemon::spawn(exe, SINK, &daemon.config.clone())?;
-        wait_until(
+        wait_until_ok(
             "the restarted sink to load its database",
             Duration::from_secs(120),
             || {
