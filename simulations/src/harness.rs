@@ -36,7 +36,11 @@
 //! every link with [`Builder::links`] (e.g. [`LinkProfile::WAN`]) or one link with
 //! [`Builder::link`] or [`Harness::set_link`]. [`Harness::partition`] cuts links;
 //! [`Harness::heal`] restores them and reconnects.
+//!
+//! [`Harness::add_hostile`] adds a member with a valid certificate that runs the
+//! [`HostilePeer`] instead of a node, to send the network anything.
 
+use crate::hostile::HostilePeer;
 use crate::link::{LinkProfile, LinkSpec, Links, RawTransport};
 pub use crate::samples::sample_alert;
 use alertmesh_node::config::Config;
@@ -345,6 +349,9 @@ impl Builder {
     }
 }
 
+/// Certificate serials of hostile members, unique in the process.
+static HOSTILE_SERIAL: AtomicU64 = AtomicU64::new(0);
+
 /// A process-wide unique memory-transport port (the memory hub is global).
 fn memory_port() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -534,6 +541,69 @@ impl Harness {
                 node: name.to_string(),
                 error: "is running; kill it first".into(),
             })
+    }
+
+    /// Adds a member of `org` that runs the [`HostilePeer`] instead of a node: a fresh key
+    /// with a valid certificate signed by the org's root, introduced by its hello. Dials
+    /// every running node and waits until each admitted it; the test then sends what it
+    /// likes (any bytes on any topic or protocol). TCP networks only (the default).
+    pub async fn add_hostile(&self, org: &str) -> Result<HostilePeer> {
+        use rand_chacha03::rand_core::SeedableRng;
+        if self.raw != RawTransport::Tcp {
+            return Err(HarnessError::Topology(
+                "a hostile member speaks TCP; leave out Builder::memory".into(),
+            ));
+        }
+        let o = self
+            .network
+            .orgs
+            .iter()
+            .find(|o| o.member.org_id.0 == org)
+            .ok_or_else(|| HarnessError::UnknownNode {
+                name: org.to_string(),
+                known: self.node_names().join(", "),
+            })?;
+        let network_id = self.network.genesis.charter().network_id;
+        let now = alertmesh_node::clock::now_ms();
+        let serial = 1_000 + HOSTILE_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let mut rng = rand_chacha03::ChaCha20Rng::seed_from_u64(serial);
+        let m = alertmesh_protocol::bootstrap::new_node(
+            &network_id,
+            &o.member.org_id,
+            &o.root,
+            serial,
+            now.saturating_sub(60_000),
+            now + 24 * 3_600_000,
+            &mut rng,
+        );
+        let name = format!("hostile member of {org}");
+        let keypair = alertmesh_node::net::keypair(&m.key).map_err(|e| node_err(&name, e))?;
+        let hello = alertmesh_protocol::wire::Hello {
+            cert: m.cert.as_bytes().to_vec(),
+        };
+        let peer = HostilePeer::start(keypair, Some(hello)).map_err(|e| node_err(&name, e))?;
+        let id = peer.peer_id.to_string();
+        for (s, node) in self.running() {
+            let addr = listen_addr(node, self.timeout).await?;
+            peer.dial(addr).await.map_err(|e| node_err(&name, e))?;
+            let what = format!("{} to admit the {name}", s.name);
+            wait_for(&what, self.timeout, async || {
+                node.net
+                    .peers()
+                    .await
+                    .is_ok_and(|p| p.iter().any(|p| p.peer_id == id && p.admitted))
+            })
+            .await?;
+        }
+        Ok(peer)
+    }
+
+    /// The gossipsub topic a topic name is sent on in this network.
+    pub fn gossip_topic(&self, name: &str) -> libp2p::gossipsub::TopicHash {
+        let network = self.network.genesis.charter().network_id;
+        libp2p::gossipsub::TopicHash::from_raw(
+            alertmesh_protocol::TopicId::derive(&network, name).gossip_name(&network),
+        )
     }
 
     /// The data directory of a node (its SQLite database lives there).
