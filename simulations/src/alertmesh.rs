@@ -460,17 +460,28 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 };
                 let split = matches!(ev, Ev::Split);
                 for a in 0..n {
-                    let Some(node) = slots[a].as_ref().and_then(|s| s.node.as_ref()) else {
-                        continue;
-                    };
-                    for b in 0..n {
+                    for b in a + 1..n {
                         if half[a] == half[b] {
                             continue;
                         }
-                        let peer = match slots[b].as_ref() {
-                            Some(s) => s.peer,
-                            None => hostile.peer_id(b),
+                        // Honest pairs: the link is cut (its connections close, dials
+                        // fail) or healed, as a real network would.
+                        if slots[a].is_some() && slots[b].is_some() {
+                            if split {
+                                link_table.cut(a, b);
+                            } else {
+                                link_table.heal(a, b);
+                            }
+                            continue;
+                        }
+                        // A hostile peer dials over plain TCP, outside the link table:
+                        // its honest neighbour bans it instead.
+                        let (honest, other) = if slots[a].is_some() { (a, b) } else { (b, a) };
+                        let Some(node) = slots[honest].as_ref().and_then(|s| s.node.as_ref())
+                        else {
+                            continue;
                         };
+                        let peer = hostile.peer_id(other);
                         let cmd = if split {
                             NetCommand::Ban(peer)
                         } else {
