@@ -22,6 +22,8 @@ use tokio::task::JoinSet;
 
 /// Non-reader keys tried against every key package of a topic.
 const MAX_NON_READERS_CHECKED: usize = 20;
+/// How long a node may take to start listening.
+const LISTEN_WAIT: Duration = Duration::from_secs(30);
 
 /// One honest node slot (it survives restarts).
 struct Slot {
@@ -90,24 +92,6 @@ fn spawn_recorder(
             }
         }
     })
-}
-
-async fn listen_addr(node: &Node) -> anyhow::Result<Multiaddr> {
-    let mut found = None;
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(10),
-        async || {
-            found = node
-                .listen_addrs()
-                .await
-                .ok()
-                .and_then(|a| a.into_iter().next());
-            found.is_some()
-        },
-    )
-    .await;
-    found.context("a node never started listening")
 }
 
 /// Connections between honest nodes now (`(i, j)`, `i < j`).
@@ -214,7 +198,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
             continue;
         }
         let dir = root.path().join(format!("{i:03}"));
-        let config = alertmesh_tests::write_node_files(
+        let config = crate::files::write_node_files(
             &dir,
             &plan.network,
             &m.key,
@@ -244,7 +228,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
     for (i, slot) in slots.iter_mut().enumerate() {
         let Some(slot) = slot else { continue };
         if let Some(node) = &slot.node {
-            let addr = listen_addr(node).await?;
+            let addr = crate::harness::listen_addr(node, LISTEN_WAIT).await?;
             link_table.set_address(i, &addr);
             slot.addr = Some(addr);
         }
@@ -452,7 +436,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 ));
                 slot.traffic.push(node.net.traffic());
                 slot.metrics.push(node.metrics.clone());
-                let addr = listen_addr(&node).await?;
+                let addr = crate::harness::listen_addr(&node, LISTEN_WAIT).await?;
                 link_table.forget_addresses(i);
                 link_table.set_address(i, &addr);
                 slot.addr = Some(addr);
@@ -476,17 +460,28 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 };
                 let split = matches!(ev, Ev::Split);
                 for a in 0..n {
-                    let Some(node) = slots[a].as_ref().and_then(|s| s.node.as_ref()) else {
-                        continue;
-                    };
-                    for b in 0..n {
+                    for b in a + 1..n {
                         if half[a] == half[b] {
                             continue;
                         }
-                        let peer = match slots[b].as_ref() {
-                            Some(s) => s.peer,
-                            None => hostile.peer_id(b),
+                        // Honest pairs: the link is cut (its connections close, dials
+                        // fail) or healed, as a real network would.
+                        if slots[a].is_some() && slots[b].is_some() {
+                            if split {
+                                link_table.cut(a, b);
+                            } else {
+                                link_table.heal(a, b);
+                            }
+                            continue;
+                        }
+                        // A hostile peer dials over plain TCP, outside the link table:
+                        // its honest neighbour bans it instead.
+                        let (honest, other) = if slots[a].is_some() { (a, b) } else { (b, a) };
+                        let Some(node) = slots[honest].as_ref().and_then(|s| s.node.as_ref())
+                        else {
+                            continue;
                         };
+                        let peer = hostile.peer_id(other);
                         let cmd = if split {
                             NetCommand::Ban(peer)
                         } else {

@@ -36,8 +36,13 @@
 //! every link with [`Builder::links`] (e.g. [`LinkProfile::WAN`]) or one link with
 //! [`Builder::link`] or [`Harness::set_link`]. [`Harness::partition`] cuts links;
 //! [`Harness::heal`] restores them and reconnects.
+//!
+//! [`Harness::add_hostile`] adds a member with a valid certificate that runs the
+//! [`HostilePeer`] instead of a node, to send the network anything.
 
+use crate::hostile::HostilePeer;
 use crate::link::{LinkProfile, LinkSpec, Links, RawTransport};
+pub use crate::samples::sample_alert;
 use alertmesh_node::config::Config;
 use alertmesh_node::node::{Node, StartOptions};
 use alertmesh_node::store::StoredAlert;
@@ -46,7 +51,7 @@ use alertmesh_protocol::charter::Limits;
 use alertmesh_protocol::{Content, OrgId, SignedCharter, Tlp};
 use libp2p::Multiaddr;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -161,6 +166,9 @@ impl Builder {
 
     /// Adds an org running `nodes` nodes, a governor or not.
     pub fn org_with(mut self, name: &str, nodes: usize, governor: bool) -> Self {
+        if nodes == 0 {
+            self.errors.push(format!("org {name} has zero nodes"));
+        }
         self.plan.orgs.push(OrgPlan {
             org_id: OrgId(name.to_string()),
             name: name.to_string(),
@@ -234,11 +242,11 @@ impl Builder {
         if p.orgs.is_empty() {
             errors.push("no orgs".into());
         }
+        if !p.orgs.is_empty() && p.orgs.iter().all(|o| o.nodes == 0) {
+            errors.push("no org runs a node".into());
+        }
         let mut seen = BTreeSet::new();
         for o in &p.orgs {
-            if o.nodes == 0 {
-                errors.push(format!("org {} has zero nodes", o.org_id.0));
-            }
             if !seen.insert(o.org_id.0.clone()) {
                 errors.push(format!("org {} is listed twice", o.org_id.0));
             }
@@ -280,6 +288,7 @@ impl Builder {
     /// returns the names of the others, to start later with [`Harness::restart`].
     pub async fn start_some(mut self, count: usize) -> Result<(Harness, Vec<String>)> {
         use rand_chacha03::rand_core::SeedableRng;
+        init_test_log();
         self.check()?;
         let mut rng = rand_chacha03::ChaCha20Rng::seed_from_u64(self.seed);
         let network = self.plan.build(&mut rng);
@@ -292,7 +301,7 @@ impl Builder {
             for (i, m) in o.nodes.iter().enumerate() {
                 let name = format!("{}/{i}", o.member.org_id.0);
                 let node_dir = dir.path().join(name.replace('/', "-"));
-                let config = alertmesh_tests::write_node_files(
+                let config = crate::files::write_node_files(
                     &node_dir,
                     &network,
                     &m.key,
@@ -340,6 +349,9 @@ impl Builder {
     }
 }
 
+/// Certificate serials of hostile members, unique in the process.
+static HOSTILE_SERIAL: AtomicU64 = AtomicU64::new(0);
+
 /// A process-wide unique memory-transport port (the memory hub is global).
 fn memory_port() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -366,6 +378,18 @@ struct Slot {
     node: Option<Node>,
 }
 
+impl Slot {
+    fn view<'a>(&'a self, node: &'a Node) -> NodeView<'a> {
+        NodeView {
+            name: &self.name,
+            org: &self.org,
+            node,
+            config: &self.config,
+            data: &self.data,
+        }
+    }
+}
+
 /// A published alert, to await elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -375,6 +399,21 @@ pub struct Sent {
     pub topic: String,
     /// The publishing node's name.
     pub from: String,
+}
+
+/// A running node with its name, org and files, as [`Harness::nodes`] lists them.
+#[derive(Clone, Copy)]
+pub struct NodeView<'a> {
+    /// Its name, `org/i`.
+    pub name: &'a str,
+    /// Its org.
+    pub org: &'a str,
+    /// The node itself (its core, network handle, metrics, API address).
+    pub node: &'a Node,
+    /// Its config file.
+    pub config: &'a Path,
+    /// Its data directory (its SQLite database lives there).
+    pub data: &'a Path,
 }
 
 /// What one node reports.
@@ -460,6 +499,113 @@ impl Harness {
             .ok_or_else(|| HarnessError::NotRunning(s.name.clone()))
     }
 
+    /// Every running node, in start order.
+    pub fn nodes(&self) -> Vec<NodeView<'_>> {
+        self.running().map(|(s, node)| s.view(node)).collect()
+    }
+
+    /// The running node named `name` (`org` means its first running node), with its
+    /// name, org and files.
+    pub fn view(&self, name: &str) -> Result<NodeView<'_>> {
+        let s = self.one(name)?;
+        let node = s
+            .node
+            .as_ref()
+            .ok_or_else(|| HarnessError::NotRunning(s.name.clone()))?;
+        Ok(s.view(node))
+    }
+
+    /// The listen address (with `/p2p/`) of the running node named `name`, for peers
+    /// outside the harness (e.g. a [`crate::hostile::HostilePeer`]) to dial.
+    pub async fn addr(&self, name: &str) -> Result<Multiaddr> {
+        let s = self.one(name)?;
+        self.addr_of(s.index)
+            .await?
+            .ok_or_else(|| HarnessError::NotRunning(s.name.clone()))
+    }
+
+    /// Starts a stopped node (or one held back by [`Builder::start_some`]) on its files
+    /// without dialling anyone or waiting: the test decides whom it meets first. See
+    /// [`Harness::restart`] for a node that joins everyone.
+    pub async fn start_node(&mut self, name: &str) -> Result<()> {
+        let i = self.stopped(name)?;
+        self.boot(i).await
+    }
+
+    fn stopped(&self, name: &str) -> Result<usize> {
+        let ids = self.resolve(name)?;
+        ids.iter()
+            .copied()
+            .find(|&i| self.slots[i].node.is_none())
+            .ok_or_else(|| HarnessError::Node {
+                node: name.to_string(),
+                error: "is running; kill it first".into(),
+            })
+    }
+
+    /// Adds a member of `org` that runs the [`HostilePeer`] instead of a node: a fresh key
+    /// with a valid certificate signed by the org's root, introduced by its hello. Dials
+    /// every running node and waits until each admitted it; the test then sends what it
+    /// likes (any bytes on any topic or protocol). TCP networks only (the default).
+    pub async fn add_hostile(&self, org: &str) -> Result<HostilePeer> {
+        use rand_chacha03::rand_core::SeedableRng;
+        if self.raw != RawTransport::Tcp {
+            return Err(HarnessError::Topology(
+                "a hostile member speaks TCP; leave out Builder::memory".into(),
+            ));
+        }
+        let o = self
+            .network
+            .orgs
+            .iter()
+            .find(|o| o.member.org_id.0 == org)
+            .ok_or_else(|| HarnessError::UnknownNode {
+                name: org.to_string(),
+                known: self.node_names().join(", "),
+            })?;
+        let network_id = self.network.genesis.charter().network_id;
+        let now = alertmesh_node::clock::now_ms();
+        let serial = 1_000 + HOSTILE_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let mut rng = rand_chacha03::ChaCha20Rng::seed_from_u64(serial);
+        let m = alertmesh_protocol::bootstrap::new_node(
+            &network_id,
+            &o.member.org_id,
+            &o.root,
+            serial,
+            now.saturating_sub(60_000),
+            now + 24 * 3_600_000,
+            &mut rng,
+        );
+        let name = format!("hostile member of {org}");
+        let keypair = alertmesh_node::net::keypair(&m.key).map_err(|e| node_err(&name, e))?;
+        let hello = alertmesh_protocol::wire::Hello {
+            cert: m.cert.as_bytes().to_vec(),
+        };
+        let peer = HostilePeer::start(keypair, Some(hello)).map_err(|e| node_err(&name, e))?;
+        let id = peer.peer_id.to_string();
+        for (s, node) in self.running() {
+            let addr = listen_addr(node, self.timeout).await?;
+            peer.dial(addr).await.map_err(|e| node_err(&name, e))?;
+            let what = format!("{} to admit the {name}", s.name);
+            wait_for(&what, self.timeout, async || {
+                node.net
+                    .peers()
+                    .await
+                    .is_ok_and(|p| p.iter().any(|p| p.peer_id == id && p.admitted))
+            })
+            .await?;
+        }
+        Ok(peer)
+    }
+
+    /// The gossipsub topic a topic name is sent on in this network.
+    pub fn gossip_topic(&self, name: &str) -> libp2p::gossipsub::TopicHash {
+        let network = self.network.genesis.charter().network_id;
+        libp2p::gossipsub::TopicHash::from_raw(
+            alertmesh_protocol::TopicId::derive(&network, name).gossip_name(&network),
+        )
+    }
+
     /// The data directory of a node (its SQLite database lives there).
     pub fn data_dir(&self, name: &str) -> Result<PathBuf> {
         let i = self.resolve(name)?[0];
@@ -489,7 +635,7 @@ impl Harness {
         let node = Node::start_with(&config, options)
             .await
             .map_err(|e| node_err(&slot.name, format!("did not start: {e:#}")))?;
-        let addr = listen_addr(&node, &slot.name, self.timeout).await?;
+        let addr = listen_addr(&node, self.timeout).await?;
         self.links.set_address(i, &addr);
         self.slots[i].node = Some(node);
         Ok(())
@@ -505,9 +651,7 @@ impl Harness {
         let Some(node) = &self.slots[i].node else {
             return Ok(None);
         };
-        Ok(Some(
-            listen_addr(node, &self.slots[i].name, self.timeout).await?,
-        ))
+        Ok(Some(listen_addr(node, self.timeout).await?))
     }
 
     /// Dials every pair of running nodes whose link is not cut.
@@ -755,13 +899,7 @@ impl Harness {
     /// [`Builder::start_some`]), connects it to every running node it can reach and waits
     /// until it is ready.
     pub async fn restart(&mut self, name: &str) -> Result<()> {
-        let ids = self.resolve(name)?;
-        let Some(&i) = ids.iter().find(|&&i| self.slots[i].node.is_none()) else {
-            return Err(HarnessError::Node {
-                node: name.to_string(),
-                error: "is running; kill it first".into(),
-            });
-        };
+        let i = self.stopped(name)?;
         self.boot(i).await?;
         self.connect_all().await?;
         self.wait_ready(self.timeout).await
@@ -835,12 +973,7 @@ impl Harness {
     /// How many envelopes the node named `name` judged `verdict` for `reason` (e.g.
     /// `"reject"`, `"bad_signature"`).
     pub fn verdict(&self, name: &str, verdict: &'static str, reason: &'static str) -> Result<u64> {
-        let node = self.node(name)?;
-        Ok(node
-            .metrics
-            .verdicts
-            .get_or_create(&alertmesh_node::metrics::VerdictLabels { verdict, reason })
-            .get())
+        Ok(verdict_count(self.node(name)?, verdict, reason))
     }
 
     /// Hands a signed charter (see [`Harness::sign_charter`]) to the node named `via` and
@@ -946,22 +1079,33 @@ impl Harness {
     }
 }
 
+/// With `ALERTMESH_TEST_LOG` set (a `RUST_LOG`-style filter), logs of the harness's
+/// nodes go to the test's output; [`Builder::start`] calls it.
+pub fn init_test_log() {
+    if let Ok(filter) = std::env::var("ALERTMESH_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// How many envelopes `node` judged `verdict` for `reason` (e.g. `"reject"`,
+/// `"bad_signature"`).
+pub fn verdict_count(node: &Node, verdict: &'static str, reason: &'static str) -> u64 {
+    node.metrics
+        .verdicts
+        .get_or_create(&alertmesh_node::metrics::VerdictLabels { verdict, reason })
+        .get()
+}
+
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
 /// Polls `done` every [`POLL`] until it holds or `timeout` passed.
-async fn wait_for_quiet(timeout: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if done().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+async fn wait_for_quiet(timeout: Duration, done: impl AsyncFnMut() -> bool) -> bool {
+    crate::wait_until(timeout, POLL, done).await
 }
 
 /// [`wait_for_quiet`] that fails with a [`HarnessError::Timeout`] naming `what`.
@@ -980,10 +1124,11 @@ pub async fn wait_for(
     }
 }
 
-/// A node's first listen address with `/p2p/`, once it listens.
-async fn listen_addr(node: &Node, name: &str, timeout: Duration) -> Result<Multiaddr> {
+/// A node's first listen address with `/p2p/`, once it listens (within `timeout`).
+pub async fn listen_addr(node: &Node, timeout: Duration) -> Result<Multiaddr> {
     let mut found = None;
-    wait_for(&format!("{name} to listen"), timeout, async || {
+    let what = format!("node {} to listen", node.peer_id);
+    wait_for(&what, timeout, async || {
         found = node
             .listen_addrs()
             .await
@@ -992,7 +1137,7 @@ async fn listen_addr(node: &Node, name: &str, timeout: Duration) -> Result<Multi
         found.is_some()
     })
     .await?;
-    found.ok_or_else(|| HarnessError::NotRunning(name.to_string()))
+    found.ok_or_else(|| HarnessError::NotRunning(node.peer_id.to_string()))
 }
 
 async fn stored_alert(data: &std::path::Path, id: &str) -> Option<StoredAlert> {
@@ -1050,9 +1195,4 @@ fn latest_charter(data: &std::path::Path) -> Option<SignedCharter> {
         )
         .ok()?;
     SignedCharter::decode(&bytes).ok()
-}
-
-/// A valid alert for tests and examples.
-pub fn sample_alert(title: &str) -> Content {
-    alertmesh_tests::sample_alert(title)
 }

@@ -9,11 +9,15 @@
 //! into numbers, invariant verdicts, a JSON file and SVG plots ([`plot`]).
 //!
 //! - [`measure`]: delivery collector, latency percentiles, CPU time, peak memory.
-//! - [`hostile`]: members that flood, forge, replay and equivocate.
+//! - [`hostile`]: members that flood, forge, replay and equivocate, and the hostile peer
+//!   (any certificate, any bytes on any protocol) they and the attack tests run.
+//! - [`harness`]: a network of real nodes for your own tests, with link faults ([`link`]).
+//! - [`files`]: a node's key, certificate and config files; [`samples`]: sample alerts.
 //! - [`progress`]: the progress bar.
 
 pub mod alertmesh;
 pub mod baseline;
+pub mod files;
 pub mod harness;
 pub mod hostile;
 pub mod link;
@@ -22,6 +26,7 @@ pub mod plan;
 pub mod plot;
 pub mod progress;
 pub mod report;
+pub mod samples;
 pub mod scenario;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -104,3 +104,44 @@ async fn refused_publish_and_impossible_wait() -> anyhow::Result<()> {
     net.shutdown().await;
     Ok(())
 }
+
+/// A hostile member (valid certificate, no node) is admitted; the garbage it gossips is
+/// rejected as malformed by every node and honest alerts still get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_member_garbage_is_rejected_everywhere() -> anyhow::Result<()> {
+    let net = Builder::new()
+        .org("fbi", 1)
+        .org("meta", 1)
+        .org("x", 1)
+        .topic("disinfo", &["fbi", "meta", "x"], &["fbi", "x"])
+        .seed(5)
+        .start()
+        .await?;
+    let hostile = net.add_hostile("x").await?;
+    let topic = net.gossip_topic("disinfo");
+    let nodes: Vec<_> = net.nodes().iter().map(|n| n.node.peer_id).collect();
+    hostile.wait_subscribed(&topic, &nodes).await?;
+    hostile.publish(topic, b"not an envelope".to_vec()).await?;
+    for name in net.node_names() {
+        let what = format!("{name} to reject the hostile member's garbage");
+        alertmesh_sim::harness::wait_for(&what, WAIT, async || {
+            net.verdict(&name, "reject", "malformed")
+                .is_ok_and(|n| n >= 1)
+        })
+        .await?;
+    }
+    let sent = net
+        .publish_sample("fbi", "disinfo", "still delivered")
+        .await?;
+    net.wait_alert("meta", &sent, WAIT).await?;
+    net.wait_alert("x", &sent, WAIT).await?;
+    // The memory transport has no TCP for the hostile peer: a typed refusal.
+    let mem = Builder::new().org("a", 1).seed(1).memory().start().await?;
+    assert!(matches!(
+        mem.add_hostile("a").await,
+        Err(HarnessError::Topology(_))
+    ));
+    mem.shutdown().await;
+    net.shutdown().await;
+    Ok(())
+}

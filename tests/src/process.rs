@@ -14,10 +14,11 @@
 //! process if a test overruns its hard limit. Daemons are killed when the [`Cluster`] is
 //! dropped.
 
-use crate::{TOKEN, sample_alert, write_node_files};
 use alertmesh_node::client::Client;
 use alertmesh_protocol::bootstrap::{Network, simple_plan};
 use alertmesh_protocol::{NodePublicKey, TopicId};
+use alertmesh_sim::files::{TOKEN, write_node_files};
+use alertmesh_sim::samples::sample_alert;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write as _;
@@ -827,12 +828,32 @@ impl Drop for Publisher {
 
 /// Polls `condition` (no cluster) until it holds or [`WAIT`] passes.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
+    wait_until_ok(what, WAIT, || Ok(condition()))
+}
+
+/// Polls `ready` until it is `Ok(true)` or `timeout` passes; the timeout's error names
+/// `what` and the last error `ready` returned.
+pub fn wait_until_ok(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match ready() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
         if Instant::now() > deadline {
-            bail!("timed out after {WAIT:?} waiting for {what}");
+            match last_err {
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what} (last error: {e:#})")
+                }
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
         }
         std::thread::sleep(POLL);
     }
-    Ok(())
 }

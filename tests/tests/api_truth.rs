@@ -4,7 +4,9 @@
 
 use alertmesh_node::client::Client;
 use alertmesh_protocol::bootstrap::simple_plan;
-use alertmesh_tests::{TOKEN, TestNetwork, WAIT};
+use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::harness::Builder;
+use alertmesh_tests::WAIT;
 use anyhow::{Context, bail, ensure};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -85,12 +87,9 @@ fn client(api: SocketAddr) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_stream_resumes_after_a_cut_with_every_alert_exactly_once() -> anyhow::Result<()> {
     let plan = simple_plan(2, alertmesh_node::clock::now_ms() - 60_000);
-    let net = TestNetwork::start(&plan, 141).await?;
-    let api = net.nodes[0].node.api_addr;
-    let db = net.nodes[0]
-        .config_path
-        .with_file_name("data")
-        .join("alertmesh.db");
+    let net = Builder::from_plan(plan).seed(141).start().await?;
+    let api = net.nodes()[0].node.api_addr;
+    let db = net.nodes()[0].data.join("alertmesh.db");
 
     // Subscribed before the burst: the stream starts at the current end.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
@@ -115,7 +114,7 @@ async fn live_stream_resumes_after_a_cut_with_every_alert_exactly_once() -> anyh
     let _ = go_tx.send(());
 
     let mut published = BTreeSet::new();
-    let apis = [net.nodes[0].node.api_addr, net.nodes[1].node.api_addr];
+    let apis = [net.nodes()[0].node.api_addr, net.nodes()[1].node.api_addr];
     for i in 0..BURST {
         let c = client(apis[i % 2]);
         let receipt = tokio::task::spawn_blocking(move || {
@@ -176,8 +175,8 @@ async fn live_stream_resumes_after_a_cut_with_every_alert_exactly_once() -> anyh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body_gets_413_and_a_bad_last_event_id_400() -> anyhow::Result<()> {
     let plan = simple_plan(2, alertmesh_node::clock::now_ms() - 60_000);
-    let net = TestNetwork::start(&plan, 142).await?;
-    let api = net.nodes[0].node.api_addr;
+    let net = Builder::from_plan(plan).seed(142).start().await?;
+    let api = net.nodes()[0].node.api_addr;
     let statuses = tokio::task::spawn_blocking(move || -> anyhow::Result<(u16, u16)> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

@@ -2,7 +2,7 @@
 //!
 //! Every test starts a network of real nodes in this process (TCP, Noise, Yamux,
 //! gossipsub, request-response, SQLite files) and attacks it with the hostile test peer
-//! of `alertmesh_tests::hostile`: a libp2p peer built from the same crates that
+//! of `alertmesh_sim::hostile`: a libp2p peer built from the same crates that
 //! introduces itself with any certificate (or none) and sends any bytes on any protocol.
 //! Keys, certificates, signatures, HPKE and AEAD are all real; nothing is mocked.
 //!
@@ -31,7 +31,6 @@
 //! | 8. removed org, revoked node | `removed_org_and_revoked_node_cannot_keep_reading_or_publishing` |
 //! | 9. wrong, partial and endless sync pages | `lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers` |
 
-use alertmesh_node::config::Config;
 use alertmesh_node::net::PeerInfo;
 use alertmesh_node::node::Node;
 use alertmesh_node::proposal::{self, History, Proposal};
@@ -44,8 +43,11 @@ use alertmesh_protocol::{
     NodeCert, NodeKey, NodePublicKey, OrgId, SenderKey, SignedCharter, SignedEnvelope,
     SignedNodeCert, Tlp, TopicId,
 };
-use alertmesh_tests::hostile::{Answer, HostilePeer, RawProtocol, Responder, Seen};
-use alertmesh_tests::{TOKEN, TestNetwork, TestNode, WAIT, listen_addr, verdict_count, wait_for};
+use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::harness::{Builder, Harness, NodeView};
+use alertmesh_sim::harness::{listen_addr, verdict_count};
+use alertmesh_sim::hostile::{Answer, HostilePeer, RawProtocol, Responder, Seen};
+use alertmesh_tests::{WAIT, wait_for};
 use anyhow::{Context, bail, ensure};
 use libp2p::PeerId;
 use libp2p::gossipsub::TopicHash;
@@ -141,43 +143,40 @@ fn acl_plan() -> NetworkPlan {
     )
 }
 
-fn net_id(net: &TestNetwork) -> NetworkId {
-    net.network.genesis.charter().network_id
+fn net_id(net: &Harness) -> NetworkId {
+    net.network().genesis.charter().network_id
 }
 
-fn topic_id(net: &TestNetwork, name: &str) -> TopicId {
+fn topic_id(net: &Harness, name: &str) -> TopicId {
     TopicId::derive(&net_id(net), name)
 }
 
 /// The gossipsub topic of a topic name (the control topic included).
-fn gossip_topic(net: &TestNetwork, name: &str) -> TopicHash {
+fn gossip_topic(net: &Harness, name: &str) -> TopicHash {
     TopicHash::from_raw(topic_id(net, name).gossip_name(&net_id(net)))
 }
 
-fn org_index(net: &TestNetwork, name: &str) -> Result<usize> {
-    net.network
+fn org_index(net: &Harness, name: &str) -> Result<usize> {
+    net.network()
         .orgs
         .iter()
         .position(|o| o.member.org_id.as_str() == name)
         .with_context(|| format!("no org {name} in the plan"))
 }
 
-fn nodes(net: &TestNetwork) -> Vec<&Node> {
-    net.nodes.iter().map(|n| &n.node).collect()
+fn nodes(net: &Harness) -> Vec<&Node> {
+    net.nodes().into_iter().map(|n| n.node).collect()
 }
 
 // ---------------------------------------------------------------------------------------
 // Stores
 // ---------------------------------------------------------------------------------------
 
-fn data_dir(n: &TestNode) -> PathBuf {
-    n.config_path
-        .parent()
-        .map(|p| p.join("data"))
-        .unwrap_or_default()
+fn data_dir(n: NodeView<'_>) -> PathBuf {
+    n.data.to_path_buf()
 }
 
-fn db(n: &TestNode) -> Result<rusqlite::Connection> {
+fn db(n: NodeView<'_>) -> Result<rusqlite::Connection> {
     Ok(alertmesh_node::store::open_reader(&data_dir(n))?)
 }
 
@@ -186,7 +185,7 @@ fn id_of(bytes: &[u8]) -> EnvelopeId {
 }
 
 /// Whether the node holds `id` decrypted in its alerts table.
-fn has_alert(n: &TestNode, id: &EnvelopeId) -> bool {
+fn has_alert(n: NodeView<'_>, id: &EnvelopeId) -> bool {
     db(n).is_ok_and(|c| {
         c.query_row(
             "SELECT count(*) FROM alerts WHERE envelope_id = ?1",
@@ -198,7 +197,7 @@ fn has_alert(n: &TestNode, id: &EnvelopeId) -> bool {
 }
 
 /// How many rows of the envelopes table have this id.
-fn stored(n: &TestNode, id: &EnvelopeId) -> Result<i64> {
+fn stored(n: NodeView<'_>, id: &EnvelopeId) -> Result<i64> {
     Ok(db(n)?.query_row(
         "SELECT count(*) FROM envelopes WHERE id = ?1",
         [id.as_bytes()],
@@ -207,7 +206,7 @@ fn stored(n: &TestNode, id: &EnvelopeId) -> Result<i64> {
 }
 
 /// How many envelopes by `author` the node stores.
-fn stored_by(n: &TestNode, author: &NodePublicKey) -> Result<i64> {
+fn stored_by(n: NodeView<'_>, author: &NodePublicKey) -> Result<i64> {
     Ok(db(n)?.query_row(
         "SELECT count(*) FROM envelopes WHERE author = ?1",
         [author.as_bytes()],
@@ -216,7 +215,7 @@ fn stored_by(n: &TestNode, author: &NodePublicKey) -> Result<i64> {
 }
 
 /// The envelopes a node stores on a topic by an author, in seq order.
-fn chain_of(n: &TestNode, author: &NodePublicKey, topic: &TopicId) -> Result<Vec<Vec<u8>>> {
+fn chain_of(n: NodeView<'_>, author: &NodePublicKey, topic: &TopicId) -> Result<Vec<Vec<u8>>> {
     let conn = db(n)?;
     let mut q =
         conn.prepare("SELECT bytes FROM envelopes WHERE author = ?1 AND topic = ?2 ORDER BY seq")?;
@@ -230,7 +229,7 @@ fn chain_of(n: &TestNode, author: &NodePublicKey, topic: &TopicId) -> Result<Vec
 }
 
 /// Every envelope a node stores on a topic.
-fn envelopes_on(n: &TestNode, topic: &TopicId) -> Result<Vec<SignedEnvelope>> {
+fn envelopes_on(n: NodeView<'_>, topic: &TopicId) -> Result<Vec<SignedEnvelope>> {
     let conn = db(n)?;
     let mut q = conn.prepare("SELECT bytes FROM envelopes WHERE topic = ?1")?;
     let rows: Vec<Vec<u8>> = q
@@ -241,14 +240,14 @@ fn envelopes_on(n: &TestNode, topic: &TopicId) -> Result<Vec<SignedEnvelope>> {
         .collect()
 }
 
-fn ids_on(n: &TestNode, topic: &TopicId) -> BTreeSet<EnvelopeId> {
+fn ids_on(n: NodeView<'_>, topic: &TopicId) -> BTreeSet<EnvelopeId> {
     envelopes_on(n, topic)
         .map(|envs| envs.iter().map(SignedEnvelope::id).collect())
         .unwrap_or_default()
 }
 
 /// The stored evidence objects.
-fn evidence_rows(n: &TestNode) -> Result<Vec<Vec<u8>>> {
+fn evidence_rows(n: NodeView<'_>) -> Result<Vec<Vec<u8>>> {
     let conn = db(n)?;
     let mut q = conn.prepare("SELECT bytes FROM evidence")?;
     let rows = q
@@ -257,7 +256,7 @@ fn evidence_rows(n: &TestNode) -> Result<Vec<Vec<u8>>> {
     Ok(rows)
 }
 
-fn envelope_bytes(n: &TestNode, id: &EnvelopeId) -> Result<Vec<u8>> {
+fn envelope_bytes(n: NodeView<'_>, id: &EnvelopeId) -> Result<Vec<u8>> {
     Ok(db(n)?.query_row(
         "SELECT bytes FROM envelopes WHERE id = ?1",
         [id.as_bytes()],
@@ -266,8 +265,8 @@ fn envelope_bytes(n: &TestNode, id: &EnvelopeId) -> Result<Vec<u8>> {
 }
 
 /// Fails if any node of `net` stores any of `ids`.
-fn assert_stored_nowhere(net: &TestNetwork, ids: &[EnvelopeId], what: &str) -> Result<()> {
-    for n in &net.nodes {
+fn assert_stored_nowhere(net: &Harness, ids: &[EnvelopeId], what: &str) -> Result<()> {
+    for n in net.nodes() {
         for id in ids {
             ensure!(
                 stored(n, id)? == 0,
@@ -293,12 +292,12 @@ impl Honest {
     /// under the publisher's current charter must receive it.
     async fn publish(
         &mut self,
-        net: &TestNetwork,
+        net: &Harness,
         from: &str,
         topic: &str,
         title: &str,
     ) -> Result<EnvelopeId> {
-        let core = &net.node(from).node.core;
+        let core = &net.node(from)?.core;
         let readers = core
             .topics()
             .await?
@@ -310,7 +309,7 @@ impl Honest {
             .publish(
                 topic.into(),
                 Tlp::Green,
-                alertmesh_tests::sample_alert(title),
+                alertmesh_sim::samples::sample_alert(title),
             )
             .await?
             .map_err(|e| anyhow::anyhow!("honest publish by {from} on {topic}: {e}"))?;
@@ -319,9 +318,13 @@ impl Honest {
     }
 
     /// Waits until every running node of every reader org holds every alert decrypted.
-    async fn delivered(&self, net: &TestNetwork) -> Result<()> {
+    async fn delivered(&self, net: &Harness) -> Result<()> {
         for (id, title, readers) in &self.0 {
-            for n in net.nodes.iter().filter(|n| readers.contains(&n.org)) {
+            for n in net
+                .nodes()
+                .into_iter()
+                .filter(|n| readers.iter().any(|r| r == n.org))
+            {
                 wait_for(
                     &format!("{} to hold the honest alert {title:?}", n.org),
                     || async { has_alert(n, id) },
@@ -334,14 +337,14 @@ impl Honest {
 }
 
 async fn wait_verdict(
-    n: &TestNode,
+    n: NodeView<'_>,
     verdict: &'static str,
     reason: &'static str,
     at_least: u64,
 ) -> Result {
     wait_for(
         &format!("{} to count {at_least} × {verdict}/{reason}", n.org),
-        || async { verdict_count(&n.node, verdict, reason) >= at_least },
+        || async { verdict_count(n.node, verdict, reason) >= at_least },
     )
     .await
 }
@@ -359,7 +362,7 @@ async fn peer_info(n: &Node, peer: &PeerId) -> Option<PeerInfo> {
 
 /// Waits until every node in `on` reports a score for `peer` that satisfies `pred`.
 async fn wait_score(
-    on: &[&TestNode],
+    on: &[NodeView<'_>],
     peer: &PeerId,
     what: &str,
     pred: impl Fn(&PeerInfo) -> bool,
@@ -367,7 +370,7 @@ async fn wait_score(
     for n in on {
         let last = std::sync::Mutex::new(None);
         let waited = wait_for(&format!("{} to see the peer {what}", n.org), || async {
-            let info = peer_info(&n.node, peer).await;
+            let info = peer_info(n.node, peer).await;
             let holds = info.as_ref().is_some_and(&pred);
             if let Ok(mut l) = last.lock() {
                 *l = info;
@@ -406,7 +409,7 @@ fn hello_with(cert: &[u8]) -> Hello {
 
 /// A fresh node identity with a certificate for `org_id` signed by `root`.
 fn identity(
-    net: &TestNetwork,
+    net: &Harness,
     org_id: &str,
     root: &alertmesh_protocol::OrgRootKey,
     serial: u64,
@@ -503,12 +506,12 @@ impl Rogue {
     /// A new node of the member org `org_id`, certified by the org's own root key (so it
     /// is admitted), optionally answering requests with `responder`.
     fn member(
-        net: &TestNetwork,
+        net: &Harness,
         org_id: &str,
         serial: u64,
         responder: Option<Responder>,
     ) -> Result<Self> {
-        let root = &net.network.orgs[org_index(net, org_id)?].root;
+        let root = &net.network().orgs[org_index(net, org_id)?].root;
         let me = identity(net, org_id, root, serial);
         let hello = hello_with(me.cert.as_bytes());
         Self::start(me, Some(hello), responder)
@@ -553,7 +556,7 @@ impl Rogue {
 
     async fn dial(&self, nodes: &[&Node]) -> Result {
         for n in nodes {
-            self.peer.dial(listen_addr(n).await?).await?;
+            self.peer.dial(listen_addr(n, WAIT).await?).await?;
         }
         Ok(())
     }
@@ -649,7 +652,7 @@ impl Rogue {
 }
 
 /// An alert draft under charter version 1, stamped now.
-fn draft(net: &TestNetwork, topic: &str, seq: u64, prev: EnvelopeId) -> Draft {
+fn draft(net: &Harness, topic: &str, seq: u64, prev: EnvelopeId) -> Draft {
     Draft {
         network_id: net_id(net),
         topic_id: topic_id(net, topic),
@@ -718,26 +721,26 @@ fn nested_groups(depth: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 
 /// The next charter from node 0's view of history, signed by the given orgs.
-fn next_charter(net: &TestNetwork, p: &Proposal, signers: &[&str]) -> Result<SignedCharter> {
-    let history = History::from_data_dir(&data_dir(&net.nodes[0]))?;
-    let next = proposal::propose(&net.network.genesis, &history, p, now())?;
+fn next_charter(net: &Harness, p: &Proposal, signers: &[&str]) -> Result<SignedCharter> {
+    let history = History::from_data_dir(&data_dir(net.nodes()[0]))?;
+    let next = proposal::propose(&net.network().genesis, &history, p, now())?;
     let mut signed = SignedCharter::unsigned(next);
     for s in signers {
-        let o = &net.network.orgs[org_index(net, s)?];
+        let o = &net.network().orgs[org_index(net, s)?];
         signed.sign(&o.member.org_id, &o.root);
     }
     Ok(signed)
 }
 
 /// Hands `charter` to node 0 and waits until every node adopted it.
-async fn adopt_everywhere(net: &TestNetwork, charter: &SignedCharter) -> Result {
-    let version = net.nodes[0]
+async fn adopt_everywhere(net: &Harness, charter: &SignedCharter) -> Result {
+    let version = net.nodes()[0]
         .node
         .core
         .submit_charter(charter.as_bytes().to_vec())
         .await?
         .map_err(|e| anyhow::anyhow!("charter refused: {e}"))?;
-    for n in &net.nodes {
+    for n in net.nodes() {
         wait_for(&format!("{} to adopt version {version}", n.org), || async {
             n.node
                 .core
@@ -795,8 +798,11 @@ fn kad_find_node_frame(key: &[u8]) -> Vec<u8> {
 /// reach every reader throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Result {
-    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 101).await?;
-    let target = &net.nodes[0];
+    let net = Builder::from_plan(flat_plan(3, &[ALL]))
+        .seed(101)
+        .start()
+        .await?;
+    let target = net.nodes()[0];
     let stranger_root = alertmesh_protocol::OrgRootKey::generate(&mut OsRng);
     // No hello: it stays connected for the whole admission window.
     let mut outsider = Rogue::start(identity(&net, "org-1", &stranger_root, 1), None, None)?;
@@ -804,7 +810,7 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
 
     // Alerts are being published from before the outsider connects until it is gone.
     let publishing = {
-        let cores: Vec<_> = net.nodes.iter().map(|n| n.node.core.clone()).collect();
+        let cores: Vec<_> = net.nodes().iter().map(|n| n.node.core.clone()).collect();
         tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..40u32 {
@@ -813,7 +819,9 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
                     .publish(
                         ALL.into(),
                         Tlp::Green,
-                        alertmesh_tests::sample_alert(&format!("during the outsider's visit {i}")),
+                        alertmesh_sim::samples::sample_alert(&format!(
+                            "during the outsider's visit {i}"
+                        )),
                     )
                     .await??;
                 ids.push(receipt.id);
@@ -822,7 +830,7 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
             anyhow::Ok(ids)
         })
     };
-    outsider.dial(&[&target.node]).await?;
+    outsider.dial(&[target.node]).await?;
     outsider
         .wait(
             "the connection",
@@ -846,11 +854,11 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
         .raw(
             target_id,
             RawProtocol::Kad,
-            kad_find_node_frame(&net.nodes[1].node.peer_id.to_bytes()),
+            kad_find_node_frame(&net.nodes()[1].node.peer_id.to_bytes()),
         )
         .await?;
     let history = outsider
-        .ask(&target.node, sync_request(topic_id(&net, ALL)))
+        .ask(target.node, sync_request(topic_id(&net, ALL)))
         .await?;
     ensure!(
         matches!(history, wire::Response::Refused(_)),
@@ -858,13 +866,13 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
     );
     // Held until the node has judged the outsider: it is refused.
     let directory = outsider
-        .ask(&target.node, wire::Request::Directory.encode())
+        .ask(target.node, wire::Request::Directory.encode())
         .await?;
     ensure!(
         matches!(directory, wire::Response::Refused(_)),
         "an outsider got the directory: {directory:?}"
     );
-    outsider.wait_disconnected(&[&target.node]).await?;
+    outsider.wait_disconnected(&[target.node]).await?;
     let ids = publishing.await??;
     ensure!(target.node.metrics.refused_peers.get() >= 1);
 
@@ -888,7 +896,7 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
     );
 
     // Honest alerts flowed meanwhile; the outsider's envelope was never even judged.
-    for n in &net.nodes {
+    for n in net.nodes() {
         for id in &ids {
             wait_for(&format!("{} to hold every honest alert", n.org), || async {
                 has_alert(n, id)
@@ -897,14 +905,14 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
         }
         for (verdict, reason) in [("reject", "unadmitted_peer"), ("ignore", "unknown_author")] {
             ensure!(
-                verdict_count(&n.node, verdict, reason) == 0,
+                verdict_count(n.node, verdict, reason) == 0,
                 "{} judged the outsider's envelope ({verdict}/{reason})",
                 n.org
             );
         }
     }
     assert_stored_nowhere(&net, &[env.id()], "the outsider's envelope")?;
-    ensure!(target.node.core.status().await?.admitted_peers == net.nodes.len() - 1);
+    ensure!(target.node.core.status().await?.admitted_peers == net.nodes().len() - 1);
     net.shutdown().await;
     Ok(())
 }
@@ -915,8 +923,11 @@ async fn outsider_receives_no_gossip_and_nothing_it_sends_is_processed() -> Resu
 /// directory. The node's refusal reaches it before the connection is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outsider_learns_nothing_but_the_nodes_own_certificate() -> Result {
-    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 111).await?;
-    let target = &net.nodes[0].node;
+    let net = Builder::from_plan(flat_plan(3, &[ALL]))
+        .seed(111)
+        .start()
+        .await?;
+    let target = net.nodes()[0].node;
     let stranger_root = alertmesh_protocol::OrgRootKey::generate(&mut OsRng);
     let me = identity(&net, "no-such-org", &stranger_root, 2);
     let hello = hello_with(me.cert.as_bytes());
@@ -934,7 +945,7 @@ async fn outsider_learns_nothing_but_the_nodes_own_certificate() -> Result {
     let Ok(wire::Request::Hello(theirs)) = wire::Request::decode(&frame) else {
         bail!("not a hello");
     };
-    let own = net.network.orgs[0].nodes[0].cert.as_bytes();
+    let own = net.network().orgs[0].nodes[0].cert.as_bytes();
     ensure!(
         theirs.cert == own,
         "the node's hello is not its own certificate"
@@ -973,8 +984,11 @@ async fn outsider_learns_nothing_but_the_nodes_own_certificate() -> Result {
 /// closes the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_certificate_is_told_refused_then_disconnected() -> Result {
-    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 112).await?;
-    let target = &net.nodes[0].node;
+    let net = Builder::from_plan(flat_plan(3, &[ALL]))
+        .seed(112)
+        .start()
+        .await?;
+    let target = net.nodes()[0].node;
     let stranger_root = alertmesh_protocol::OrgRootKey::generate(&mut OsRng);
     let me = identity(&net, "org-1", &stranger_root, 3);
     let hello = hello_with(me.cert.as_bytes());
@@ -1005,10 +1019,13 @@ async fn bad_certificate_is_told_refused_then_disconnected() -> Result {
 /// honest alerts keep reaching every reader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_flood_is_answered_busy_and_counted() -> Result {
-    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 113).await?;
-    let target = &net.nodes[0];
+    let net = Builder::from_plan(flat_plan(3, &[ALL]))
+        .seed(113)
+        .start()
+        .await?;
+    let target = net.nodes()[0];
     let mut rogue = Rogue::member(&net, "org-1", 80, None)?;
-    rogue.join(&[&target.node]).await?;
+    rogue.join(&[target.node]).await?;
     let mut honest = Honest::default();
     // Batches small enough for request-response's concurrent-stream limit, sent faster
     // than the budget refills.
@@ -1075,9 +1092,12 @@ async fn request_flood_is_answered_busy_and_counted() -> Result {
 /// score below zero; no node stores any of them; honest alerts reach every reader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_forging_or_exceeding_its_rights_is_rejected_everywhere() -> Result {
-    let net = TestNetwork::start(&acl_plan(), 102).await?;
+    let net = Builder::from_plan(acl_plan().clone())
+        .seed(102)
+        .start()
+        .await?;
     let everyone = nodes(&net);
-    let agencies = [&net.node("agency-a").node, &net.node("agency-b").node];
+    let agencies = [net.node("agency-a")?, net.node("agency-b")?];
     let (all, agency) = (gossip_topic(&net, ALL), gossip_topic(&net, AGENCY));
     let mut honest = Honest::default();
     let genuine = honest
@@ -1108,7 +1128,7 @@ async fn member_forging_or_exceeding_its_rights_is_rejected_everywhere() -> Resu
         .await?;
 
     // Forged signatures.
-    let plat_a = net.network.orgs[org_index(&net, "plat-a")?].nodes[0]
+    let plat_a = net.network().orgs[org_index(&net, "plat-a")?].nodes[0]
         .key
         .public();
     let mut forgers = Vec::new();
@@ -1133,7 +1153,7 @@ async fn member_forging_or_exceeding_its_rights_is_rejected_everywhere() -> Resu
         .into_bytes();
     ensure!(altered[offset::TLP] == 1, "the draft is GREEN");
     altered[offset::TLP] = 2; // AMBER
-    let mut resigned = envelope_bytes(net.node("plat-a"), &genuine)?;
+    let mut resigned = envelope_bytes(net.view("plat-a")?, &genuine)?;
     resigned[offset::TIMESTAMP] ^= 0x01;
     let resigned = resign(resigned, &forgers[2].me.key);
     let forged = [forged_author, altered, resigned];
@@ -1147,14 +1167,14 @@ async fn member_forging_or_exceeding_its_rights_is_rejected_everywhere() -> Resu
         .publish(&net, "agency-b", ALL, "agency-b alert during forgeries")
         .await?;
 
-    for n in &net.nodes {
+    for n in net.nodes() {
         wait_verdict(n, "reject", "tlp_too_high", 1).await?;
         wait_verdict(n, "reject", "bad_signature", 3).await?;
         if n.org.starts_with("agency") {
             wait_verdict(n, "reject", "not_publisher", 1).await?;
         }
     }
-    let on_all: Vec<&TestNode> = net.nodes.iter().collect();
+    let on_all: Vec<NodeView<'_>> = net.nodes();
     for rogue in &forgers {
         wait_score(&on_all, &rogue.peer.peer_id, "scored below zero", |p| {
             p.score.is_some_and(|s| s < 0.0)
@@ -1165,7 +1185,7 @@ async fn member_forging_or_exceeding_its_rights_is_rejected_everywhere() -> Resu
     let mut bad: Vec<EnvelopeId> = forged.iter().map(|b| id_of(b)).collect();
     bad.extend([not_publisher.id(), too_high.id()]);
     assert_stored_nowhere(&net, &bad, "a forged or unauthorized envelope")?;
-    for n in &net.nodes {
+    for n in net.nodes() {
         ensure!(
             stored(n, &genuine)? == 1,
             "{}: the genuine envelope is intact",
@@ -1190,16 +1210,19 @@ async fn member_forging_or_exceeding_its_rights_is_rejected_everywhere() -> Resu
 /// Honest alerts reach every reader meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_of_another_org_are_refused() -> Result {
-    let net = TestNetwork::start(&acl_plan(), 103).await?;
+    let net = Builder::from_plan(acl_plan().clone())
+        .seed(103)
+        .start()
+        .await?;
     let everyone = nodes(&net);
-    let agencies = [&net.node("agency-a").node, &net.node("agency-b").node];
-    let plat_b_root = &net.network.orgs[org_index(&net, "plat-b")?].root;
+    let agencies = [net.node("agency-a")?, net.node("agency-b")?];
+    let plat_b_root = &net.network().orgs[org_index(&net, "plat-b")?].root;
     let mut honest = Honest::default();
 
     let foreign_root = identity(&net, "agency-a", plat_b_root, 90);
     let hello = hello_with(foreign_root.cert.as_bytes());
     let mut wrong_root = Rogue::start(foreign_root, Some(hello), None)?;
-    let stolen = &net.network.orgs[org_index(&net, "agency-b")?].nodes[0].cert;
+    let stolen = &net.network().orgs[org_index(&net, "agency-b")?].nodes[0].cert;
     let mut wrong_key = Rogue::start(
         identity(&net, "agency-b", plat_b_root, 91),
         Some(hello_with(stolen.as_bytes())),
@@ -1239,7 +1262,7 @@ async fn certificates_of_another_org_are_refused() -> Result {
             ControlMessage::Cert(forged_cert.as_bytes().to_vec()).encode(),
         )
         .await?;
-    for n in &net.nodes {
+    for n in net.nodes() {
         wait_verdict(n, "reject", "bad_cert", 1).await?;
     }
     let as_agency = rogue.alert(draft(&net, AGENCY, 1, EnvelopeId::default()), "as agency-a")?;
@@ -1254,20 +1277,20 @@ async fn certificates_of_another_org_are_refused() -> Result {
         .publish(&net, "plat-a", ALL, "after a forged certificate")
         .await?;
 
-    for n in &net.nodes {
+    for n in net.nodes() {
         ensure!(
             n.node.metrics.refused_peers.get() >= 2,
             "{} refused both impostors",
             n.org
         );
         ensure!(
-            n.node.core.status().await?.admitted_peers == net.nodes.len(),
+            n.node.core.status().await?.admitted_peers == net.nodes().len(),
             "{}: only the members' nodes and the rogue are admitted",
             n.org
         );
         if n.org.starts_with("agency") {
             wait_verdict(n, "reject", "not_publisher", 1).await?;
-            ensure!(verdict_count(&n.node, "reject", "ambiguous_author") == 0);
+            ensure!(verdict_count(n.node, "reject", "ambiguous_author") == 0);
         }
     }
     honest.delivered(&net).await?;
@@ -1288,7 +1311,10 @@ async fn certificates_of_another_org_are_refused() -> Result {
 /// topics reach their readers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_reader_subscriber_is_scored_down_and_holds_only_ciphertext_it_cannot_open() -> Result {
-    let net = TestNetwork::start(&acl_plan(), 104).await?;
+    let net = Builder::from_plan(acl_plan().clone())
+        .seed(104)
+        .start()
+        .await?;
     let everyone = nodes(&net);
     let network = net_id(&net);
     let (agency_topic, all_topic) = (topic_id(&net, AGENCY), topic_id(&net, ALL));
@@ -1305,7 +1331,7 @@ async fn non_reader_subscriber_is_scored_down_and_holds_only_ciphertext_it_canno
         .publish(&net, "agency-a", AGENCY, "agency lead")
         .await?;
 
-    let on_all: Vec<&TestNode> = net.nodes.iter().collect();
+    let on_all: Vec<NodeView<'_>> = net.nodes();
     wait_score(
         &on_all,
         &spy.peer.peer_id,
@@ -1318,7 +1344,7 @@ async fn non_reader_subscriber_is_scored_down_and_holds_only_ciphertext_it_canno
         .await?;
     honest.publish(&net, "plat-a", ALL, "for everyone").await?;
 
-    let agency_a = &net.node("agency-a").node;
+    let agency_a = net.node("agency-a")?;
     let answer = spy.ask(agency_a, sync_request(agency_topic)).await?;
     ensure!(
         matches!(answer, wire::Response::Refused(_)),
@@ -1328,7 +1354,7 @@ async fn non_reader_subscriber_is_scored_down_and_holds_only_ciphertext_it_canno
     // Its genuine keys: every honest node re-seals its `all` key to it once it knows it.
     let mut keys: HashMap<NodePublicKey, Vec<SenderKey>> = HashMap::new();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while keys.len() < net.nodes.len() {
+    while keys.len() < net.nodes().len() {
         ensure!(
             tokio::time::Instant::now() < deadline,
             "the spy never got the `all` keys of every node"
@@ -1360,7 +1386,7 @@ async fn non_reader_subscriber_is_scored_down_and_holds_only_ciphertext_it_canno
         }
     }
     let received: Vec<&str> = closed.iter().map(|e| e.header().kind.as_str()).collect();
-    closed.extend(envelopes_on(net.node("agency-b"), &agency_topic)?);
+    closed.extend(envelopes_on(net.view("agency-b")?, &agency_topic)?);
     let (mut alerts, mut packages) = (0, 0);
     for env in &closed {
         match env.header().kind {
@@ -1410,21 +1436,24 @@ async fn non_reader_subscriber_is_scored_down_and_holds_only_ciphertext_it_canno
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_are_ignored_and_future_envelopes_rejected_in_gossip_and_sync() -> Result {
     const OLD: usize = 4;
-    let (mut net, later) = TestNetwork::start_some(&flat_plan(3, &[ALL]), 105, 1).await?;
+    let (mut net, later) = Builder::from_plan(flat_plan(3, &[ALL]))
+        .seed(105)
+        .start_some(1)
+        .await?;
     let mut history = Honest::default();
     for i in 0..OLD {
         history
             .publish(&net, "org-0", ALL, &format!("history {i}"))
             .await?;
     }
-    for files in &later {
-        net.join(files).await?;
+    for name in &later {
+        net.restart(name).await?;
     }
     history.delivered(&net).await?;
     let old: Vec<Vec<u8>> = history
         .0
         .iter()
-        .map(|(id, _, _)| envelope_bytes(&net.nodes[0], id))
+        .map(|(id, _, _)| envelope_bytes(net.nodes()[0], id))
         .collect::<Result<_>>()?;
 
     let all = topic_id(&net, ALL);
@@ -1453,12 +1482,12 @@ async fn replays_are_ignored_and_future_envelopes_rejected_in_gossip_and_sync() 
         ))
         .await?;
     let before: Vec<(u64, u64)> = net
-        .nodes
+        .nodes()
         .iter()
         .map(|n| {
             (
-                verdict_count(&n.node, "ignore", "duplicate"),
-                verdict_count(&n.node, "reject", "from_future"),
+                verdict_count(n.node, "ignore", "duplicate"),
+                verdict_count(n.node, "reject", "from_future"),
             )
         })
         .collect();
@@ -1468,7 +1497,7 @@ async fn replays_are_ignored_and_future_envelopes_rejected_in_gossip_and_sync() 
     rogue.join(&everyone).await?;
     let mut honest = Honest::default();
     honest.publish(&net, "org-2", ALL, "during replays").await?;
-    for (n, (dup, fut)) in net.nodes.iter().zip(&before) {
+    for (n, (dup, fut)) in net.nodes().into_iter().zip(&before) {
         wait_verdict(n, "ignore", "duplicate", dup + OLD as u64).await?;
         wait_verdict(n, "reject", "from_future", fut + 1).await?;
     }
@@ -1481,12 +1510,12 @@ async fn replays_are_ignored_and_future_envelopes_rejected_in_gossip_and_sync() 
         .gossip(&gossip, &everyone, future_gossip.as_bytes().to_vec())
         .await?;
     honest.publish(&net, "org-1", ALL, "after replays").await?;
-    for (n, (dup, fut)) in net.nodes.iter().zip(&before) {
+    for (n, (dup, fut)) in net.nodes().into_iter().zip(&before) {
         wait_verdict(n, "ignore", "duplicate", dup + 2 * OLD as u64).await?;
         wait_verdict(n, "reject", "from_future", fut + 2).await?;
     }
     honest.delivered(&net).await?;
-    for n in &net.nodes {
+    for n in net.nodes() {
         for bytes in &old {
             ensure!(
                 stored(n, &id_of(bytes))? == 1,
@@ -1516,13 +1545,16 @@ async fn replays_are_ignored_and_future_envelopes_rejected_in_gossip_and_sync() 
 /// one. Honest alerts reach every org.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_view_equivocation_is_proven_to_every_honest_node() -> Result {
-    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 106).await?;
-    let root = &net.network.orgs[1].root;
+    let net = Builder::from_plan(flat_plan(3, &[ALL]))
+        .seed(106)
+        .start()
+        .await?;
+    let root = &net.network().orgs[1].root;
     let me = identity(&net, "org-1", root, 60);
     let hello = hello_with(me.cert.as_bytes());
     let mut left = Rogue::start(copy_identity(&me), Some(hello.clone()), None)?;
     let mut right = Rogue::start(me, Some(hello), None)?;
-    let (first, last) = (&net.nodes[0].node, &net.nodes[2].node);
+    let (first, last) = (net.nodes()[0].node, net.nodes()[2].node);
     left.join(&[first]).await?;
     right.join(&[last]).await?;
     let a = left.alert(draft(&net, ALL, 1, EnvelopeId::default()), "one story")?;
@@ -1544,7 +1576,7 @@ async fn split_view_equivocation_is_proven_to_every_honest_node() -> Result {
 
     let mut ids = [a.id(), b.id()];
     ids.sort();
-    for n in &net.nodes {
+    for n in net.nodes() {
         wait_for(&format!("{} to hold the evidence", n.org), || async {
             n.node.core.status().await.is_ok_and(|s| s.evidence == 1)
         })
@@ -1586,9 +1618,9 @@ async fn split_view_equivocation_is_proven_to_every_honest_node() -> Result {
         }
     }
     let detected: u64 = net
-        .nodes
+        .nodes()
         .iter()
-        .map(|n| verdict_count(&n.node, "reject", "equivocation"))
+        .map(|n| verdict_count(n.node, "reject", "equivocation"))
         .sum();
     ensure!(detected >= 1, "some node saw both versions itself");
     honest.delivered(&net).await?;
@@ -1602,8 +1634,11 @@ async fn split_view_equivocation_is_proven_to_every_honest_node() -> Result {
 /// anti-entropy brought the certificate (up to the sync period, 15 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_announcement_reaches_nodes_beyond_the_first_hop() -> Result {
-    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 112).await?;
-    let (first, far) = (&net.nodes[0].node, &net.nodes[1].node);
+    let net = Builder::from_plan(flat_plan(3, &[ALL]))
+        .seed(112)
+        .start()
+        .await?;
+    let (first, far) = (net.nodes()[0].node, net.nodes()[1].node);
     let mut member = Rogue::member(&net, "org-2", 61, None)?;
     member.join(&[first]).await?;
     let known = far.core.status().await?.known_nodes;
@@ -1640,9 +1675,12 @@ async fn certificate_announcement_reaches_nodes_beyond_the_first_hop() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_on_every_protocol_leaves_the_node_serving_in_bounded_memory() -> Result {
     let rss_before = rss_bytes()?;
-    let net = TestNetwork::start(&flat_plan(3, &[ALL]), 107).await?;
-    let target = &net.nodes[0];
-    let at = [&target.node];
+    let net = Builder::from_plan(flat_plan(3, &[ALL]))
+        .seed(107)
+        .start()
+        .await?;
+    let target = net.nodes()[0];
+    let at = [target.node];
     let (all, control) = (gossip_topic(&net, ALL), gossip_topic(&net, CONTROL));
     let mut honest = Honest::default();
     honest
@@ -1749,7 +1787,7 @@ async fn malformed_input_on_every_protocol_leaves_the_node_serving_in_bounded_me
         (RawProtocol::IdentifyPush, frame(&random_bytes(8 * 1024))),
     ];
     for (protocol, bytes) in raw_cases {
-        let outcome = streamer.raw(&target.node, protocol, bytes).await?;
+        let outcome = streamer.raw(target.node, protocol, bytes).await?;
         eprintln!("raw {protocol:?}: {outcome:?}");
     }
     honest
@@ -1813,9 +1851,12 @@ async fn flooding_member_is_rate_limited_and_graylisted_while_honest_alerts_flow
         vec![topic_plan(ALL, &orgs, &orgs, Tlp::Red)],
         limits.clone(),
     );
-    let net = TestNetwork::start(&flood_plan, 108).await?;
+    let net = Builder::from_plan(flood_plan.clone())
+        .seed(108)
+        .start()
+        .await?;
     let everyone = nodes(&net);
-    let on_all: Vec<&TestNode> = net.nodes.iter().collect();
+    let on_all: Vec<NodeView<'_>> = net.nodes();
     let all = gossip_topic(&net, ALL);
     let mut flooder = Rogue::member(&net, "flooder", 1, None)?;
     flooder.join(&everyone).await?;
@@ -1874,9 +1915,9 @@ async fn flooding_member_is_rate_limited_and_graylisted_while_honest_alerts_flow
     for o in ["org-0", "org-1", "org-2"] {
         after.extend(timed_publish(&net, o, &format!("{o} after the flood")).await?);
     }
-    for n in &net.nodes {
+    for n in net.nodes() {
         ensure!(
-            verdict_count(&n.node, "ignore", "rate_limited") >= 9,
+            verdict_count(n.node, "ignore", "rate_limited") >= 9,
             "{} counted the flood as rate limited",
             n.org
         );
@@ -1898,9 +1939,9 @@ async fn flooding_member_is_rate_limited_and_graylisted_while_honest_alerts_flow
 
 /// Publishes an honest alert on `all` and returns how long each other node took to
 /// decrypt it (from its live event stream), after checking it is in every store.
-async fn timed_publish(net: &TestNetwork, from: &str, title: &str) -> Result<Vec<Duration>> {
+async fn timed_publish(net: &Harness, from: &str, title: &str) -> Result<Vec<Duration>> {
     let mut streams: Vec<_> = net
-        .nodes
+        .nodes()
         .iter()
         .filter(|n| n.org != from)
         .map(|n| n.node.core.subscribe())
@@ -1945,7 +1986,10 @@ async fn timed_publish(net: &TestNetwork, from: &str, title: &str) -> Result<Vec
 ///   not open with the agreement key of any of them, and `org-3`'s node never gets them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Result {
-    let net = TestNetwork::start(&flat_plan(4, &[ALL]), 109).await?;
+    let net = Builder::from_plan(flat_plan(4, &[ALL]))
+        .seed(109)
+        .start()
+        .await?;
     let everyone = nodes(&net);
     let all = gossip_topic(&net, ALL);
     let all_id = topic_id(&net, ALL);
@@ -1959,7 +2003,7 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
         r.gossip(&all, &everyone, env.as_bytes().to_vec()).await?;
         first.push(env);
     }
-    for n in &net.nodes {
+    for n in net.nodes() {
         for env in &first {
             wait_for("the first envelopes to be accepted everywhere", || async {
                 stored(n, &env.id()).is_ok_and(|k| k == 1)
@@ -1981,19 +2025,19 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
     };
     let v2 = next_charter(&net, &p, &["org-0", "org-1"])?;
     adopt_everywhere(&net, &v2).await?;
-    let remaining: Vec<&TestNode> = net.nodes[..3].iter().collect();
-    let gone = net.nodes[3].node.peer_id;
+    let remaining: Vec<NodeView<'_>> = net.nodes()[..3].to_vec();
+    let gone = net.nodes()[3].node.peer_id;
     for r in [&mut revoked, &mut removed] {
         r.wait_disconnected(&everyone).await?;
     }
     for n in &remaining {
         wait_for(
             &format!("{} to close org-3's connection", n.org),
-            || async { peer_info(&n.node, &gone).await.is_none() },
+            || async { peer_info(n.node, &gone).await.is_none() },
         )
         .await?;
     }
-    let first_node = &net.nodes[0].node;
+    let first_node = net.nodes()[0].node;
     let _ = revoked.everything();
     revoked.dial(&[first_node]).await?;
     revoked.wait_disconnected(&[first_node]).await?;
@@ -2006,8 +2050,8 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
     );
 
     // Their next envelopes, relayed by a member in good standing.
-    let org3 = &net.network.orgs[3].nodes[0];
-    let org3_chain = chain_of(&net.nodes[0], &org3.key.public(), &all_id)?;
+    let org3 = &net.network().orgs[3].nodes[0];
+    let org3_chain = chain_of(net.nodes()[0], &org3.key.public(), &all_id)?;
     let org3_head = SignedEnvelope::decode(
         org3_chain.last().context("org-3 published key packages")?,
         MAX_ENVELOPE,
@@ -2059,13 +2103,13 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
     )?;
     let mut forbidden: Vec<Vec<u8>> = beyond.iter().map(|e| e.as_bytes().to_vec()).collect();
     forbidden.push(not_valid.as_bytes().to_vec());
-    let counts = |n: &TestNode| {
+    let counts = |n: NodeView<'_>| {
         (
-            verdict_count(&n.node, "reject", "beyond_cutoff"),
-            verdict_count(&n.node, "reject", "cert_not_valid"),
+            verdict_count(n.node, "reject", "beyond_cutoff"),
+            verdict_count(n.node, "reject", "cert_not_valid"),
         )
     };
-    let base: Vec<(u64, u64)> = remaining.iter().map(|n| counts(n)).collect();
+    let base: Vec<(u64, u64)> = remaining.iter().map(|n| counts(*n)).collect();
     let mut relay = Rogue::member(&net, "org-1", 52, None)?;
     relay
         .peer
@@ -2075,7 +2119,7 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
             sync_page(all_id, vec![], forbidden.clone(), false),
         ))
         .await?;
-    let in_good_standing: Vec<&Node> = remaining.iter().map(|n| &n.node).collect();
+    let in_good_standing: Vec<&Node> = remaining.iter().map(|n| n.node).collect();
     relay.join(&in_good_standing).await?;
     for bytes in &forbidden {
         relay.gossip(&all, &in_good_standing, bytes.clone()).await?;
@@ -2088,7 +2132,7 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
             .publish(&net, o, ALL, &format!("{o} after the change"))
             .await?;
     }
-    for (n, (cut, invalid)) in remaining.iter().zip(&base) {
+    for (n, (cut, invalid)) in remaining.iter().copied().zip(&base) {
         // Each forbidden envelope arrives twice: on gossip and in the sync page.
         wait_verdict(n, "reject", "beyond_cutoff", cut + 2 * beyond.len() as u64).await?;
         wait_verdict(n, "reject", "cert_not_valid", invalid + 2).await?;
@@ -2109,12 +2153,12 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
     )?;
 
     // What was published after the change stays closed to all of them.
-    let reader = &net.nodes[1];
+    let reader = net.nodes()[1];
     ensure!(
-        !has_alert(&net.nodes[3], &after),
+        !has_alert(net.nodes()[3], &after),
         "the removed org's node decrypted an alert published after its removal"
     );
-    let author = net.network.orgs[0].nodes[0].key.public();
+    let author = net.network().orgs[0].nodes[0].key.public();
     let epoch_of = |id: &EnvelopeId| -> Result<u64> {
         Ok(
             SignedEnvelope::decode(&envelope_bytes(reader, id)?, MAX_ENVELOPE)?
@@ -2151,7 +2195,7 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
     }
     ensure!(
         packages.iter().any(|p| p
-            .open(&network, &author, &net.network.orgs[1].nodes[0].agreement)
+            .open(&network, &author, &net.network().orgs[1].nodes[0].agreement)
             .is_ok()),
         "a remaining reader can open the rotated sender key"
     );
@@ -2175,7 +2219,10 @@ async fn removed_org_and_revoked_node_cannot_keep_reading_or_publishing() -> Res
 async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers() -> Result {
     let rss_before = rss_bytes()?;
     let started = Instant::now();
-    let (mut net, later) = TestNetwork::start_some(&flat_plan(3, &[ALL, OPS]), 110, 2).await?;
+    let (mut net, later) = Builder::from_plan(flat_plan(3, &[ALL, OPS]))
+        .seed(110)
+        .start_some(2)
+        .await?;
     let mut honest = Honest::default();
     for i in 0..5 {
         honest
@@ -2194,15 +2241,15 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
         topic_id(&net, CONTROL),
     );
     let authors = [
-        (all, net.network.orgs[0].nodes[0].key.public()),
-        (ops, net.network.orgs[1].nodes[0].key.public()),
+        (all, net.network().orgs[0].nodes[0].key.public()),
+        (ops, net.network().orgs[1].nodes[0].key.public()),
     ];
 
     // The lies.
     let mut liar = Rogue::member(&net, "org-0", 45, None)?;
     let certs: Vec<Vec<u8>> = std::iter::once(random_bytes(300))
         .chain(
-            net.network.orgs[..2]
+            net.network().orgs[..2]
                 .iter()
                 .map(|o| o.nodes[0].cert.as_bytes().to_vec()),
         )
@@ -2210,7 +2257,7 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
     let mut pages = HashMap::new();
     let mut bad = Vec::new();
     for ((topic, author), other) in authors.iter().zip([OPS, ALL]) {
-        let chain = chain_of(&net.nodes[0], author, topic)?;
+        let chain = chain_of(net.nodes()[0], author, topic)?;
         ensure!(chain.len() >= 3, "an honest chain long enough to have gaps");
         let wrong = liar.alert(
             draft(&net, other, 1, EnvelopeId::default()),
@@ -2249,7 +2296,7 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
     huge.extend(0u64.to_le_bytes()); // no certs
     huge.extend((1u64 << 60).to_le_bytes()); // "2^60 envelopes"
     huge.extend(random_bytes(64));
-    let boaster_me = identity(&net, "org-1", &net.network.orgs[1].root, 46);
+    let boaster_me = identity(&net, "org-1", &net.network().orgs[1].root, 46);
     let boaster_hello = hello_with(boaster_me.cert.as_bytes());
     let mut boaster = Rogue::start(
         boaster_me,
@@ -2258,14 +2305,9 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
     )?;
 
     // The joiner meets the liars first.
-    let files = &later[0];
-    net.nodes.push(TestNode {
-        node: Node::start(&Config::load(&files.config_path)?).await?,
-        org: files.org.clone(),
-        config_path: files.config_path.clone(),
-    });
-    let joiner = &net.nodes[2];
-    liar.join(&[&joiner.node]).await?;
+    net.start_node(&later[0]).await?;
+    let joiner = net.nodes()[2];
+    liar.join(&[joiner.node]).await?;
     for (reason, count) in [
         ("topic_mismatch", 2),
         ("bad_signature", 2),
@@ -2283,8 +2325,8 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
     })
     .await?;
     let refused_before = joiner.node.metrics.refused_peers.get();
-    boaster.dial(&[&joiner.node]).await?;
-    boaster.wait_disconnected(&[&joiner.node]).await?;
+    boaster.dial(&[joiner.node]).await?;
+    boaster.wait_disconnected(&[joiner.node]).await?;
     ensure!(joiner.node.metrics.refused_peers.get() > refused_before);
     ensure!(
         boaster
@@ -2301,8 +2343,8 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
         .await?;
 
     // Then it meets honest peers.
-    for n in &net.nodes[..2] {
-        joiner.node.dial(listen_addr(&n.node).await?).await?;
+    for n in &net.nodes()[..2] {
+        joiner.node.dial(listen_addr(n.node, WAIT).await?).await?;
     }
     honest.delivered(&net).await?;
     for topic in [all, ops] {
@@ -2310,7 +2352,7 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
             "the joiner to hold exactly the honest envelopes",
             || async {
                 let mine = ids_on(joiner, &topic);
-                net.nodes[..2].iter().all(|n| ids_on(n, &topic) == mine)
+                net.nodes()[..2].iter().all(|n| ids_on(*n, &topic) == mine)
             },
         )
         .await?;
@@ -2324,7 +2366,7 @@ async fn lying_sync_peer_is_contained_and_the_node_converges_with_honest_peers()
 
     // An answer on the same connection, asked after everything above: any further sync
     // request the joiner sent the liar came before it.
-    let answer = liar.ask(&joiner.node, sync_request(all)).await?;
+    let answer = liar.ask(joiner.node, sync_request(all)).await?;
     ensure!(matches!(answer, wire::Response::Sync(_)), "{answer:?}");
     let mut asked: HashMap<TopicId, usize> = HashMap::new();
     for seen in liar.everything() {

@@ -13,8 +13,11 @@ use alertmesh_protocol::{
     Content, Draft, EnvelopeId, KeyPackage, Kind, NodePublicKey, OrgId, SenderKey, SignedCharter,
     SignedEnvelope, Tlp, TopicId,
 };
-use alertmesh_tests::hostile::HostilePeer;
-use alertmesh_tests::{TOKEN, TestNetwork, listen_addr, verdict_count, wait_for};
+use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::harness::{Builder, Harness};
+use alertmesh_sim::harness::{listen_addr, verdict_count};
+use alertmesh_sim::hostile::HostilePeer;
+use alertmesh_tests::{WAIT, wait_for};
 use libp2p::gossipsub::TopicHash;
 use std::path::{Path, PathBuf};
 
@@ -63,12 +66,8 @@ fn plan() -> NetworkPlan {
     }
 }
 
-fn data_dir(net: &TestNetwork, org: &str) -> PathBuf {
-    net.node(org)
-        .config_path
-        .parent()
-        .map(|p| p.join("data"))
-        .unwrap_or_default()
+fn data_dir(net: &Harness, org: &str) -> PathBuf {
+    net.data_dir(org).unwrap_or_default()
 }
 
 fn alert(
@@ -97,15 +96,14 @@ fn alert(
 }
 
 async fn publish(
-    net: &TestNetwork,
+    net: &Harness,
     org: &str,
     topic: &str,
     tlp: Tlp,
     content: Content,
 ) -> anyhow::Result<EnvelopeId> {
     Ok(net
-        .node(org)
-        .node
+        .node(org)?
         .core
         .publish(topic.into(), tlp, content)
         .await??
@@ -113,7 +111,7 @@ async fn publish(
 }
 
 /// The current view as `org`'s database shows it.
-fn view(net: &TestNetwork, org: &str) -> Vec<AlertState> {
+fn view(net: &Harness, org: &str) -> Vec<AlertState> {
     let dir = data_dir(net, org);
     alertmesh_node::store::open_reader(&dir)
         .ok()
@@ -121,7 +119,7 @@ fn view(net: &TestNetwork, org: &str) -> Vec<AlertState> {
         .unwrap_or_default()
 }
 
-fn rows(net: &TestNetwork, org: &str) -> i64 {
+fn rows(net: &Harness, org: &str) -> i64 {
     alertmesh_node::store::open_reader(&data_dir(net, org))
         .ok()
         .and_then(|c| {
@@ -132,7 +130,7 @@ fn rows(net: &TestNetwork, org: &str) -> i64 {
 }
 
 /// Envelopes of `author` committed on an org's node.
-fn envelopes_by(net: &TestNetwork, org: &str, author: &NodePublicKey) -> i64 {
+fn envelopes_by(net: &Harness, org: &str, author: &NodePublicKey) -> i64 {
     alertmesh_node::store::open_reader(&data_dir(net, org))
         .ok()
         .and_then(|c| {
@@ -146,15 +144,15 @@ fn envelopes_by(net: &TestNetwork, org: &str, author: &NodePublicKey) -> i64 {
         .unwrap_or(0)
 }
 
-fn client(net: &TestNetwork, org: &str) -> Client {
-    Client::new(
-        net.node(org).node.api_addr,
+fn client(net: &Harness, org: &str) -> anyhow::Result<Client> {
+    Ok(Client::new(
+        net.node(org)?.api_addr,
         zeroize::Zeroizing::new(TOKEN.to_string()),
-    )
+    ))
 }
 
-async fn api_get(net: &TestNetwork, org: &str, path: &str) -> anyhow::Result<serde_json::Value> {
-    let c = client(net, org);
+async fn api_get(net: &Harness, org: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    let c = client(net, org)?;
     let path = path.to_string();
     tokio::task::spawn_blocking(move || c.get(&path)).await?
 }
@@ -230,7 +228,7 @@ fn python_validate(bundle: &serde_json::Value, dir: &Path) -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyhow::Result<()> {
-    let net = TestNetwork::start(&plan(), 61).await?;
+    let net = Builder::from_plan(plan()).seed(61).start().await?;
     // An indicator, a campaign, an agencies-only advisory; a sighting by another org;
     // an update and a retraction by the author.
     let indicator = publish(
@@ -331,8 +329,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     .await?;
     // An update by another org is refused locally.
     let refused = net
-        .node("agency-a")
-        .node
+        .node("agency-a")?
         .core
         .publish(
             ALL.into(),
@@ -388,7 +385,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     let states: Vec<AlertState> = serde_json::from_value(page["alerts"].clone())?;
     assert_eq!(states.len(), 3, "indicator, campaign, sighting on `all`");
     assert!(states.iter().any(|s| s.state == "retracted"));
-    let bad = client(&net, "agency-a");
+    let bad = client(&net, "agency-a")?;
     let err = tokio::task::spawn_blocking(move || {
         bad.get::<serde_json::Value>("/v1/alerts?view=nonsense")
     })
@@ -397,8 +394,8 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
 
     // Audit: every node's data directory and every node's export verify clean.
     let out = tempfile::tempdir()?;
-    for n in &net.nodes {
-        let config = Config::load(&n.config_path)?;
+    for n in net.nodes() {
+        let config = Config::load(n.config)?;
         let source = Source::from_config(&config)?;
         let report = audit::verify_data_dir(&source, true)?;
         assert!(report.ok, "{}: {:#?}", n.org, problems(&report));
@@ -423,14 +420,14 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
             audit::export(&source, &ExportOptions::default(), &file).is_err(),
             "never overwrites"
         );
-        let report = audit::verify_file(&file, Some(net.network.genesis_hash()))?;
+        let report = audit::verify_file(&file, Some(net.network().genesis_hash()))?;
         assert!(report.ok, "{}: {:#?}", n.org, problems(&report));
         let export = report
             .export
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no export info"))?;
         assert!(export.signature_valid);
-        assert_eq!(export.exporter_org.as_deref(), Some(n.org.as_str()));
+        assert_eq!(export.exporter_org.as_deref(), Some(n.org));
         assert!(report.stats.plaintexts_checked >= 5);
         let text = audit::render("test", &report);
         assert!(text.contains("result: OK"), "{text}");
@@ -446,7 +443,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
         },
         &file,
     )?;
-    let report = audit::verify_file(&file, Some(net.network.genesis_hash()))?;
+    let report = audit::verify_file(&file, Some(net.network().genesis_hash()))?;
     assert!(report.ok, "{:#?}", problems(&report));
     assert!(report.has("unsigned_export"));
     assert!(
@@ -473,7 +470,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
         },
         &file,
     )?;
-    let report = audit::verify_file(&file, Some(net.network.genesis_hash()))?;
+    let report = audit::verify_file(&file, Some(net.network().genesis_hash()))?;
     assert!(report.ok, "{:#?}", problems(&report));
 
     // Tampering with a real export, each with the right finding.
@@ -492,7 +489,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     let mut flipped = genuine.clone();
     let pos = alert_rec.offset as usize + 5 + 8 + 200;
     flipped[pos] ^= 0x10;
-    let report = audit::verify_export_bytes(&flipped, net.network.genesis_hash());
+    let report = audit::verify_export_bytes(&flipped, net.network().genesis_hash());
     let digest: Vec<_> = report.with_code("record_digest_mismatch").collect();
     assert_eq!(digest.len(), 1);
     assert_eq!(digest[0].location.record, Some(alert_rec.index));
@@ -502,7 +499,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     // (2) The same flip with digests recomputed: the signature still catches it.
     let mut edited = recs.clone();
     edited[alert_rec.index as usize].1[8 + 200] ^= 0x10;
-    let report = audit::verify_export_bytes(&rebuild(&edited), net.network.genesis_hash());
+    let report = audit::verify_export_bytes(&rebuild(&edited), net.network().genesis_hash());
     assert!(report.has("bad_signature") && !report.has("record_digest_mismatch"));
     // (3) An envelope removed from the middle of a chain, digests recomputed: a gap.
     let mut removed = recs.clone();
@@ -513,7 +510,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     {
         removed.remove(alert_rec.index as usize);
     }
-    let report = audit::verify_export_bytes(&rebuild(&removed), net.network.genesis_hash());
+    let report = audit::verify_export_bytes(&rebuild(&removed), net.network().genesis_hash());
     let gaps: Vec<_> = report.with_code("chain_gap").collect();
     assert_eq!(gaps.len(), 1, "{:#?}", problems(&report));
     assert!(
@@ -526,9 +523,9 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
         gaps[0].message
     );
     // (4) A forged charter transition: version 2 signed by a key that is not a governor's.
-    let mut c2 = net.network.genesis.charter().clone();
+    let mut c2 = net.network().genesis.charter().clone();
     c2.version = 2;
-    c2.prev_hash = net.network.genesis_hash();
+    c2.prev_hash = net.network().genesis_hash();
     c2.members.retain(|m| m.org_id.as_str() != "agency-b");
     c2.governors.retain(|g| g.as_str() != "agency-b");
     c2.topics.iter_mut().for_each(|t| {
@@ -536,7 +533,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
         t.publishers.retain(|r| r.as_str() != "agency-b");
     });
     let mut forged = SignedCharter::unsigned(c2);
-    forged.sign(&org("plat-a"), &net.network.orgs[0].root);
+    forged.sign(&org("plat-a"), &net.network().orgs[0].root);
     forged.sign(
         &org("agency-a"),
         &alertmesh_protocol::OrgRootKey::from_secret_bytes(&[7; 32]),
@@ -550,7 +547,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
         after_genesis,
         (RecordType::Charter as u8, forged.as_bytes().to_vec()),
     );
-    let report = audit::verify_export_bytes(&rebuild(&with_charter), net.network.genesis_hash());
+    let report = audit::verify_export_bytes(&rebuild(&with_charter), net.network().genesis_hash());
     let f: Vec<_> = report.with_code("charter_bad_signature").collect();
     assert_eq!(f.len(), 1, "{:#?}", problems(&report));
     assert_eq!(f[0].location.record, Some(after_genesis as u64));
@@ -560,7 +557,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     );
     // (5) An envelope re-signed by another node's key (author field unchanged).
     let env = SignedEnvelope::decode(&alert_rec.body[8..], 1 << 20)?;
-    let other = &net.network.orgs[1].nodes[0].key;
+    let other = &net.network().orgs[1].nodes[0].key;
     let mut resigned = env.signed_bytes().to_vec();
     resigned.extend_from_slice(
         &other.sign(alertmesh_protocol::ids::tags::ENVELOPE, env.signed_bytes()),
@@ -569,13 +566,13 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     body.extend_from_slice(&resigned);
     let mut swapped = recs.clone();
     swapped[alert_rec.index as usize].1 = body;
-    let report = audit::verify_export_bytes(&rebuild(&swapped), net.network.genesis_hash());
+    let report = audit::verify_export_bytes(&rebuild(&swapped), net.network().genesis_hash());
     let sig: Vec<_> = report.with_code("bad_signature").collect();
     assert_eq!(sig.len(), 1);
     assert_eq!(sig[0].location.record, Some(alert_rec.index));
     // (6) Truncated: reported.
     let report =
-        audit::verify_export_bytes(&genuine[..genuine.len() - 50], net.network.genesis_hash());
+        audit::verify_export_bytes(&genuine[..genuine.len() - 50], net.network().genesis_hash());
     assert!(report.has("truncated"));
 
     // STIX 2.1: structurally valid, with the expected objects; stix2-validator if present.
@@ -629,9 +626,9 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()> {
-    let net = TestNetwork::start(&plan(), 62).await?;
-    let network_id = net.network.genesis.charter().network_id;
-    let plat = &net.network.orgs[0];
+    let net = Builder::from_plan(plan()).seed(62).start().await?;
+    let network_id = net.network().genesis.charter().network_id;
+    let plat = &net.network().orgs[0];
     let mut rng = rand::rngs::OsRng;
     let now = alertmesh_node::clock::now_ms();
     let rogue = new_node(
@@ -648,14 +645,14 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
     };
     let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
     // Connected to one honest node only, which sees both versions of seq 1.
-    let first = &net.nodes[0].node;
-    peer.dial(listen_addr(first).await?).await?;
+    let first = net.nodes()[0].node;
+    peer.dial(listen_addr(first, WAIT).await?).await?;
     wait_for("the rogue to be admitted", || async {
         first
             .core
             .status()
             .await
-            .is_ok_and(|s| s.admitted_peers == net.nodes.len())
+            .is_ok_and(|s| s.admitted_peers == net.nodes().len())
     })
     .await?;
     let topic = TopicId::derive(&network_id, ALL);
@@ -694,13 +691,13 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
     }
     // Every honest node learns of it (the first one directly, the others from the
     // evidence it gossips), shows it in status and metrics, and its audit reports it.
-    for n in &net.nodes {
+    for n in net.nodes() {
         // `status` counts evidence when it is judged; the row is committed just after.
         wait_for(
             &format!("{} to hold the evidence on disk", n.org),
             || async {
                 n.node.core.status().await.is_ok_and(|s| s.evidence == 1)
-                    && api_get(&net, &n.org, "/v1/status").await.is_ok_and(|s| {
+                    && api_get(&net, n.org, "/v1/status").await.is_ok_and(|s| {
                         s["evidence_reports"]
                             .as_array()
                             .is_some_and(|r| !r.is_empty())
@@ -716,7 +713,7 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
             "{}",
             n.org
         );
-        let status = api_get(&net, &n.org, "/v1/status").await?;
+        let status = api_get(&net, n.org, "/v1/status").await?;
         let reports = status["evidence_reports"]
             .as_array()
             .cloned()
@@ -724,7 +721,7 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
         assert_eq!(reports.len(), 1, "{status}");
         assert_eq!(reports[0]["misbehaviour"], "equivocation");
         assert_eq!(reports[0]["author"], rogue.key.public().to_hex().as_str());
-        let source = Source::from_config(&Config::load(&n.config_path)?)?;
+        let source = Source::from_config(&Config::load(n.config)?)?;
         let report = audit::verify_data_dir(&source, false)?;
         assert_eq!(report.evidence.len(), 1, "{}", n.org);
         assert_eq!(report.evidence[0].author, rogue.key.public());
@@ -734,7 +731,7 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
         assert_eq!(report.evidence[0].ids, ids);
         assert!(report.has("equivocation") && !report.ok);
         // The evidence survives export → verify.
-        let file = n.config_path.with_file_name("evidence.audit");
+        let file = n.config.with_file_name("evidence.audit");
         audit::export(&source, &ExportOptions::default(), &file)?;
         let report = audit::verify_file(&file, None)?;
         assert_eq!(report.evidence.len(), 1);
@@ -748,7 +745,7 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()> {
-    let net = TestNetwork::start(&plan(), 63).await?;
+    let net = Builder::from_plan(plan()).seed(63).start().await?;
     let original = publish(
         &net,
         "plat-a",
@@ -769,8 +766,8 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
     })
     .await?;
     // A modified agency-a node tries to update and retract plat-a's alert.
-    let network_id = net.network.genesis.charter().network_id;
-    let agency = &net.network.orgs[1];
+    let network_id = net.network().genesis.charter().network_id;
+    let agency = &net.network().orgs[1];
     let mut rng = rand::rngs::OsRng;
     let now = alertmesh_node::clock::now_ms();
     let rogue = new_node(
@@ -786,23 +783,23 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
         cert: rogue.cert.as_bytes().to_vec(),
     };
     let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
-    for n in &net.nodes {
-        peer.dial(listen_addr(&n.node).await?).await?;
+    for n in net.nodes() {
+        peer.dial(listen_addr(n.node, WAIT).await?).await?;
     }
-    for n in &net.nodes {
+    for n in net.nodes() {
         wait_for("the rogue to be admitted", || async {
             n.node
                 .core
                 .status()
                 .await
-                .is_ok_and(|s| s.admitted_peers == net.nodes.len())
+                .is_ok_and(|s| s.admitted_peers == net.nodes().len())
         })
         .await?;
     }
     let topic = TopicId::derive(&network_id, ALL);
     let key = SenderKey::generate(1, &mut rng);
     let readers: Vec<_> = net
-        .network
+        .network()
         .nodes()
         .map(|(_, n)| n.agreement.public())
         .collect();
@@ -860,18 +857,18 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
         .await?;
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    for n in &net.nodes {
+    for n in net.nodes() {
         wait_for(&format!("{} to refuse both amendments", n.org), || async {
-            verdict_count(&n.node, "reject", "amendment_not_by_author") >= 2
+            verdict_count(n.node, "reject", "amendment_not_by_author") >= 2
         })
         .await?;
         // Counted when judged; the export reads what is committed.
         wait_for(
             &format!("{} to commit the rogue's envelopes", n.org),
-            || async { envelopes_by(&net, &n.org, &rogue.key.public()) == 3 },
+            || async { envelopes_by(&net, n.org, &rogue.key.public()) == 3 },
         )
         .await?;
-        let state = view(&net, &n.org)
+        let state = view(&net, n.org)
             .into_iter()
             .find(|s| s.id == original.to_hex())
             .ok_or_else(|| anyhow::anyhow!("no original"))?;
@@ -879,8 +876,8 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
         assert_eq!(state.version, 1);
         assert_eq!(state.current["title"], "Original");
         // The signed attempts are in the log; an export with plaintext shows them.
-        let source = Source::from_config(&Config::load(&n.config_path)?)?;
-        let file = n.config_path.with_file_name("amend.audit");
+        let source = Source::from_config(&Config::load(n.config)?)?;
+        let file = n.config.with_file_name("amend.audit");
         audit::export(
             &source,
             &ExportOptions {

@@ -82,7 +82,7 @@ fn publish_json_file_needs_no_title() -> anyhow::Result<()> {
     let _guard = TestGuard::new("publish_json_file_needs_no_title", Duration::from_secs(120));
     let mut cluster = Cluster::new(1, 151)?;
     cluster.start(0)?;
-    let mut body = serde_json::to_value(alertmesh_tests::sample_alert("from a JSON file"))?;
+    let mut body = serde_json::to_value(alertmesh_sim::samples::sample_alert("from a JSON file"))?;
     body["topic"] = "all".into();
     body["tlp"] = "GREEN".into();
     let file = cluster.dir.path().join("alert.json");

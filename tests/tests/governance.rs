@@ -4,23 +4,21 @@
 use alertmesh_node::proposal::{self, History, Proposal, TopicEdit};
 use alertmesh_protocol::bootstrap::simple_plan;
 use alertmesh_protocol::{KeyPackage, Kind, OrgId, SignedCharter, SignedEnvelope, Tlp, TopicId};
-use alertmesh_tests::{TestNetwork, sample_alert, wait_for};
+use alertmesh_sim::harness::{Builder, Harness};
+use alertmesh_sim::samples::sample_alert;
+use alertmesh_tests::wait_for;
 
 fn org(s: &str) -> OrgId {
     OrgId(s.to_string())
 }
 
-fn data_dir(net: &TestNetwork, i: usize) -> std::path::PathBuf {
-    net.nodes[i]
-        .config_path
-        .parent()
-        .map(|p| p.join("data"))
-        .unwrap_or_default()
+fn data_dir(net: &Harness, i: usize) -> std::path::PathBuf {
+    net.nodes()[i].data.to_path_buf()
 }
 
 /// Builds the next charter from node 0's view, signed by the given org indexes.
 fn next_charter(
-    net: &TestNetwork,
+    net: &Harness,
     current: &SignedCharter,
     p: &Proposal,
     signers: &[usize],
@@ -29,25 +27,25 @@ fn next_charter(
     let next = proposal::propose(current, &history, p, alertmesh_node::clock::now_ms())?;
     let mut signed = SignedCharter::unsigned(next);
     for i in signers {
-        let o = &net.network.orgs[*i];
+        let o = &net.network().orgs[*i];
         signed.sign(&o.member.org_id, &o.root);
     }
     Ok(signed)
 }
 
 async fn adopt_everywhere(
-    net: &TestNetwork,
+    net: &Harness,
     charter: &SignedCharter,
     on: &[usize],
 ) -> anyhow::Result<()> {
-    let version = net.nodes[0]
+    let version = net.nodes()[0]
         .node
         .core
         .submit_charter(charter.as_bytes().to_vec())
         .await??;
     assert_eq!(version, charter.charter().version);
     for i in on {
-        let n = &net.nodes[*i].node;
+        let n = net.nodes()[*i].node;
         wait_for("the charter to be adopted", || async {
             n.core
                 .status()
@@ -59,7 +57,7 @@ async fn adopt_everywhere(
     Ok(())
 }
 
-fn has_alert(net: &TestNetwork, i: usize, id: &alertmesh_protocol::EnvelopeId) -> bool {
+fn has_alert(net: &Harness, i: usize, id: &alertmesh_protocol::EnvelopeId) -> bool {
     alertmesh_node::store::open_reader(&data_dir(net, i)).is_ok_and(|c| {
         c.query_row(
             "SELECT count(*) FROM alerts WHERE envelope_id = ?1",
@@ -71,7 +69,7 @@ fn has_alert(net: &TestNetwork, i: usize, id: &alertmesh_protocol::EnvelopeId) -
 }
 
 async fn wait_alert(
-    net: &TestNetwork,
+    net: &Harness,
     i: usize,
     id: &alertmesh_protocol::EnvelopeId,
 ) -> anyhow::Result<()> {
@@ -82,8 +80,8 @@ async fn wait_alert(
 async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_ones()
 -> anyhow::Result<()> {
     let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
-    let net = TestNetwork::start(&plan, 21).await?;
-    let before = net.nodes[0]
+    let net = Builder::from_plan(plan).seed(21).start().await?;
+    let before = net.nodes()[0]
         .node
         .core
         .publish("all".into(), Tlp::Green, sample_alert("before"))
@@ -98,9 +96,9 @@ async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_on
         }],
         ..Default::default()
     };
-    let v2 = next_charter(&net, &net.network.genesis, &p, &[0, 1])?;
+    let v2 = next_charter(&net, &net.network().genesis, &p, &[0, 1])?;
     adopt_everywhere(&net, &v2, &[0, 1, 2]).await?;
-    let after = net.nodes[0]
+    let after = net.nodes()[0]
         .node
         .core
         .publish("all".into(), Tlp::Green, sample_alert("after"))
@@ -116,9 +114,9 @@ async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_on
         "org-2 read an alert published after its removal"
     );
     // Cryptographically: the key package for the new epoch does not open for org-2.
-    let network_id = net.network.genesis.charter().network_id;
+    let network_id = net.network().genesis.charter().network_id;
     let topic = TopicId::derive(&network_id, "all");
-    let author = net.network.orgs[0].nodes[0].key.public();
+    let author = net.network().orgs[0].nodes[0].key.public();
     let conn = alertmesh_node::store::open_reader(&data_dir(&net, 1))?;
     let bytes: Vec<u8> = conn.query_row(
         "SELECT bytes FROM envelopes WHERE author = ?1 AND topic = ?2 AND kind = 'key_package' ORDER BY key_epoch DESC, seq DESC LIMIT 1",
@@ -143,7 +141,7 @@ async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_on
         pkg.open(
             &network_id,
             &author,
-            &net.network.orgs[2].nodes[0].agreement
+            &net.network().orgs[2].nodes[0].agreement
         )
         .is_err()
     );
@@ -151,7 +149,7 @@ async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_on
         pkg.open(
             &network_id,
             &author,
-            &net.network.orgs[1].nodes[0].agreement
+            &net.network().orgs[1].nodes[0].agreement
         )
         .is_ok()
     );
@@ -163,7 +161,7 @@ async fn org_removed_from_a_topic_keeps_older_alerts_but_cannot_decrypt_later_on
 async fn newly_added_reader_reads_what_is_published_after_it_joins() -> anyhow::Result<()> {
     let mut plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
     plan.topics[0].readers = vec![org("org-0"), org("org-1")];
-    let net = TestNetwork::start(&plan, 22).await?;
+    let net = Builder::from_plan(plan).seed(22).start().await?;
     let p = Proposal {
         topics: vec![TopicEdit {
             name: "all".into(),
@@ -172,9 +170,9 @@ async fn newly_added_reader_reads_what_is_published_after_it_joins() -> anyhow::
         }],
         ..Default::default()
     };
-    let v2 = next_charter(&net, &net.network.genesis, &p, &[1, 2])?;
+    let v2 = next_charter(&net, &net.network().genesis, &p, &[1, 2])?;
     adopt_everywhere(&net, &v2, &[0, 1, 2]).await?;
-    let newcomer = &net.nodes[2].node;
+    let newcomer = net.nodes()[2].node;
     wait_for("the new reader to hold every publisher's key", || async {
         newcomer
             .core
@@ -183,7 +181,7 @@ async fn newly_added_reader_reads_what_is_published_after_it_joins() -> anyhow::
             .is_ok_and(|s| s.sender_keys.get("all") == Some(&3))
     })
     .await?;
-    let id = net.nodes[0]
+    let id = net.nodes()[0]
         .node
         .core
         .publish("all".into(), Tlp::Green, sample_alert("welcome"))
@@ -197,13 +195,13 @@ async fn newly_added_reader_reads_what_is_published_after_it_joins() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposal_signed_by_fewer_than_k_governors_is_never_adopted() -> anyhow::Result<()> {
     let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000); // threshold 2
-    let net = TestNetwork::start(&plan, 23).await?;
+    let net = Builder::from_plan(plan).seed(23).start().await?;
     let p = Proposal {
         remove_orgs: vec![org("org-2")],
         ..Default::default()
     };
-    let weak = next_charter(&net, &net.network.genesis, &p, &[0])?;
-    let answer = net.nodes[0]
+    let weak = next_charter(&net, &net.network().genesis, &p, &[0])?;
+    let answer = net.nodes()[0]
         .node
         .core
         .submit_charter(weak.as_bytes().to_vec())
@@ -215,7 +213,7 @@ async fn proposal_signed_by_fewer_than_k_governors_is_never_adopted() -> anyhow:
         "{err}"
     );
     // Offered to the others directly, it fails the same way; nobody moves past version 1.
-    for n in &net.nodes[1..] {
+    for n in &net.nodes()[1..] {
         assert!(
             n.node
                 .core
@@ -224,7 +222,7 @@ async fn proposal_signed_by_fewer_than_k_governors_is_never_adopted() -> anyhow:
                 .is_err()
         );
     }
-    for n in &net.nodes {
+    for n in net.nodes() {
         assert_eq!(n.node.core.status().await?.charter_version, 1);
     }
     net.shutdown().await;
@@ -234,15 +232,15 @@ async fn proposal_signed_by_fewer_than_k_governors_is_never_adopted() -> anyhow:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_node_is_disconnected_everywhere_and_stops_publishing() -> anyhow::Result<()> {
     let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
-    let net = TestNetwork::start(&plan, 24).await?;
-    let revoked = net.network.orgs[2].nodes[0].key.public();
+    let net = Builder::from_plan(plan).seed(24).start().await?;
+    let revoked = net.network().orgs[2].nodes[0].key.public();
     let p = Proposal {
         revoke: vec![revoked],
         ..Default::default()
     };
-    let v2 = next_charter(&net, &net.network.genesis, &p, &[0, 1])?;
+    let v2 = next_charter(&net, &net.network().genesis, &p, &[0, 1])?;
     adopt_everywhere(&net, &v2, &[0, 1]).await?;
-    for n in &net.nodes[..2] {
+    for n in &net.nodes()[..2] {
         wait_for("the revoked node to be disconnected", || async {
             n.node
                 .core
@@ -252,7 +250,7 @@ async fn revoked_node_is_disconnected_everywhere_and_stops_publishing() -> anyho
         })
         .await?;
     }
-    let target = &net.nodes[2].node;
+    let target = net.nodes()[2].node;
     wait_for("the revoked node to learn it is revoked", || async {
         target
             .core
@@ -282,15 +280,15 @@ async fn revoked_node_is_disconnected_everywhere_and_stops_publishing() -> anyho
 async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
     let mut plan = alertmesh_node::example::plan();
     plan.now_ms = alertmesh_node::clock::now_ms() - 60_000;
-    let net = TestNetwork::start(&plan, 25).await?;
-    let all: Vec<usize> = (0..net.nodes.len()).collect();
+    let net = Builder::from_plan(plan).seed(25).start().await?;
+    let all: Vec<usize> = (0..net.nodes().len()).collect();
     let (chirper, fbi, dhs, odni, vidtube) = (0, 4, 5, 6, 2);
     let p = Proposal {
         governors: Some(vec![org("chirper"), org("fbi"), org("dhs")]),
         threshold: Some(2),
         ..Default::default()
     };
-    let v2 = next_charter(&net, &net.network.genesis, &p, &[1, 2, 3, 6])?;
+    let v2 = next_charter(&net, &net.network().genesis, &p, &[1, 2, 3, 6])?;
     adopt_everywhere(&net, &v2, &all).await?;
     // The former governors alone can no longer change anything.
     let p3 = Proposal {
@@ -304,7 +302,7 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
         ..Default::default()
     };
     let by_old = next_charter(&net, &v2, &p3, &[1, 2, 3, 6])?;
-    let err = net.nodes[0]
+    let err = net.nodes()[0]
         .node
         .core
         .submit_charter(by_old.as_bytes().to_vec())
@@ -314,7 +312,7 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
     let v3 = next_charter(&net, &v2, &p3, &[fbi, chirper])?;
     adopt_everywhere(&net, &v3, &all).await?;
     // Alerts keep flowing, on old and new topics.
-    let id = net.nodes[odni]
+    let id = net.nodes()[odni]
         .node
         .core
         .publish(
@@ -327,7 +325,7 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
     for i in all.iter().filter(|i| **i != odni) {
         wait_alert(&net, *i, &id).await?;
     }
-    let reader = &net.nodes[chirper].node;
+    let reader = net.nodes()[chirper].node;
     wait_for("chirper to hold dhs's key for the new topic", || async {
         reader
             .core
@@ -336,7 +334,7 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
             .is_ok_and(|s| s.sender_keys.get("voting-infra") == Some(&1))
     })
     .await?;
-    let infra = net.nodes[dhs]
+    let infra = net.nodes()[dhs]
         .node
         .core
         .publish(
@@ -356,7 +354,7 @@ async fn demo_network_survives_a_governor_set_change() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_valid_charters_of_one_version_halt_governance_everywhere() -> anyhow::Result<()> {
     let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
-    let net = TestNetwork::start(&plan, 26).await?;
+    let net = Builder::from_plan(plan).seed(26).start().await?;
     let a = Proposal {
         remove_orgs: vec![org("org-2")],
         ..Default::default()
@@ -365,17 +363,17 @@ async fn two_valid_charters_of_one_version_halt_governance_everywhere() -> anyho
         threshold: Some(3),
         ..Default::default()
     };
-    let v2a = next_charter(&net, &net.network.genesis, &a, &[0, 1])?;
-    let v2b = next_charter(&net, &net.network.genesis, &b, &[1, 2])?;
+    let v2a = next_charter(&net, &net.network().genesis, &a, &[0, 1])?;
+    let v2b = next_charter(&net, &net.network().genesis, &b, &[1, 2])?;
     adopt_everywhere(&net, &v2a, &[0, 1, 2]).await?;
-    let err = net.nodes[1]
+    let err = net.nodes()[1]
         .node
         .core
         .submit_charter(v2b.as_bytes().to_vec())
         .await?
         .expect_err("a fork was adopted");
     assert!(err.to_string().contains("fork"), "{err}");
-    for (i, n) in net.nodes.iter().enumerate() {
+    for (i, n) in net.nodes().iter().enumerate() {
         wait_for(
             "every node to see the fork and fall back to version 1",
             || async {

@@ -3,8 +3,11 @@
 use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
 use alertmesh_protocol::wire::Hello;
 use alertmesh_protocol::{Draft, KeyPackage, Kind, OrgId, SenderKey, SignedEnvelope, Tlp, TopicId};
-use alertmesh_tests::hostile::{HostilePeer, Seen};
-use alertmesh_tests::{TestNetwork, WAIT, listen_addr, sample_alert, verdict_count, wait_for};
+use alertmesh_sim::harness::{Builder, Harness};
+use alertmesh_sim::harness::{listen_addr, verdict_count};
+use alertmesh_sim::hostile::{HostilePeer, Seen};
+use alertmesh_sim::samples::sample_alert;
+use alertmesh_tests::{WAIT, wait_for};
 use libp2p::gossipsub::TopicHash;
 use std::time::Duration;
 
@@ -62,8 +65,8 @@ fn plan() -> NetworkPlan {
 }
 
 /// Waits until `node`'s stored alerts contain `id`.
-async fn wait_alert(net: &TestNetwork, org: &str, id: &str) -> anyhow::Result<()> {
-    let n = net.node(org);
+async fn wait_alert(net: &Harness, org: &str, id: &str) -> anyhow::Result<()> {
+    let n = net.view(org)?;
     wait_for(&format!("{org} to hold alert {id}"), || async {
         alerts_of(net, org).await.iter().any(|a| a.id == id)
     })
@@ -72,13 +75,8 @@ async fn wait_alert(net: &TestNetwork, org: &str, id: &str) -> anyhow::Result<()
     Ok(())
 }
 
-async fn alerts_of(net: &TestNetwork, org: &str) -> Vec<alertmesh_node::store::StoredAlert> {
-    let dir = net
-        .node(org)
-        .config_path
-        .parent()
-        .map(|p| p.join("data"))
-        .unwrap_or_default();
+async fn alerts_of(net: &Harness, org: &str) -> Vec<alertmesh_node::store::StoredAlert> {
+    let dir = net.data_dir(org).unwrap_or_default();
     tokio::task::spawn_blocking(move || {
         let conn = alertmesh_node::store::open_reader(&dir).ok()?;
         alertmesh_node::store::list_alerts(&conn, None, 0, 1000).ok()
@@ -90,15 +88,14 @@ async fn alerts_of(net: &TestNetwork, org: &str) -> Vec<alertmesh_node::store::S
 }
 
 async fn publish(
-    net: &TestNetwork,
+    net: &Harness,
     org: &str,
     topic: &str,
     tlp: Tlp,
     title: &str,
 ) -> anyhow::Result<String> {
     let receipt = net
-        .node(org)
-        .node
+        .node(org)?
         .core
         .publish(topic.into(), tlp, sample_alert(title))
         .await??;
@@ -107,7 +104,7 @@ async fn publish(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_reaches_every_reader_org_and_only_them() -> anyhow::Result<()> {
-    let net = TestNetwork::start(&plan(), 1).await?;
+    let net = Builder::from_plan(plan()).seed(1).start().await?;
     let secret = publish(&net, "agency-a", AGENCY, Tlp::Red, "agency lead").await?;
     let notice = publish(
         &net,
@@ -147,9 +144,9 @@ async fn alert_reaches_every_reader_org_and_only_them() -> anyhow::Result<()> {
 /// subscribes to the agency-only topic and tries to read what it collects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_reader_node_cannot_decrypt_and_is_scored_down() -> anyhow::Result<()> {
-    let net = TestNetwork::start(&plan(), 2).await?;
-    let network_id = net.network.genesis.charter().network_id;
-    let plat = &net.network.orgs[0];
+    let net = Builder::from_plan(plan()).seed(2).start().await?;
+    let network_id = net.network().genesis.charter().network_id;
+    let plat = &net.network().orgs[0];
     let mut rng = rand::rngs::OsRng;
     let now = alertmesh_node::clock::now_ms();
     let spy = new_node(
@@ -165,10 +162,10 @@ async fn non_reader_node_cannot_decrypt_and_is_scored_down() -> anyhow::Result<(
         cert: spy.cert.as_bytes().to_vec(),
     };
     let mut peer = HostilePeer::start(alertmesh_node::net::keypair(&spy.key)?, Some(hello))?;
-    let agency = &net.node("agency-a").node;
+    let agency = net.node("agency-a")?;
     let topic = TopicId::derive(&network_id, AGENCY);
     peer.subscribe(topic.gossip_name(&network_id)).await?;
-    peer.dial(listen_addr(agency).await?).await?;
+    peer.dial(listen_addr(agency, WAIT).await?).await?;
     peer.wait_seen("connection", |s| matches!(s, Seen::Connected(_)))
         .await?;
     wait_for("the spy to be admitted and scored down", || async {
@@ -182,12 +179,7 @@ async fn non_reader_node_cannot_decrypt_and_is_scored_down() -> anyhow::Result<(
     let id = publish(&net, "agency-a", AGENCY, Tlp::Red, "for agencies only").await?;
     wait_alert(&net, "agency-b", &id).await?;
     // Whatever the spy collected on the topic, and the stored key packages, stay closed.
-    let dir = net
-        .node("agency-b")
-        .config_path
-        .parent()
-        .map(|p| p.join("data"))
-        .unwrap_or_default();
+    let dir = net.data_dir("agency-b").unwrap_or_default();
     let conn = alertmesh_node::store::open_reader(&dir)?;
     let mut q = conn.prepare("SELECT bytes FROM envelopes WHERE topic = ?1")?;
     let stored: Vec<Vec<u8>> = q
@@ -236,11 +228,10 @@ async fn non_reader_node_cannot_decrypt_and_is_scored_down() -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyhow::Result<()> {
-    let net = TestNetwork::start(&plan(), 3).await?;
+    let net = Builder::from_plan(plan()).seed(3).start().await?;
     // Locally: the node refuses.
     let local = net
-        .node("plat-a")
-        .node
+        .node("plat-a")?
         .core
         .publish(AGENCY.into(), Tlp::Amber, sample_alert("x"))
         .await?;
@@ -252,8 +243,7 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
         "{local:?}"
     );
     let local = net
-        .node("plat-a")
-        .node
+        .node("plat-a")?
         .core
         .publish(ALL.into(), Tlp::Red, sample_alert("x"))
         .await?;
@@ -266,8 +256,8 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
     );
 
     // On the wire: a modified platform node sends them anyway.
-    let network_id = net.network.genesis.charter().network_id;
-    let plat = &net.network.orgs[1];
+    let network_id = net.network().genesis.charter().network_id;
+    let plat = &net.network().orgs[1];
     let mut rng = rand::rngs::OsRng;
     let now = alertmesh_node::clock::now_ms();
     let rogue = new_node(
@@ -283,16 +273,16 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
         cert: rogue.cert.as_bytes().to_vec(),
     };
     let mut peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
-    for n in &net.nodes {
-        peer.dial(listen_addr(&n.node).await?).await?;
+    for n in net.nodes() {
+        peer.dial(listen_addr(n.node, WAIT).await?).await?;
     }
-    for n in &net.nodes {
+    for n in net.nodes() {
         wait_for("the rogue to be admitted", || async {
             n.node
                 .core
                 .status()
                 .await
-                .is_ok_and(|s| s.admitted_peers == net.nodes.len())
+                .is_ok_and(|s| s.admitted_peers == net.nodes().len())
         })
         .await?;
     }
@@ -325,7 +315,7 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
         // Honest nodes do not forward a rejected envelope: it must reach every reader
         // directly, so wait until the rogue knows all of their subscriptions.
         let readers: Vec<libp2p::PeerId> = net
-            .nodes
+            .nodes()
             .iter()
             .filter(|n| topic == ALL || n.org.starts_with("agency"))
             .map(|n| n.node.peer_id)
@@ -340,22 +330,18 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
         .await?;
     }
     for o in ["agency-a", "agency-b"] {
-        let n = &net.node(o).node;
+        let n = net.node(o)?;
         wait_for("agency nodes to reject the non-publisher", || async {
             verdict_count(n, "reject", "not_publisher") >= 1
         })
         .await?;
     }
-    for n in &net.nodes {
+    for n in net.nodes() {
         wait_for("every node to reject the TLP violation", || async {
-            verdict_count(&n.node, "reject", "tlp_too_high") >= 1
+            verdict_count(n.node, "reject", "tlp_too_high") >= 1
         })
         .await?;
-        let dir = n
-            .config_path
-            .parent()
-            .map(|p| p.join("data"))
-            .unwrap_or_default();
+        let dir = n.data.to_path_buf();
         let conn = alertmesh_node::store::open_reader(&dir)?;
         for forged in [&not_publisher, &too_high] {
             let held: i64 = conn.query_row(
@@ -373,9 +359,9 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_without_a_valid_certificate_is_disconnected() -> anyhow::Result<()> {
-    let net = TestNetwork::start(&plan(), 4).await?;
-    let target = &net.node("agency-a").node;
-    let addr = listen_addr(target).await?;
+    let net = Builder::from_plan(plan()).seed(4).start().await?;
+    let target = net.node("agency-a")?;
+    let addr = listen_addr(target, WAIT).await?;
 
     // An outsider that shows nothing is dropped after the admission timeout.
     let mut silent = HostilePeer::start(libp2p::identity::Keypair::generate_ed25519(), None)?;
@@ -389,7 +375,7 @@ async fn peer_without_a_valid_certificate_is_disconnected() -> anyhow::Result<()
 
     // An outsider with a certificate from an org root that is not a member is refused.
     let mut rng = rand::rngs::OsRng;
-    let network_id = net.network.genesis.charter().network_id;
+    let network_id = net.network().genesis.charter().network_id;
     let stranger_root = alertmesh_protocol::OrgRootKey::generate(&mut rng);
     let now = alertmesh_node::clock::now_ms();
     let fake = new_node(
@@ -412,7 +398,7 @@ async fn peer_without_a_valid_certificate_is_disconnected() -> anyhow::Result<()
     assert!(target.metrics.refused_peers.get() >= 2);
     assert_eq!(
         target.core.status().await?.admitted_peers,
-        net.nodes.len() - 1
+        net.nodes().len() - 1
     );
     net.shutdown().await;
     Ok(())
@@ -420,8 +406,8 @@ async fn peer_without_a_valid_certificate_is_disconnected() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_requires_the_bearer_token_and_rejects_bad_input() -> anyhow::Result<()> {
-    let net = TestNetwork::start(&plan(), 5).await?;
-    let n = &net.node("plat-a").node;
+    let net = Builder::from_plan(plan()).seed(5).start().await?;
+    let n = net.node("plat-a")?;
     let base = format!("http://{}", n.api_addr);
     let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -432,7 +418,7 @@ async fn api_requires_the_bearer_token_and_rejects_bad_input() -> anyhow::Result
         let status = |r: Result<ureq::http::Response<ureq::Body>, ureq::Error>| r.map(|r| r.status().as_u16());
         assert_eq!(status(agent.get(format!("{base}/v1/status")).call())?, 401, "no token");
         assert_eq!(status(agent.get(format!("{base}/v1/status")).header("Authorization", "Bearer wrong-token-0123456789").call())?, 401);
-        let auth = format!("Bearer {}", alertmesh_tests::TOKEN);
+        let auth = format!("Bearer {}", alertmesh_sim::files::TOKEN);
         assert_eq!(status(agent.get(format!("{base}/v1/status")).header("Authorization", &auth).call())?, 200);
         assert_eq!(status(agent.get(format!("{base}/metrics")).call())?, 401);
         // Bad JSON bodies get a 4xx with a JSON reason, never a 500.

@@ -2,15 +2,17 @@
 
 use alertmesh_protocol::Tlp;
 use alertmesh_protocol::bootstrap::simple_plan;
-use alertmesh_tests::{TestNetwork, sample_alert, wait_for};
+use alertmesh_sim::harness::Builder;
+use alertmesh_sim::samples::sample_alert;
+use alertmesh_tests::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_catches_up_through_sync() -> anyhow::Result<()> {
     let plan = simple_plan(3, alertmesh_node::clock::now_ms() - 60_000);
-    let (mut net, later) = TestNetwork::start_some(&plan, 11, 2).await?;
+    let (mut net, later) = Builder::from_plan(plan).seed(11).start_some(2).await?;
     let mut ids = Vec::new();
     for i in 0..60 {
-        let r = net.nodes[i % 2]
+        let r = net.nodes()[i % 2]
             .node
             .core
             .publish(
@@ -21,10 +23,10 @@ async fn late_joiner_catches_up_through_sync() -> anyhow::Result<()> {
             .await??;
         ids.push(r.id);
     }
-    net.join(&later[0]).await?;
-    let joiner = &net.nodes[2].node;
+    net.restart(&later[0]).await?;
+    let joiner = net.nodes()[2].node;
     // Every envelope of the others (alerts and key packages) arrives and decrypts.
-    let held_by_first = net.nodes[0].node.core.status().await?.envelopes;
+    let held_by_first = net.nodes()[0].node.core.status().await?.envelopes;
     wait_for("the late joiner to hold every envelope", || async {
         joiner
             .core
@@ -33,12 +35,7 @@ async fn late_joiner_catches_up_through_sync() -> anyhow::Result<()> {
             .is_ok_and(|s| s.envelopes >= held_by_first && s.undecryptable == 0)
     })
     .await?;
-    let dir = net.nodes[2]
-        .config_path
-        .parent()
-        .map(|p| p.join("data"))
-        .unwrap_or_default();
-    let conn = alertmesh_node::store::open_reader(&dir)?;
+    let conn = alertmesh_node::store::open_reader(net.nodes()[2].data)?;
     let decrypted = |conn: &rusqlite::Connection| -> usize {
         ids.iter()
             .filter(|id| {

@@ -172,7 +172,7 @@ fn taxii_and_misp_with_the_real_clients() -> anyhow::Result<()> {
     let common = json!({
         "node0": url(0),
         "node1": url(1),
-        "token": alertmesh_tests::TOKEN,
+        "token": alertmesh_sim::files::TOKEN,
     });
     let dir = tempfile::tempdir()?;
     let mut misp = common.clone();

@@ -4,7 +4,9 @@ use alertmesh_node::config::Config;
 use alertmesh_node::node::Node;
 use alertmesh_protocol::Tlp;
 use alertmesh_protocol::bootstrap::simple_plan;
-use alertmesh_tests::{sample_alert, wait_for, write_node_files};
+use alertmesh_sim::files::write_node_files;
+use alertmesh_sim::samples::sample_alert;
+use alertmesh_tests::wait_for;
 use anyhow::{Context, ensure};
 use libp2p::Multiaddr;
 use std::path::PathBuf;
@@ -137,7 +139,7 @@ async fn quic_is_preferred_where_both_speak_it_and_tcp_still_works() -> anyhow::
 async fn holds(node: &Node, id: &alertmesh_protocol::EnvelopeId) -> bool {
     let client = alertmesh_node::client::Client::new(
         node.api_addr,
-        zeroize::Zeroizing::new(alertmesh_tests::TOKEN.to_string()),
+        zeroize::Zeroizing::new(alertmesh_sim::files::TOKEN.to_string()),
     );
     let id = id.to_hex();
     tokio::task::spawn_blocking(move || {

@@ -20,8 +20,8 @@
 use alertmesh_protocol::OrgRootKey;
 use alertmesh_protocol::bootstrap::{new_node, simple_plan};
 use alertmesh_protocol::wire::{self, Hello};
-use alertmesh_tests::hostile::{Answer, HostilePeer, Seen};
-use alertmesh_tests::{TestNetwork, listen_addr};
+use alertmesh_sim::harness::Builder;
+use alertmesh_sim::hostile::{Answer, HostilePeer, Seen};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
@@ -50,11 +50,13 @@ fn main() -> anyhow::Result<()> {
 
 async fn bench(runs: usize) -> anyhow::Result<()> {
     let now = alertmesh_node::clock::now_ms();
-    let net = TestNetwork::start(&simple_plan(2, now - 60_000), 7).await?;
-    let target = &net.nodes[0].node;
-    let addr = listen_addr(target).await?;
-    let network_id = net.network.genesis.charter().network_id;
-    let member = net.network.orgs[1].member.org_id.clone();
+    let net = Builder::from_plan(simple_plan(2, now - 60_000))
+        .seed(7)
+        .start()
+        .await?;
+    let addr = net.addr(&net.node_names()[0]).await?;
+    let network_id = net.network().genesis.charter().network_id;
+    let member = net.network().orgs[1].member.org_id.clone();
     let (mut refused, mut bad_cert, mut no_protocol, mut silent) = (vec![], vec![], vec![], vec![]);
     for run in 0..runs {
         // Bad certificate.

@@ -220,39 +220,7 @@ pub fn cpu_delta(
         .collect()
 }
 
-/// Polls `ready` every 50 ms until it says yes; fails after `timeout` with the last error.
-pub fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut ready: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match ready() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last_err = Some(e),
-        }
-        if Instant::now() > deadline {
-            match last_err {
-                Some(e) => bail!(
-                    "timed out after {}s waiting for {what} (last error: {e:#})",
-                    timeout.as_secs()
-                ),
-                None => bail!("timed out after {}s waiting for {what}", timeout.as_secs()),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A loopback TCP port that was free a moment ago.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+pub use alertmesh_tests::process::{free_port, wait_until_ok as wait_until};
 
 /// Writes a file readable by its owner only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@
 //!   on the node's request protocol, gossipsub, Kademlia or identify-push, so truncated
 //!   frames and length fields claiming gigabytes reach the node's decoders.
 
-use crate::watch::{InboundStreams, Watched};
+use super::watch::{InboundStreams, Watched};
 use alertmesh_node::net::REQ_PROTOCOL;
 use alertmesh_protocol::wire::{Hello, Request, Response};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -27,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const MAX_HOSTILE_TRANSMIT: usize = 8 * 1024 * 1024;
 /// Most bytes of a raw stream's answer kept.
 const MAX_RAW_ANSWER: u64 = 1024 * 1024;
+/// How long the peer's own waits (publish when heard, subscriptions, events) may take.
+pub const WAIT: Duration = crate::harness::DEFAULT_TIMEOUT;
 
 /// What the hostile peer saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +164,7 @@ mod behaviour {
     pub struct HostileBehaviour {
         /// gossipsub, configured to send oversized messages; the streams peers open to it
         /// are counted.
-        pub gossipsub: crate::watch::Watched<gossipsub::Behaviour>,
+        pub gossipsub: super::Watched<gossipsub::Behaviour>,
         /// The node's request-response protocol with its frame codec.
         pub req: request_response::Behaviour<FrameCodec>,
         /// Raw bytes on the node's request protocol.
@@ -297,10 +299,10 @@ impl HostilePeer {
             .map_err(|e| anyhow::anyhow!("publish failed: {e}"))
     }
 
-    /// Publishes, retrying (bounded by [`crate::WAIT`]) until some peer subscribed to the
+    /// Publishes, retrying (bounded by [`WAIT`]) until some peer subscribed to the
     /// topic takes it (right after connecting, the peers' subscriptions are not known).
     pub async fn publish_when_heard(&self, topic: TopicHash, data: Vec<u8>) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             match self.publish(topic.clone(), data.clone()).await {
                 Ok(()) => return Ok(()),
@@ -337,27 +339,29 @@ impl HostilePeer {
         Ok(rx.await?)
     }
 
-    /// Waits (bounded by [`crate::WAIT`]) until every one of `peers` is known to be
+    /// Waits (bounded by [`WAIT`]) until every one of `peers` is known to be
     /// subscribed to `topic`, so that a publish reaches all of them.
     pub async fn wait_subscribed(&self, topic: &TopicHash, peers: &[PeerId]) -> anyhow::Result<()> {
-        crate::wait_for(
+        crate::harness::wait_for(
             "the peers' subscriptions to reach the hostile peer",
-            || async {
+            WAIT,
+            async || {
                 self.subscribers(topic)
                     .await
                     .is_ok_and(|subs| peers.iter().all(|p| subs.contains(p)))
             },
         )
-        .await
+        .await?;
+        Ok(())
     }
 
-    /// Waits (bounded by [`crate::WAIT`]) for an event matching `pred`.
+    /// Waits (bounded by [`WAIT`]) for an event matching `pred`.
     pub async fn wait_seen(
         &mut self,
         what: &str,
         mut pred: impl FnMut(&Seen) -> bool,
     ) -> anyhow::Result<Seen> {
-        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             match tokio::time::timeout_at(deadline, self.seen.recv()).await {
                 Ok(Some(ev)) if pred(&ev) => return Ok(ev),

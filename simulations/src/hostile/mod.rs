@@ -1,5 +1,5 @@
 //! Hostile members: nodes of member orgs with valid certificates (they are admitted) that
-//! run the test suite's hostile peer (`alertmesh_tests::hostile`) instead of a node and,
+//! run the hostile peer ([`HostilePeer`]) instead of a node and,
 //! on every tick, flood, forge, replay and equivocate:
 //!
 //! - **flood**: [`FLOOD_PER_TICK`] validly signed alerts on a topic the org may publish
@@ -8,6 +8,13 @@
 //!   one on a topic the org may not publish (`not_publisher`);
 //! - **replay**: an honest member's alert taken from a database, sent again;
 //! - **equivocate**: two different alerts with the same (author, topic, seq).
+
+pub mod peer;
+pub mod watch;
+
+pub use peer::{
+    Answer, HostilePeer, MAX_HOSTILE_TRANSMIT, RawProtocol, Responder, Seen, hello_responder,
+};
 
 use crate::Check;
 use crate::plan::Plan;
@@ -18,7 +25,6 @@ use alertmesh_protocol::wire::Hello;
 use alertmesh_protocol::{
     Draft, EnvelopeId, Kind, NodeKey, SenderKey, SignedEnvelope, Tlp, TopicId,
 };
-use alertmesh_tests::hostile::HostilePeer;
 use libp2p::gossipsub::TopicHash;
 use libp2p::{Multiaddr, PeerId};
 use std::collections::BTreeMap;
