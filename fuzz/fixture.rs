@@ -86,28 +86,11 @@ impl Fixture {
 
 /// A short alert used in the seeds.
 pub fn sample_alert() -> alertmesh_protocol::Alert {
-    use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
-    Alert {
-        kind: AlertKind::Indicator,
-        title: "Phishing domain impersonating county election office".into(),
-        description: "Credential phishing targeting poll workers.".into(),
-        severity: Severity::High,
-        confidence: 80,
-        observables: vec![
-            Observable::Domain("vote-county-example.com".into()),
-            Observable::Ipv4([192, 0, 2, 7]),
-            Observable::SocialAccount {
-                platform: "example-social".into(),
-                handle: "@fake_poll_news".into(),
-            },
-        ],
-        labels: vec!["election-2020".into()],
-        references: vec!["case-1234".into()],
-        valid_from_ms: NOW_MS,
-        valid_until_ms: Some(NOW_MS + 86_400_000),
-        related: vec![EnvelopeId([7; 32])],
-        stix: None,
-    }
+    let mut alert = alertmesh_protocol::Alert::example(NOW_MS);
+    alert.references = vec!["case-1234".into()];
+    alert.valid_until_ms = Some(NOW_MS + 86_400_000);
+    alert.related = vec![EnvelopeId([7; 32])];
+    alert
 }
 
 fn build() -> Fixture {

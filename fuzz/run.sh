@@ -57,7 +57,7 @@ if ! cargo fuzz build -a >"$logs/build.log" 2>&1; then
 fi
 
 host="$(rustc -vV | sed -n 's/^host: //p')"
-bin_dir="$fuzz_dir/target/$host/release"
+bin_dir="${CARGO_TARGET_DIR:-$fuzz_dir/target}/$host/release"
 
 for t in "${targets[@]}"; do
     if [ ! -x "$bin_dir/$t" ]; then

@@ -6,7 +6,7 @@
 //! `BENCHMARKS.md` at the repository root records one run.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity, Tlp};
+use alertmesh_protocol::alert::{Alert, Tlp};
 use alertmesh_protocol::bootstrap::{Network, simple_plan};
 use alertmesh_protocol::envelope::{Draft, Kind, SignedEnvelope, decode_content};
 use alertmesh_protocol::ids::{AgreementPublicKey, EnvelopeId, TopicId, sha256, tagged, tags};
@@ -27,23 +27,9 @@ const ALERT_BYTES: usize = 1024;
 
 /// An alert whose encoding is exactly [`ALERT_BYTES`] long.
 fn alert_1k() -> Vec<u8> {
-    let mut alert = Alert {
-        kind: AlertKind::Indicator,
-        title: "Phishing domain impersonating county election office".into(),
-        description: String::new(),
-        severity: Severity::High,
-        confidence: 80,
-        observables: vec![
-            Observable::Domain("vote-county-example.com".into()),
-            Observable::Ipv4([192, 0, 2, 7]),
-        ],
-        labels: vec!["election-2020".into()],
-        references: vec![],
-        valid_from_ms: NOW_MS,
-        valid_until_ms: None,
-        related: vec![],
-        stix: None,
-    };
+    let mut alert = Alert::example(NOW_MS);
+    alert.description = String::new();
+    alert.observables.truncate(2);
     let base = Content::Alert(alert.clone()).encode().len();
     alert.description = "x".repeat(ALERT_BYTES - base);
     let bytes = Content::Alert(alert).encode();

@@ -257,6 +257,33 @@ const MAX_LIST: usize = 1000;
 const MAX_STRING: usize = 2048;
 
 impl Alert {
+    /// An example alert (a phishing domain aimed at an election office, with a domain, an
+    /// IPv4 address and a social account), valid from `valid_from_ms`: one value for the
+    /// documentation, tests, benchmarks and fuzz seeds to start from.
+    pub fn example(valid_from_ms: u64) -> Self {
+        Alert {
+            kind: AlertKind::Indicator,
+            title: "Phishing domain impersonating county election office".into(),
+            description: "Credential phishing targeting poll workers.".into(),
+            severity: Severity::High,
+            confidence: 80,
+            observables: vec![
+                Observable::Domain("vote-county-example.com".into()),
+                Observable::Ipv4([192, 0, 2, 7]),
+                Observable::SocialAccount {
+                    platform: "example-social".into(),
+                    handle: "@fake_poll_news".into(),
+                },
+            ],
+            labels: vec!["election-2020".into()],
+            references: vec![],
+            valid_from_ms,
+            valid_until_ms: None,
+            related: vec![],
+            stix: None,
+        }
+    }
+
     /// Checks bounds: title 1–256 bytes, description ≤ 16 KiB, confidence ≤ 100, at most
     /// 1000 entries per list, strings ≤ 2 KiB, validity interval not inverted.
     pub fn check(&self) -> Result<(), AlertError> {
@@ -404,27 +431,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample_alert() -> Alert {
-        Alert {
-            kind: AlertKind::Indicator,
-            title: "Phishing domain impersonating county election office".into(),
-            description: "Credential phishing targeting poll workers.".into(),
-            severity: Severity::High,
-            confidence: 80,
-            observables: vec![
-                Observable::Domain("vote-county-example.com".into()),
-                Observable::Ipv4([192, 0, 2, 7]),
-                Observable::SocialAccount {
-                    platform: "example-social".into(),
-                    handle: "@fake_poll_news".into(),
-                },
-            ],
-            labels: vec!["election-2020".into()],
-            references: vec![],
-            valid_from_ms: 1_600_000_000_000,
-            valid_until_ms: None,
-            related: vec![],
-            stix: None,
-        }
+        Alert::example(1_600_000_000_000)
     }
 
     #[test]

@@ -7,9 +7,8 @@ use alertmesh_protocol::bootstrap::{Network, NetworkPlan, NodeMaterial, OrgMater
 use alertmesh_protocol::charter::Cutoff;
 use alertmesh_protocol::envelope::Draft;
 use alertmesh_protocol::{
-    Alert, AlertKind, CertDirectory, Charter, CharterChain, CharterUpdate, Context, EnvelopeId,
-    Kind, MemoryChains, NetworkId, Observable, OrgId, Severity, SignedCharter, SignedEnvelope, Tlp,
-    TopicId,
+    Alert, CertDirectory, Charter, CharterChain, CharterUpdate, Context, EnvelopeId, Kind,
+    MemoryChains, NetworkId, OrgId, SignedCharter, SignedEnvelope, Tlp, TopicId,
 };
 use alertmesh_protocol::{NodeKey, SenderKey};
 use rand_chacha08::ChaCha20Rng;
@@ -28,25 +27,11 @@ pub fn org(s: &str) -> OrgId {
     OrgId::new(s).unwrap()
 }
 
-/// A small valid alert.
+/// A small valid alert (the example alert with its domain and IPv4 address only).
 pub fn sample_alert() -> Alert {
-    Alert {
-        kind: AlertKind::Indicator,
-        title: "Phishing domain impersonating county election office".into(),
-        description: "Credential phishing targeting poll workers.".into(),
-        severity: Severity::High,
-        confidence: 80,
-        observables: vec![
-            Observable::Domain("vote-county-example.com".into()),
-            Observable::Ipv4([192, 0, 2, 7]),
-        ],
-        labels: vec!["election-2020".into()],
-        references: vec![],
-        valid_from_ms: NOW,
-        valid_until_ms: None,
-        related: vec![],
-        stix: None,
-    }
+    let mut alert = Alert::example(NOW);
+    alert.observables.truncate(2);
+    alert
 }
 
 /// A built network with its charter chain (from the pinned genesis) and every node's
