@@ -349,7 +349,7 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
                 SenderKey::from_bytes(k.epoch, &k.key),
             );
         }
-        queries::for_each_envelope(&conn, |(_, received, bytes, _)| {
+        queries::for_each_envelope(&conn, false, |(_, received, bytes, _)| {
             // An envelope that does not decode is exported as it is: the verifier reports it.
             let env = SignedEnvelope::decode(&bytes, MAX_ENVELOPE.max(bytes.len())).ok();
             if let Some(env) = &env {
@@ -440,23 +440,27 @@ pub fn verify_data_dir(source: &Source, with_plaintext: bool) -> anyhow::Result<
             auditor.sender_key(&k, Location::default());
         }
     }
-    queries::for_each_envelope(&conn, |(cursor, received, bytes, content)| {
-        let loc = Location::row("envelopes", cursor);
-        auditor.envelope(&bytes, Some(received.max(0) as u64), loc);
-        if let Some(json) = content.filter(|_| with_plaintext) {
-            let id = EnvelopeId(alertmesh_protocol::ids::sha256(&bytes));
-            match serde_json::from_str::<Content>(&json) {
-                Ok(c) => auditor.plaintext(&id, &c.encode(), Location::row("alerts", cursor)),
-                Err(e) => auditor.finding(
-                    Severity::Problem,
-                    "content_invalid",
-                    Location::row("alerts", cursor),
-                    format!("the stored decrypted alert is not valid content: {e}"),
-                ),
+    queries::for_each_envelope(
+        &conn,
+        with_plaintext,
+        |(cursor, received, bytes, content)| {
+            let loc = Location::row("envelopes", cursor);
+            auditor.envelope(&bytes, Some(received.max(0) as u64), loc);
+            if let Some(json) = content {
+                let id = EnvelopeId(alertmesh_protocol::ids::sha256(&bytes));
+                match serde_json::from_str::<Content>(&json) {
+                    Ok(c) => auditor.plaintext(&id, &c.encode(), Location::row("alerts", cursor)),
+                    Err(e) => auditor.finding(
+                        Severity::Problem,
+                        "content_invalid",
+                        Location::row("alerts", cursor),
+                        format!("the stored decrypted alert is not valid content: {e}"),
+                    ),
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     queries::for_each_evidence(&conn, |(rowid, _, bytes, _)| {
         auditor.evidence(&bytes, Location::row("evidence", rowid));
         Ok(())

@@ -109,18 +109,15 @@ impl Mesh {
                 refused: Vec::new(),
                 subscribed: HashSet::new(),
             });
-            let mut mesh_of_one = VecDeque::new();
+            let mut other = Vec::new();
             for output in startup {
                 if let Output::Net(NetCommand::Subscribe(name)) = output {
                     nodes[i].subscribed.insert(TopicHash::from_raw(name));
                 } else {
-                    mesh_of_one.push_back(output);
+                    other.push(output);
                 }
             }
-            assert!(
-                mesh_of_one.is_empty(),
-                "a fresh node writes nothing at start"
-            );
+            assert!(other.is_empty(), "a fresh node writes nothing at start");
         }
         Self {
             t0,
@@ -425,7 +422,7 @@ fn status_admitted(mesh: &mut Mesh, i: usize) -> usize {
 #[test]
 fn members_admit_each_other_and_open_gossip_only_then() {
     let mut mesh = Mesh::new(2, 1);
-    let (p0, p1) = (mesh.nodes[0].peer, mesh.nodes[1].peer);
+    let p1 = mesh.nodes[1].peer;
     // The first thing a node does on a connection is send its hello; nothing opens yet.
     let outputs = mesh.handle_only(0, Input::Connected(p1));
     assert!(matches!(
@@ -438,7 +435,6 @@ fn members_admit_each_other_and_open_gossip_only_then() {
     assert_eq!(status_admitted(&mut mesh, 0), 1);
     assert_eq!(status_admitted(&mut mesh, 1), 1);
     assert!(mesh.nodes.iter().all(|n| n.refused.is_empty()));
-    assert_ne!(p0, p1);
 }
 
 #[test]
@@ -584,7 +580,6 @@ fn sync_pages_through_a_long_history() {
     // Node 0 publishes more than one page while alone.
     let total = wire::MAX_PAGE_ENVELOPES + 40;
     for k in 0..total {
-        mesh.elapsed += Duration::from_millis(250); // within the org's rate limit
         mesh.publish(0, "all", Tlp::Green, &format!("alert {k}"));
     }
     mesh.connect_all();

@@ -35,15 +35,20 @@ pub fn key_packages(conn: &Connection) -> rusqlite::Result<Vec<Vec<u8>>> {
     rows.collect()
 }
 
-/// Calls `f` with every envelope row in log order.
+/// Calls `f` with every envelope row in log order; the decrypted content is read only
+/// `with_content` (else `None`).
 pub fn for_each_envelope(
     conn: &Connection,
+    with_content: bool,
     mut f: impl FnMut(EnvelopeRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut q = conn.prepare(
+    let sql = if with_content {
         "SELECT e.cursor, e.received_ms, e.bytes, a.content_json
-         FROM envelopes e LEFT JOIN alerts a ON a.envelope_id = e.id ORDER BY e.cursor",
-    )?;
+         FROM envelopes e LEFT JOIN alerts a ON a.envelope_id = e.id ORDER BY e.cursor"
+    } else {
+        "SELECT cursor, received_ms, bytes, NULL FROM envelopes ORDER BY cursor"
+    };
+    let mut q = conn.prepare(sql)?;
     let mut rows = q.query([])?;
     while let Some(row) = rows.next()? {
         f((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))?;
