@@ -57,6 +57,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE INDEX alerts_added ON alerts (added_us);
      CREATE INDEX alerts_stix_id ON alerts (topic_name, stix_id, added_us);
      CREATE INDEX alerts_original ON alerts (original, cursor);",
+    // 4: the observable index and full-text search (`super::observables`), built for the
+    // rows of an older database by `observables::backfill` in the same transaction.
+    super::observables::SCHEMA,
 ];
 
 /// The database file inside a data dir.
@@ -128,6 +131,9 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
         .map_err(&e)?;
         if i + 1 == 3 {
             backfill_taxii(&tx).map_err(&e)?;
+        }
+        if i + 1 == 4 {
+            super::observables::backfill(&tx).map_err(&e)?;
         }
         tx.commit().map_err(&e)?;
     }

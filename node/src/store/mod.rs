@@ -15,16 +15,18 @@
 //! - `writer`: the [`Writer`] thread.
 //! - `queries`: the reads of the core, the API, the views and the governance tools.
 //! - [`audit`]: the whole-table reads of `alertmesh audit export|verify`.
+//! - [`observables`]: the observable index, full-text search and correlations.
 //! - TAXII's own page queries are in `crate::taxii::store`.
 
 mod audit_queries;
 mod migrate;
+pub mod observables;
 mod queries;
 mod writer;
 
 pub use migrate::{db_path, open, open_reader};
 pub use queries::*;
-pub use writer::{ALERT_BUFFER, Committed, Writer, spawn_writer};
+pub use writer::{ALERT_BUFFER, Committed, Writer, spawn_writer, spawn_writer_unindexed};
 
 /// Audit queries (`alertmesh audit export|verify`).
 pub mod audit {

@@ -62,6 +62,17 @@ impl Writer {
 
 /// Starts the writer thread on an open connection.
 pub fn spawn_writer(conn: Connection) -> Writer {
+    spawn(conn, true)
+}
+
+/// The writer without the observable index (alert rows are stored, not indexed), for
+/// benchmarks that measure the index's cost; a node always indexes.
+#[doc(hidden)]
+pub fn spawn_writer_unindexed(conn: Connection) -> Writer {
+    spawn(conn, false)
+}
+
+fn spawn(conn: Connection, index: bool) -> Writer {
     let (tx, mut rx) = mpsc::channel::<Job>(WRITE_QUEUE);
     let (alerts, _) = broadcast::channel(ALERT_BUFFER);
     let announce = alerts.clone();
@@ -78,7 +89,8 @@ pub fn spawn_writer(conn: Connection) -> Writer {
                     }
                 }
                 let mut inserted = Vec::new();
-                let result = commit(&mut conn, &batch, &mut inserted).map_err(|e| e.to_string());
+                let result =
+                    commit(&mut conn, &batch, index, &mut inserted).map_err(|e| e.to_string());
                 match &result {
                     Ok(()) => {
                         for alert in inserted {
@@ -103,19 +115,25 @@ pub fn spawn_writer(conn: Connection) -> Writer {
 fn commit(
     conn: &mut Connection,
     batch: &[Job],
+    index: bool,
     inserted: &mut Vec<StoredAlert>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for write in batch.iter().flat_map(|job| &job.writes) {
-        if let Some(alert) = apply(&tx, write)? {
+        if let Some(alert) = apply(&tx, write, index)? {
             inserted.push(alert);
         }
     }
     tx.commit()
 }
 
-/// Applies one write; for a new alert row, returns it as the API shows it.
-fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Option<StoredAlert>> {
+/// Applies one write (indexing a new alert row if `index`); for a new alert row,
+/// returns it as the API shows it.
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    write: &Write,
+    index: bool,
+) -> rusqlite::Result<Option<StoredAlert>> {
     match write {
         Write::Envelope(row) => {
             let h = row.envelope.header();
@@ -172,6 +190,19 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Opti
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
+            if let (Some((cursor, _)), true) = (added, index) {
+                // Undecodable content (never written by the core) is stored, not indexed.
+                if let Ok(content) = serde_json::from_str(&a.content_json) {
+                    let meta = super::observables::AlertMeta {
+                        cursor,
+                        topic: &a.topic_name,
+                        org: &a.org,
+                        tlp: &a.tlp,
+                        timestamp_ms: a.timestamp_ms as i64,
+                    };
+                    super::observables::index_alert(tx, &meta, &content)?;
+                }
+            }
             return Ok(added.map(|(cursor, received_ms)| StoredAlert {
                 cursor,
                 id: a.envelope_id.to_hex(),

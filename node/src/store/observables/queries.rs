@@ -1,0 +1,448 @@
+//! Index reads: lookup of a value, full-text search, an alert's correlations, and the
+//! values several orgs reported. Every page is bounded; hits are newest first (by the
+//! original's cursor) and `next` continues after the last one.
+
+use super::normalize::{Key, ObsType};
+use alertmesh_protocol::Content;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Most alerts listed per shared value in an alert's correlations.
+pub const MAX_PER_VALUE: usize = 50;
+
+/// One alert found, in its current state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Hit {
+    /// The alert's id (its original envelope's id).
+    pub id: String,
+    /// The original's cursor (the paging key).
+    pub cursor: i64,
+    /// Topic name.
+    pub topic: String,
+    /// The org that vouches for the alert: the org of the node that signed it.
+    pub org: String,
+    /// The signing node's public key (hex).
+    pub author: String,
+    /// TLP of the original.
+    pub tlp: String,
+    /// The current version's alert kind (`indicator`, `campaign`, …).
+    pub kind: String,
+    /// `active`, `updated` or `retracted`.
+    pub state: String,
+    /// The original's timestamp.
+    pub created_ms: i64,
+    /// The current version's timestamp (the retraction's, if retracted).
+    pub modified_ms: i64,
+    /// The current version's title.
+    pub title: String,
+    /// Which of the searched values it carries (lookups only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matched: Vec<Key>,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(rename = "type")]
+            ty: String,
+            value: String,
+        }
+        let raw = Raw::deserialize(d)?;
+        let ty = ObsType::parse(&raw.ty)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown type {}", raw.ty)))?;
+        Ok(Key {
+            ty,
+            value: raw.value,
+        })
+    }
+}
+
+/// How many alerts of one org carry a value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OrgCount {
+    /// The org.
+    pub org: String,
+    /// Its alerts that are not retracted.
+    pub alerts: i64,
+    /// Its retracted alerts (no support).
+    pub retracted: i64,
+}
+
+/// A page of a lookup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LookupPage {
+    /// The normalized values searched.
+    pub keys: Vec<Key>,
+    /// Alerts carrying any of them, over every page.
+    pub alerts: i64,
+    /// Of those, retracted.
+    pub retracted: i64,
+    /// Distinct orgs with a not-retracted alert carrying it (independent sightings).
+    pub distinct_orgs: usize,
+    /// Per org, over every page.
+    pub orgs: Vec<OrgCount>,
+    /// This page's hits, newest first.
+    pub hits: Vec<Hit>,
+    /// Pass as `cursor` for the next page; `None` on the last one.
+    pub next: Option<i64>,
+}
+
+/// A page of a full-text search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchPage {
+    /// Hits, newest first.
+    pub hits: Vec<Hit>,
+    /// Pass as `cursor` for the next page; `None` on the last one.
+    pub next: Option<i64>,
+}
+
+/// Search filters (all optional, all must hold).
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// Topic name.
+    pub topic: Option<String>,
+    /// TLP label (`TLP:GREEN`).
+    pub tlp: Option<String>,
+    /// Alert kind (`indicator`, …).
+    pub kind: Option<String>,
+    /// Author org.
+    pub org: Option<String>,
+    /// Created at or after (ms).
+    pub since: Option<i64>,
+    /// Created before (ms).
+    pub until: Option<i64>,
+}
+
+/// A value an alert shares with others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shared {
+    /// The shared value.
+    #[serde(flatten)]
+    pub key: Key,
+    /// Orgs with a not-retracted alert carrying it (this alert's org included).
+    pub orgs: Vec<String>,
+    /// The other alerts carrying it, newest first (at most [`MAX_PER_VALUE`]).
+    pub alerts: Vec<Hit>,
+    /// Whether more alerts carry it than listed.
+    pub more: bool,
+}
+
+/// An alert's correlations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Correlations {
+    /// The alert.
+    pub alert: Hit,
+    /// Values it shares with other alerts, most orgs first.
+    pub shared: Vec<Shared>,
+}
+
+/// A value reported by several orgs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Correlated {
+    /// The value.
+    #[serde(flatten)]
+    pub key: Key,
+    /// Distinct orgs with a not-retracted alert carrying it.
+    pub distinct_orgs: i64,
+    /// Those orgs.
+    pub orgs: Vec<String>,
+    /// Not-retracted alerts carrying it.
+    pub alerts: i64,
+    /// The newest of them (created, ms).
+    pub last_ms: i64,
+}
+
+/// The hit of the alert indexed at `alert` (an original's cursor).
+pub fn hit(conn: &Connection, alert: i64) -> rusqlite::Result<Option<Hit>> {
+    conn.prepare_cached(
+        "SELECT a.envelope_id, o.topic_name, o.org, e.author, o.tlp, o.kind, o.created_ms,
+                o.version_cursor, o.version_ms, o.retracted_ms, v.content_json
+         FROM observed o JOIN alerts a ON a.cursor = o.alert JOIN envelopes e ON e.id = a.envelope_id
+              JOIN alerts v ON v.cursor = o.version_cursor
+         WHERE o.alert = ?1",
+    )?
+    .query_row([alert], |r| {
+        let version_cursor: i64 = r.get(7)?;
+        let retracted_ms: Option<i64> = r.get(9)?;
+        let json: String = r.get(10)?;
+        let title = serde_json::from_str::<Content>(&json)
+            .ok()
+            .and_then(|c| c.alert().map(|a| a.title.clone()))
+            .unwrap_or_default();
+        let state = match (retracted_ms, version_cursor == alert) {
+            (Some(_), _) => "retracted",
+            (None, true) => "active",
+            (None, false) => "updated",
+        };
+        let version_ms: i64 = r.get(8)?;
+        Ok(Hit {
+            id: hex::encode(r.get::<_, Vec<u8>>(0)?),
+            cursor: alert,
+            topic: r.get(1)?,
+            org: r.get(2)?,
+            author: hex::encode(r.get::<_, Vec<u8>>(3)?),
+            tlp: r.get(4)?,
+            kind: r.get(5)?,
+            state: state.into(),
+            created_ms: r.get(6)?,
+            modified_ms: retracted_ms.unwrap_or(version_ms).max(version_ms),
+            title,
+            matched: vec![],
+        })
+    })
+    .optional()
+}
+
+/// The indexed alert (an original's cursor) of an alert or amendment id.
+pub fn alert_cursor(conn: &Connection, id: &[u8]) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT coalesce((SELECT o.cursor FROM alerts o WHERE o.envelope_id = a.original), a.cursor)
+         FROM alerts a WHERE a.envelope_id = ?1",
+    )?
+    .query_row([id], |r| r.get(0))
+    .optional()
+}
+
+/// Alerts (their indexed cursors) carrying `key`, below `before`, newest first, at most
+/// `limit`.
+fn alerts_with(
+    conn: &Connection,
+    key: &Key,
+    before: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<i64>> {
+    let mut q = conn.prepare_cached(
+        "SELECT alert FROM observables WHERE type = ?1 AND value = ?2 AND alert < ?3
+         ORDER BY alert DESC LIMIT ?4",
+    )?;
+    let rows = q.query_map(
+        params![key.ty.code(), key.value, before, limit as i64],
+        |r| r.get(0),
+    )?;
+    rows.collect()
+}
+
+/// Every alert carrying `key`: (alert, org, retracted).
+fn supporters(conn: &Connection, key: &Key) -> rusqlite::Result<Vec<(i64, String, bool)>> {
+    let mut q = conn.prepare_cached(
+        "SELECT o.alert, o.org, o.retracted_ms IS NOT NULL
+         FROM observables x JOIN observed o ON o.alert = x.alert
+         WHERE x.type = ?1 AND x.value = ?2",
+    )?;
+    let rows = q.query_map(params![key.ty.code(), key.value], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+/// Looks up alerts carrying any of `keys` (one value, or a URL and its host): one page
+/// of hits below `before`, and counts over every page.
+pub fn lookup(
+    conn: &Connection,
+    keys: &[Key],
+    before: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<LookupPage> {
+    let before = before.unwrap_or(i64::MAX);
+    let mut found: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
+    for key in keys {
+        for alert in alerts_with(conn, key, before, limit + 1)? {
+            found.entry(alert).or_default().push(key.clone());
+        }
+    }
+    let more = found.len() > limit;
+    let mut hits = Vec::new();
+    for (alert, matched) in found.into_iter().rev().take(limit) {
+        if let Some(mut h) = hit(conn, alert)? {
+            h.matched = matched;
+            hits.push(h);
+        }
+    }
+    let next = if more {
+        hits.last().map(|h| h.cursor)
+    } else {
+        None
+    };
+    let mut all: HashMap<i64, (String, bool)> = HashMap::new();
+    for key in keys {
+        for (alert, org, retracted) in supporters(conn, key)? {
+            all.insert(alert, (org, retracted));
+        }
+    }
+    let mut orgs: BTreeMap<String, OrgCount> = BTreeMap::new();
+    for (org, retracted) in all.values() {
+        let c = orgs.entry(org.clone()).or_insert_with(|| OrgCount {
+            org: org.clone(),
+            alerts: 0,
+            retracted: 0,
+        });
+        if *retracted {
+            c.retracted += 1;
+        } else {
+            c.alerts += 1;
+        }
+    }
+    let retracted = all.values().filter(|(_, r)| *r).count() as i64;
+    Ok(LookupPage {
+        keys: keys.to_vec(),
+        alerts: all.len() as i64,
+        retracted,
+        distinct_orgs: orgs.values().filter(|c| c.alerts > 0).count(),
+        orgs: orgs.into_values().collect(),
+        hits,
+        next,
+    })
+}
+
+/// Full-text search: alerts whose current title, description or labels match the FTS5
+/// expression `fts` (build it with `fts_query`), with `filter`, below `before`, newest
+/// first. An FTS5 syntax error is returned as is (the API builds only valid
+/// expressions).
+pub fn search(
+    conn: &Connection,
+    fts: &str,
+    filter: &SearchFilter,
+    before: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<SearchPage> {
+    let mut q = conn.prepare_cached(
+        "SELECT alert_text.rowid FROM alert_text CROSS JOIN observed o ON o.alert = alert_text.rowid
+         WHERE alert_text MATCH ?1 AND alert_text.rowid < ?2
+           AND (?3 IS NULL OR o.topic_name = ?3) AND (?4 IS NULL OR o.tlp = ?4)
+           AND (?5 IS NULL OR o.kind = ?5) AND (?6 IS NULL OR o.org = ?6)
+           AND (?7 IS NULL OR o.created_ms >= ?7) AND (?8 IS NULL OR o.created_ms < ?8)
+         ORDER BY alert_text.rowid DESC LIMIT ?9",
+    )?;
+    let alerts: Vec<i64> = q
+        .query_map(
+            params![
+                fts,
+                before.unwrap_or(i64::MAX),
+                filter.topic,
+                filter.tlp,
+                filter.kind,
+                filter.org,
+                filter.since,
+                filter.until,
+                limit as i64 + 1
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let more = alerts.len() > limit;
+    let mut hits = Vec::new();
+    for alert in alerts.into_iter().take(limit) {
+        hits.extend(hit(conn, alert)?);
+    }
+    let next = if more {
+        hits.last().map(|h| h.cursor)
+    } else {
+        None
+    };
+    Ok(SearchPage { hits, next })
+}
+
+/// The values the alert indexed at `alert` shares with other alerts, each with the
+/// orgs involved and up to [`MAX_PER_VALUE`] other alerts; `None` if not indexed.
+pub fn correlations_of(conn: &Connection, alert: i64) -> rusqlite::Result<Option<Correlations>> {
+    let Some(this) = hit(conn, alert)? else {
+        return Ok(None);
+    };
+    let keys: Vec<Key> = conn
+        .prepare_cached("SELECT type, value FROM observables WHERE alert = ?1")?
+        .query_map([alert], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?
+        .filter_map(|r| match r {
+            Ok((code, value)) => ObsType::from_code(code).map(|ty| Ok(Key { ty, value })),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    let mut cache: HashMap<i64, Option<Hit>> = HashMap::new();
+    let mut shared = Vec::new();
+    for key in keys {
+        let mut others = alerts_with(conn, &key, i64::MAX, MAX_PER_VALUE + 2)?;
+        others.retain(|a| *a != alert);
+        if others.is_empty() {
+            continue;
+        }
+        let more = others.len() > MAX_PER_VALUE;
+        let mut alerts = Vec::new();
+        for other in others.into_iter().take(MAX_PER_VALUE) {
+            let h = match cache.get(&other) {
+                Some(h) => h.clone(),
+                None => {
+                    let h = hit(conn, other)?;
+                    cache.insert(other, h.clone());
+                    h
+                }
+            };
+            alerts.extend(h);
+        }
+        let orgs: BTreeSet<String> = supporters(conn, &key)?
+            .into_iter()
+            .filter(|(_, _, retracted)| !retracted)
+            .map(|(_, org, _)| org)
+            .collect();
+        shared.push(Shared {
+            key,
+            orgs: orgs.into_iter().collect(),
+            alerts,
+            more,
+        });
+    }
+    shared.sort_by(|a, b| b.orgs.len().cmp(&a.orgs.len()).then(a.key.cmp(&b.key)));
+    Ok(Some(Correlations {
+        alert: this,
+        shared,
+    }))
+}
+
+/// Values carried by not-retracted alerts of at least `min_orgs` distinct orgs, counting
+/// only alerts created at or after `since`; most orgs first, at most `limit`. Reads every
+/// indexed observable of the alerts since `since` (a full pass without it).
+pub fn correlated(
+    conn: &Connection,
+    min_orgs: i64,
+    since: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<Correlated>> {
+    let mut q = conn.prepare_cached(
+        "SELECT x.type, x.value, count(DISTINCT o.org) AS n, group_concat(DISTINCT o.org),
+                count(*), max(o.created_ms)
+         FROM observed o JOIN observables x ON x.alert = o.alert
+         WHERE o.retracted_ms IS NULL AND o.created_ms >= ?1
+         GROUP BY x.type, x.value HAVING n >= ?2
+         ORDER BY n DESC, max(o.created_ms) DESC LIMIT ?3",
+    )?;
+    let rows = q.query_map(params![since, min_orgs, limit as i64], |r| {
+        let code: i64 = r.get(0)?;
+        let orgs: String = r.get(3)?;
+        let mut orgs: Vec<String> = orgs.split(',').map(str::to_string).collect();
+        orgs.sort();
+        Ok((
+            code,
+            Correlated {
+                key: Key {
+                    ty: ObsType::Domain,
+                    value: r.get(1)?,
+                },
+                distinct_orgs: r.get(2)?,
+                orgs,
+                alerts: r.get(4)?,
+                last_ms: r.get(5)?,
+            },
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (code, mut c) = row?;
+        if let Some(ty) = ObsType::from_code(code) {
+            c.key.ty = ty;
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
