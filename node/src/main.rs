@@ -70,6 +70,77 @@ enum Cmd {
         #[arg(long)]
         live_only: bool,
     },
+    /// Has anyone reported this value? Every alert carrying an observable (a domain, URL,
+    /// address, email, hashtag, phone number, `platform:handle`, SHA-256), and the orgs.
+    ///
+    /// Example: alertmesh lookup --config node.toml bad.example
+    Lookup {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The value.
+        value: String,
+        /// Its type (domain, url, ipv4, ipv6, email, social-account, hashtag, file-sha256,
+        /// phone, ad-id); without it, every type the value reads as.
+        #[arg(long = "type")]
+        ty: Option<String>,
+        /// Most alerts shown.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Full-text search over alert titles, descriptions and labels (every word must
+    /// appear; `word*` matches a prefix).
+    ///
+    /// Example: alertmesh search --config node.toml "phishing poll" --topic phishing/domains
+    Search {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The words.
+        query: String,
+        /// Only this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this TLP (CLEAR, GREEN, AMBER, AMBER+STRICT, RED).
+        #[arg(long)]
+        tlp: Option<String>,
+        /// Only this alert kind (indicator, campaign, account-network, advisory, sighting).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this author org.
+        #[arg(long)]
+        org: Option<String>,
+        /// Most alerts shown.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Values reported by several orgs, or (with --alert) the values an alert shares with
+    /// other alerts.
+    ///
+    /// Example: alertmesh correlations --config node.toml --min-orgs 2
+    Correlations {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// An alert id: its shared values instead.
+        #[arg(long)]
+        alert: Option<String>,
+        /// Least distinct orgs.
+        #[arg(long, default_value_t = 2)]
+        min_orgs: i64,
+        /// Most values shown.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// List a running node's peers.
     ///
     /// Example: alertmesh peers --config node.toml
@@ -720,6 +791,50 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Cmd::Lookup {
+            config,
+            value,
+            ty,
+            limit,
+            json,
+        } => {
+            let client = Client::from_config(&Config::load(&config)?)?;
+            cli::lookup::lookup(&client, &value, ty.as_deref(), limit, json)
+        }
+        Cmd::Search {
+            config,
+            query,
+            topic,
+            tlp,
+            kind,
+            org,
+            limit,
+            json,
+        } => {
+            let client = Client::from_config(&Config::load(&config)?)?;
+            cli::lookup::search(
+                &client,
+                &cli::lookup::SearchArgs {
+                    query: &query,
+                    topic: topic.as_deref(),
+                    tlp: tlp.as_deref(),
+                    kind: kind.as_deref(),
+                    org: org.as_deref(),
+                    limit,
+                    json,
+                },
+            )
+        }
+        Cmd::Correlations {
+            config,
+            alert,
+            min_orgs,
+            limit,
+            json,
+        } => {
+            let client = Client::from_config(&Config::load(&config)?)?;
+            cli::lookup::correlations(&client, alert.as_deref(), min_orgs, limit, json)
         }
         Cmd::Peers { config } => {
             let client = Client::from_config(&Config::load(&config)?)?;

@@ -17,6 +17,13 @@ pub struct VerdictLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a refused lookup or search request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// The typed reason (`store::observables::QueryError::reason`).
+    pub reason: &'static str,
+}
+
 /// The node's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -45,6 +52,8 @@ pub struct Metrics {
     /// Publish-to-receive latency of alerts from other nodes (author timestamp to local
     /// decryption), in seconds.
     pub delivery_latency: Histogram,
+    /// Lookup, search and correlation requests refused (400), by reason.
+    pub bad_queries: Family<QueryLabels, Counter>,
 }
 
 impl Metrics {
@@ -119,6 +128,12 @@ impl Metrics {
             "Author timestamp to local delivery",
             delivery_latency.clone(),
         );
+        let bad_queries = Family::<QueryLabels, Counter>::default();
+        registry.register(
+            "bad_queries",
+            "Lookup, search and correlation requests refused, by reason",
+            bad_queries.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             verdicts,
@@ -132,6 +147,7 @@ impl Metrics {
             evidence,
             charter_forks,
             delivery_latency,
+            bad_queries,
         }
     }
 

@@ -7,6 +7,10 @@
 //! | `GET /v1/alerts?topic=&after=&limit=` | decrypted alerts after a cursor |
 //! | `GET /v1/alerts?view=current&topic=&after=&limit=` | each alert's current state with its history and sightings |
 //! | `GET /v1/alerts/stream` | committed alerts as server-sent events (`id` = cursor; resumes after `Last-Event-ID`) |
+//! | `GET /v1/lookup?value=&type=&cursor=&limit=` | every alert carrying an observable value, with the orgs that reported it ([`crate::store::observables`]) |
+//! | `GET /v1/search?q=&topic=&tlp=&kind=&org=&since=&until=&cursor=&limit=` | full-text search over titles, descriptions and labels |
+//! | `GET /v1/alerts/{id}/correlations` | the values an alert shares with other alerts, by value, with the orgs involved |
+//! | `GET /v1/correlations?min_orgs=2&since=&limit=` | values reported by at least `min_orgs` distinct orgs |
 //! | `GET /v1/peers` | connected peers |
 //! | `GET /v1/topics` | topics and this org's rights |
 //! | `GET /v1/status` | node status, with the evidence held |
@@ -23,6 +27,7 @@
 
 mod alerts;
 mod auth;
+mod lookup;
 mod router;
 mod state;
 mod status;

@@ -1,7 +1,7 @@
 //! The routes, and the layers every one of them goes through.
 
 use super::state::{ApiError, ApiState, MAX_BODY_BYTES};
-use super::{alerts, auth, status};
+use super::{alerts, auth, lookup, status};
 use crate::core::CoreHandle;
 use crate::metrics::Metrics;
 use crate::net::NetHandle;
@@ -30,6 +30,13 @@ pub fn router(
     Router::new()
         .route("/v1/alerts", get(alerts::list_alerts).post(alerts::publish))
         .route("/v1/alerts/stream", get(alerts::stream))
+        .route(
+            "/v1/alerts/{id}/correlations",
+            get(lookup::alert_correlations),
+        )
+        .route("/v1/lookup", get(lookup::lookup))
+        .route("/v1/search", get(lookup::search))
+        .route("/v1/correlations", get(lookup::correlations))
         .route("/v1/peers", get(status::peers))
         .route("/v1/topics", get(status::topics))
         .route("/v1/status", get(status::status))
