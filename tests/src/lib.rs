@@ -17,3 +17,26 @@ pub const WAIT: Duration = alertmesh_sim::harness::DEFAULT_TIMEOUT;
 pub async fn wait_for(what: &str, condition: impl AsyncFnMut() -> bool) -> anyhow::Result<()> {
     Ok(alertmesh_sim::harness::wait_for(what, WAIT, condition).await?)
 }
+
+/// `GET`s `path` from the local API at `api` with the harness token (blocking; call it
+/// from `spawn_blocking` in async tests): the status and the JSON body (`null` if none).
+pub fn api_get(api: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(WAIT))
+        .build()
+        .into();
+    let resp = agent
+        .get(format!("http://{api}{path}"))
+        .header(
+            "Authorization",
+            format!("Bearer {}", alertmesh_sim::files::TOKEN),
+        )
+        .call()?;
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string()?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    ))
+}
