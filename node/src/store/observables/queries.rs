@@ -412,7 +412,7 @@ pub fn correlated(
     let mut q = conn.prepare_cached(
         "SELECT x.type, x.value, count(DISTINCT o.org) AS n, group_concat(DISTINCT o.org),
                 count(*), max(o.created_ms)
-         FROM observed o JOIN observables x ON x.alert = o.alert
+         FROM observed o CROSS JOIN observables x ON x.alert = o.alert
          WHERE o.retracted_ms IS NULL AND o.created_ms >= ?1
          GROUP BY x.type, x.value HAVING n >= ?2
          ORDER BY n DESC, max(o.created_ms) DESC LIMIT ?3",

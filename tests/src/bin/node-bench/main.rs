@@ -5,6 +5,7 @@
 //! node-bench latency [--alerts 350] [--rate 20] [--runs 3]
 //! node-bench ingest  [--count 20000] [--size 1024] [--window 2000] [--runs 3] [--restart]
 //! node-bench verify  [--size 1024]
+//! node-bench lookup  [--alerts 1000000] [--queries 1000] [--ingest 50000] [--runs 3] [--keep DIR]
 //! ```
 //!
 //! - `latency`: the seven-org example network of `keys-example/` as seven daemons; alerts
@@ -23,6 +24,8 @@
 //! - `catchup`: `ingest`, then a second node of the sink's org that missed everything
 //!   starts and catches up through history sync.
 //! - `verify`: the single-thread signature-check rates that `ingest` is compared with.
+//! - `lookup`: the observable index (issue 23): ingest with and without it, then
+//!   lookup and search latencies over a store of `--alerts` alerts ([`lookup`]).
 //!
 //! The daemon binary is looked up next to this one (`target/release/alertmesh`), or given
 //! with `--alertmesh PATH`. Every wait is bounded; the process exits non-zero on failure.
@@ -35,6 +38,7 @@ mod common;
 mod flooder;
 mod ingest;
 mod latency;
+mod lookup;
 mod verify;
 
 use anyhow::{Context, bail};
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         "latency" => latency::run(&opts),
         "ingest" | "catchup" => ingest::run(&opts),
         "verify" => verify::run(&opts),
+        "lookup" => lookup::run(&opts),
         other => Err(anyhow::anyhow!("unknown command {other:?}")),
     };
     match result {
@@ -72,6 +77,9 @@ const USAGE: &str = "usage:
   node-bench catchup [ingest's flags]: ingest, then a second node of the sink's org that
                      missed everything starts and catches up through history sync
   node-bench verify  [--size 1024]
+  node-bench lookup  [--alerts 1000000] [--queries 1000] [--ingest 50000] [--runs 3]
+                     ingest with/without the observable index, then lookup/search latencies
+                     over a store of --alerts alerts (in --keep DIR, else a temporary dir)
 common: [--alertmesh PATH] [--timeout SECONDS (whole process, default 1800)] [--keep DIR]
   --window 0 floods open-loop (no flow control); otherwise at most WINDOW envelopes are
   in flight (published but not yet held by the node, as its /v1/status reports).";
@@ -91,13 +99,19 @@ struct Opts {
     example_dir: Option<PathBuf>,
     timeout: u64,
     keep: Option<PathBuf>,
+    queries: usize,
+    ingest: usize,
 }
 
 impl Opts {
     fn parse(args: &[String]) -> anyhow::Result<Self> {
         let mut o = Opts {
             cmd: args.first().cloned().context("no command")?,
-            alerts: 350,
+            alerts: if args.first().is_some_and(|c| c == "lookup") {
+                1_000_000
+            } else {
+                350
+            },
             rate: 20.0,
             runs: 3,
             count: 20_000,
@@ -109,6 +123,8 @@ impl Opts {
             example_dir: None,
             timeout: 1800,
             keep: None,
+            queries: 1000,
+            ingest: 50_000,
         };
         let mut it = args.iter().skip(1);
         while let Some(flag) = it.next() {
@@ -125,11 +141,13 @@ impl Opts {
                 "--example-dir" => o.example_dir = Some(value()?.into()),
                 "--timeout" => o.timeout = value()?.parse()?,
                 "--keep" => o.keep = Some(value()?.into()),
+                "--queries" => o.queries = value()?.parse()?,
+                "--ingest" => o.ingest = value()?.parse()?,
                 other => bail!("unknown flag {other}"),
             }
         }
-        if o.runs == 0 || o.alerts == 0 || o.count == 0 || o.rate <= 0.0 {
-            bail!("--runs, --alerts, --count and --rate must be positive");
+        if o.runs == 0 || o.alerts == 0 || o.count == 0 || o.rate <= 0.0 || o.queries == 0 {
+            bail!("--runs, --alerts, --count, --queries and --rate must be positive");
         }
         Ok(o)
     }
