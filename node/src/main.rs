@@ -133,7 +133,7 @@ enum Cmd {
         alert: Option<String>,
         /// Least distinct orgs.
         #[arg(long, default_value_t = 2)]
-        min_orgs: i64,
+        min_orgs: usize,
         /// Most values shown.
         #[arg(long, default_value_t = 50)]
         limit: usize,

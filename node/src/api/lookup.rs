@@ -229,7 +229,7 @@ pub(super) async fn alert_correlations(
 #[serde(deny_unknown_fields)]
 pub struct CorrelatedQuery {
     /// Least distinct orgs (default 2).
-    pub min_orgs: Option<i64>,
+    pub min_orgs: Option<usize>,
     /// Count only alerts created at or after (ms since the epoch; default: all).
     pub since: Option<i64>,
     /// Most values returned (default 50, at most 1000).
@@ -248,8 +248,7 @@ pub(super) async fn correlations(
         Ok((min_orgs, q.since.unwrap_or(0), page_size(q.limit)))
     });
     answer(&state, checked, |conn, (min_orgs, since, limit)| {
-        let values = obs::correlated(conn, min_orgs, since, limit).map_err(db_error)?;
-        Ok(serde_json::json!({ "values": values }))
+        obs::correlated(conn, min_orgs, since, limit).map_err(db_error)
     })
     .await
 }

@@ -3,7 +3,9 @@
 
 use alertmesh_node::client::{Client, query_escape};
 use alertmesh_node::clock::rfc3339;
-use alertmesh_node::store::observables::{Correlated, Correlations, Hit, LookupPage, SearchPage};
+use alertmesh_node::store::observables::{
+    CorrelatedPage, Correlations, Hit, LookupPage, SearchPage,
+};
 
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
@@ -123,7 +125,7 @@ pub fn search(client: &Client, a: &SearchArgs<'_>) -> anyhow::Result<()> {
 pub fn correlations(
     client: &Client,
     alert: Option<&str>,
-    min_orgs: i64,
+    min_orgs: usize,
     limit: usize,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -155,7 +157,14 @@ pub fn correlations(
             }
         }
     } else {
-        let values: Vec<Correlated> = serde_json::from_value(answer["values"].clone())?;
+        let page: CorrelatedPage = serde_json::from_value(answer)?;
+        if page.truncated {
+            println!(
+                "(only the newest {} alerts were read: narrow the time range)",
+                page.scanned
+            );
+        }
+        let values = page.values;
         if values.is_empty() {
             println!("no value reported by {min_orgs} or more orgs");
         }

@@ -8,11 +8,23 @@
 //! and is not after a retraction; a retraction marks the alert retracted, and its
 //! observables stay indexed (a lookup shows it as retracted) but it supports nothing
 //! (org counts and correlations leave it out).
+//!
+//! Layout, chosen so that indexing costs ingest little: `observed` has one row per alert
+//! (appended, keyed by its cursor) with its current normalized keys as JSON; the keys are
+//! also searchable as tokens of the contentless FTS5 table `observable_keys` (one token per
+//! key: `k` and 20 hex digits of SHA-256 over type code and value) and the text in
+//! `alert_text`. FTS5 writes each transaction's postings as one new sorted segment and
+//! merges segments in the background of later writes (a log-structured merge), where a
+//! B-tree keyed by value would rewrite one random page per observable. A token names its
+//! key up to a 2⁻⁸⁰ collision, and every read checks the `keys` of what it finds, so
+//! a collision can never show a wrong alert.
 
-use super::normalize::key_of;
+use super::normalize::{Key, ObsType, key_of};
 use alertmesh_protocol::alert::Alert;
 use alertmesh_protocol::{Content, EnvelopeId};
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 
 /// Migration 4's schema.
 pub(crate) const SCHEMA: &str = "
@@ -26,16 +38,45 @@ pub(crate) const SCHEMA: &str = "
         version_cursor INTEGER NOT NULL,
         version_ms INTEGER NOT NULL,
         retracted_cursor INTEGER,
-        retracted_ms INTEGER);
+        retracted_ms INTEGER,
+        keys TEXT NOT NULL);
     CREATE INDEX observed_created ON observed (created_ms);
-    CREATE TABLE observables (
-        type INTEGER NOT NULL,
-        value TEXT NOT NULL,
-        alert INTEGER NOT NULL,
-        PRIMARY KEY (type, value, alert)) WITHOUT ROWID;
-    CREATE INDEX observables_alert ON observables (alert);
+    CREATE VIRTUAL TABLE observable_keys USING fts5(
+        key, content = '', contentless_delete = 1, detail = none);
     CREATE VIRTUAL TABLE alert_text USING fts5(
         title, description, labels, content = '', contentless_delete = 1, detail = none);";
+
+/// The FTS5 token of a key.
+pub(crate) fn token(key: &Key) -> String {
+    let mut h = Sha256::new();
+    h.update(key.ty.code().to_be_bytes());
+    h.update(key.value.as_bytes());
+    format!("k{}", hex::encode(&h.finalize()[..10]))
+}
+
+/// An alert's keys (deduplicated, sorted) as stored in `observed.keys`.
+fn keys_of(alert: &Alert) -> Vec<Key> {
+    let keys: BTreeSet<Key> = alert.observables.iter().map(key_of).collect();
+    keys.into_iter().collect()
+}
+
+/// The `observed.keys` text: `[[type code, value], …]`.
+fn keys_json(keys: &[Key]) -> String {
+    let pairs: Vec<(i64, &str)> = keys
+        .iter()
+        .map(|k| (k.ty.code(), k.value.as_str()))
+        .collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+}
+
+/// Reads `observed.keys` (unknown codes are skipped).
+pub(crate) fn parse_keys(json: &str) -> Vec<Key> {
+    serde_json::from_str::<Vec<(i64, String)>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(code, value)| ObsType::from_code(code).map(|ty| Key { ty, value }))
+        .collect()
+}
 
 /// What the index needs of a stored alert row besides its content.
 #[derive(Debug, Clone, Copy)]
@@ -63,19 +104,25 @@ pub fn index_alert(
 ) -> rusqlite::Result<()> {
     match content {
         Content::Alert(alert) => {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO observed (alert, topic_name, org, tlp, kind, created_ms,
-                 version_cursor, version_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?1, ?6)",
-            )?
-            .execute(params![
-                meta.cursor,
-                meta.topic,
-                meta.org,
-                meta.tlp,
-                kind_name(alert),
-                meta.timestamp_ms
-            ])?;
-            insert_terms(conn, meta.cursor, alert)
+            let keys = keys_of(alert);
+            let added = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO observed (alert, topic_name, org, tlp, kind, created_ms,
+                     version_cursor, version_ms, keys) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?1, ?6, ?7)",
+                )?
+                .execute(params![
+                    meta.cursor,
+                    meta.topic,
+                    meta.org,
+                    meta.tlp,
+                    kind_name(alert),
+                    meta.timestamp_ms,
+                    keys_json(&keys)
+                ])?;
+            if added == 1 {
+                insert_terms(conn, meta.cursor, alert, &keys)?;
+            }
+            Ok(())
         }
         Content::Update(update) => {
             let Some((alert, current, retraction)) = state_of(conn, &update.original)? else {
@@ -85,12 +132,20 @@ pub fn index_alert(
             if version <= current || retraction.is_some_and(|r| version > r) {
                 return Ok(());
             }
+            let keys = keys_of(&update.alert);
             conn.prepare_cached(
-                "UPDATE observed SET kind = ?2, version_cursor = ?3, version_ms = ?4 WHERE alert = ?1",
+                "UPDATE observed SET kind = ?2, version_cursor = ?3, version_ms = ?4, keys = ?5
+                 WHERE alert = ?1",
             )?
-            .execute(params![alert, kind_name(&update.alert), meta.cursor, meta.timestamp_ms])?;
+            .execute(params![
+                alert,
+                kind_name(&update.alert),
+                meta.cursor,
+                meta.timestamp_ms,
+                keys_json(&keys)
+            ])?;
             delete_terms(conn, alert)?;
-            insert_terms(conn, alert, &update.alert)
+            insert_terms(conn, alert, &update.alert, &keys)
         }
         Content::Retraction(r) => {
             let Some((alert, _, retraction)) = state_of(conn, &r.original)? else {
@@ -144,14 +199,15 @@ fn kind_name(alert: &Alert) -> String {
         .unwrap_or_default()
 }
 
-fn insert_terms(conn: &Connection, alert: i64, content: &Alert) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO observables (type, value, alert) VALUES (?1, ?2, ?3)",
-    )?;
-    for o in &content.observables {
-        let key = key_of(o);
-        insert.execute(params![key.ty.code(), key.value, alert])?;
-    }
+fn insert_terms(
+    conn: &Connection,
+    alert: i64,
+    content: &Alert,
+    keys: &[Key],
+) -> rusqlite::Result<()> {
+    let tokens: Vec<String> = keys.iter().map(token).collect();
+    conn.prepare_cached("INSERT INTO observable_keys (rowid, key) VALUES (?1, ?2)")?
+        .execute(params![alert, tokens.join(" ")])?;
     conn.prepare_cached(
         "INSERT INTO alert_text (rowid, title, description, labels) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -165,7 +221,7 @@ fn insert_terms(conn: &Connection, alert: i64, content: &Alert) -> rusqlite::Res
 }
 
 fn delete_terms(conn: &Connection, alert: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM observables WHERE alert = ?1")?
+    conn.prepare_cached("DELETE FROM observable_keys WHERE rowid = ?1")?
         .execute([alert])?;
     conn.prepare_cached("DELETE FROM alert_text WHERE rowid = ?1")?
         .execute([alert])?;

@@ -205,6 +205,17 @@ pub fn alert_cursor(conn: &Connection, id: &[u8]) -> rusqlite::Result<Option<i64
     .optional()
 }
 
+/// The text of `key` inside `observed.keys` (`[code,"value"]`; JSON escaping makes it
+/// match only a whole pair).
+fn pair_text(key: &Key) -> String {
+    serde_json::to_string(&(key.ty.code(), &key.value)).unwrap_or_default()
+}
+
+/// The FTS5 expression matching `key`'s token.
+fn token_query(key: &Key) -> String {
+    format!("\"{}\"", super::index::token(key))
+}
+
 /// Alerts (their indexed cursors) carrying `key`, below `before`, newest first, at most
 /// `limit`.
 fn alerts_with(
@@ -214,27 +225,44 @@ fn alerts_with(
     limit: usize,
 ) -> rusqlite::Result<Vec<i64>> {
     let mut q = conn.prepare_cached(
-        "SELECT alert FROM observables WHERE type = ?1 AND value = ?2 AND alert < ?3
-         ORDER BY alert DESC LIMIT ?4",
+        "SELECT observable_keys.rowid, o.keys
+         FROM observable_keys CROSS JOIN observed o ON o.alert = observable_keys.rowid
+         WHERE observable_keys MATCH ?1 AND observable_keys.rowid < ?2
+         ORDER BY observable_keys.rowid DESC LIMIT ?3",
     )?;
-    let rows = q.query_map(
-        params![key.ty.code(), key.value, before, limit as i64],
-        |r| r.get(0),
-    )?;
-    rows.collect()
+    let pair = pair_text(key);
+    let rows = q.query_map(params![token_query(key), before, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (alert, keys) = row?;
+        if keys.contains(&pair) {
+            out.push(alert);
+        }
+    }
+    Ok(out)
 }
 
 /// Every alert carrying `key`: (alert, org, retracted).
 fn supporters(conn: &Connection, key: &Key) -> rusqlite::Result<Vec<(i64, String, bool)>> {
     let mut q = conn.prepare_cached(
-        "SELECT o.alert, o.org, o.retracted_ms IS NOT NULL
-         FROM observables x JOIN observed o ON o.alert = x.alert
-         WHERE x.type = ?1 AND x.value = ?2",
+        "SELECT observable_keys.rowid, o.org, o.retracted_ms IS NOT NULL, o.keys
+         FROM observable_keys CROSS JOIN observed o ON o.alert = observable_keys.rowid
+         WHERE observable_keys MATCH ?1",
     )?;
-    let rows = q.query_map(params![key.ty.code(), key.value], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    let pair = pair_text(key);
+    let rows = q.query_map(params![token_query(key)], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
     })?;
-    rows.collect()
+    let mut out = Vec::new();
+    for row in rows {
+        let (alert, org, retracted, keys) = row?;
+        if keys.contains(&pair) {
+            out.push((alert, org, retracted));
+        }
+    }
+    Ok(out)
 }
 
 /// Looks up alerts carrying any of `keys` (one value, or a URL and its host): one page
@@ -350,16 +378,10 @@ pub fn correlations_of(conn: &Connection, alert: i64) -> rusqlite::Result<Option
     let Some(this) = hit(conn, alert)? else {
         return Ok(None);
     };
-    let keys: Vec<Key> = conn
-        .prepare_cached("SELECT type, value FROM observables WHERE alert = ?1")?
-        .query_map([alert], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?
-        .filter_map(|r| match r {
-            Ok((code, value)) => ObsType::from_code(code).map(|ty| Ok(Key { ty, value })),
-            Err(e) => Some(Err(e)),
-        })
-        .collect::<Result<_, _>>()?;
+    let keys: String = conn
+        .prepare_cached("SELECT keys FROM observed WHERE alert = ?1")?
+        .query_row([alert], |r| r.get(0))?;
+    let keys = super::index::parse_keys(&keys);
     let mut cache: HashMap<i64, Option<Hit>> = HashMap::new();
     let mut shared = Vec::new();
     for key in keys {
@@ -400,49 +422,78 @@ pub fn correlations_of(conn: &Connection, alert: i64) -> rusqlite::Result<Option
     }))
 }
 
+/// Most alerts [`correlated`] reads.
+pub const MAX_SCAN: usize = 200_000;
+
+/// Values several orgs reported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CorrelatedPage {
+    /// Most orgs first, then newest.
+    pub values: Vec<Correlated>,
+    /// Alerts read.
+    pub scanned: usize,
+    /// Whether more than [`MAX_SCAN`] alerts were in range: only the newest were read
+    /// (narrow `since`).
+    pub truncated: bool,
+}
+
 /// Values carried by not-retracted alerts of at least `min_orgs` distinct orgs, counting
-/// only alerts created at or after `since`; most orgs first, at most `limit`. Reads every
-/// indexed observable of the alerts since `since` (a full pass without it).
+/// only alerts created at or after `since` (the newest [`MAX_SCAN`] of them); most orgs
+/// first, at most `limit`.
 pub fn correlated(
     conn: &Connection,
-    min_orgs: i64,
+    min_orgs: usize,
     since: i64,
     limit: usize,
-) -> rusqlite::Result<Vec<Correlated>> {
+) -> rusqlite::Result<CorrelatedPage> {
     let mut q = conn.prepare_cached(
-        "SELECT x.type, x.value, count(DISTINCT o.org) AS n, group_concat(DISTINCT o.org),
-                count(*), max(o.created_ms)
-         FROM observed o CROSS JOIN observables x ON x.alert = o.alert
-         WHERE o.retracted_ms IS NULL AND o.created_ms >= ?1
-         GROUP BY x.type, x.value HAVING n >= ?2
-         ORDER BY n DESC, max(o.created_ms) DESC LIMIT ?3",
+        "SELECT org, created_ms, keys FROM observed
+         WHERE created_ms >= ?1 AND retracted_ms IS NULL
+         ORDER BY created_ms DESC LIMIT ?2",
     )?;
-    let rows = q.query_map(params![since, min_orgs, limit as i64], |r| {
-        let code: i64 = r.get(0)?;
-        let orgs: String = r.get(3)?;
-        let mut orgs: Vec<String> = orgs.split(',').map(str::to_string).collect();
-        orgs.sort();
+    let rows = q.query_map(params![since, MAX_SCAN as i64 + 1], |r| {
         Ok((
-            code,
-            Correlated {
-                key: Key {
-                    ty: ObsType::Domain,
-                    value: r.get(1)?,
-                },
-                distinct_orgs: r.get(2)?,
-                orgs,
-                alerts: r.get(4)?,
-                last_ms: r.get(5)?,
-            },
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
         ))
     })?;
-    let mut out = Vec::new();
+    let mut by_key: HashMap<Key, (BTreeSet<String>, i64, i64)> = HashMap::new();
+    let mut scanned = 0;
     for row in rows {
-        let (code, mut c) = row?;
-        if let Some(ty) = ObsType::from_code(code) {
-            c.key.ty = ty;
-            out.push(c);
+        let (org, created, keys) = row?;
+        scanned += 1;
+        if scanned > MAX_SCAN {
+            break;
+        }
+        for key in super::index::parse_keys(&keys) {
+            let e = by_key.entry(key).or_default();
+            e.0.insert(org.clone());
+            e.1 += 1;
+            e.2 = e.2.max(created);
         }
     }
-    Ok(out)
+    let mut values: Vec<Correlated> = by_key
+        .into_iter()
+        .filter(|(_, (orgs, _, _))| orgs.len() >= min_orgs)
+        .map(|(key, (orgs, alerts, last_ms))| Correlated {
+            key,
+            distinct_orgs: orgs.len() as i64,
+            orgs: orgs.into_iter().collect(),
+            alerts,
+            last_ms,
+        })
+        .collect();
+    values.sort_by(|a, b| {
+        b.distinct_orgs
+            .cmp(&a.distinct_orgs)
+            .then(b.last_ms.cmp(&a.last_ms))
+            .then(a.key.cmp(&b.key))
+    });
+    values.truncate(limit);
+    Ok(CorrelatedPage {
+        values,
+        scanned: scanned.min(MAX_SCAN),
+        truncated: scanned > MAX_SCAN,
+    })
 }

@@ -190,7 +190,7 @@ fn lookup_search_and_correlations_follow_the_current_state() {
     assert_eq!(cor.shared[0].key.value, "vote");
     assert_eq!(cor.shared[0].orgs, vec!["org-a", "org-b"]);
     assert_eq!(ids(&cor.shared[0].alerts), vec!["02"]);
-    let values = correlated(&conn, 2, 0, 10).unwrap();
+    let values = correlated(&conn, 2, 0, 10).unwrap().values;
     assert_eq!(values.len(), 1);
     assert_eq!(
         (values[0].key.value.as_str(), values[0].distinct_orgs),
@@ -260,7 +260,7 @@ fn lookup_search_and_correlations_follow_the_current_state() {
     assert_eq!(ids(&page.hits), vec!["02"]);
     assert_eq!(page.hits[0].state, "retracted");
     assert_eq!((page.distinct_orgs, page.retracted), (0, 1));
-    assert!(correlated(&conn, 2, 0, 10).unwrap().is_empty());
+    assert!(correlated(&conn, 2, 0, 10).unwrap().values.is_empty());
     // Filters of search.
     let filter = SearchFilter {
         org: Some("org-b".into()),

@@ -298,8 +298,8 @@ fn sizes(dir: &Path) -> anyhow::Result<(i64, i64)> {
     let conn = store::open_reader(dir)?;
     let index: i64 = conn.query_row(
         "SELECT coalesce(sum(pgsize), 0) FROM dbstat
-         WHERE name IN ('observed', 'observed_created', 'observables', 'observables_alert')
-            OR name LIKE 'alert_text%'",
+         WHERE name IN ('observed', 'observed_created')
+            OR name LIKE 'alert_text%' OR name LIKE 'observable_keys%'",
         [],
         |r| r.get(0),
     )?;
@@ -410,7 +410,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         alertmesh_node::clock::now_ms() as i64 - 1_000_000 + (alerts as i64 * 99 / 100);
     for _ in 0..5 {
         time_one(&data, &mut recent, |c| {
-            Ok(obs::correlated(c, 2, last_percent, 100)?.len())
+            Ok(obs::correlated(c, 2, last_percent, 100)?.values.len())
         })?;
     }
 
