@@ -424,6 +424,9 @@ pub fn correlations_of(conn: &Connection, alert: i64) -> rusqlite::Result<Option
 
 /// Most alerts [`correlated`] reads.
 pub const MAX_SCAN: usize = 200_000;
+/// Most observables [`correlated`] counts (alerts of up to 1 000 observables each cannot
+/// make it hold more).
+pub const MAX_SCAN_KEYS: usize = 2_000_000;
 
 /// Values several orgs reported.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -432,14 +435,14 @@ pub struct CorrelatedPage {
     pub values: Vec<Correlated>,
     /// Alerts read.
     pub scanned: usize,
-    /// Whether more than [`MAX_SCAN`] alerts were in range: only the newest were read
-    /// (narrow `since`).
+    /// Whether more than [`MAX_SCAN`] alerts (or [`MAX_SCAN_KEYS`] observables) were in
+    /// range: only the newest were read (narrow `since`).
     pub truncated: bool,
 }
 
 /// Values carried by not-retracted alerts of at least `min_orgs` distinct orgs, counting
-/// only alerts created at or after `since` (the newest [`MAX_SCAN`] of them); most orgs
-/// first, at most `limit`.
+/// only alerts created at or after `since` (the newest [`MAX_SCAN`] of them, up to
+/// [`MAX_SCAN_KEYS`] observables); most orgs first, at most `limit`.
 pub fn correlated(
     conn: &Connection,
     min_orgs: usize,
@@ -459,14 +462,17 @@ pub fn correlated(
         ))
     })?;
     let mut by_key: HashMap<Key, (BTreeSet<String>, i64, i64)> = HashMap::new();
-    let mut scanned = 0;
+    let (mut scanned, mut counted, mut truncated) = (0, 0, false);
     for row in rows {
         let (org, created, keys) = row?;
-        scanned += 1;
-        if scanned > MAX_SCAN {
+        let keys = super::index::parse_keys(&keys);
+        counted += keys.len();
+        if scanned == MAX_SCAN || counted > MAX_SCAN_KEYS {
+            truncated = true;
             break;
         }
-        for key in super::index::parse_keys(&keys) {
+        scanned += 1;
+        for key in keys {
             let e = by_key.entry(key).or_default();
             e.0.insert(org.clone());
             e.1 += 1;
@@ -493,7 +499,7 @@ pub fn correlated(
     values.truncate(limit);
     Ok(CorrelatedPage {
         values,
-        scanned: scanned.min(MAX_SCAN),
-        truncated: scanned > MAX_SCAN,
+        scanned,
+        truncated,
     })
 }
