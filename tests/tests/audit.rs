@@ -4,7 +4,7 @@
 use alertmesh_node::audit::{self, ExportOptions, Source};
 use alertmesh_node::client::Client;
 use alertmesh_node::config::Config;
-use alertmesh_node::views::lifecycle::AlertState;
+use alertmesh_node::views::lifecycle::{AlertState, Status};
 use alertmesh_protocol::alert::{Alert, AlertKind, AlertUpdate, Observable, Retraction, Severity};
 use alertmesh_protocol::audit::{MAGIC, RecordReader, RecordType, RecordWriter, Report};
 use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
@@ -359,9 +359,9 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
             .iter()
             .find(|s| s.id == indicator.to_hex())
             .ok_or_else(|| anyhow::anyhow!("{o}: no indicator"))?;
-        assert_eq!(ind.state, "updated", "{o}");
+        assert_eq!(ind.state, Status::Updated, "{o}");
         assert_eq!(ind.version, 2);
-        assert_eq!(ind.current["severity"], "critical");
+        assert_eq!(ind.current.severity, Severity::Critical);
         assert_eq!(ind.history.len(), 2);
         assert_eq!(ind.sightings.len(), 1);
         assert_eq!(ind.sightings[0].org, "agency-b");
@@ -369,7 +369,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
             .iter()
             .find(|s| s.id == campaign.to_hex())
             .ok_or_else(|| anyhow::anyhow!("no campaign"))?;
-        assert_eq!(camp.state, "retracted");
+        assert_eq!(camp.state, Status::Retracted);
         assert_eq!(
             camp.retraction.as_ref().map(|r| r.reason.as_str()),
             Some("false positive")
@@ -384,7 +384,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     let page = api_get(&net, "agency-a", "/v1/alerts?view=current&topic=all").await?;
     let states: Vec<AlertState> = serde_json::from_value(page["alerts"].clone())?;
     assert_eq!(states.len(), 3, "indicator, campaign, sighting on `all`");
-    assert!(states.iter().any(|s| s.state == "retracted"));
+    assert!(states.iter().any(|s| s.state == Status::Retracted));
     let bad = client(&net, "agency-a")?;
     let err = tokio::task::spawn_blocking(move || {
         bad.get::<serde_json::Value>("/v1/alerts?view=nonsense")
@@ -872,9 +872,9 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
             .into_iter()
             .find(|s| s.id == original.to_hex())
             .ok_or_else(|| anyhow::anyhow!("no original"))?;
-        assert_eq!(state.state, "active", "{}", n.org);
+        assert_eq!(state.state, Status::Active, "{}", n.org);
         assert_eq!(state.version, 1);
-        assert_eq!(state.current["title"], "Original");
+        assert_eq!(state.current.title, "Original");
         // The signed attempts are in the log; an export with plaintext shows them.
         let source = Source::from_config(&Config::load(n.config)?)?;
         let file = n.config.with_file_name("amend.audit");
