@@ -34,6 +34,17 @@ pub enum Tlp {
     Red,
 }
 
+impl Tlp {
+    /// Every level, least restrictive first.
+    pub const ALL: [Tlp; 5] = [
+        Tlp::Clear,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
+}
+
 impl fmt::Display for Tlp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
@@ -56,16 +67,10 @@ impl std::str::FromStr for Tlp {
 
     /// Parses a label as [`Tlp`]'s `Display` writes it, e.g. `TLP:AMBER+STRICT`.
     fn from_str(label: &str) -> Result<Self, UnknownTlp> {
-        [
-            Tlp::Clear,
-            Tlp::Green,
-            Tlp::Amber,
-            Tlp::AmberStrict,
-            Tlp::Red,
-        ]
-        .into_iter()
-        .find(|t| t.to_string() == label)
-        .ok_or(UnknownTlp)
+        Tlp::ALL
+            .into_iter()
+            .find(|t| t.to_string() == label)
+            .ok_or(UnknownTlp)
     }
 }
 
@@ -544,13 +549,7 @@ pub(crate) mod tests {
 
     #[test]
     fn tlp_labels_round_trip_and_unknown_ones_are_refused() {
-        for t in [
-            Tlp::Clear,
-            Tlp::Green,
-            Tlp::Amber,
-            Tlp::AmberStrict,
-            Tlp::Red,
-        ] {
+        for t in Tlp::ALL {
             assert_eq!(t.to_string().parse::<Tlp>(), Ok(t));
         }
         assert_eq!("TLP:WHITE".parse::<Tlp>(), Err(UnknownTlp));

@@ -7,17 +7,16 @@ use alertmesh_node::config::Config;
 use alertmesh_node::views::lifecycle::{AlertState, Status};
 use alertmesh_protocol::alert::{Alert, AlertKind, AlertUpdate, Observable, Retraction, Severity};
 use alertmesh_protocol::audit::{MAGIC, RecordReader, RecordType, RecordWriter, Report};
-use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
-use alertmesh_protocol::wire::Hello;
+use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan};
 use alertmesh_protocol::{
     Content, Draft, EnvelopeId, KeyPackage, Kind, NodePublicKey, OrgId, SenderKey, SignedCharter,
     SignedEnvelope, Tlp, TopicId,
 };
 use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::harness::verdict_count;
 use alertmesh_sim::harness::{Builder, Harness};
-use alertmesh_sim::harness::{listen_addr, verdict_count};
 use alertmesh_sim::hostile::HostilePeer;
-use alertmesh_tests::{WAIT, wait_for};
+use alertmesh_tests::wait_for;
 use libp2p::gossipsub::TopicHash;
 use std::path::{Path, PathBuf};
 
@@ -38,11 +37,9 @@ fn plan() -> NetworkPlan {
         orgs: orgs
             .iter()
             .map(|o| OrgPlan {
-                org_id: org(o),
                 name: format!("Org {o}"),
                 roles: vec!["test".into()],
-                governor: true,
-                nodes: 1,
+                ..OrgPlan::new(o, 1)
             })
             .collect(),
         topics: vec![
@@ -630,31 +627,11 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
     let network_id = net.network().genesis.charter().network_id;
     let plat = &net.network().orgs[0];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::clock::now_ms();
-    let rogue = new_node(
-        &network_id,
-        &plat.member.org_id,
-        &plat.root,
-        66,
-        now - 1000,
-        now + 3_600_000,
-        &mut rng,
-    );
-    let hello = Hello {
-        cert: rogue.cert.as_bytes().to_vec(),
-    };
-    let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
+    let rogue = net.member_identity(&plat.member.org_id.0)?;
+    let peer = HostilePeer::member(&rogue)?;
     // Connected to one honest node only, which sees both versions of seq 1.
     let first = net.nodes()[0].node;
-    peer.dial(listen_addr(first, WAIT).await?).await?;
-    wait_for("the rogue to be admitted", || async {
-        first
-            .core
-            .status()
-            .await
-            .is_ok_and(|s| s.admitted_peers == net.nodes().len())
-    })
-    .await?;
+    net.admit(&peer, &[net.nodes()[0].name]).await?;
     let topic = TopicId::derive(&network_id, ALL);
     let key = SenderKey::generate(1, &mut rng);
     let twin = |text: &[u8]| -> anyhow::Result<SignedEnvelope> {
@@ -769,33 +746,10 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
     let network_id = net.network().genesis.charter().network_id;
     let agency = &net.network().orgs[1];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::clock::now_ms();
-    let rogue = new_node(
-        &network_id,
-        &agency.member.org_id,
-        &agency.root,
-        67,
-        now - 1000,
-        now + 3_600_000,
-        &mut rng,
-    );
-    let hello = Hello {
-        cert: rogue.cert.as_bytes().to_vec(),
-    };
-    let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
-    for n in net.nodes() {
-        peer.dial(listen_addr(n.node, WAIT).await?).await?;
-    }
-    for n in net.nodes() {
-        wait_for("the rogue to be admitted", || async {
-            n.node
-                .core
-                .status()
-                .await
-                .is_ok_and(|s| s.admitted_peers == net.nodes().len())
-        })
-        .await?;
-    }
+    let rogue = net.member_identity(&agency.member.org_id.0)?;
+    let peer = HostilePeer::member(&rogue)?;
+    let everyone: Vec<&str> = net.nodes().iter().map(|n| n.name).collect();
+    net.admit(&peer, &everyone).await?;
     let topic = TopicId::derive(&network_id, ALL);
     let key = SenderKey::generate(1, &mut rng);
     let readers: Vec<_> = net

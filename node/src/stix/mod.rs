@@ -401,15 +401,7 @@ pub fn check_bundle(bundle: &Value) -> Vec<String> {
             }
             "marking-definition" => {
                 let ext = o.get("extensions").and_then(|e| e.get(TLP_EXTENSION_ID));
-                let official = [
-                    Tlp::Clear,
-                    Tlp::Green,
-                    Tlp::Amber,
-                    Tlp::AmberStrict,
-                    Tlp::Red,
-                ]
-                .iter()
-                .find(|t| tlp_marking_id(**t) == id);
+                let official = Tlp::ALL.iter().find(|t| tlp_marking_id(**t) == id);
                 match (official, ext) {
                     (Some(t), Some(ext)) => {
                         if o["name"] != t.to_string().as_str()
@@ -525,17 +517,7 @@ mod tests {
     #[test]
     fn official_markings_pass_the_checker() {
         let objects: Vec<Value> = std::iter::once(tlp_extension_definition())
-            .chain(
-                [
-                    Tlp::Clear,
-                    Tlp::Green,
-                    Tlp::Amber,
-                    Tlp::AmberStrict,
-                    Tlp::Red,
-                ]
-                .into_iter()
-                .map(tlp_marking),
-            )
+            .chain(Tlp::ALL.into_iter().map(tlp_marking))
             .collect();
         let b = json!({"type": "bundle", "id": "bundle--886313e1-3b8a-5372-9b90-0c9aee199e5d", "objects": objects});
         assert_eq!(check_bundle(&b), Vec::<String>::new());

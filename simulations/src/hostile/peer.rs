@@ -13,6 +13,7 @@
 
 use super::watch::{InboundStreams, Watched};
 use alertmesh_node::net::REQ_PROTOCOL;
+use alertmesh_protocol::bootstrap::NodeMaterial;
 use alertmesh_protocol::wire::{Hello, Request, Response};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageId, TopicHash};
@@ -242,6 +243,15 @@ impl HostilePeer {
     pub fn start(key: identity::Keypair, hello: Option<Hello>) -> anyhow::Result<Self> {
         let responder = hello_responder(hello.clone());
         Self::start_with(key, hello, responder)
+    }
+
+    /// Starts a peer holding a member's `identity`, introduced by a hello with its
+    /// certificate: a modified node of that org.
+    pub fn member(identity: &NodeMaterial) -> anyhow::Result<Self> {
+        let hello = Hello {
+            cert: identity.cert.as_bytes().to_vec(),
+        };
+        Self::start(alertmesh_node::net::keypair(&identity.key)?, Some(hello))
     }
 
     /// Like [`HostilePeer::start`], with `responder` deciding every answer.
