@@ -29,7 +29,7 @@ pub const MAX_HOSTILE_TRANSMIT: usize = 8 * 1024 * 1024;
 /// Most bytes of a raw stream's answer kept.
 const MAX_RAW_ANSWER: u64 = 1024 * 1024;
 /// How long the peer's own waits (publish when heard, subscriptions, events) may take.
-pub const WAIT: Duration = crate::harness::DEFAULT_TIMEOUT;
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// What the hostile peer saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,16 +352,16 @@ impl HostilePeer {
     /// Waits (bounded by [`WAIT`]) until every one of `peers` is known to be
     /// subscribed to `topic`, so that a publish reaches all of them.
     pub async fn wait_subscribed(&self, topic: &TopicHash, peers: &[PeerId]) -> anyhow::Result<()> {
-        crate::harness::wait_for(
-            "the peers' subscriptions to reach the hostile peer",
-            WAIT,
-            async || {
-                self.subscribers(topic)
-                    .await
-                    .is_ok_and(|subs| peers.iter().all(|p| subs.contains(p)))
-            },
-        )
-        .await?;
+        let subscribed = crate::wait_until(WAIT, Duration::from_millis(20), async || {
+            self.subscribers(topic)
+                .await
+                .is_ok_and(|subs| peers.iter().all(|p| subs.contains(p)))
+        })
+        .await;
+        anyhow::ensure!(
+            subscribed,
+            "the peers' subscriptions did not reach the hostile peer within {WAIT:?}"
+        );
         Ok(())
     }
 
