@@ -120,15 +120,21 @@ async fn a_value_reported_by_two_orgs_is_found_by_what_each_reader_may_read() ->
         "c: {page}"
     );
     ensure!(page["distinct_orgs"] == 2, "c: {page}");
-    let tlps: Vec<&str> = page["hits"]
-        .as_array()
-        .context("hits")?
-        .iter()
-        .filter_map(|h| h["tlp"].as_str())
-        .collect();
+    // Newest first (in this node's log order), each with its own TLP.
+    let list = page["hits"].as_array().context("hits")?;
+    let cursors: Vec<i64> = list.iter().filter_map(|h| h["cursor"].as_i64()).collect();
     ensure!(
-        tlps == ["TLP:AMBER", "TLP:GREEN"],
-        "newest first, with their TLP: {tlps:?}"
+        cursors.len() == 2 && cursors[0] > cursors[1],
+        "order: {cursors:?}"
+    );
+    let mut tlps: Vec<(&str, &str)> = list
+        .iter()
+        .filter_map(|h| Some((h["org"].as_str()?, h["tlp"].as_str()?)))
+        .collect();
+    tlps.sort();
+    ensure!(
+        tlps == [("a", "TLP:GREEN"), ("b", "TLP:AMBER")],
+        "TLPs: {tlps:?}"
     );
     // The reader of t1 only: half of it.
     let page = ok(d, "/v1/lookup?value=bad.example&type=domain").await?;

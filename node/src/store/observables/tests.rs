@@ -50,16 +50,9 @@ fn alert_row(r: &Row) -> AlertRow {
         envelope_id: EnvelopeId([r.i; 32]),
         topic_name: r.topic.into(),
         org: r.org.into(),
-        kind: match r.content {
-            Content::Alert(_) => "alert",
-            Content::Update(_) => "update",
-            Content::Retraction(_) => "retraction",
-        }
-        .into(),
-        original: r.content.original(),
-        tlp: "TLP:GREEN".into(),
+        tlp: alertmesh_protocol::Tlp::Green,
         timestamp_ms: r.ts as u64,
-        content_json: serde_json::to_string(&r.content).unwrap(),
+        content: r.content.clone(),
     }
 }
 
@@ -321,19 +314,16 @@ fn migration_4_indexes_an_older_database() {
         ];
         for (cursor, r) in rows.iter().enumerate() {
             envelope_sql(&c, r);
-            let a = alert_row(r);
             c.execute(
                 "INSERT INTO alerts (envelope_id, cursor, topic_name, org, kind, original, tlp,
-                 timestamp_ms, content_json) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8)",
+                 timestamp_ms, content_json) VALUES (?1, ?2, ?3, ?4, 'alert', NULL, 'TLP:GREEN', ?5, ?6)",
                 params![
                     [r.i; 32].as_slice(),
                     cursor as i64 + 1,
-                    a.topic_name,
-                    a.org,
-                    a.kind,
-                    a.tlp,
+                    r.topic,
+                    r.org,
                     r.ts,
-                    a.content_json
+                    serde_json::to_string(&r.content).unwrap()
                 ],
             )
             .unwrap();

@@ -134,11 +134,9 @@ impl Generator {
             envelope_id: env.id(),
             topic_name: self.topics[topic].0.clone(),
             org: format!("org-{org}"),
-            kind: "alert".into(),
-            original: None,
-            tlp: Tlp::Green.to_string(),
+            tlp: Tlp::Green,
             timestamp_ms,
-            content_json: serde_json::to_string(&content)?,
+            content,
         };
         Ok((
             EnvelopeRow {
