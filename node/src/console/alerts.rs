@@ -1,0 +1,650 @@
+//! The alert screens: the live list (server-sent events), one alert's detail with its
+//! history and sightings, its STIX and MISP exports, and recording a sighting.
+//!
+//! Alerts are read as the JSON the API serves (`StoredAlert`, `AlertState`), so this
+//! module shows exactly what `/v1/alerts` shows.
+
+use super::layout::{self, Tab, tlp_badge};
+use super::util::{FormResult, check_len, form_or_page, read_db};
+use super::{Authed, Console};
+use alertmesh_protocol::{EnvelopeId, SignedEnvelope};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Alerts the list shows at most (newest first).
+const LIST_MAX: usize = 200;
+/// Recent originals the list reads to filter from.
+const LIST_WINDOW: i64 = 2000;
+/// The alert kinds, in the protocol's JSON names.
+pub const KINDS: [&str; 5] = [
+    "indicator",
+    "campaign",
+    "account-network",
+    "advisory",
+    "sighting",
+];
+/// TLP labels, lowest first.
+pub const TLPS: [&str; 5] = [
+    "TLP:CLEAR",
+    "TLP:GREEN",
+    "TLP:AMBER",
+    "TLP:AMBER+STRICT",
+    "TLP:RED",
+];
+
+/// The `Alert` inside a stored row's JSON content.
+fn alert_json(content: &Value) -> &Value {
+    content
+        .get("alert")
+        .or_else(|| content.get("update").and_then(|u| u.get("alert")))
+        .unwrap_or(&Value::Null)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Query of `GET /alerts`: the filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct Filters {
+    topic: Option<String>,
+    tlp: Option<String>,
+    kind: Option<String>,
+    org: Option<String>,
+}
+
+impl Filters {
+    fn value(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or("")
+    }
+
+    fn matches(&self, row: &Value) -> bool {
+        let alert = alert_json(&row["content"]);
+        let ok = |f: &Option<String>, actual: &str| {
+            f.as_deref().is_none_or(|f| f.is_empty() || f == actual)
+        };
+        ok(&self.topic, text(row, "topic"))
+            && ok(&self.tlp, text(row, "tlp"))
+            && ok(&self.kind, text(alert, "kind"))
+            && ok(&self.org, text(row, "org"))
+    }
+}
+
+fn select(name: &str, label: &str, options: &[String], chosen: &str) -> Markup {
+    html! {
+        label for=(name) { (label) }
+        select id=(name) name=(name) {
+            option value="" { "any" }
+            @for o in options {
+                option value=(o) selected[o == chosen] { (o) }
+            }
+        }
+    }
+}
+
+/// `GET /alerts`: the newest alerts, filtered, then live over SSE.
+pub async fn list(
+    State(console): State<Console>,
+    authed: Authed,
+    filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(filters)) = filters else {
+        return layout::error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad filter",
+            "The filter could not be read.",
+        );
+    };
+    for v in [&filters.topic, &filters.tlp, &filters.kind, &filters.org] {
+        if let Err(page) = check_len("filter", Filters::value(v), 256) {
+            return page;
+        }
+    }
+    let topics = match console.api.core.topics().await {
+        Ok(t) => t,
+        Err(e) => return super::util::unavailable(e),
+    };
+    let read = read_db(&console.api.data_dir, |conn| {
+        let last = crate::store::last_cursor(conn)?;
+        let rows = crate::store::list_originals(
+            conn,
+            None,
+            (last - LIST_WINDOW).max(0),
+            LIST_WINDOW as usize,
+        )?;
+        let rows: Vec<Value> = rows
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect();
+        Ok((last, rows, super::util::org_names(conn)?))
+    })
+    .await;
+    let (last, rows, orgs) = match read {
+        Ok(r) => r,
+        Err(page) => return page,
+    };
+    let shown: Vec<&Value> = rows
+        .iter()
+        .rev()
+        .filter(|r| filters.matches(r))
+        .take(LIST_MAX)
+        .collect();
+    let topic_names: Vec<String> = topics
+        .iter()
+        .filter(|t| t.can_read)
+        .map(|t| t.name.clone())
+        .collect();
+    let org_ids: Vec<String> = orgs.keys().cloned().collect();
+    let tlps: Vec<String> = TLPS.iter().map(|s| s.to_string()).collect();
+    let kinds: Vec<String> = KINDS.iter().map(|s| s.to_string()).collect();
+    let body = html! {
+        h1 { "Alerts" }
+        form.filters method="get" action="/alerts" {
+            (select("topic", "Topic", &topic_names, Filters::value(&filters.topic)))
+            (select("tlp", "TLP", &tlps, Filters::value(&filters.tlp)))
+            (select("kind", "Kind", &kinds, Filters::value(&filters.kind)))
+            (select("org", "Org", &org_ids, Filters::value(&filters.org)))
+            button type="submit" { "Filter" }
+        }
+        p.live { "Live: " span id="live-status" { "connecting" } }
+        table.alerts id="alerts"
+            data-after=(last)
+            data-topic=(Filters::value(&filters.topic))
+            data-tlp=(Filters::value(&filters.tlp))
+            data-kind=(Filters::value(&filters.kind))
+            data-org=(Filters::value(&filters.org)) {
+            thead { tr { th { "Time" } th { "TLP" } th { "Topic" } th { "Org" } th { "Kind" } th { "Title" } } }
+            tbody {
+                @for r in &shown { (row(r)) }
+            }
+        }
+        @if shown.is_empty() { p.empty id="no-alerts" { "No alerts match." } }
+    };
+    let csrf = authed.csrf(&console);
+    layout::respond(
+        StatusCode::OK,
+        layout::page("Alerts", Tab::Alerts, Some(&csrf), body),
+    )
+}
+
+/// One row of the list (the script builds the same for live alerts).
+fn row(r: &Value) -> Markup {
+    let alert = alert_json(&r["content"]);
+    let id = text(r, "id");
+    html! {
+        tr data-id=(id) {
+            td.time { (layout::time(r["timestamp_ms"].as_i64().unwrap_or(0))) }
+            td { (tlp_badge(text(r, "tlp"))) }
+            td.topic { (text(r, "topic")) }
+            td.org { (text(r, "org")) }
+            td.kind { (text(alert, "kind")) }
+            td.title { a href={ "/alerts/" (id) } { (text(alert, "title")) } }
+        }
+    }
+}
+
+/// Query of `GET /alerts/events`.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// Start after this cursor (the list page's newest), unless `Last-Event-ID` is sent.
+    after: Option<i64>,
+}
+
+/// `GET /alerts/events`: the API's live stream of committed alerts, for the session.
+pub async fn events(
+    State(console): State<Console>,
+    _authed: Authed,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    mut headers: HeaderMap,
+) -> Response {
+    if !headers.contains_key("last-event-id") {
+        if let Some(after) = query.ok().and_then(|q| q.after).filter(|a| *a >= 0) {
+            if let Ok(v) = HeaderValue::from_str(&after.to_string()) {
+                headers.insert("last-event-id", v);
+            }
+        }
+    }
+    crate::api::stream_alerts(console.api.clone(), headers)
+        .await
+        .into_response()
+}
+
+/// A valid alert id (64 hex digits) or a 404 page.
+fn parse_id(id: &str) -> Result<[u8; 32], Response> {
+    let bytes = hex::decode(id).ok().filter(|b| b.len() == 32);
+    bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        layout::error_page(
+            StatusCode::NOT_FOUND,
+            "No such alert",
+            "An alert id is 64 hexadecimal digits.",
+        )
+    })
+}
+
+/// What the detail page needs from the database.
+struct Detail {
+    state: Value,
+    /// Author node, seq, charter version, signature verified.
+    envelope: Option<(String, u64, u64, bool)>,
+    orgs: std::collections::BTreeMap<String, String>,
+    network: alertmesh_protocol::NetworkId,
+}
+
+/// Where an id stands: its state (an original), its original (an amendment), or nothing.
+enum Found {
+    State(Box<Detail>),
+    Amendment(String),
+    Missing,
+}
+
+async fn find(console: &Console, id: [u8; 32]) -> Result<Found, Response> {
+    read_db(&console.api.data_dir, move |conn| {
+        let row: Option<(i64, String, Option<Vec<u8>>)> = conn
+            .query_row(
+                "SELECT cursor, kind, original FROM alerts WHERE envelope_id = ?1",
+                [id.as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok();
+        let Some((cursor, kind, original)) = row else {
+            return Ok(Found::Missing);
+        };
+        if kind != "alert" {
+            return Ok(match original {
+                Some(o) => Found::Amendment(hex::encode(o)),
+                None => Found::Missing,
+            });
+        }
+        let (page, _) = crate::views::lifecycle::current_view(conn, None, cursor - 1, 1)?;
+        let Some(state) = page.into_iter().next() else {
+            return Ok(Found::Missing);
+        };
+        let envelope = crate::store::envelope_bytes(conn, &EnvelopeId(id))?
+            .and_then(|b| SignedEnvelope::decode(&b, b.len()).ok())
+            .map(|e| {
+                let h = e.header();
+                (
+                    h.author.to_string(),
+                    h.seq,
+                    h.charter_version,
+                    e.verify_signature().is_ok(),
+                )
+            });
+        Ok(Found::State(Box::new(Detail {
+            state: serde_json::to_value(&state)?,
+            envelope,
+            orgs: super::util::org_names(conn)?,
+            network: crate::store::network_id(conn)?,
+        })))
+    })
+    .await
+}
+
+/// An observable as its type and printable value.
+fn observable(o: &Value) -> (String, String) {
+    let ty = text(o, "type").to_string();
+    let v = &o["value"];
+    let bytes = |v: &Value| -> Vec<u8> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|b| b.as_u64())
+                    .map(|b| b as u8)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let value = match ty.as_str() {
+        "ipv4" => bytes(v)
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join("."),
+        "ipv6" => {
+            let b = bytes(v);
+            let mut a = [0u8; 16];
+            if b.len() == 16 {
+                a.copy_from_slice(&b);
+            }
+            std::net::Ipv6Addr::from(a).to_string()
+        }
+        "file-sha256" => hex::encode(bytes(v)),
+        "social-account" => format!("{}: {}", text(v, "platform"), text(v, "handle")),
+        "ad-id" => format!("{}: {}", text(v, "network"), text(v, "id")),
+        _ => v
+            .as_str()
+            .map_or_else(|| v.to_string(), ToString::to_string),
+    };
+    (ty, value)
+}
+
+/// `GET /alerts/{id}`: one alert, its history and sightings.
+pub async fn detail(
+    State(console): State<Console>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Response {
+    let raw = match parse_id(&id) {
+        Ok(r) => r,
+        Err(page) => return page,
+    };
+    let d = match find(&console, raw).await {
+        Ok(Found::State(d)) => d,
+        Ok(Found::Amendment(original)) => {
+            return Redirect::to(&format!("/alerts/{original}")).into_response();
+        }
+        Ok(Found::Missing) => {
+            return layout::error_page(
+                StatusCode::NOT_FOUND,
+                "No such alert",
+                "This node holds no readable alert with that id.",
+            );
+        }
+        Err(page) => return page,
+    };
+    let topics = match console.api.core.topics().await {
+        Ok(t) => t,
+        Err(e) => return super::util::unavailable(e),
+    };
+    let s = &d.state;
+    let current = &s["current"];
+    let org = text(s, "org");
+    let org_name = d.orgs.get(org).map_or("", String::as_str);
+    let topic = text(s, "topic");
+    let taxii = format!(
+        "/taxii2/api/collections/{}/objects/{}/",
+        crate::taxii::collection_id(&d.network, topic),
+        crate::stix::deterministic_id(
+            crate::stix::native_type(current),
+            &format!("alert:{}", text(s, "id"))
+        )
+    );
+    let publishable: Vec<&crate::core::TopicInfo> =
+        topics.iter().filter(|t| t.can_publish).collect();
+    let csrf = authed.csrf(&console);
+    let sighting_csrf = authed.csrf(&console);
+    let list = |key: &str| -> Vec<String> {
+        current[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                v.as_str()
+                    .map_or_else(|| v.to_string(), ToString::to_string)
+            })
+            .collect()
+    };
+    let body = html! {
+        p { a href="/alerts" { "← all alerts" } }
+        h1.alert-title id="alert-title" { (text(current, "title")) }
+        p.badges {
+            (tlp_badge(text(s, "tlp")))
+            " " span.kind { (text(current, "kind")) }
+            " " span class={ "state state-" (text(s, "state")) } { (text(s, "state")) }
+            " " span.severity { "severity " (text(current, "severity")) }
+            " " span.confidence { "confidence " (current["confidence"].as_u64().unwrap_or(0)) }
+        }
+        dl.facts {
+            dt { "Author org" } dd id="author-org" { (org) @if !org_name.is_empty() { " (" (org_name) ")" } }
+            @match &d.envelope {
+                Some((node, seq, charter, verified)) => {
+                    dt { "Author node" } dd.mono { (node) }
+                    dt { "Signature" } dd id="signature" {
+                        @if *verified { span.ok { "verified (Ed25519, checked again now)" } }
+                        @else { span.bad { "NOT valid" } }
+                    }
+                    dt { "Chain position" } dd { "seq " (seq) " on topic " (topic) }
+                    dt { "Charter version" } dd { (charter) }
+                }
+                None => { dt { "Envelope" } dd.bad { "not held" } }
+            }
+            dt { "Topic" } dd { (topic) }
+            dt { "Created" } dd { (layout::time(s["created_ms"].as_i64().unwrap_or(0))) }
+            dt { "Modified" } dd { (layout::time(s["modified_ms"].as_i64().unwrap_or(0))) }
+            dt { "Id" } dd.mono { (text(s, "id")) }
+        }
+        h2 { "Description" }
+        p.description id="description" { (text(current, "description")) }
+        h2 { "Observables" }
+        @let observables = current["observables"].as_array().cloned().unwrap_or_default();
+        @if observables.is_empty() { p.empty { "None." } }
+        @else {
+            table.observables id="observables" {
+                thead { tr { th { "Type" } th { "Value" } } }
+                tbody {
+                    @for o in &observables {
+                        @let (ty, value) = observable(o);
+                        tr { td { (ty) } td.mono { (value) } }
+                    }
+                }
+            }
+        }
+        @let labels = list("labels");
+        @let references = list("references");
+        @if !labels.is_empty() { p { "Labels: " @for l in &labels { span.label { (l) } " " } } }
+        @if !references.is_empty() {
+            h2 { "References" }
+            ul.references { @for r in &references { li.mono { (r) } } }
+        }
+        h2 { "History" }
+        table.history id="history" {
+            thead { tr { th { "Time" } th { "Kind" } th { "TLP" } th { "Title or reason" } th { "Envelope" } } }
+            tbody {
+                @for h in s["history"].as_array().into_iter().flatten() {
+                    tr {
+                        td { (layout::time(h["timestamp_ms"].as_i64().unwrap_or(0))) }
+                        td { (text(h, "kind")) }
+                        td { (tlp_badge(text(h, "tlp"))) }
+                        td {
+                            @if text(h, "kind") == "retraction" {
+                                "retracted: " (text(&h["content"]["retraction"], "reason"))
+                            } @else { (text(alert_json(&h["content"]), "title")) }
+                        }
+                        td.mono { (text(h, "id").get(..16).unwrap_or("")) "…" }
+                    }
+                }
+            }
+        }
+        h2 { "Sightings by other orgs" }
+        @let sightings = s["sightings"].as_array().cloned().unwrap_or_default();
+        @if sightings.is_empty() { p.empty id="no-sightings" { "None yet." } }
+        @else {
+            ul.sightings id="sightings" {
+                @for g in &sightings {
+                    li {
+                        span.org { (text(g, "org")) } " · "
+                        (layout::time(g["timestamp_ms"].as_i64().unwrap_or(0))) " · "
+                        a href={ "/alerts/" (text(g, "id")) } { (text(g, "title")) }
+                    }
+                }
+            }
+        }
+        h2 { "Export" }
+        p.exports {
+            a.button href={ "/alerts/" (text(s, "id")) "/stix" } download id="export-stix" { "STIX 2.1 bundle" }
+            " "
+            a.button href={ "/alerts/" (text(s, "id")) "/misp" } download id="export-misp" { "MISP event" }
+        }
+        p { "TAXII 2.1 object (for TAXII clients, with the API token): " code.mono id="taxii-url" { (taxii) } }
+        h2 { "Record a sighting" }
+        @if publishable.is_empty() {
+            p.empty { "This org may publish on no topic." }
+        } @else {
+            form.sighting method="post" action={ "/alerts/" (text(s, "id")) "/sighting" } {
+                input type="hidden" name="csrf" value=(sighting_csrf);
+                label for="s-topic" { "Topic" }
+                select id="s-topic" name="topic" {
+                    @for t in &publishable {
+                        option value=(t.name) selected[t.name == topic] { (t.name) " (max " (t.max_tlp) ")" }
+                    }
+                }
+                label for="s-tlp" { "TLP" }
+                select id="s-tlp" name="tlp" {
+                    @for t in TLPS { option value=(t) selected[t == text(s, "tlp")] { (t) } }
+                }
+                label for="s-title" { "What you saw" }
+                input type="text" id="s-title" name="title" maxlength="256" required value="Seen on our systems";
+                button type="submit" id="record-sighting" { "Record sighting" }
+            }
+        }
+    };
+    layout::respond(
+        StatusCode::OK,
+        layout::page(text(current, "title"), Tab::Alerts, Some(&csrf), body),
+    )
+}
+
+fn download(name: String, mime: &'static str, body: String) -> Response {
+    let disposition = format!("attachment; filename=\"{name}\"");
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// One alert's state (typed, for the exporters), with the network and org directory.
+async fn state_for_export(
+    console: &Console,
+    id: &str,
+) -> Result<
+    (
+        crate::views::lifecycle::AlertState,
+        alertmesh_protocol::NetworkId,
+        Vec<crate::stix::OrgInfo>,
+        u64,
+    ),
+    Response,
+> {
+    let raw = parse_id(id)?;
+    let Found::State(d) = find(console, raw).await? else {
+        return Err(layout::error_page(
+            StatusCode::NOT_FOUND,
+            "No such alert",
+            "This node holds no readable alert with that id.",
+        ));
+    };
+    let state: crate::views::lifecycle::AlertState =
+        serde_json::from_value(d.state).map_err(|e| super::util::internal(&e.to_string()))?;
+    let (orgs, genesis_ms) = read_db(&console.api.data_dir, |conn| {
+        let charters = super::util::charters(conn)?;
+        let genesis_ms = charters.first().map_or(0, |c| c.charter().created_ms);
+        let mut orgs = std::collections::BTreeMap::new();
+        for c in &charters {
+            for m in &c.charter().members {
+                orgs.insert(
+                    m.org_id.to_string(),
+                    crate::stix::OrgInfo {
+                        org_id: m.org_id.to_string(),
+                        name: m.name.clone(),
+                        roles: m.roles.clone(),
+                    },
+                );
+            }
+        }
+        Ok((orgs.into_values().collect(), genesis_ms))
+    })
+    .await?;
+    Ok((state, d.network, orgs, genesis_ms))
+}
+
+/// `GET /alerts/{id}/stix`: the alert as a STIX 2.1 bundle.
+pub async fn stix(
+    State(console): State<Console>,
+    _authed: Authed,
+    Path(id): Path<String>,
+) -> Response {
+    match state_for_export(&console, &id).await {
+        Ok((state, network, orgs, genesis_ms)) => {
+            let bundle = crate::views::bundle::bundle(&network, genesis_ms, &orgs, &[state]);
+            download(
+                format!("alert-{}.stix.json", &id[..16]),
+                "application/stix+json;version=2.1",
+                serde_json::to_string_pretty(&bundle).unwrap_or_default(),
+            )
+        }
+        Err(page) => page,
+    }
+}
+
+/// `GET /alerts/{id}/misp`: the alert as a MISP event.
+pub async fn misp(
+    State(console): State<Console>,
+    _authed: Authed,
+    Path(id): Path<String>,
+) -> Response {
+    match state_for_export(&console, &id).await {
+        Ok((state, network, orgs, _)) => {
+            let names = orgs.into_iter().map(|o| (o.org_id, o.name)).collect();
+            let event = crate::misp::event(&network, &names, &state);
+            download(
+                format!("alert-{}.misp.json", &id[..16]),
+                "application/json",
+                serde_json::to_string_pretty(&event).unwrap_or_default(),
+            )
+        }
+        Err(page) => page,
+    }
+}
+
+/// Body of `POST /alerts/{id}/sighting`.
+#[derive(Deserialize)]
+pub struct SightingForm {
+    csrf: Option<String>,
+    topic: String,
+    tlp: String,
+    title: String,
+}
+
+/// `POST /alerts/{id}/sighting`: publishes a sighting of the alert.
+pub async fn sighting(
+    State(console): State<Console>,
+    authed: Authed,
+    Path(id): Path<String>,
+    form: FormResult<SightingForm>,
+) -> Response {
+    let form = match form_or_page(form) {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    if let Err(page) = authed.check_csrf(&console, form.csrf.as_deref()) {
+        return page;
+    }
+    if let Err(page) = parse_id(&id) {
+        return page;
+    }
+    for (name, value) in [
+        ("topic", &form.topic),
+        ("tlp", &form.tlp),
+        ("title", &form.title),
+    ] {
+        if let Err(page) = check_len(name, value, 256) {
+            return page;
+        }
+    }
+    let content = json!({"alert": {
+        "kind": "sighting",
+        "title": form.title,
+        "description": "",
+        "severity": "medium",
+        "confidence": 80,
+        "observables": [],
+        "labels": [],
+        "references": [],
+        "valid_from_ms": crate::clock::now_ms(),
+        "valid_until_ms": null,
+        "related": [id],
+    }});
+    super::publish::publish_json(&console, &form.topic, &form.tlp, content).await
+}
