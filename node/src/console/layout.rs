@@ -39,6 +39,7 @@ pub fn page(title: &str, tab: Tab, logout_csrf: Option<&str>, body: Markup) -> M
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
                 title { (title) " — alertmesh console" }
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/assets/console.css";
                 script src="/assets/console.js" defer {}
             }
@@ -125,5 +126,13 @@ pub async fn js() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("assets/console.js"),
+    )
+}
+
+/// `GET /assets/icon.svg` (also `/favicon.ico`).
+pub async fn icon() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("assets/icon.svg"),
     )
 }

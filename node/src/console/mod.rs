@@ -97,6 +97,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
         .route("/audit/export", post(audit::export))
         .route("/assets/console.css", get(layout::css))
         .route("/assets/console.js", get(layout::js))
+        .route("/assets/icon.svg", get(layout::icon))
+        .route("/favicon.ico", get(layout::icon))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(console)
