@@ -4,12 +4,12 @@
 //! Alerts are read as the JSON the API serves (`StoredAlert`, `AlertState`), so this
 //! module shows exactly what `/v1/alerts` shows.
 
-use super::layout::{self, Tab, tlp_badge};
+use super::layout::{self, PageError, Tab, tlp_badge};
 use super::util::{FormResult, check_len, form_or_page, read_db};
 use super::{Authed, Console};
 use alertmesh_protocol::{EnvelopeId, SignedEnvelope};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -91,24 +91,24 @@ pub async fn list(
     State(console): State<Console>,
     authed: Authed,
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> Result<Response, PageError> {
     let Ok(Query(filters)) = filters else {
-        return layout::error_page(
+        return Err(PageError::new(
             StatusCode::BAD_REQUEST,
             "Bad filter",
             "The filter could not be read.",
-        );
+        ));
     };
     for v in [&filters.topic, &filters.tlp, &filters.kind, &filters.org] {
-        if let Err(page) = check_len("filter", Filters::value(v), 256) {
-            return page;
-        }
+        check_len("filter", Filters::value(v), 256)?;
     }
-    let topics = match console.api.core.topics().await {
-        Ok(t) => t,
-        Err(e) => return super::util::unavailable(e),
-    };
-    let read = read_db(&console.api.data_dir, |conn| {
+    let topics = console
+        .api
+        .core
+        .topics()
+        .await
+        .map_err(super::util::unavailable)?;
+    let (last, rows, orgs) = read_db(&console.api.data_dir, |conn| {
         let last = crate::store::last_cursor(conn)?;
         let rows = crate::store::list_originals(
             conn,
@@ -122,11 +122,7 @@ pub async fn list(
             .collect();
         Ok((last, rows, super::util::org_names(conn)?))
     })
-    .await;
-    let (last, rows, orgs) = match read {
-        Ok(r) => r,
-        Err(page) => return page,
-    };
+    .await?;
     let shown: Vec<&Value> = rows
         .iter()
         .rev()
@@ -165,10 +161,10 @@ pub async fn list(
         @if shown.is_empty() { p.empty id="no-alerts" { "No alerts match." } }
     };
     let csrf = authed.csrf(&console);
-    layout::respond(
+    Ok(layout::respond(
         StatusCode::OK,
         layout::page("Alerts", Tab::Alerts, Some(&csrf), body),
-    )
+    ))
 }
 
 /// One row of the list (the script builds the same for live alerts).
@@ -214,10 +210,10 @@ pub async fn events(
 }
 
 /// A valid alert id (64 hex digits) or a 404 page.
-fn parse_id(id: &str) -> Result<[u8; 32], Response> {
+fn parse_id(id: &str) -> Result<[u8; 32], PageError> {
     let bytes = hex::decode(id).ok().filter(|b| b.len() == 32);
     bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
-        layout::error_page(
+        PageError::new(
             StatusCode::NOT_FOUND,
             "No such alert",
             "An alert id is 64 hexadecimal digits.",
@@ -241,7 +237,7 @@ enum Found {
     Missing,
 }
 
-async fn find(console: &Console, id: [u8; 32]) -> Result<Found, Response> {
+async fn find(console: &Console, id: [u8; 32]) -> Result<Found, PageError> {
     read_db(&console.api.data_dir, move |conn| {
         let row: Option<(i64, String, Option<Vec<u8>>)> = conn
             .query_row(
@@ -327,29 +323,20 @@ pub async fn detail(
     State(console): State<Console>,
     authed: Authed,
     Path(id): Path<String>,
-) -> Response {
-    let raw = match parse_id(&id) {
-        Ok(r) => r,
-        Err(page) => return page,
-    };
-    let d = match find(&console, raw).await {
-        Ok(Found::State(d)) => d,
-        Ok(Found::Amendment(original)) => {
-            return Redirect::to(&format!("/alerts/{original}")).into_response();
+) -> Result<Response, PageError> {
+    let d = match find(&console, parse_id(&id)?).await? {
+        Found::State(d) => d,
+        Found::Amendment(original) => {
+            return Ok(Redirect::to(&format!("/alerts/{original}")).into_response());
         }
-        Ok(Found::Missing) => {
-            return layout::error_page(
-                StatusCode::NOT_FOUND,
-                "No such alert",
-                "This node holds no readable alert with that id.",
-            );
-        }
-        Err(page) => return page,
+        Found::Missing => return Err(no_such_alert()),
     };
-    let topics = match console.api.core.topics().await {
-        Ok(t) => t,
-        Err(e) => return super::util::unavailable(e),
-    };
+    let topics = console
+        .api
+        .core
+        .topics()
+        .await
+        .map_err(super::util::unavailable)?;
     let s = &d.state;
     let current = &s["current"];
     let org = text(s, "org");
@@ -492,26 +479,18 @@ pub async fn detail(
             }
         }
     };
-    layout::respond(
+    Ok(layout::respond(
         StatusCode::OK,
         layout::page(text(current, "title"), Tab::Alerts, Some(&csrf), body),
-    )
+    ))
 }
 
-fn download(name: String, mime: &'static str, body: String) -> Response {
-    let disposition = format!("attachment; filename=\"{name}\"");
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition)
-                    .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
-            ),
-        ],
-        body,
+fn no_such_alert() -> PageError {
+    PageError::new(
+        StatusCode::NOT_FOUND,
+        "No such alert",
+        "This node holds no readable alert with that id.",
     )
-        .into_response()
 }
 
 /// One alert's state (typed, for the exporters), with the network and org directory.
@@ -525,15 +504,10 @@ async fn state_for_export(
         Vec<crate::stix::OrgInfo>,
         u64,
     ),
-    Response,
+    PageError,
 > {
-    let raw = parse_id(id)?;
-    let Found::State(d) = find(console, raw).await? else {
-        return Err(layout::error_page(
-            StatusCode::NOT_FOUND,
-            "No such alert",
-            "This node holds no readable alert with that id.",
-        ));
+    let Found::State(d) = find(console, parse_id(id)?).await? else {
+        return Err(no_such_alert());
     };
     let state: crate::views::lifecycle::AlertState =
         serde_json::from_value(d.state).map_err(|e| super::util::internal(&e.to_string()))?;
@@ -564,18 +538,14 @@ pub async fn stix(
     State(console): State<Console>,
     _authed: Authed,
     Path(id): Path<String>,
-) -> Response {
-    match state_for_export(&console, &id).await {
-        Ok((state, network, orgs, genesis_ms)) => {
-            let bundle = crate::views::bundle::bundle(&network, genesis_ms, &orgs, &[state]);
-            download(
-                format!("alert-{}.stix.json", &id[..16]),
-                "application/stix+json;version=2.1",
-                serde_json::to_string_pretty(&bundle).unwrap_or_default(),
-            )
-        }
-        Err(page) => page,
-    }
+) -> Result<Response, PageError> {
+    let (state, network, orgs, genesis_ms) = state_for_export(&console, &id).await?;
+    let bundle = crate::views::bundle::bundle(&network, genesis_ms, &orgs, &[state]);
+    Ok(super::util::download(
+        &format!("alert-{}.stix.json", &id[..16]),
+        "application/stix+json;version=2.1",
+        serde_json::to_vec_pretty(&bundle).unwrap_or_default(),
+    ))
 }
 
 /// `GET /alerts/{id}/misp`: the alert as a MISP event.
@@ -583,19 +553,15 @@ pub async fn misp(
     State(console): State<Console>,
     _authed: Authed,
     Path(id): Path<String>,
-) -> Response {
-    match state_for_export(&console, &id).await {
-        Ok((state, network, orgs, _)) => {
-            let names = orgs.into_iter().map(|o| (o.org_id, o.name)).collect();
-            let event = crate::misp::event(&network, &names, &state);
-            download(
-                format!("alert-{}.misp.json", &id[..16]),
-                "application/json",
-                serde_json::to_string_pretty(&event).unwrap_or_default(),
-            )
-        }
-        Err(page) => page,
-    }
+) -> Result<Response, PageError> {
+    let (state, network, orgs, _) = state_for_export(&console, &id).await?;
+    let names = orgs.into_iter().map(|o| (o.org_id, o.name)).collect();
+    let event = crate::misp::event(&network, &names, &state);
+    Ok(super::util::download(
+        &format!("alert-{}.misp.json", &id[..16]),
+        "application/json",
+        serde_json::to_vec_pretty(&event).unwrap_or_default(),
+    ))
 }
 
 /// Body of `POST /alerts/{id}/sighting`.
@@ -613,25 +579,16 @@ pub async fn sighting(
     authed: Authed,
     Path(id): Path<String>,
     form: FormResult<SightingForm>,
-) -> Response {
-    let form = match form_or_page(form) {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    if let Err(page) = authed.check_csrf(&console, form.csrf.as_deref()) {
-        return page;
-    }
-    if let Err(page) = parse_id(&id) {
-        return page;
-    }
+) -> Result<Response, PageError> {
+    let form = form_or_page(form)?;
+    authed.check_csrf(&console, form.csrf.as_deref())?;
+    parse_id(&id)?;
     for (name, value) in [
         ("topic", &form.topic),
         ("tlp", &form.tlp),
         ("title", &form.title),
     ] {
-        if let Err(page) = check_len(name, value, 256) {
-            return page;
-        }
+        check_len(name, value, 256)?;
     }
     let content = json!({"alert": {
         "kind": "sighting",

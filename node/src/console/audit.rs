@@ -1,12 +1,12 @@
 //! The audit screen: evidence and chain gaps, the last verification's result, running
 //! `audit verify` on the node's data, and downloading a signed export.
 
-use super::layout::{self, Tab};
+use super::layout::{self, PageError, Tab};
 use super::login::CsrfOnly;
 use super::util::{FormResult, form_or_page};
 use super::{Authed, Console};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
@@ -24,18 +24,15 @@ pub struct Verification {
 }
 
 /// `GET /audit`.
-pub async fn page(State(console): State<Console>, authed: Authed) -> Response {
-    let status = match console.api.core.status().await {
-        Ok(s) => s,
-        Err(e) => return super::util::unavailable(e),
-    };
+pub async fn page(State(console): State<Console>, authed: Authed) -> Result<Response, PageError> {
+    let status = console
+        .api
+        .core
+        .status()
+        .await
+        .map_err(super::util::unavailable)?;
     let dir = console.api.data_dir.clone();
-    let evidence =
-        match tokio::task::spawn_blocking(move || crate::audit::evidence_reports(&dir)).await {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => return super::util::internal(&format!("{e:#}")),
-            Err(e) => return super::util::internal(&e.to_string()),
-        };
+    let evidence = super::util::blocking(move || crate::audit::evidence_reports(&dir)).await?;
     let last = console
         .last_verify
         .lock()
@@ -72,10 +69,10 @@ pub async fn page(State(console): State<Console>, authed: Authed) -> Response {
             button type="submit" id="download-export" { "Download signed export" }
         }
     };
-    layout::respond(
+    Ok(layout::respond(
         StatusCode::OK,
         layout::page("Audit", Tab::Audit, Some(&csrf), body),
-    )
+    ))
 }
 
 /// `POST /audit/verify`: runs the verifier over the data directory.
@@ -83,16 +80,11 @@ pub async fn verify(
     State(console): State<Console>,
     authed: Authed,
     form: FormResult<CsrfOnly>,
-) -> Response {
-    let form = match form_or_page(form) {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    if let Err(page) = authed.check_csrf(&console, form.csrf.as_deref()) {
-        return page;
-    }
+) -> Result<Response, PageError> {
+    let form = form_or_page(form)?;
+    authed.check_csrf(&console, form.csrf.as_deref())?;
     let config = console.config.clone();
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<Verification> {
+    let v = super::util::blocking(move || -> anyhow::Result<Verification> {
         let source = crate::audit::Source::from_config(&config)?;
         let report = crate::audit::verify_data_dir(&source, false)?;
         Ok(Verification {
@@ -102,18 +94,12 @@ pub async fn verify(
             text: crate::audit::render(&config.data_dir.display().to_string(), &report),
         })
     })
-    .await;
-    match result {
-        Ok(Ok(v)) => {
-            *console
-                .last_verify
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
-            Redirect::to("/audit").into_response()
-        }
-        Ok(Err(e)) => super::util::internal(&format!("{e:#}")),
-        Err(e) => super::util::internal(&e.to_string()),
-    }
+    .await?;
+    *console
+        .last_verify
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
+    Ok(Redirect::to("/audit").into_response())
 }
 
 /// `POST /audit/export`: a signed export of the node's log, as a download.
@@ -121,43 +107,22 @@ pub async fn export(
     State(console): State<Console>,
     authed: Authed,
     form: FormResult<CsrfOnly>,
-) -> Response {
-    let form = match form_or_page(form) {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    if let Err(page) = authed.check_csrf(&console, form.csrf.as_deref()) {
-        return page;
-    }
+) -> Result<Response, PageError> {
+    let form = form_or_page(form)?;
+    authed.check_csrf(&console, form.csrf.as_deref())?;
     let config = console.config.clone();
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+    let bytes = super::util::blocking(move || -> anyhow::Result<Vec<u8>> {
         let source = crate::audit::Source::from_config(&config)?;
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("export.amx");
         crate::audit::export(&source, &crate::audit::ExportOptions::default(), &path)?;
         Ok(std::fs::read(&path)?)
     })
-    .await;
-    match result {
-        Ok(Ok(bytes)) => {
-            let name = format!("alertmesh-export-{}.amx", crate::clock::now_ms());
-            (
-                [
-                    (
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/octet-stream"),
-                    ),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
-                            .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
-                    ),
-                ],
-                bytes,
-            )
-                .into_response()
-        }
-        Ok(Err(e)) => super::util::internal(&format!("{e:#}")),
-        Err(e) => super::util::internal(&e.to_string()),
-    }
+    .await?;
+    let name = format!("alertmesh-export-{}.amx", crate::clock::now_ms());
+    Ok(super::util::download(
+        &name,
+        "application/octet-stream",
+        bytes,
+    ))
 }

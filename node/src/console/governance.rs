@@ -1,7 +1,7 @@
 //! The governance screen: members, governors and threshold; topics with readers and
 //! publishers; the charter history; forks; and handing in a signed proposal.
 
-use super::layout::{self, Tab, tlp_badge};
+use super::layout::{self, PageError, Tab, tlp_badge};
 use super::util::{FormResult, check_len, form_or_page, read_db};
 use super::{Authed, Console};
 use axum::extract::State;
@@ -14,15 +14,14 @@ use serde::Deserialize;
 const MAX_CHARTER_HEX: usize = 60 * 1024;
 
 /// `GET /governance`.
-pub async fn page(State(console): State<Console>, authed: Authed) -> Response {
-    let status = match console.api.core.status().await {
-        Ok(s) => s,
-        Err(e) => return super::util::unavailable(e),
-    };
-    let charters = match read_db(&console.api.data_dir, |conn| super::util::charters(conn)).await {
-        Ok(c) => c,
-        Err(page) => return page,
-    };
+pub async fn page(State(console): State<Console>, authed: Authed) -> Result<Response, PageError> {
+    let status = console
+        .api
+        .core
+        .status()
+        .await
+        .map_err(super::util::unavailable)?;
+    let charters = read_db(&console.api.data_dir, super::util::charters).await?;
     let current = charters
         .iter()
         .find(|c| c.charter().version == status.charter_version)
@@ -106,10 +105,10 @@ pub async fn page(State(console): State<Console>, authed: Authed) -> Response {
             button type="submit" id="submit-charter" { "Submit charter" }
         }
     };
-    layout::respond(
+    Ok(layout::respond(
         StatusCode::OK,
         layout::page("Governance", Tab::Governance, Some(&csrf), body),
-    )
+    ))
 }
 
 /// Body of `POST /governance/charter`.
@@ -124,36 +123,34 @@ pub async fn submit(
     State(console): State<Console>,
     authed: Authed,
     form: FormResult<CharterForm>,
-) -> Response {
-    let form = match form_or_page(form) {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    if let Err(page) = authed.check_csrf(&console, form.csrf.as_deref()) {
-        return page;
-    }
-    if let Err(page) = check_len("charter", &form.charter, MAX_CHARTER_HEX) {
-        return page;
-    }
+) -> Result<Response, PageError> {
+    let form = form_or_page(form)?;
+    authed.check_csrf(&console, form.csrf.as_deref())?;
+    check_len("charter", &form.charter, MAX_CHARTER_HEX)?;
     let hex_text: String = form
         .charter
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
     let Ok(bytes) = hex::decode(&hex_text) else {
-        return layout::error_page(
+        return Err(PageError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Charter refused",
             "The charter must be given in hexadecimal.",
-        );
+        ));
     };
-    match console.api.core.submit_charter(bytes).await {
-        Ok(Ok(_)) => Redirect::to("/governance").into_response(),
-        Ok(Err(e)) => layout::error_page(
+    match console
+        .api
+        .core
+        .submit_charter(bytes)
+        .await
+        .map_err(super::util::unavailable)?
+    {
+        Ok(_) => Ok(Redirect::to("/governance").into_response()),
+        Err(e) => Err(PageError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Charter refused",
-            &format!("The node did not adopt the charter: {e}."),
-        ),
-        Err(e) => super::util::unavailable(e),
+            format!("The node did not adopt the charter: {e}."),
+        )),
     }
 }

@@ -69,6 +69,46 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
 }
 
+/// A refused or failed request, shown as a clear error page.
+#[derive(Debug)]
+pub struct PageError {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+    clear_session: bool,
+}
+
+impl PageError {
+    /// An error page with a status, a title and the reason.
+    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            message: message.into(),
+            clear_session: false,
+        }
+    }
+
+    /// The same, also deleting the session cookie.
+    pub fn clearing_session(mut self) -> Self {
+        self.clear_session = true;
+        self
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let mut response = error_page(self.status, self.title, &self.message);
+        if self.clear_session {
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                super::login::clear_cookie(super::session::SESSION_COOKIE),
+            );
+        }
+        response
+    }
+}
+
 /// A clear error page.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = html! {

@@ -4,7 +4,7 @@
 //! short-lived `HttpOnly`, `SameSite=Strict` cookie and puts the same random value in the
 //! form; `POST /login` needs both to match.
 
-use super::layout::{self, Tab};
+use super::layout::{self, PageError, Tab};
 use super::session::{LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL, random_token, same_secret};
 use super::util::{FormResult, form_or_page};
 use super::{Authed, Console, cookie};
@@ -80,28 +80,25 @@ pub async fn submit(
     State(console): State<Console>,
     headers: HeaderMap,
     form: FormResult<LoginForm>,
-) -> Response {
-    let form = match form_or_page(form) {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
+    let form = form_or_page(form)?;
     let token = Zeroizing::new(form.token);
     let paired = match (cookie(&headers, LOGIN_COOKIE), form.csrf.as_deref()) {
         (Some(c), Some(f)) => same_secret(c, f),
         _ => false,
     };
     if !paired {
-        return layout::error_page(
+        return Err(PageError::new(
             StatusCode::FORBIDDEN,
             "Request refused",
             "The login form's CSRF token is missing or does not match (open the login page again).",
-        );
+        ));
     }
     if !same_secret(token.trim(), console.api.token.as_str()) {
-        return login_page(
+        return Ok(login_page(
             StatusCode::UNAUTHORIZED,
             Some("Wrong token. It is in the file named by api.token_file in the node's config."),
-        );
+        ));
     }
     let id = console.sessions().create(Instant::now());
     let mut response = Redirect::to("/alerts").into_response();
@@ -111,7 +108,7 @@ pub async fn submit(
         set_cookie(SESSION_COOKIE, &id, SESSION_TTL.as_secs()),
     );
     h.append(header::SET_COOKIE, clear_cookie(LOGIN_COOKIE));
-    response
+    Ok(response)
 }
 
 /// Body of forms that carry nothing but their CSRF token.
@@ -126,18 +123,13 @@ pub async fn logout(
     State(console): State<Console>,
     authed: Authed,
     form: FormResult<CsrfOnly>,
-) -> Response {
-    let form = match form_or_page(form) {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    if let Err(page) = authed.check_csrf(&console, form.csrf.as_deref()) {
-        return page;
-    }
+) -> Result<Response, PageError> {
+    let form = form_or_page(form)?;
+    authed.check_csrf(&console, form.csrf.as_deref())?;
     console.sessions().end(&authed.id);
     let mut response = Redirect::to("/login?bye=1").into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));
-    response
+    Ok(response)
 }

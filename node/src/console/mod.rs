@@ -36,6 +36,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use layout::PageError;
 use session::{SESSION_COOKIE, SessionError, Sessions};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -163,12 +164,12 @@ impl Authed {
         console.sessions().issue_csrf(&self.id).unwrap_or_default()
     }
 
-    /// Consumes the CSRF token a form carried; the error page if missing or not valid.
-    fn check_csrf(&self, console: &Console, token: Option<&str>) -> Result<(), Response> {
+    /// Consumes the CSRF token a form carried; refused if missing, unknown or used.
+    fn check_csrf(&self, console: &Console, token: Option<&str>) -> Result<(), PageError> {
         console
             .sessions()
             .take_csrf(&self.id, token)
-            .map_err(session_error_page)
+            .map_err(session_error)
     }
 }
 
@@ -184,29 +185,24 @@ impl FromRequestParts<Console> for Authed {
             Err(SessionError::Missing) if parts.method == axum::http::Method::GET => {
                 Err(Redirect::to("/login").into_response())
             }
-            Err(e) => Err(session_error_page(e)),
+            Err(e) => Err(session_error(e).into_response()),
         }
     }
 }
 
 /// The error page of a refused session or CSRF token (the session cookie is cleared
 /// when the session itself is not valid).
-fn session_error_page(e: SessionError) -> Response {
-    let (status, clear) = match e {
-        SessionError::Missing | SessionError::Unknown | SessionError::Expired => {
-            (StatusCode::UNAUTHORIZED, true)
-        }
-        SessionError::CsrfMissing | SessionError::CsrfInvalid => (StatusCode::FORBIDDEN, false),
+fn session_error(e: SessionError) -> PageError {
+    let csrf = matches!(e, SessionError::CsrfMissing | SessionError::CsrfInvalid);
+    let status = if csrf {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::UNAUTHORIZED
     };
-    let mut response = layout::error_page(
+    let page = PageError::new(
         status,
         "Request refused",
-        &format!("{e}. Nothing was changed."),
+        format!("{e}. Nothing was changed."),
     );
-    if clear {
-        response
-            .headers_mut()
-            .insert(header::SET_COOKIE, login::clear_cookie(SESSION_COOKIE));
-    }
-    response
+    if csrf { page } else { page.clearing_session() }
 }

@@ -1,7 +1,7 @@
 //! The network screen: this node, its peers (org, admission, score, connection age, mesh
 //! topics), sync state, the charter version, and evidence and forks shown first.
 
-use super::layout::{self, Tab};
+use super::layout::{self, PageError, Tab};
 use super::util::read_db;
 use super::{Authed, Console};
 use alertmesh_protocol::{SignedNodeCert, TopicId};
@@ -45,15 +45,13 @@ pub fn evidence_panel(reports: &[Value]) -> Markup {
 }
 
 /// `GET /network`.
-pub async fn page(State(console): State<Console>, authed: Authed) -> Response {
+pub async fn page(State(console): State<Console>, authed: Authed) -> Result<Response, PageError> {
     let core = &console.api.core;
     let (status, peers, topics) =
-        match tokio::try_join!(core.status(), console.api.net.peers(), core.topics()) {
-            Ok(r) => r,
-            Err(e) => return super::util::unavailable(e),
-        };
+        tokio::try_join!(core.status(), console.api.net.peers(), core.topics())
+            .map_err(super::util::unavailable)?;
     let dir = console.api.data_dir.clone();
-    let read = read_db(&console.api.data_dir, move |conn| {
+    let (network, orgs, evidence) = read_db(&console.api.data_dir, move |conn| {
         let network = crate::store::network_id(conn)?;
         let mut orgs = HashMap::new();
         for (_, bytes) in crate::store::certs(conn)? {
@@ -66,11 +64,7 @@ pub async fn page(State(console): State<Console>, authed: Authed) -> Response {
         let evidence = crate::audit::evidence_reports(&dir)?;
         Ok((network, orgs, evidence))
     })
-    .await;
-    let (network, orgs, evidence) = match read {
-        Ok(r) => r,
-        Err(page) => return page,
-    };
+    .await?;
     let mut gossip_names: HashMap<String, String> = topics
         .iter()
         .map(|t| {
@@ -140,8 +134,8 @@ pub async fn page(State(console): State<Console>, authed: Authed) -> Response {
         }
     };
     let csrf = authed.csrf(&console);
-    layout::respond(
+    Ok(layout::respond(
         StatusCode::OK,
         layout::page("Network", Tab::Network, Some(&csrf), body),
-    )
+    ))
 }

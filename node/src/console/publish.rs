@@ -3,7 +3,7 @@
 //! again, and a refusal is shown with its reason.
 
 use super::alerts::{KINDS, TLPS};
-use super::layout::{self, Tab};
+use super::layout::{self, PageError, Tab};
 use super::util::{FormResult, check_len, form_or_page};
 use super::{Authed, Console};
 use alertmesh_protocol::{Content, Tlp};
@@ -42,11 +42,13 @@ const OBSERVABLES: [(&str, &str, &str); 10] = [
 ];
 
 /// `GET /publish`.
-pub async fn form(State(console): State<Console>, authed: Authed) -> Response {
-    let topics = match console.api.core.topics().await {
-        Ok(t) => t,
-        Err(e) => return super::util::unavailable(e),
-    };
+pub async fn form(State(console): State<Console>, authed: Authed) -> Result<Response, PageError> {
+    let topics = console
+        .api
+        .core
+        .topics()
+        .await
+        .map_err(super::util::unavailable)?;
     let publishable: Vec<_> = topics.iter().filter(|t| t.can_publish).collect();
     let max = publishable.iter().map(|t| t.max_tlp).max();
     let tlps: Vec<&str> = TLPS
@@ -111,10 +113,10 @@ pub async fn form(State(console): State<Console>, authed: Authed) -> Response {
             }
         }
     };
-    layout::respond(
+    Ok(layout::respond(
         StatusCode::OK,
         layout::page("Publish", Tab::Publish, Some(&csrf), body),
-    )
+    ))
 }
 
 /// Body of `POST /publish`.
@@ -150,8 +152,8 @@ fn lines(s: &str) -> impl Iterator<Item = &str> {
     s.lines().map(str::trim).filter(|l| !l.is_empty())
 }
 
-fn refused(why: String) -> Response {
-    layout::error_page(StatusCode::UNPROCESSABLE_ENTITY, "Not published", &why)
+fn refused(why: String) -> PageError {
+    PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "Not published", why)
 }
 
 /// The observables of the form's fields, in the protocol's JSON.
@@ -205,14 +207,9 @@ pub async fn submit(
     State(console): State<Console>,
     authed: Authed,
     form: FormResult<PublishForm>,
-) -> Response {
-    let f = match form_or_page(form) {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    if let Err(page) = authed.check_csrf(&console, f.csrf.as_deref()) {
-        return page;
-    }
+) -> Result<Response, PageError> {
+    let f = form_or_page(form)?;
+    authed.check_csrf(&console, f.csrf.as_deref())?;
     let short = [
         ("topic", &f.topic),
         ("tlp", &f.tlp),
@@ -237,28 +234,21 @@ pub async fn submit(
         ("ad-id", &f.ad_id),
     ];
     for (name, value) in short {
-        if let Err(page) = check_len(name, value, MAX_TITLE) {
-            return page;
-        }
+        check_len(name, value, MAX_TITLE)?;
     }
     for (name, value) in long {
-        if let Err(page) = check_len(name, value, MAX_TEXT) {
-            return page;
-        }
+        check_len(name, value, MAX_TEXT)?;
     }
     if f.title.trim().is_empty() {
-        return refused("An alert needs a title.".into());
+        return Err(refused("An alert needs a title.".into()));
     }
     let Ok(confidence) = f.confidence.trim().parse::<u8>() else {
-        return refused(format!(
+        return Err(refused(format!(
             "Confidence {:?} is not a number from 0 to 100.",
             f.confidence
-        ));
+        )));
     };
-    let observables = match observables(&f) {
-        Ok(o) => o,
-        Err(why) => return refused(why),
-    };
+    let observables = observables(&f).map_err(refused)?;
     let content = json!({"alert": {
         "kind": f.kind,
         "title": f.title.trim(),
@@ -277,28 +267,31 @@ pub async fn submit(
 
 /// Publishes content given as the API's JSON; on success shows the new alert, else the
 /// refusal with its reason.
-pub async fn publish_json(console: &Console, topic: &str, tlp: &str, content: Value) -> Response {
+pub async fn publish_json(
+    console: &Console,
+    topic: &str,
+    tlp: &str,
+    content: Value,
+) -> Result<Response, PageError> {
     let Ok(tlp) = serde_json::from_value::<Tlp>(json!(tlp.trim_start_matches("TLP:"))) else {
-        return refused(format!("{tlp:?} is not a TLP level."));
+        return Err(refused(format!("{tlp:?} is not a TLP level.")));
     };
-    let content: Content = match serde_json::from_value(content) {
-        Ok(c) => c,
-        Err(e) => return refused(format!("The alert is not valid: {e}.")),
-    };
-    match console
+    let content: Content = serde_json::from_value(content)
+        .map_err(|e| refused(format!("The alert is not valid: {e}.")))?;
+    let answer = console
         .api
         .core
         .publish(topic.to_string(), tlp, content)
         .await
-    {
-        Ok(Ok(receipt)) => {
-            Redirect::to(&format!("/alerts/{}", hex::encode(receipt.id.0))).into_response()
+        .map_err(super::util::unavailable)?;
+    match answer {
+        Ok(receipt) => {
+            Ok(Redirect::to(&format!("/alerts/{}", hex::encode(receipt.id.0))).into_response())
         }
-        Ok(Err(e)) => layout::error_page(
+        Err(e) => Err(PageError::new(
             crate::http::publish_status(&e),
             "Not published",
-            &format!("The node refused to publish: {e}."),
-        ),
-        Err(e) => super::util::unavailable(e),
+            format!("The node refused to publish: {e}."),
+        )),
     }
 }

@@ -1,46 +1,43 @@
 //! What the console's handlers share: form rejections and database reads as error pages,
 //! field limits, org names.
 
-use super::layout;
+use super::layout::PageError;
 use alertmesh_protocol::SignedCharter;
 use axum::Form;
 use axum::extract::rejection::FormRejection;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// A form body, or why it could not be read.
 pub type FormResult<T> = Result<Form<T>, FormRejection>;
 
-/// The form, or a clear error page (413 for a body over the console's limit).
-pub fn form_or_page<T>(form: FormResult<T>) -> Result<T, Response> {
+/// The form, or why it was refused (413 for a body over the console's limit).
+pub fn form_or_page<T>(form: FormResult<T>) -> Result<T, PageError> {
     match form {
         Ok(Form(f)) => Ok(f),
-        Err(e) => {
-            let status = match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            let why = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "The form is larger than this console accepts (64 KiB).".to_string()
-            } else {
-                format!("The form could not be read: {}", e.body_text())
-            };
-            Err(layout::error_page(status, "Form refused", &why))
-        }
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(PageError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Form refused",
+            "The form is larger than this console accepts (64 KiB).",
+        )),
+        Err(e) => Err(PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Form refused",
+            format!("The form could not be read: {}", e.body_text()),
+        )),
     }
 }
 
 /// Refuses a form field longer than `max` characters.
-pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), Response> {
+pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), PageError> {
     let n = value.chars().count();
     if n > max {
-        return Err(layout::error_page(
+        return Err(PageError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Form refused",
-            &format!("The field {field} has {n} characters; at most {max} are accepted."),
+            format!("The field {field} has {n} characters; at most {max} are accepted."),
         ));
     }
     Ok(())
@@ -50,14 +47,16 @@ pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), Response> {
 pub async fn read_db<T: Send + 'static>(
     data_dir: &std::path::Path,
     f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, PageError> {
     let dir: PathBuf = data_dir.to_owned();
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<T> {
-        let conn = crate::store::open_reader(&dir)?;
-        f(&conn)
-    })
-    .await;
-    match result {
+    blocking(move || f(&crate::store::open_reader(&dir)?)).await
+}
+
+/// Runs blocking work off the async runtime; a failure becomes a 500 page.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, PageError> {
+    match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(internal(&format!("{e:#}"))),
         Err(e) => Err(internal(&e.to_string())),
@@ -65,21 +64,21 @@ pub async fn read_db<T: Send + 'static>(
 }
 
 /// A 500 page.
-pub fn internal(why: &str) -> Response {
+pub fn internal(why: &str) -> PageError {
     tracing::warn!(error = %why, "console page failed");
-    layout::error_page(
+    PageError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Internal error",
-        &format!("The node could not answer: {why}"),
+        format!("The node could not answer: {why}"),
     )
 }
 
 /// A 503 page for a node that is shutting down.
-pub fn unavailable(e: anyhow::Error) -> Response {
-    layout::error_page(
+pub fn unavailable(e: anyhow::Error) -> PageError {
+    PageError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "Node unavailable",
-        &format!("{e:#}"),
+        format!("{e:#}"),
     )
 }
 
@@ -103,4 +102,21 @@ pub fn org_names(conn: &rusqlite::Connection) -> anyhow::Result<BTreeMap<String,
         }
     }
     Ok(names)
+}
+
+/// A file download.
+pub fn download(name: &str, mime: &'static str, body: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{name}\"");
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
