@@ -10,7 +10,7 @@ use alertmesh_protocol::{AgreementKey, Limits, NodeKey, OrgId, OrgRootKey, Tlp};
 use anyhow::Context;
 use rand_chacha03::ChaCha20Rng;
 use rand_chacha03::rand_core::SeedableRng;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Marks every example key file.
 pub const TEST_ONLY: &str =
@@ -115,6 +115,76 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(contents)?;
     Ok(())
+}
+
+/// One node of a runnable copy of the example network ([`materialize`]).
+#[derive(Debug, Clone)]
+pub struct RunnableNode {
+    /// Its org.
+    pub org: String,
+    /// Its `node.toml`.
+    pub config: PathBuf,
+    /// The peer id of its node key.
+    pub peer_id: String,
+}
+
+/// Lays out a runnable copy of the example network `example` in `dir`: each org's key
+/// files (0600), certificate and `node.toml`, org `i` listening on loopback ports
+/// `ports[i]` = (libp2p, API) and dialling every other org.
+pub fn materialize(
+    example: &Path,
+    dir: &Path,
+    ports: &[(u16, u16)],
+) -> anyhow::Result<Vec<RunnableNode>> {
+    anyhow::ensure!(ports.len() == ORGS.len(), "one port pair per example org");
+    std::fs::create_dir_all(dir)?;
+    std::fs::copy(example.join("charter-v1.bin"), dir.join("charter-v1.bin"))
+        .with_context(|| format!("cannot copy the example charter from {}", example.display()))?;
+    let hash = std::fs::read_to_string(example.join("genesis-hash.txt"))?
+        .trim()
+        .to_string();
+    let mut peers = Vec::new();
+    for (org, _, _) in ORGS {
+        let src = example.join("nodes").join(org);
+        let node_dir = dir.join(org);
+        std::fs::create_dir_all(&node_dir)?;
+        for f in ["node.key", "agreement.key", "api.token"] {
+            let bytes = std::fs::read(src.join(f))
+                .with_context(|| format!("cannot read {}", src.join(f).display()))?;
+            write_private(&node_dir.join(f), &bytes)?;
+        }
+        std::fs::copy(src.join("node.cert"), node_dir.join("node.cert"))?;
+        let key = crate::files::load_node_key(&node_dir.join("node.key"))?;
+        peers.push(
+            crate::net::peer_id_of(&key.public())
+                .context("bad example node key")?
+                .to_string(),
+        );
+    }
+    let mut out = Vec::new();
+    for (i, (org, _, _)) in ORGS.iter().enumerate() {
+        let bootstrap: Vec<String> = (0..ORGS.len())
+            .filter(|j| *j != i)
+            .map(|j| format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", ports[j].0, peers[j]))
+            .collect();
+        let text = crate::config::render(
+            "data",
+            &[format!("/ip4/127.0.0.1/tcp/{}", ports[i].0)],
+            &bootstrap,
+            &hash,
+            &format!("127.0.0.1:{}", ports[i].1),
+            ".",
+            "../charter-v1.bin",
+        );
+        let config = dir.join(org).join("node.toml");
+        std::fs::write(&config, text)?;
+        out.push(RunnableNode {
+            org: (*org).to_string(),
+            config,
+            peer_id: peers[i].clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// Writes the example network into `out` (which must not exist yet).

@@ -16,11 +16,13 @@
 //! - [`core`]: the node's protocol state as a pure state machine
 //!   ([`core::CoreState`]) and the driver task that runs it ([`core::Core`]).
 //! - [`views`]: read models over the stored alerts (each alert's lifecycle, STIX
-//!   bundles); [`stix`]: STIX 2.1 vocabulary (ids, markings, patterns, checks).
+//!   bundles).
 //! - [`net`]: the libp2p swarm task and its handle.
-//! - [`store`]: the SQLite schema, the writer thread and the queries.
-//! - [`files`], [`clock`], [`metrics`]: operator files, the wall clock, Prometheus
-//!   metrics.
+//! - [`store`]: the SQLite schema, the writer thread and every query, on the typed
+//!   content of the protocol crate.
+//! - [`stix`]: STIX 2.1 vocabulary and conversions, pure (ids, markings, patterns,
+//!   checks, STIX objects → alerts); [`files`], [`clock`], [`metrics`]: operator files,
+//!   the wall clock, Prometheus metrics.
 
 pub mod api;
 pub mod audit;

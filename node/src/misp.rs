@@ -31,7 +31,7 @@
 
 use crate::core::CoreHandle;
 use crate::stix;
-use crate::views::lifecycle::AlertState;
+use crate::views::lifecycle::{AlertState, Status};
 use alertmesh_protocol::{Alert, AlertKind, Content, NetworkId, Observable, Severity, Tlp};
 use axum::Router;
 use axum::body::Bytes;
@@ -132,69 +132,33 @@ pub fn event(network: &NetworkId, names: &HashMap<String, String>, s: &AlertStat
     let modified_ms = s.modified_ms.max(s.created_ms).max(0) as u64;
     let ts = (modified_ms / 1000).to_string();
     let alert = &s.current;
-    let str_of = |k: &str| {
-        alert
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let title = str_of("title");
+    let title = alert.title.clone();
     let mut attributes = Vec::new();
     let mut objects = Vec::new();
     let mut hashtags = Vec::new();
-    for (i, obs) in alert
-        .get("observables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let ty = obs.get("type").and_then(Value::as_str).unwrap_or("");
-        let v = obs.get("value").cloned().unwrap_or(Value::Null);
-        let text = v.as_str().unwrap_or("").to_string();
-        let bytes = || -> Vec<u8> { serde_json::from_value(v.clone()).unwrap_or_default() };
+    for (i, obs) in alert.observables.iter().enumerate() {
         let mut add = |t: &str, cat: &str, value: String| {
             attributes.push(attribute(&event_uuid, t, cat, &value, &ts, to_ids));
         };
-        match ty {
-            "domain" => add("domain", "Network activity", text),
-            "url" => add("url", "Network activity", text),
-            "email" => add("email-src", "Payload delivery", text),
-            "phone" => add("phone-number", "Other", text),
-            "ipv4" => {
-                if let Ok(a) = <[u8; 4]>::try_from(bytes().as_slice()) {
-                    add(
-                        "ip-dst",
-                        "Network activity",
-                        std::net::Ipv4Addr::from(a).to_string(),
-                    );
-                }
-            }
-            "ipv6" => {
-                if let Ok(a) = <[u8; 16]>::try_from(bytes().as_slice()) {
-                    add(
-                        "ip-dst",
-                        "Network activity",
-                        std::net::Ipv6Addr::from(a).to_string(),
-                    );
-                }
-            }
-            "file-sha256" => {
-                let b = bytes();
-                if b.len() == 32 {
-                    add("sha256", "Payload delivery", hex::encode(b));
-                }
-            }
-            "ad-id" => {
-                let n = v.get("network").and_then(Value::as_str).unwrap_or("");
-                let id = v.get("id").and_then(Value::as_str).unwrap_or("");
-                add("text", "Other", format!("{n}:{id}"));
-            }
-            "hashtag" => hashtags.push(text),
-            "social-account" => {
-                let platform = v.get("platform").and_then(Value::as_str).unwrap_or("");
-                let handle = v.get("handle").and_then(Value::as_str).unwrap_or("");
+        match obs {
+            Observable::Domain(v) => add("domain", "Network activity", v.clone()),
+            Observable::Url(v) => add("url", "Network activity", v.clone()),
+            Observable::Email(v) => add("email-src", "Payload delivery", v.clone()),
+            Observable::Phone(v) => add("phone-number", "Other", v.clone()),
+            Observable::Ipv4(a) => add(
+                "ip-dst",
+                "Network activity",
+                std::net::Ipv4Addr::from(*a).to_string(),
+            ),
+            Observable::Ipv6(a) => add(
+                "ip-dst",
+                "Network activity",
+                std::net::Ipv6Addr::from(*a).to_string(),
+            ),
+            Observable::FileSha256(h) => add("sha256", "Payload delivery", hex::encode(h)),
+            Observable::AdId { network, id } => add("text", "Other", format!("{network}:{id}")),
+            Observable::Hashtag(v) => hashtags.push(v.clone()),
+            Observable::SocialAccount { platform, handle } => {
                 let object_uuid = uuid(&format!("misp-object:{event_uuid}:{i}"));
                 let rel = |relation: &str, t: &str, value: &str| {
                     let mut a = attribute(&object_uuid, t, "Social network", value, &ts, false);
@@ -208,7 +172,6 @@ pub fn event(network: &NetworkId, names: &HashMap<String, String>, s: &AlertStat
                 ];
                 objects.push(microblog(&object_uuid, &ts, attrs));
             }
-            _ => {}
         }
     }
     if !hashtags.is_empty() {
@@ -225,27 +188,21 @@ pub fn event(network: &NetworkId, names: &HashMap<String, String>, s: &AlertStat
         objects.push(microblog(&object_uuid, &ts, attrs));
     }
     let mut tags = vec![
-        tag(tlp_tag(stix::parse_tlp(&s.tlp))),
+        tag(tlp_tag(s.tlp)),
         tag(&format!("alertmesh:topic=\"{}\"", s.topic)),
     ];
-    match s.state.as_str() {
-        "retracted" => tags.push(tag("alertmesh:state=\"retracted\"")),
-        "updated" => tags.push(tag("alertmesh:state=\"updated\"")),
-        _ => {}
+    match s.state {
+        Status::Retracted => tags.push(tag("alertmesh:state=\"retracted\"")),
+        Status::Updated => tags.push(tag("alertmesh:state=\"updated\"")),
+        Status::Active => {}
     }
-    for l in alert
-        .get("labels")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for l in &alert.labels {
         tags.push(tag(l));
     }
-    let threat = match str_of("severity").as_str() {
-        "critical" | "high" => "1",
-        "low" => "3",
-        _ => "2",
+    let threat = match alert.severity {
+        Severity::Critical | Severity::High => "1",
+        Severity::Low => "3",
+        Severity::Medium => "2",
     };
     let info = if retracted {
         format!("[RETRACTED] {title}")
@@ -272,7 +229,7 @@ pub fn event(network: &NetworkId, names: &HashMap<String, String>, s: &AlertStat
         "Attribute": attributes,
         "Object": objects,
     });
-    let description = str_of("description");
+    let description = alert.description.clone();
     if !description.is_empty() || retracted {
         let mut comment = description;
         if let Some(r) = &s.retraction {

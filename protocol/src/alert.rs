@@ -34,6 +34,17 @@ pub enum Tlp {
     Red,
 }
 
+impl Tlp {
+    /// Every level, least restrictive first.
+    pub const ALL: [Tlp; 5] = [
+        Tlp::Clear,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
+}
+
 impl fmt::Display for Tlp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
@@ -43,6 +54,41 @@ impl fmt::Display for Tlp {
             Tlp::AmberStrict => "TLP:AMBER+STRICT",
             Tlp::Red => "TLP:RED",
         })
+    }
+}
+
+/// A label that is not one of the five TLP 2.0 labels.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a TLP 2.0 label (TLP:CLEAR, TLP:GREEN, TLP:AMBER, TLP:AMBER+STRICT, TLP:RED)")]
+pub struct UnknownTlp;
+
+impl std::str::FromStr for Tlp {
+    type Err = UnknownTlp;
+
+    /// Parses a label as [`Tlp`]'s `Display` writes it, e.g. `TLP:AMBER+STRICT`.
+    fn from_str(label: &str) -> Result<Self, UnknownTlp> {
+        Tlp::ALL
+            .into_iter()
+            .find(|t| t.to_string() == label)
+            .ok_or(UnknownTlp)
+    }
+}
+
+/// Serde as the TLP label (`"TLP:GREEN"`), for `#[serde(with = "tlp_label")]` where JSON
+/// shows labels rather than [`Tlp`]'s own names (`"GREEN"`).
+pub mod tlp_label {
+    use super::Tlp;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// Writes the label.
+    pub fn serialize<S: Serializer>(tlp: &Tlp, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(tlp)
+    }
+
+    /// Reads a label.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tlp, D::Error> {
+        let label = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        label.parse().map_err(D::Error::custom)
     }
 }
 
@@ -60,6 +106,19 @@ pub enum AlertKind {
     Advisory,
     /// Confirmation that the reporter saw indicators of another alert (STIX `sighting`).
     Sighting,
+}
+
+impl AlertKind {
+    /// Its name, as in JSON (`account-network`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Indicator => "indicator",
+            AlertKind::Campaign => "campaign",
+            AlertKind::AccountNetwork => "account-network",
+            AlertKind::Advisory => "advisory",
+            AlertKind::Sighting => "sighting",
+        }
+    }
 }
 
 /// How severe the threat is.
@@ -486,6 +545,15 @@ pub(crate) mod tests {
             serde_json::to_string(&Tlp::AmberStrict).unwrap(),
             "\"AMBER+STRICT\""
         );
+    }
+
+    #[test]
+    fn tlp_labels_round_trip_and_unknown_ones_are_refused() {
+        for t in Tlp::ALL {
+            assert_eq!(t.to_string().parse::<Tlp>(), Ok(t));
+        }
+        assert_eq!("TLP:WHITE".parse::<Tlp>(), Err(UnknownTlp));
+        assert_eq!("GREEN".parse::<Tlp>(), Err(UnknownTlp));
     }
 
     #[test]

@@ -24,6 +24,19 @@ pub struct OrgPlan {
     pub nodes: usize,
 }
 
+impl OrgPlan {
+    /// An org named by its id, a governor without roles, running `nodes` nodes.
+    pub fn new(id: &str, nodes: usize) -> Self {
+        OrgPlan {
+            org_id: OrgId(id.to_string()),
+            name: id.to_string(),
+            roles: vec![],
+            governor: true,
+            nodes,
+        }
+    }
+}
+
 /// One topic to create.
 #[derive(Debug, Clone)]
 pub struct TopicPlan {

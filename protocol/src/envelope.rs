@@ -32,8 +32,11 @@ impl Content {
     }
 }
 
-/// What an envelope carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+/// What an envelope carries. In JSON: its [`Kind::as_str`] name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A new alert (encrypted [`Alert`]).
     Alert,

@@ -3,7 +3,7 @@
 
 use crate::hostile::HostileDriver;
 use crate::measure::{self, Collector, Msg};
-use crate::plan::Plan;
+use crate::plan::{Event, Plan};
 use crate::progress::Progress;
 use crate::scenario::{Scenario, Storage};
 use crate::{Check, Published, RunData, SETTLE_QUIET, WINDOW_TAIL, sleep_until, wait_until};
@@ -333,34 +333,8 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
     let start = Instant::now();
     data.workload_start = Some(start);
     let cpu_w0 = measure::cpu_time();
-    enum Ev {
-        Publish(usize),
-        Stop(usize),
-        Start(usize),
-        Split,
-        Heal,
-        WindowEnd,
-    }
     let duration = Duration::from_secs_f64(s.workload.duration_secs);
-    let mut events: Vec<(Duration, Ev)> = Vec::new();
-    for (k, p) in plan.publishes.iter().enumerate() {
-        events.push((p.at, Ev::Publish(k)));
-    }
-    for r in &plan.restarts {
-        events.push((r.stop, Ev::Stop(r.node)));
-        events.push((r.start, Ev::Start(r.node)));
-    }
-    if let Some((_, split, heal)) = &plan.partition {
-        events.push((*split, Ev::Split));
-        events.push((*heal, Ev::Heal));
-    }
-    events.push((duration + WINDOW_TAIL, Ev::WindowEnd));
-    events.sort_by_key(|(at, _)| *at);
-    let last_fault = events
-        .iter()
-        .filter(|(_, e)| matches!(e, Ev::Start(_) | Ev::Heal))
-        .map(|(at, _)| *at)
-        .max();
+    let (events, last_fault) = plan.schedule(duration, WINDOW_TAIL);
     hostile.start_attacks(s, plan, duration, &slots_data_dirs(&slots));
 
     let mut publishes: JoinSet<Published> = JoinSet::new();
@@ -370,7 +344,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
     for (at, ev) in events {
         sleep_until(start, at).await;
         match ev {
-            Ev::Publish(k) => {
+            Event::Publish(k) => {
                 let p = plan.publishes[k];
                 done += 1;
                 progress.set(done);
@@ -400,7 +374,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                     }
                 });
             }
-            Ev::Stop(i) => {
+            Event::Stop(i) => {
                 if let Some(slot) = slots[i].as_mut() {
                     if let Some(r) = slot.recorder.take() {
                         r.abort();
@@ -411,7 +385,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 }
                 progress.msg(format!("node {i} stopped"));
             }
-            Ev::Start(i) => {
+            Event::Start(i) => {
                 while stopping.try_join_next().is_some() {}
                 let Some(slot) = slots[i].as_mut() else {
                     continue;
@@ -454,11 +428,11 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 }
                 progress.msg(format!("node {i} restarted"));
             }
-            Ev::Split | Ev::Heal => {
+            Event::Split | Event::Heal => {
                 let Some((half, _, _)) = &plan.partition else {
                     continue;
                 };
-                let split = matches!(ev, Ev::Split);
+                let split = matches!(ev, Event::Split);
                 for a in 0..n {
                     for b in a + 1..n {
                         if half[a] == half[b] {
@@ -509,7 +483,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                     "healed".into()
                 });
             }
-            Ev::WindowEnd => {
+            Event::WindowEnd => {
                 data.cpu_window = measure::cpu_time() - cpu_w0;
                 data.window = start.elapsed();
                 bytes_w1 = Some((

@@ -5,7 +5,7 @@
 //! the same encoded alert the alertmesh run encrypts. Hostile nodes are left out.
 
 use crate::measure::{self, Collector, Msg};
-use crate::plan::Plan;
+use crate::plan::{Event, Plan, neighbours};
 use crate::progress::Progress;
 use crate::scenario::Scenario;
 use crate::{Published, RunData, WINDOW_TAIL, sleep_until, wait_until};
@@ -56,6 +56,21 @@ fn config(ids: Arc<AtomicU64>) -> anyhow::Result<gossipsub::Config> {
 }
 
 impl PlainNode {
+    /// Its listen address, once it has one (waits up to 30 s).
+    async fn listen_addr(&self) -> Option<Multiaddr> {
+        let mut a = None;
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+            async || {
+                a = self.ask(Cmd::Addr).await;
+                a.is_some()
+            },
+        )
+        .await;
+        a
+    }
+
     fn start(
         index: usize,
         key: identity::Keypair,
@@ -208,17 +223,7 @@ pub async fn run_baseline(
     let mut addrs: Vec<Option<Multiaddr>> = vec![None; n];
     for i in 0..n {
         if let Some(node) = &nodes[i] {
-            let mut a = None;
-            wait_until(
-                Duration::from_secs(30),
-                Duration::from_millis(10),
-                async || {
-                    a = node.ask(Cmd::Addr).await;
-                    a.is_some()
-                },
-            )
-            .await;
-            addrs[i] = a;
+            addrs[i] = node.listen_addr().await;
         }
     }
     let links: Vec<(usize, usize)> = if links.is_empty() {
@@ -230,20 +235,7 @@ pub async fn run_baseline(
     } else {
         links.to_vec()
     };
-    let neighbours_of = |i: usize| -> Vec<usize> {
-        links
-            .iter()
-            .filter_map(|&(a, b)| {
-                if a == i {
-                    Some(b)
-                } else if b == i {
-                    Some(a)
-                } else {
-                    None
-                }
-            })
-            .collect()
-    };
+    let neighbours_of = |i: usize| neighbours(&links, i);
     for &(a, b) in &links {
         if let (Some(node), Some(addr)) = (&nodes[a], &addrs[b]) {
             node.send(Cmd::Dial(addr.clone())).await;
@@ -297,43 +289,15 @@ pub async fn run_baseline(
     let start = Instant::now();
     data.workload_start = Some(start);
     let cpu_w0 = measure::cpu_time();
-    enum Ev {
-        Publish(usize),
-        Stop(usize),
-        Start(usize),
-        Split,
-        Heal,
-        WindowEnd,
-    }
     let duration = Duration::from_secs_f64(s.workload.duration_secs);
-    let mut events: Vec<(Duration, Ev)> = plan
-        .publishes
-        .iter()
-        .enumerate()
-        .map(|(k, p)| (p.at, Ev::Publish(k)))
-        .collect();
-    for r in &plan.restarts {
-        events.push((r.stop, Ev::Stop(r.node)));
-        events.push((r.start, Ev::Start(r.node)));
-    }
-    if let Some((_, split, heal)) = &plan.partition {
-        events.push((*split, Ev::Split));
-        events.push((*heal, Ev::Heal));
-    }
-    events.push((duration + WINDOW_TAIL, Ev::WindowEnd));
-    events.sort_by_key(|(at, _)| *at);
-    let last_fault = events
-        .iter()
-        .filter(|(_, e)| matches!(e, Ev::Start(_) | Ev::Heal))
-        .map(|(at, _)| *at)
-        .max();
+    let (events, last_fault) = plan.schedule(duration, WINDOW_TAIL);
     let mut publishes: JoinSet<Published> = JoinSet::new();
     let mut w1 = None;
     let mut done = 0;
     for (at, ev) in events {
         sleep_until(start, at).await;
         match ev {
-            Ev::Publish(k) => {
+            Event::Publish(k) => {
                 done += 1;
                 progress.set(done);
                 let p = plan.publishes[k];
@@ -359,24 +323,14 @@ pub async fn run_baseline(
                     }
                 });
             }
-            Ev::Stop(i) => {
+            Event::Stop(i) => {
                 nodes[i] = None;
             }
-            Ev::Start(i) => {
+            Event::Start(i) => {
                 let node =
                     PlainNode::start(i, keys[i].clone(), &subscriptions[i], collector.sender())?;
                 traffic[i].push((node.traffic.clone(), node.ids.clone()));
-                let mut a = None;
-                wait_until(
-                    Duration::from_secs(30),
-                    Duration::from_millis(10),
-                    async || {
-                        a = node.ask(Cmd::Addr).await;
-                        a.is_some()
-                    },
-                )
-                .await;
-                addrs[i] = a;
+                addrs[i] = node.listen_addr().await;
                 for j in neighbours_of(i) {
                     if let Some(addr) = &addrs[j] {
                         if nodes[j].is_some() {
@@ -386,11 +340,11 @@ pub async fn run_baseline(
                 }
                 nodes[i] = Some(node);
             }
-            Ev::Split | Ev::Heal => {
+            Event::Split | Event::Heal => {
                 let Some((half, _, _)) = &plan.partition else {
                     continue;
                 };
-                let split = matches!(ev, Ev::Split);
+                let split = matches!(ev, Event::Split);
                 for a in 0..n {
                     let Some(node) = &nodes[a] else { continue };
                     for b in 0..n {
@@ -418,7 +372,7 @@ pub async fn run_baseline(
                     }
                 }
             }
-            Ev::WindowEnd => {
+            Event::WindowEnd => {
                 data.cpu_window = measure::cpu_time() - cpu_w0;
                 data.window = start.elapsed();
                 w1 = Some((sum(&traffic, &bytes_of), sum(&traffic, &ids_of)));

@@ -46,7 +46,7 @@ pub use crate::samples::sample_alert;
 use alertmesh_node::config::Config;
 use alertmesh_node::node::{Node, StartOptions};
 use alertmesh_node::store::StoredAlert;
-use alertmesh_protocol::bootstrap::{Network, NetworkPlan, OrgPlan, TopicPlan};
+use alertmesh_protocol::bootstrap::{Network, NetworkPlan, NodeMaterial, OrgPlan, TopicPlan};
 use alertmesh_protocol::charter::Limits;
 use alertmesh_protocol::{Content, OrgId, SignedCharter, Tlp};
 use libp2p::Multiaddr;
@@ -170,11 +170,8 @@ impl Builder {
             self.errors.push(format!("org {name} has zero nodes"));
         }
         self.plan.orgs.push(OrgPlan {
-            org_id: OrgId(name.to_string()),
-            name: name.to_string(),
-            roles: vec![],
             governor,
-            nodes,
+            ..OrgPlan::new(name, nodes)
         });
         self
     }
@@ -544,16 +541,24 @@ impl Harness {
     }
 
     /// Adds a member of `org` that runs the [`HostilePeer`] instead of a node: a fresh key
-    /// with a valid certificate signed by the org's root, introduced by its hello. Dials
-    /// every running node and waits until each admitted it; the test then sends what it
-    /// likes (any bytes on any topic or protocol). TCP networks only (the default).
+    /// with a valid certificate signed by the org's root ([`Harness::member_identity`]),
+    /// introduced by its hello. Dials every running node and waits until each admitted
+    /// it; the test then sends what it likes (any bytes on any topic or protocol). TCP
+    /// networks only (the default).
     pub async fn add_hostile(&self, org: &str) -> Result<HostilePeer> {
+        let identity = self.member_identity(org)?;
+        let peer = HostilePeer::member(&identity)
+            .map_err(|e| node_err(&format!("hostile member of {org}"), e))?;
+        let running: Vec<String> = self.running().map(|(s, _)| s.name.clone()).collect();
+        let running: Vec<&str> = running.iter().map(String::as_str).collect();
+        self.admit(&peer, &running).await?;
+        Ok(peer)
+    }
+
+    /// A fresh node key of `org` with a valid certificate signed by its root: what a
+    /// modified member node holds (the test may sign its own envelopes with it).
+    pub fn member_identity(&self, org: &str) -> Result<NodeMaterial> {
         use rand_chacha03::rand_core::SeedableRng;
-        if self.raw != RawTransport::Tcp {
-            return Err(HarnessError::Topology(
-                "a hostile member speaks TCP; leave out Builder::memory".into(),
-            ));
-        }
         let o = self
             .network
             .orgs
@@ -563,30 +568,35 @@ impl Harness {
                 name: org.to_string(),
                 known: self.node_names().join(", "),
             })?;
-        let network_id = self.network.genesis.charter().network_id;
         let now = alertmesh_node::clock::now_ms();
         let serial = 1_000 + HOSTILE_SERIAL.fetch_add(1, Ordering::Relaxed);
         let mut rng = rand_chacha03::ChaCha20Rng::seed_from_u64(serial);
-        let m = alertmesh_protocol::bootstrap::new_node(
-            &network_id,
+        Ok(alertmesh_protocol::bootstrap::new_node(
+            &self.network.genesis.charter().network_id,
             &o.member.org_id,
             &o.root,
             serial,
             now.saturating_sub(60_000),
             now + 24 * 3_600_000,
             &mut rng,
-        );
-        let name = format!("hostile member of {org}");
-        let keypair = alertmesh_node::net::keypair(&m.key).map_err(|e| node_err(&name, e))?;
-        let hello = alertmesh_protocol::wire::Hello {
-            cert: m.cert.as_bytes().to_vec(),
-        };
-        let peer = HostilePeer::start(keypair, Some(hello)).map_err(|e| node_err(&name, e))?;
+        ))
+    }
+
+    /// Dials `peer` to each of `nodes` and waits until each admitted it.
+    pub async fn admit(&self, peer: &HostilePeer, nodes: &[&str]) -> Result<()> {
+        if self.raw != RawTransport::Tcp {
+            return Err(HarnessError::Topology(
+                "a hostile member speaks TCP; leave out Builder::memory".into(),
+            ));
+        }
         let id = peer.peer_id.to_string();
-        for (s, node) in self.running() {
+        for name in nodes {
+            let node = self.node(name)?;
             let addr = listen_addr(node, self.timeout).await?;
-            peer.dial(addr).await.map_err(|e| node_err(&name, e))?;
-            let what = format!("{} to admit the {name}", s.name);
+            peer.dial(addr)
+                .await
+                .map_err(|e| node_err(&format!("hostile peer {id}"), e))?;
+            let what = format!("{name} to admit hostile peer {id}");
             wait_for(&what, self.timeout, async || {
                 node.net
                     .peers()
@@ -595,7 +605,7 @@ impl Harness {
             })
             .await?;
         }
-        Ok(peer)
+        Ok(())
     }
 
     /// The gossipsub topic a topic name is sent on in this network.

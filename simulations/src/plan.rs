@@ -44,6 +44,39 @@ pub struct Restart {
     pub start: Duration,
 }
 
+/// One step of a run's schedule ([`Plan::schedule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Publish `plan.publishes[k]`.
+    Publish(usize),
+    /// Stop node `i`.
+    Stop(usize),
+    /// Start node `i` again.
+    Start(usize),
+    /// Cut the partition.
+    Split,
+    /// Heal it.
+    Heal,
+    /// The measurement window ends.
+    WindowEnd,
+}
+
+/// Neighbours of `i` in the undirected graph `edges`.
+pub fn neighbours(edges: &[(usize, usize)], i: usize) -> Vec<usize> {
+    edges
+        .iter()
+        .filter_map(|&(a, b)| {
+            if a == i {
+                Some(b)
+            } else if b == i {
+                Some(a)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// The seeded plan of a scenario.
 pub struct Plan {
     /// Keys, certificates and the genesis charter.
@@ -265,18 +298,39 @@ impl Plan {
 
     /// Neighbours of `i` in the dial graph.
     pub fn neighbours(&self, i: usize) -> Vec<usize> {
-        self.edges
+        neighbours(&self.edges, i)
+    }
+
+    /// What happens when in a run of `duration`, in time order: the publishes, the
+    /// restarts, the partition, then the end of the measurement window (`duration +
+    /// tail`). Also returns when the last fault ends (a restart or the heal), if any.
+    pub fn schedule(
+        &self,
+        duration: Duration,
+        tail: Duration,
+    ) -> (Vec<(Duration, Event)>, Option<Duration>) {
+        let mut events: Vec<(Duration, Event)> = self
+            .publishes
             .iter()
-            .filter_map(|&(a, b)| {
-                if a == i {
-                    Some(b)
-                } else if b == i {
-                    Some(a)
-                } else {
-                    None
-                }
-            })
-            .collect()
+            .enumerate()
+            .map(|(k, p)| (p.at, Event::Publish(k)))
+            .collect();
+        for r in &self.restarts {
+            events.push((r.stop, Event::Stop(r.node)));
+            events.push((r.start, Event::Start(r.node)));
+        }
+        if let Some((_, split, heal)) = &self.partition {
+            events.push((*split, Event::Split));
+            events.push((*heal, Event::Heal));
+        }
+        events.push((duration + tail, Event::WindowEnd));
+        events.sort_by_key(|(at, _)| *at);
+        let last_fault = events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Start(_) | Event::Heal))
+            .map(|(at, _)| *at)
+            .max();
+        (events, last_fault)
     }
 
     /// Honest nodes other than `publisher` that read `topic`: who must receive an alert.

@@ -21,6 +21,7 @@ use alertmesh_sim::files::{TOKEN, write_node_files};
 use alertmesh_sim::samples::sample_alert;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::File;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -457,19 +458,8 @@ impl Cluster {
             .append(true)
             .open(d.log_path())?;
         writeln!(log, "===== harness: start #{} =====", d.starts)?;
-        let child = Command::new(&bin)
-            .arg("run")
-            .arg("--config")
-            .arg(&d.config_path)
-            .env(
-                "RUST_LOG",
-                std::env::var("ALERTMESH_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let level = std::env::var("ALERTMESH_TEST_LOG").unwrap_or_else(|_| "info".into());
+        let child = spawn_run(&bin, &d.config_path, log, &level)?;
         lock(&DAEMONS).insert(child.id());
         d.child = Some(child);
         self.wait(&format!("the API of daemon {i}"), |c| {
@@ -856,4 +846,25 @@ pub fn wait_until_ok(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Spawns `bin run --config config` with `RUST_LOG=level`, its stdout and stderr appended
+/// to `log`, no stdin.
+pub fn spawn_run(bin: &Path, config: &Path, log: File, level: &str) -> anyhow::Result<Child> {
+    Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", level)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} run --config {}",
+                bin.display(),
+                config.display()
+            )
+        })
 }

@@ -99,11 +99,8 @@ fn plan(orgs: &[(&str, usize)], topics: Vec<TopicPlan>, limits: Limits) -> Netwo
         orgs: orgs
             .iter()
             .map(|(o, nodes)| OrgPlan {
-                org_id: org(o),
-                name: o.to_string(),
-                roles: vec![],
                 governor: *nodes > 0,
-                nodes: *nodes,
+                ..OrgPlan::new(o, *nodes)
             })
             .collect(),
         topics,

@@ -4,20 +4,19 @@
 use alertmesh_node::audit::{self, ExportOptions, Source};
 use alertmesh_node::client::Client;
 use alertmesh_node::config::Config;
-use alertmesh_node::views::lifecycle::AlertState;
+use alertmesh_node::views::lifecycle::{AlertState, Status};
 use alertmesh_protocol::alert::{Alert, AlertKind, AlertUpdate, Observable, Retraction, Severity};
 use alertmesh_protocol::audit::{MAGIC, RecordReader, RecordType, RecordWriter, Report};
-use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
-use alertmesh_protocol::wire::Hello;
+use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan};
 use alertmesh_protocol::{
     Content, Draft, EnvelopeId, KeyPackage, Kind, NodePublicKey, OrgId, SenderKey, SignedCharter,
     SignedEnvelope, Tlp, TopicId,
 };
 use alertmesh_sim::files::TOKEN;
+use alertmesh_sim::harness::verdict_count;
 use alertmesh_sim::harness::{Builder, Harness};
-use alertmesh_sim::harness::{listen_addr, verdict_count};
 use alertmesh_sim::hostile::HostilePeer;
-use alertmesh_tests::{WAIT, wait_for};
+use alertmesh_tests::wait_for;
 use libp2p::gossipsub::TopicHash;
 use std::path::{Path, PathBuf};
 
@@ -38,11 +37,9 @@ fn plan() -> NetworkPlan {
         orgs: orgs
             .iter()
             .map(|o| OrgPlan {
-                org_id: org(o),
                 name: format!("Org {o}"),
                 roles: vec!["test".into()],
-                governor: true,
-                nodes: 1,
+                ..OrgPlan::new(o, 1)
             })
             .collect(),
         topics: vec![
@@ -359,9 +356,9 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
             .iter()
             .find(|s| s.id == indicator.to_hex())
             .ok_or_else(|| anyhow::anyhow!("{o}: no indicator"))?;
-        assert_eq!(ind.state, "updated", "{o}");
+        assert_eq!(ind.state, Status::Updated, "{o}");
         assert_eq!(ind.version, 2);
-        assert_eq!(ind.current["severity"], "critical");
+        assert_eq!(ind.current.severity, Severity::Critical);
         assert_eq!(ind.history.len(), 2);
         assert_eq!(ind.sightings.len(), 1);
         assert_eq!(ind.sightings[0].org, "agency-b");
@@ -369,7 +366,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
             .iter()
             .find(|s| s.id == campaign.to_hex())
             .ok_or_else(|| anyhow::anyhow!("no campaign"))?;
-        assert_eq!(camp.state, "retracted");
+        assert_eq!(camp.state, Status::Retracted);
         assert_eq!(
             camp.retraction.as_ref().map(|r| r.reason.as_str()),
             Some("false positive")
@@ -384,7 +381,7 @@ async fn export_verify_round_trip_lifecycle_and_stix_on_a_real_network() -> anyh
     let page = api_get(&net, "agency-a", "/v1/alerts?view=current&topic=all").await?;
     let states: Vec<AlertState> = serde_json::from_value(page["alerts"].clone())?;
     assert_eq!(states.len(), 3, "indicator, campaign, sighting on `all`");
-    assert!(states.iter().any(|s| s.state == "retracted"));
+    assert!(states.iter().any(|s| s.state == Status::Retracted));
     let bad = client(&net, "agency-a")?;
     let err = tokio::task::spawn_blocking(move || {
         bad.get::<serde_json::Value>("/v1/alerts?view=nonsense")
@@ -630,31 +627,11 @@ async fn equivocating_peer_is_caught_by_every_honest_node() -> anyhow::Result<()
     let network_id = net.network().genesis.charter().network_id;
     let plat = &net.network().orgs[0];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::clock::now_ms();
-    let rogue = new_node(
-        &network_id,
-        &plat.member.org_id,
-        &plat.root,
-        66,
-        now - 1000,
-        now + 3_600_000,
-        &mut rng,
-    );
-    let hello = Hello {
-        cert: rogue.cert.as_bytes().to_vec(),
-    };
-    let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
+    let rogue = net.member_identity(&plat.member.org_id.0)?;
+    let peer = HostilePeer::member(&rogue)?;
     // Connected to one honest node only, which sees both versions of seq 1.
     let first = net.nodes()[0].node;
-    peer.dial(listen_addr(first, WAIT).await?).await?;
-    wait_for("the rogue to be admitted", || async {
-        first
-            .core
-            .status()
-            .await
-            .is_ok_and(|s| s.admitted_peers == net.nodes().len())
-    })
-    .await?;
+    net.admit(&peer, &[net.nodes()[0].name]).await?;
     let topic = TopicId::derive(&network_id, ALL);
     let key = SenderKey::generate(1, &mut rng);
     let twin = |text: &[u8]| -> anyhow::Result<SignedEnvelope> {
@@ -769,33 +746,10 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
     let network_id = net.network().genesis.charter().network_id;
     let agency = &net.network().orgs[1];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::clock::now_ms();
-    let rogue = new_node(
-        &network_id,
-        &agency.member.org_id,
-        &agency.root,
-        67,
-        now - 1000,
-        now + 3_600_000,
-        &mut rng,
-    );
-    let hello = Hello {
-        cert: rogue.cert.as_bytes().to_vec(),
-    };
-    let peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
-    for n in net.nodes() {
-        peer.dial(listen_addr(n.node, WAIT).await?).await?;
-    }
-    for n in net.nodes() {
-        wait_for("the rogue to be admitted", || async {
-            n.node
-                .core
-                .status()
-                .await
-                .is_ok_and(|s| s.admitted_peers == net.nodes().len())
-        })
-        .await?;
-    }
+    let rogue = net.member_identity(&agency.member.org_id.0)?;
+    let peer = HostilePeer::member(&rogue)?;
+    let everyone: Vec<&str> = net.nodes().iter().map(|n| n.name).collect();
+    net.admit(&peer, &everyone).await?;
     let topic = TopicId::derive(&network_id, ALL);
     let key = SenderKey::generate(1, &mut rng);
     let readers: Vec<_> = net
@@ -872,9 +826,9 @@ async fn amendment_by_another_org_is_rejected_and_counted() -> anyhow::Result<()
             .into_iter()
             .find(|s| s.id == original.to_hex())
             .ok_or_else(|| anyhow::anyhow!("no original"))?;
-        assert_eq!(state.state, "active", "{}", n.org);
+        assert_eq!(state.state, Status::Active, "{}", n.org);
         assert_eq!(state.version, 1);
-        assert_eq!(state.current["title"], "Original");
+        assert_eq!(state.current.title, "Original");
         // The signed attempts are in the log; an export with plaintext shows them.
         let source = Source::from_config(&Config::load(n.config)?)?;
         let file = n.config.with_file_name("amend.audit");

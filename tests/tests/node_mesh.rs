@@ -1,7 +1,6 @@
 //! Multi-node tests of the daemon over real TCP + Noise on loopback (issue 3).
 
 use alertmesh_protocol::bootstrap::{NetworkPlan, OrgPlan, TopicPlan, new_node};
-use alertmesh_protocol::wire::Hello;
 use alertmesh_protocol::{Draft, KeyPackage, Kind, OrgId, SenderKey, SignedEnvelope, Tlp, TopicId};
 use alertmesh_sim::harness::{Builder, Harness};
 use alertmesh_sim::harness::{listen_addr, verdict_count};
@@ -27,16 +26,7 @@ fn plan() -> NetworkPlan {
     let platforms = vec![org("plat-a"), org("plat-b")];
     NetworkPlan {
         network_name: "test".into(),
-        orgs: orgs
-            .iter()
-            .map(|o| OrgPlan {
-                org_id: org(o),
-                name: o.to_string(),
-                roles: vec![],
-                governor: true,
-                nodes: 1,
-            })
-            .collect(),
+        orgs: orgs.iter().map(|o| OrgPlan::new(o, 1)).collect(),
         topics: vec![
             TopicPlan {
                 name: ALL.into(),
@@ -147,21 +137,8 @@ async fn non_reader_node_cannot_decrypt_and_is_scored_down() -> anyhow::Result<(
     let net = Builder::from_plan(plan()).seed(2).start().await?;
     let network_id = net.network().genesis.charter().network_id;
     let plat = &net.network().orgs[0];
-    let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::clock::now_ms();
-    let spy = new_node(
-        &network_id,
-        &plat.member.org_id,
-        &plat.root,
-        99,
-        now - 1000,
-        now + 3_600_000,
-        &mut rng,
-    );
-    let hello = Hello {
-        cert: spy.cert.as_bytes().to_vec(),
-    };
-    let mut peer = HostilePeer::start(alertmesh_node::net::keypair(&spy.key)?, Some(hello))?;
+    let spy = net.member_identity(&plat.member.org_id.0)?;
+    let mut peer = HostilePeer::member(&spy)?;
     let agency = net.node("agency-a")?;
     let topic = TopicId::derive(&network_id, AGENCY);
     peer.subscribe(topic.gossip_name(&network_id)).await?;
@@ -259,33 +236,10 @@ async fn forbidden_publish_is_refused_locally_and_rejected_on_the_wire() -> anyh
     let network_id = net.network().genesis.charter().network_id;
     let plat = &net.network().orgs[1];
     let mut rng = rand::rngs::OsRng;
-    let now = alertmesh_node::clock::now_ms();
-    let rogue = new_node(
-        &network_id,
-        &plat.member.org_id,
-        &plat.root,
-        77,
-        now - 1000,
-        now + 3_600_000,
-        &mut rng,
-    );
-    let hello = Hello {
-        cert: rogue.cert.as_bytes().to_vec(),
-    };
-    let mut peer = HostilePeer::start(alertmesh_node::net::keypair(&rogue.key)?, Some(hello))?;
-    for n in net.nodes() {
-        peer.dial(listen_addr(n.node, WAIT).await?).await?;
-    }
-    for n in net.nodes() {
-        wait_for("the rogue to be admitted", || async {
-            n.node
-                .core
-                .status()
-                .await
-                .is_ok_and(|s| s.admitted_peers == net.nodes().len())
-        })
-        .await?;
-    }
+    let rogue = net.member_identity(&plat.member.org_id.0)?;
+    let mut peer = HostilePeer::member(&rogue)?;
+    let everyone: Vec<&str> = net.nodes().iter().map(|n| n.name).collect();
+    net.admit(&peer, &everyone).await?;
     let key = SenderKey::generate(1, &mut rng);
     let forge = |topic: &str, seq: u64, tlp: Tlp| -> anyhow::Result<SignedEnvelope> {
         let draft = Draft {
@@ -387,10 +341,7 @@ async fn peer_without_a_valid_certificate_is_disconnected() -> anyhow::Result<()
         now + 3_600_000,
         &mut rng,
     );
-    let hello = Hello {
-        cert: fake.cert.as_bytes().to_vec(),
-    };
-    let mut impostor = HostilePeer::start(alertmesh_node::net::keypair(&fake.key)?, Some(hello))?;
+    let mut impostor = HostilePeer::member(&fake)?;
     impostor.dial(addr).await?;
     impostor
         .wait_seen("disconnection", |s| matches!(s, Seen::Disconnected(_)))

@@ -3,8 +3,8 @@
 //! received and could read, checks access control and reports end-to-end latency.
 
 use alertmesh_node::client::Client;
-use alertmesh_node::config::{self, Config};
-use alertmesh_node::example::{self, ORGS};
+use alertmesh_node::config::Config;
+use alertmesh_node::example::{self, ORGS, RunnableNode};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,25 +90,6 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
-    std::fs::write(to, bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
-}
-
-/// One org's node as the demo lays it out.
-struct DemoNode {
-    org: String,
-    config: PathBuf,
-    /// The peer id of its node key: its API must report this one.
-    peer_id: String,
-}
-
 /// Fails with the fix if a fixed port is taken (by another network, say).
 fn check_port_free(port: u16, what: &str) -> anyhow::Result<()> {
     std::net::TcpListener::bind(("127.0.0.1", port)).map(drop).with_context(|| {
@@ -119,17 +100,13 @@ fn check_port_free(port: u16, what: &str) -> anyhow::Result<()> {
     })
 }
 
-/// Lays out a runnable copy of the example network in `dir`.
-fn materialize(example: &Path, dir: &Path, fixed_ports: bool) -> anyhow::Result<Vec<DemoNode>> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::copy(example.join("charter-v1.bin"), dir.join("charter-v1.bin"))?;
-    let hash = std::fs::read_to_string(example.join("genesis-hash.txt"))?
-        .trim()
-        .to_string();
+/// Lays out a runnable copy of the example network in `dir`: on the fixed ports of
+/// [`example::BASE_P2P_PORT`] and [`example::BASE_API_PORT`] (checked free) for `--keep`,
+/// else on free ports.
+fn materialize(example: &Path, dir: &Path, fixed_ports: bool) -> anyhow::Result<Vec<RunnableNode>> {
     let mut ports = Vec::new();
-    let mut peers = Vec::new();
     for (i, (org, _, _)) in ORGS.iter().enumerate() {
-        let (p2p, api) = if fixed_ports {
+        ports.push(if fixed_ports {
             let ports = (
                 example::BASE_P2P_PORT + i as u16,
                 example::BASE_API_PORT + i as u16,
@@ -139,52 +116,9 @@ fn materialize(example: &Path, dir: &Path, fixed_ports: bool) -> anyhow::Result<
             ports
         } else {
             (free_port()?, free_port()?)
-        };
-        ports.push((p2p, api));
-        let key = alertmesh_protocol::keyfile::SecretKeyFile::parse(
-            &std::fs::read_to_string(example.join("nodes").join(org).join("node.key"))?,
-            alertmesh_protocol::keyfile::KeyKind::NodeSign,
-        )?;
-        let alertmesh_protocol::keyfile::SecretKeyFile::NodeSign(key) = key else {
-            bail!("bad example node key")
-        };
-        peers.push(
-            alertmesh_node::net::peer_id_of(&key.public())
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
-        );
-    }
-    let mut out = Vec::new();
-    for (i, (org, _, _)) in ORGS.iter().enumerate() {
-        let src = example.join("nodes").join(org);
-        let node_dir = dir.join(org);
-        std::fs::create_dir_all(&node_dir)?;
-        for f in ["node.key", "agreement.key", "api.token"] {
-            copy_private(&src.join(f), &node_dir.join(f))?;
-        }
-        std::fs::copy(src.join("node.cert"), node_dir.join("node.cert"))?;
-        let bootstrap: Vec<String> = (0..ORGS.len())
-            .filter(|j| *j != i)
-            .map(|j| format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", ports[j].0, peers[j]))
-            .collect();
-        let text = config::render(
-            "data",
-            &[format!("/ip4/127.0.0.1/tcp/{}", ports[i].0)],
-            &bootstrap,
-            &hash,
-            &format!("127.0.0.1:{}", ports[i].1),
-            ".",
-            "../charter-v1.bin",
-        );
-        let path = node_dir.join("node.toml");
-        std::fs::write(&path, text)?;
-        out.push(DemoNode {
-            org: (*org).to_string(),
-            config: path,
-            peer_id: peers[i].clone(),
         });
     }
-    Ok(out)
+    example::materialize(example, dir, &ports)
 }
 
 /// Polls `ready` until it holds; fails at once if a daemon exits or `ready` fails.
@@ -461,7 +395,7 @@ fn print_logs(configs: &[(String, PathBuf)]) {
 
 fn exercise(
     clients: &BTreeMap<String, Client>,
-    nodes: &[DemoNode],
+    nodes: &[RunnableNode],
     daemons: &mut Daemons,
     started: Instant,
 ) -> anyhow::Result<()> {

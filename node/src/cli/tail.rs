@@ -4,8 +4,9 @@ use alertmesh_node::client::{Client, query_escape};
 use alertmesh_node::clock::rfc3339;
 use alertmesh_node::store::StoredAlert;
 use alertmesh_node::views::lifecycle::{
-    AlertState, MAX_VIEW_PAGE, alert_of, is_sighting, related_of, title_of,
+    AlertState, MAX_VIEW_PAGE, Status, is_sighting, related_of,
 };
+use alertmesh_protocol::Content;
 use std::collections::HashMap;
 
 fn short(id: &str) -> &str {
@@ -14,20 +15,12 @@ fn short(id: &str) -> &str {
 
 /// Prints one alert's state and history (what `alertmesh tail` shows first).
 pub fn print_state(s: &AlertState) {
-    let title = s
-        .current
-        .get("title")
-        .and_then(|t| t.as_str())
-        .unwrap_or("");
-    let kind = s
-        .current
-        .get("kind")
-        .and_then(|t| t.as_str())
-        .unwrap_or("alert");
-    let state = match s.state.as_str() {
-        "retracted" => "RETRACTED".to_string(),
-        "updated" => format!("updated, v{}", s.version),
-        _ => "active".to_string(),
+    let title = &s.current.title;
+    let kind = s.current.kind.as_str();
+    let state = match s.state {
+        Status::Retracted => "RETRACTED".to_string(),
+        Status::Updated => format!("updated, v{}", s.version),
+        Status::Active => "active".to_string(),
     };
     let sightings = if s.sightings.is_empty() {
         String::new()
@@ -48,20 +41,14 @@ pub fn print_state(s: &AlertState) {
     }
     if s.history.len() > 1 {
         for h in &s.history {
-            let what = match h.kind.as_str() {
-                "retraction" => h
-                    .content
-                    .get("retraction")
-                    .and_then(|r| r.get("reason"))
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("")
-                    .to_string(),
-                _ => title_of(h),
+            let what = match &h.content {
+                Content::Retraction(r) => r.reason.as_str(),
+                _ => h.title(),
             };
             println!(
                 "    {} {:<10} {} {what}",
                 rfc3339(h.timestamp_ms.max(0) as u64),
-                h.kind,
+                h.kind.as_str(),
                 short(&h.id)
             );
         }
@@ -92,14 +79,7 @@ pub fn tail(client: &Client, topic: Option<&str>, live_only: bool) -> anyhow::Re
                 break;
             }
             for s in &states {
-                titles.insert(
-                    s.id.clone(),
-                    s.current
-                        .get("title")
-                        .and_then(|t| t.as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                );
+                titles.insert(s.id.clone(), s.current.title.clone());
                 print_state(s);
             }
             after = page["next"].as_i64().unwrap_or(after);
@@ -115,9 +95,9 @@ pub fn tail(client: &Client, topic: Option<&str>, live_only: bool) -> anyhow::Re
         }
         let orig = row.original.clone().unwrap_or_default();
         let orig_title = titles.get(&orig).cloned().unwrap_or_default();
-        match row.kind.as_str() {
-            "update" => {
-                let title = title_of(&row);
+        match &row.content {
+            Content::Update(u) => {
+                let title = u.alert.title.clone();
                 println!(
                     "[{}] {} UPDATE of {} \"{orig_title}\" by {}: {title}",
                     row.topic,
@@ -127,13 +107,8 @@ pub fn tail(client: &Client, topic: Option<&str>, live_only: bool) -> anyhow::Re
                 );
                 titles.insert(orig, title);
             }
-            "retraction" => {
-                let reason = row
-                    .content
-                    .get("retraction")
-                    .and_then(|r| r.get("reason"))
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("");
+            Content::Retraction(r) => {
+                let reason = &r.reason;
                 println!(
                     "[{}] {} RETRACTED {} \"{orig_title}\" by {}: {reason}",
                     row.topic,
@@ -142,11 +117,10 @@ pub fn tail(client: &Client, topic: Option<&str>, live_only: bool) -> anyhow::Re
                     row.org
                 );
             }
-            _ => {
-                let title = title_of(&row);
-                let alert = alert_of(&row).cloned().unwrap_or_default();
-                if is_sighting(&alert) {
-                    let of: Vec<String> = related_of(&alert)
+            Content::Alert(alert) => {
+                let title = alert.title.clone();
+                if is_sighting(alert) {
+                    let of: Vec<String> = related_of(alert)
                         .iter()
                         .map(|r| {
                             format!(
@@ -165,10 +139,7 @@ pub fn tail(client: &Client, topic: Option<&str>, live_only: bool) -> anyhow::Re
                         of.join(", ")
                     );
                 } else {
-                    let kind = alert
-                        .get("kind")
-                        .and_then(|k| k.as_str())
-                        .unwrap_or("alert");
+                    let kind = alert.kind.as_str();
                     println!(
                         "[{}] {} {kind} {} from {}: {title}",
                         row.topic,

@@ -302,11 +302,9 @@ impl CoreState {
             envelope_id: env.id(),
             topic_name,
             org: org.to_string(),
-            kind: h.kind.as_str().to_string(),
-            original: content.original(),
-            tlp: h.tlp.to_string(),
+            tlp: h.tlp,
             timestamp_ms: h.timestamp_ms,
-            content_json: serde_json::to_string(content).unwrap_or_default(),
+            content: content.clone(),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::net::{Gossip, NetCommand, RequestTag};
 use crate::store::{Loaded, Write};
 use alertmesh_protocol::bootstrap::{Network, simple_plan};
 use alertmesh_protocol::{
-    Alert, AlertKind, CharterChain, Content, EnvelopeId, Observable, OrgRootKey, Severity,
+    Alert, AlertKind, CharterChain, Content, EnvelopeId, Kind, Observable, OrgRootKey, Severity,
     SignedCharter, SignedEnvelope, Tlp, wire,
 };
 use libp2p::PeerId;
@@ -35,7 +35,7 @@ struct TestNode {
     /// Committed envelopes, by id.
     envelopes: HashMap<EnvelopeId, Vec<u8>>,
     /// Committed alert rows: (topic, org, kind).
-    alerts: Vec<(String, String, String)>,
+    alerts: Vec<(String, String, Kind)>,
     /// Committed charter versions.
     charters: Vec<u64>,
     /// Swarm commands other than requests, answers and publishes.
@@ -345,7 +345,10 @@ impl Mesh {
                     let env = row.envelope;
                     node.envelopes.insert(env.id(), env.as_bytes().to_vec());
                 }
-                Write::Alert(row) => node.alerts.push((row.topic_name, row.org, row.kind)),
+                Write::Alert(row) => {
+                    node.alerts
+                        .push((row.topic_name, row.org, row.content.kind()))
+                }
                 Write::Charter { version, .. } => node.charters.push(version),
                 _ => {}
             }

@@ -2,7 +2,7 @@
 //! up to date, filling new columns of old rows in the same transaction.
 
 use super::StoreError;
-use alertmesh_protocol::{EnvelopeId, NetworkId};
+use alertmesh_protocol::{Content, EnvelopeId, NetworkId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
@@ -186,7 +186,8 @@ fn backfill_taxii(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
             Some(o) => ids.get(o).cloned().flatten(),
             None => <[u8; 32]>::try_from(id.as_slice())
                 .ok()
-                .and_then(|b| crate::taxii::store::stix_id_for(&EnvelopeId(b), &json)),
+                .zip(serde_json::from_str::<Content>(&json).ok())
+                .and_then(|(b, content)| crate::stix::served_id(&EnvelopeId(b), &content)),
         };
         ids.insert(id, stix.clone());
         tx.execute(

@@ -15,11 +15,12 @@
 //! - `writer`: the [`Writer`] thread.
 //! - `queries`: the reads of the core, the API, the views and the governance tools.
 //! - [`audit`]: the whole-table reads of `alertmesh audit export|verify`.
-//! - TAXII's own page queries are in `crate::taxii::store`.
+//! - [`taxii`]: the key-set page reads of the TAXII collections.
 
 mod audit_queries;
 mod migrate;
 mod queries;
+pub mod taxii;
 mod writer;
 
 pub use migrate::{db_path, open, open_reader};
@@ -31,7 +32,10 @@ pub mod audit {
     pub use super::audit_queries::*;
 }
 
-use alertmesh_protocol::{EnvelopeId, NodePublicKey, SignedEnvelope, TopicId};
+use alertmesh_protocol::alert::tlp_label;
+use alertmesh_protocol::{
+    Alert, Content, EnvelopeId, Kind, NodePublicKey, SignedEnvelope, Tlp, TopicId,
+};
 use std::path::PathBuf;
 
 /// Why the database could not be used.
@@ -78,16 +82,12 @@ pub struct AlertRow {
     pub topic_name: String,
     /// The author's org.
     pub org: String,
-    /// `alert`, `update` or `retraction`.
-    pub kind: String,
-    /// For updates and retractions: the original alert.
-    pub original: Option<EnvelopeId>,
-    /// TLP label.
-    pub tlp: String,
+    /// The envelope's TLP.
+    pub tlp: Tlp,
     /// The envelope's timestamp.
     pub timestamp_ms: u64,
-    /// The content as JSON.
-    pub content_json: String,
+    /// The decrypted content (its kind and original follow from it).
+    pub content: Content,
 }
 
 /// One write for the writer thread.
@@ -148,28 +148,41 @@ pub struct Loaded {
 }
 
 /// A stored alert as the API shows it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredAlert {
     /// Position in this node's log (the pagination cursor).
     pub cursor: i64,
-    /// Envelope id.
+    /// Envelope id (hex).
     pub id: String,
     /// Topic name.
     pub topic: String,
     /// Author org.
     pub org: String,
     /// `alert`, `update` or `retraction`.
-    pub kind: String,
-    /// The original alert, for updates and retractions.
+    pub kind: Kind,
+    /// The original alert (hex id), for updates and retractions.
     pub original: Option<String>,
-    /// TLP.
-    pub tlp: String,
+    /// TLP, as its label (`"TLP:GREEN"`).
+    #[serde(with = "tlp_label")]
+    pub tlp: Tlp,
     /// Author's timestamp.
     pub timestamp_ms: i64,
     /// When this node received (or published) it.
     pub received_ms: i64,
     /// Decrypted content.
-    pub content: serde_json::Value,
+    pub content: Content,
+}
+
+impl StoredAlert {
+    /// The alert carried (the original's, or an update's new version).
+    pub fn alert(&self) -> Option<&Alert> {
+        self.content.alert()
+    }
+
+    /// The alert's title (empty for a retraction).
+    pub fn title(&self) -> &str {
+        self.alert().map_or("", |a| a.title.as_str())
+    }
 }
 
 /// Counts of what is stored.

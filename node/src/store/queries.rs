@@ -1,7 +1,7 @@
 //! Queries of the node, its core and its API.
 
 use super::{Counts, Loaded, StoreError, StoredAlert, migrate::db_path, migrate::sql_err};
-use alertmesh_protocol::{EnvelopeId, NetworkId, NodePublicKey, TopicId};
+use alertmesh_protocol::{Content, EnvelopeId, NetworkId, NodePublicKey, Tlp, TopicId};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -89,26 +89,47 @@ pub fn envelope_bytes_at(
 }
 
 /// The columns of a [`StoredAlert`], for [`stored_alert`].
-const ALERT_COLUMNS: &str =
-    "a.cursor, a.envelope_id, a.topic_name, a.org, a.kind, a.original, a.tlp,
+const ALERT_COLUMNS: &str = "a.cursor, a.envelope_id, a.topic_name, a.org, a.original, a.tlp,
      a.timestamp_ms, a.content_json, e.received_ms
      FROM alerts a JOIN envelopes e ON e.id = a.envelope_id";
 
 /// A row of [`ALERT_COLUMNS`] as a [`StoredAlert`].
 fn stored_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
-    let json: String = r.get(8)?;
+    let content: Content = json_column(r, 7)?;
     Ok(StoredAlert {
         cursor: r.get(0)?,
         id: hex::encode(r.get::<_, Vec<u8>>(1)?),
         topic: r.get(2)?,
         org: r.get(3)?,
-        kind: r.get(4)?,
-        original: r.get::<_, Option<Vec<u8>>>(5)?.map(hex::encode),
-        tlp: r.get(6)?,
-        timestamp_ms: r.get(7)?,
-        received_ms: r.get(9)?,
-        content: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+        kind: content.kind(),
+        original: r.get::<_, Option<Vec<u8>>>(4)?.map(hex::encode),
+        tlp: label_column(r, 5)?,
+        timestamp_ms: r.get(6)?,
+        received_ms: r.get(8)?,
+        content,
     })
+}
+
+/// A text column holding a TLP label.
+pub(super) fn label_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Tlp> {
+    let label: String = r.get(i)?;
+    label.parse().map_err(|e| conversion_failure(i, e))
+}
+
+/// A text column holding JSON, such as `content_json`.
+pub(super) fn json_column<T: serde::de::DeserializeOwned>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| conversion_failure(i, e))
+}
+
+pub(super) fn conversion_failure(
+    i: usize,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
 }
 
 /// Lists decrypted alerts after `cursor`, optionally on one topic.

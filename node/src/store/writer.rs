@@ -144,6 +144,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Opti
             let now_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64);
+            let content_json = serde_json::to_string(&a.content)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             let added: Option<(i64, i64)> = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO alerts
@@ -161,12 +163,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Opti
                         a.envelope_id.as_bytes(),
                         a.topic_name,
                         a.org,
-                        a.kind,
-                        a.original.map(|o| o.0.to_vec()),
-                        a.tlp,
+                        a.content.kind().as_str(),
+                        a.content.original().map(|o| o.0.to_vec()),
+                        a.tlp.to_string(),
                         a.timestamp_ms as i64,
-                        a.content_json,
-                        crate::taxii::store::stix_id_for(&a.envelope_id, &a.content_json),
+                        content_json,
+                        crate::stix::served_id(&a.envelope_id, &a.content),
                         now_us,
                     ],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -177,12 +179,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> rusqlite::Result<Opti
                 id: a.envelope_id.to_hex(),
                 topic: a.topic_name.clone(),
                 org: a.org.clone(),
-                kind: a.kind.clone(),
-                original: a.original.map(|o| o.to_hex()),
-                tlp: a.tlp.clone(),
+                kind: a.content.kind(),
+                original: a.content.original().map(|o| o.to_hex()),
+                tlp: a.tlp,
                 timestamp_ms: a.timestamp_ms as i64,
                 received_ms,
-                content: serde_json::from_str(&a.content_json).unwrap_or(serde_json::Value::Null),
+                content: a.content.clone(),
             }));
         }
         Write::Barrier => {}

@@ -20,10 +20,14 @@
 //!
 //! A collection's id is UUIDv5 (alertmesh's STIX namespace) of
 //! `collection:<network id hex>:<topic name>`: the same on every node and across restarts.
-//! How objects map to alerts: [`store`] (reading, key-set pages) and [`ingest`] (writing).
+//! How objects map to alerts: [`pages`] (reading, key-set pages) and
+//! [`crate::stix::ingest`] (writing).
 
-pub mod ingest;
-pub mod store;
+pub mod pages;
+
+use crate::stix::ingest;
+use crate::store::taxii::{self as rows, Versions};
+use pages::{MAX_MATCH_VALUES, Page};
 
 use crate::core::{CoreHandle, PublishError, TopicInfo};
 use alertmesh_protocol::alert::AlertUpdate;
@@ -325,7 +329,7 @@ struct Filters {
     after_us: i64,
     ids: Vec<String>,
     types: Vec<String>,
-    versions: store::Versions,
+    versions: Versions,
     spec_ok: bool,
 }
 
@@ -334,7 +338,7 @@ const NEXT_PREFIX: &str = "am1.";
 fn parse_filters(q: &[(String, String)]) -> Result<Filters> {
     let mut f = Filters {
         limit: DEFAULT_PAGE,
-        versions: store::Versions::last(),
+        versions: Versions::last(),
         spec_ok: true,
         ..Default::default()
     };
@@ -344,10 +348,10 @@ fn parse_filters(q: &[(String, String)]) -> Result<Filters> {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        if items.len() > store::MAX_MATCH_VALUES {
+        if items.len() > MAX_MATCH_VALUES {
             return Err(TaxiiError::bad_request(format!(
                 "at most {} values per match filter",
-                store::MAX_MATCH_VALUES
+                MAX_MATCH_VALUES
             )));
         }
         Ok(items)
@@ -394,7 +398,7 @@ fn parse_filters(q: &[(String, String)]) -> Result<Filters> {
             }
             "match[type]" => f.types.extend(list(v)?),
             "match[version]" => {
-                let mut versions = store::Versions::default();
+                let mut versions = Versions::default();
                 for item in list(v)? {
                     match item.as_str() {
                         "all" => versions.all = true,
@@ -422,20 +426,20 @@ fn parse_filters(q: &[(String, String)]) -> Result<Filters> {
             _ => {}
         }
     }
-    if f.ids.len() > store::MAX_MATCH_VALUES || f.types.len() > store::MAX_MATCH_VALUES {
+    if f.ids.len() > MAX_MATCH_VALUES || f.types.len() > MAX_MATCH_VALUES {
         return Err(TaxiiError::bad_request(format!(
             "at most {} values per match filter",
-            store::MAX_MATCH_VALUES
+            MAX_MATCH_VALUES
         )));
     }
     Ok(f)
 }
 
-async fn read_page(s: &Taxii, topic: &str, f: &Filters) -> Result<store::Page> {
+async fn read_page(s: &Taxii, topic: &str, f: &Filters) -> Result<Page> {
     if !f.spec_ok {
-        return Ok(store::Page::default());
+        return Ok(Page::default());
     }
-    let q = store::Query {
+    let q = rows::Query {
         topic: topic.to_string(),
         after_us: f.after_us,
         ids: f.ids.clone(),
@@ -447,7 +451,7 @@ async fn read_page(s: &Taxii, topic: &str, f: &Filters) -> Result<store::Page> {
     tokio::task::spawn_blocking(move || {
         let conn = crate::store::open_reader(&dir)?;
         let network = crate::store::network_id(&conn)?;
-        store::page(&conn, &network, &q)
+        pages::page(&conn, &network, &q)
     })
     .await
     .map_err(TaxiiError::internal)?
@@ -455,7 +459,7 @@ async fn read_page(s: &Taxii, topic: &str, f: &Filters) -> Result<store::Page> {
 }
 
 /// The date headers and `more`/`next` of a page.
-fn page_headers(page: &store::Page) -> HeaderMap {
+fn page_headers(page: &Page) -> HeaderMap {
     let mut h = HeaderMap::new();
     if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
         for (name, us) in [
@@ -470,7 +474,7 @@ fn page_headers(page: &store::Page) -> HeaderMap {
     h
 }
 
-fn with_paging(mut body: Value, page: &store::Page) -> Value {
+fn with_paging(mut body: Value, page: &Page) -> Value {
     body["more"] = json!(page.more);
     if page.more {
         if let Some(k) = page.next_key {
@@ -504,14 +508,14 @@ async fn get_objects(
 }
 
 /// An envelope of a page's objects (`{}` when empty), with its paging fields and headers.
-fn objects_response(page: &store::Page) -> Response {
+fn objects_response(page: &Page) -> Response {
     let objects: Vec<Value> = page.items.iter().map(|i| i.object.clone()).collect();
     page_response("objects", objects, page)
 }
 
 /// A page's answer: `{key: items}` (or `{}` when there are none) with the paging fields
 /// and headers.
-fn page_response<T: serde::Serialize>(key: &str, items: Vec<T>, page: &store::Page) -> Response {
+fn page_response<T: serde::Serialize>(key: &str, items: Vec<T>, page: &Page) -> Response {
     let body = if items.is_empty() {
         json!({})
     } else {
@@ -534,7 +538,7 @@ fn object_filters(query: &[(String, String)], object: &str) -> Result<Filters> {
 
 /// 404 for an object the collection does not hold (an empty page past `added_after` is
 /// an answer, not an absence).
-fn check_found(page: &store::Page, f: &Filters, object: &str) -> Result<()> {
+fn check_found(page: &Page, f: &Filters, object: &str) -> Result<()> {
     if page.items.is_empty() && f.after_us == 0 {
         return Err(TaxiiError::new(
             StatusCode::NOT_FOUND,
@@ -573,7 +577,7 @@ async fn versions(
 ) -> Result<Response> {
     check_accept(&headers)?;
     let mut f = object_filters(&query_of(query)?, &object)?;
-    f.versions = store::Versions {
+    f.versions = Versions {
         all: true,
         ..Default::default()
     };
@@ -788,10 +792,10 @@ async fn add_one(
             max_tlp,
             identity: &identity,
         };
-        let lookup = |id: &str| store::envelope_of(&conn, &topic, id).ok().flatten();
+        let lookup = |id: &str| rows::envelope_of(&conn, &topic, id).ok().flatten();
         let prepared = ingest::prepare(&raw, &target, &lookup)?;
         let existing =
-            store::latest(&conn, &network, &topic, &prepared.id).map_err(|e| format!("{e:#}"))?;
+            pages::latest(&conn, &network, &topic, &prepared.id).map_err(|e| format!("{e:#}"))?;
         Ok::<_, String>((prepared, existing))
     })
     .await

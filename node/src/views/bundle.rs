@@ -3,11 +3,11 @@
 
 use crate::clock::rfc3339;
 use crate::stix::{
-    OrgInfo, namespace, native_type, parse_tlp, pattern, stix_id, str_field,
-    tlp_extension_definition, tlp_marking, tlp_marking_id,
+    OrgInfo, namespace, native_type, pattern, stix_id, str_field, tlp_extension_definition,
+    tlp_marking, tlp_marking_id,
 };
-use crate::views::lifecycle::AlertState;
-use alertmesh_protocol::{NetworkId, SignedCharter, Tlp};
+use crate::views::lifecycle::{AlertState, is_sighting};
+use alertmesh_protocol::{Alert, AlertKind, Content, NetworkId, SignedCharter, Tlp};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -26,7 +26,7 @@ struct Builder<'a> {
 
 /// One version of an alert: its content, time, and whether it revokes the object.
 struct Version<'v> {
-    alert: &'v Value,
+    alert: &'v Alert,
     modified_ms: u64,
     revoked: bool,
 }
@@ -60,7 +60,7 @@ impl Builder<'_> {
 
     /// Properties every SDO and SRO of this alert carries.
     fn common(&self, s: &AlertState, ty: &str, id: &str, v: &Version<'_>, author: &str) -> Value {
-        let tlp = parse_tlp(&s.tlp);
+        let tlp = s.tlp;
         let mut obj = json!({
             "type": ty,
             "spec_version": "2.1",
@@ -71,34 +71,17 @@ impl Builder<'_> {
             "object_marking_refs": [tlp_marking_id(tlp)],
             "x_alertmesh_topic": s.topic,
         });
-        if let Some(c) = v.alert.get("confidence").and_then(Value::as_u64) {
-            obj["confidence"] = json!(c.min(100));
-        }
-        if let Some(sev) = v.alert.get("severity").and_then(Value::as_str) {
-            obj["x_alertmesh_severity"] = json!(sev);
-        }
-        let labels: Vec<&str> = v
-            .alert
-            .get("labels")
-            .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if !labels.is_empty() {
-            obj["labels"] = json!(labels);
+        obj["confidence"] = json!(v.alert.confidence.min(100));
+        obj["x_alertmesh_severity"] = json!(v.alert.severity);
+        if !v.alert.labels.is_empty() {
+            obj["labels"] = json!(v.alert.labels);
         }
         let mut refs = vec![json!({
             "source_name": "alertmesh",
             "external_id": s.id,
             "description": format!("alertmesh envelope on topic {}", s.topic),
         })];
-        for r in v
-            .alert
-            .get("references")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
+        for r in &v.alert.references {
             if r.starts_with("https://") || r.starts_with("http://") {
                 refs.push(json!({"source_name": "reference", "url": r}));
             } else {
@@ -115,7 +98,7 @@ impl Builder<'_> {
     fn versions<'s>(s: &'s AlertState) -> Vec<Version<'s>> {
         let mut out: Vec<Version<'s>> = Vec::new();
         let mut last = 0u64;
-        let mut push = |alert: &'s Value, ts: i64, revoked: bool, out: &mut Vec<Version<'s>>| {
+        let mut push = |alert: &'s Alert, ts: i64, revoked: bool, out: &mut Vec<Version<'s>>| {
             // `modified` must increase from version to version.
             let ms = (ts.max(0) as u64).max(if out.is_empty() { 0 } else { last + 1 });
             last = ms;
@@ -130,24 +113,15 @@ impl Builder<'_> {
             if retracted {
                 break;
             }
-            match h.kind.as_str() {
-                "alert" => {
-                    if let Some(a) = h.content.get("alert") {
-                        push(a, h.timestamp_ms, false, &mut out);
-                    }
-                }
-                "update" => {
-                    if let Some(a) = h.content.get("update").and_then(|u| u.get("alert")) {
-                        push(a, h.timestamp_ms, false, &mut out);
-                    }
-                }
-                "retraction" => {
+            match &h.content {
+                Content::Alert(a) => push(a, h.timestamp_ms, false, &mut out),
+                Content::Update(u) => push(&u.alert, h.timestamp_ms, false, &mut out),
+                Content::Retraction(_) => {
                     if let Some(prev) = out.last().map(|v| v.alert) {
                         push(prev, h.timestamp_ms, true, &mut out);
                     }
                     retracted = true;
                 }
-                _ => {}
             }
         }
         out
@@ -163,7 +137,7 @@ impl Builder<'_> {
             return self.sighting(s, &versions);
         }
         let author = self.identity(&s.org);
-        let tlp = parse_tlp(&s.tlp);
+        let tlp = s.tlp;
         self.tlps.insert(tlp);
         let primary = stix_id(&self.ns, ty, &format!("alert:{}", s.id));
         let has_pattern = versions.iter().any(|v| pattern(v.alert).is_some());
@@ -171,14 +145,10 @@ impl Builder<'_> {
             .then(|| stix_id(&self.ns, "indicator", &format!("indicator-of:{}", s.id)));
         for v in &versions {
             let mut obj = self.common(s, ty, &primary, v, &author);
-            let title = str_field(v.alert, "title");
-            let description = str_field(v.alert, "description");
-            let from = v
-                .alert
-                .get("valid_from_ms")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let until = v.alert.get("valid_until_ms").and_then(Value::as_u64);
+            let title = &v.alert.title;
+            let description = &v.alert.description;
+            let from = v.alert.valid_from_ms;
+            let until = v.alert.valid_until_ms;
             obj["name"] = json!(title);
             if !description.is_empty() {
                 obj["description"] = json!(description);
@@ -205,7 +175,7 @@ impl Builder<'_> {
                     }
                 }
                 _ => {
-                    let report_type = if str_field(v.alert, "kind") == "account-network" {
+                    let report_type = if v.alert.kind == AlertKind::AccountNetwork {
                         "threat-actor"
                     } else {
                         "threat-report"
@@ -214,7 +184,7 @@ impl Builder<'_> {
                     obj["published"] = json!(rfc3339(s.created_ms.max(0) as u64));
                     obj["object_refs"] =
                         json!([indicator.clone().unwrap_or_else(|| author.clone())]);
-                    obj["x_alertmesh_kind"] = json!(str_field(v.alert, "kind"));
+                    obj["x_alertmesh_kind"] = json!(v.alert.kind);
                 }
             }
             self.objects.push(obj);
@@ -280,7 +250,7 @@ impl Builder<'_> {
 
     fn sighting(&mut self, s: &AlertState, versions: &[Version<'_>]) {
         let author = self.identity(&s.org);
-        self.tlps.insert(parse_tlp(&s.tlp));
+        self.tlps.insert(s.tlp);
         let mut any = false;
         for related in &s.sighting_of {
             let Some(target) = self.primary.get(related).cloned() else {
@@ -294,15 +264,10 @@ impl Builder<'_> {
             );
             for v in versions {
                 let mut obj = self.common(s, "sighting", &id, v, &author);
-                let from = v
-                    .alert
-                    .get("valid_from_ms")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
+                let from = v.alert.valid_from_ms;
                 let until = v
                     .alert
-                    .get("valid_until_ms")
-                    .and_then(Value::as_u64)
+                    .valid_until_ms
                     .filter(|u| *u >= from)
                     .unwrap_or(from);
                 obj["sighting_of_ref"] = json!(target);
@@ -310,11 +275,7 @@ impl Builder<'_> {
                 obj["first_seen"] = json!(rfc3339(from));
                 obj["last_seen"] = json!(rfc3339(until));
                 obj["count"] = json!(1);
-                let text = format!(
-                    "{}: {}",
-                    str_field(v.alert, "title"),
-                    str_field(v.alert, "description")
-                );
+                let text = format!("{}: {}", v.alert.title, v.alert.description);
                 obj["description"] = json!(text.trim_end_matches(": "));
                 self.objects.push(obj);
             }
@@ -324,10 +285,10 @@ impl Builder<'_> {
             let id = stix_id(&self.ns, "note", &format!("sighting-note:{}", s.id));
             for v in versions {
                 let mut obj = self.common(s, "note", &id, v, &author);
-                obj["abstract"] = json!(str_field(v.alert, "title"));
+                obj["abstract"] = json!(v.alert.title);
                 obj["content"] = json!(format!(
                     "{}\nSighting of alertmesh envelope(s) not in this bundle: {}",
-                    str_field(v.alert, "description"),
+                    v.alert.description,
                     s.sighting_of.join(", ")
                 ));
                 obj["object_refs"] = json!([author.clone()]);
@@ -346,15 +307,12 @@ impl Builder<'_> {
         }
         let related = versions
             .last()
-            .map(|v| v.alert)
-            .and_then(|a| a.get("related"))
-            .and_then(Value::as_array)
-            .cloned()
+            .map(|v| v.alert.related.clone())
             .unwrap_or_default();
         let author = self.identity(&s.org);
         let mut seen = HashSet::new();
-        for r in related.iter().filter_map(Value::as_str) {
-            if let Some(target) = self.primary.get(r).cloned() {
+        for r in related.iter().map(|id| id.to_hex()) {
+            if let Some(target) = self.primary.get(&r).cloned() {
                 if target != source && seen.insert(target.clone()) {
                     self.relationship(s, &versions, "related-to", &source, &target, &author);
                 }
@@ -388,16 +346,10 @@ pub fn bundle(
         primary: HashMap::new(),
     };
     // Non-sightings first, so sightings and relationships can point at them.
-    for s in alerts
-        .iter()
-        .filter(|s| !s.current.get("kind").is_some_and(|k| k == "sighting"))
-    {
+    for s in alerts.iter().filter(|s| !is_sighting(&s.current)) {
         b.alert(s);
     }
-    for s in alerts
-        .iter()
-        .filter(|s| s.current.get("kind").is_some_and(|k| k == "sighting"))
-    {
+    for s in alerts.iter().filter(|s| is_sighting(&s.current)) {
         b.alert(s);
     }
     for s in &alerts {

@@ -12,6 +12,8 @@
 //! Used by `GET /v1/alerts?view=current`, `alertmesh tail` and the STIX export.
 
 use crate::store::{self, StoredAlert};
+use alertmesh_protocol::alert::tlp_label;
+use alertmesh_protocol::{Alert, AlertKind, Content, Tlp};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -55,10 +57,11 @@ pub struct AlertState {
     pub topic: String,
     /// Author org.
     pub org: String,
-    /// TLP of the original.
-    pub tlp: String,
-    /// `active`, `updated` or `retracted`.
-    pub state: String,
+    /// TLP of the original, as its label.
+    #[serde(with = "tlp_label")]
+    pub tlp: Tlp,
+    /// Active, updated or retracted.
+    pub state: Status,
     /// 1 for the original, +1 per applied update.
     pub version: u32,
     /// The original's timestamp.
@@ -66,7 +69,7 @@ pub struct AlertState {
     /// The latest applied version's (or the retraction's) timestamp.
     pub modified_ms: i64,
     /// The current content (the latest version's `Alert`).
-    pub current: serde_json::Value,
+    pub current: Alert,
     /// The retraction, if retracted.
     pub retraction: Option<RetractionInfo>,
     /// For a sighting: the ids of the alerts it confirms.
@@ -77,46 +80,36 @@ pub struct AlertState {
     pub history: Vec<StoredAlert>,
 }
 
-/// The `Alert` inside a stored row's content (`{"alert": …}` or `{"update": {"alert": …}}`).
-pub fn alert_of(row: &StoredAlert) -> Option<&serde_json::Value> {
-    row.content
-        .get("alert")
-        .or_else(|| row.content.get("update").and_then(|u| u.get("alert")))
+/// Where an alert stands after its amendments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// As first published.
+    Active,
+    /// At least one update applied.
+    Updated,
+    /// Withdrawn by its author (final).
+    Retracted,
 }
 
-/// A stored row's alert title (empty if none).
-pub fn title_of(row: &StoredAlert) -> String {
-    alert_of(row)
-        .and_then(|a| a.get("title"))
-        .and_then(|t| t.as_str())
-        .unwrap_or("")
-        .to_string()
-}
-
-/// The ids of the alerts an alert relates to.
-pub fn related_of(alert: &serde_json::Value) -> Vec<String> {
-    alert
-        .get("related")
-        .and_then(|r| r.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The ids (hex) of the alerts an alert relates to.
+pub fn related_of(alert: &Alert) -> Vec<String> {
+    alert.related.iter().map(|id| id.to_hex()).collect()
 }
 
 /// Whether an alert is a sighting of others.
-pub fn is_sighting(alert: &serde_json::Value) -> bool {
-    alert.get("kind").and_then(|k| k.as_str()) == Some("sighting")
+pub fn is_sighting(alert: &Alert) -> bool {
+    alert.kind == AlertKind::Sighting
 }
 
-/// Builds one alert's state from its original row.
-fn state_of(conn: &Connection, original: StoredAlert) -> rusqlite::Result<AlertState> {
+/// Builds one alert's state from its original row (`None` if it holds no alert).
+fn state_of(conn: &Connection, original: StoredAlert) -> rusqlite::Result<Option<AlertState>> {
+    let Some(mut current) = original.alert().cloned() else {
+        return Ok(None);
+    };
     let id_bytes = hex::decode(&original.id).unwrap_or_default();
     let amendments = store::amendments_of(conn, &id_bytes, MAX_PER_ALERT)?;
-    let mut current = alert_of(&original).cloned().unwrap_or_default();
-    let mut state = "active";
+    let mut state = Status::Active;
     let mut version = 1u32;
     let mut modified = original.timestamp_ms;
     let mut retraction = None;
@@ -128,32 +121,23 @@ fn state_of(conn: &Connection, original: StoredAlert) -> rusqlite::Result<AlertS
             continue;
         }
         if retraction.is_none() {
-            match a.kind.as_str() {
-                "update" => {
-                    if let Some(alert) = alert_of(&a) {
-                        current = alert.clone();
-                        version += 1;
-                        modified = modified.max(a.timestamp_ms);
-                        state = "updated";
-                    }
+            match &a.content {
+                Content::Update(u) => {
+                    current = u.alert.clone();
+                    version += 1;
+                    modified = modified.max(a.timestamp_ms);
+                    state = Status::Updated;
                 }
-                "retraction" => {
-                    let reason = a
-                        .content
-                        .get("retraction")
-                        .and_then(|r| r.get("reason"))
-                        .and_then(|r| r.as_str())
-                        .unwrap_or("")
-                        .to_string();
+                Content::Retraction(r) => {
                     retraction = Some(RetractionInfo {
                         id: a.id.clone(),
-                        reason,
+                        reason: r.reason.clone(),
                         timestamp_ms: a.timestamp_ms,
                     });
                     modified = modified.max(a.timestamp_ms);
-                    state = "retracted";
+                    state = Status::Retracted;
                 }
-                _ => {}
+                Content::Alert(_) => {}
             }
         }
         history.push(a);
@@ -166,22 +150,23 @@ fn state_of(conn: &Connection, original: StoredAlert) -> rusqlite::Result<AlertS
     let sightings = store::originals_mentioning(conn, &original.id, MAX_PER_ALERT)?
         .into_iter()
         .filter(|s| {
-            alert_of(s).is_some_and(|a| is_sighting(a) && related_of(a).contains(&original.id))
+            s.alert()
+                .is_some_and(|a| is_sighting(a) && related_of(a).contains(&original.id))
         })
         .map(|s| Sighting {
-            title: title_of(&s),
+            title: s.title().to_string(),
             id: s.id,
             org: s.org,
             timestamp_ms: s.timestamp_ms,
         })
         .collect();
-    Ok(AlertState {
+    Ok(Some(AlertState {
         id: original.id.clone(),
         cursor: original.cursor,
         topic: original.topic.clone(),
         org: original.org.clone(),
-        tlp: original.tlp.clone(),
-        state: state.to_string(),
+        tlp: original.tlp,
+        state,
         version,
         created_ms: original.timestamp_ms,
         modified_ms: modified,
@@ -190,7 +175,7 @@ fn state_of(conn: &Connection, original: StoredAlert) -> rusqlite::Result<AlertS
         sighting_of,
         sightings,
         history,
-    })
+    }))
 }
 
 /// One page of the current view: alerts (originals) after `after`, optionally on one
@@ -204,10 +189,10 @@ pub fn current_view(
     let limit = limit.clamp(1, MAX_VIEW_PAGE);
     let originals = store::list_originals(conn, topic, after, limit)?;
     let next = originals.last().map_or(after, |o| o.cursor);
-    let states = originals
-        .into_iter()
-        .map(|o| state_of(conn, o))
-        .collect::<Result<_, _>>()?;
+    let mut states = Vec::with_capacity(originals.len());
+    for o in originals {
+        states.extend(state_of(conn, o)?);
+    }
     Ok((states, next))
 }
 

@@ -13,6 +13,7 @@
 
 use super::watch::{InboundStreams, Watched};
 use alertmesh_node::net::REQ_PROTOCOL;
+use alertmesh_protocol::bootstrap::NodeMaterial;
 use alertmesh_protocol::wire::{Hello, Request, Response};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageId, TopicHash};
@@ -28,7 +29,7 @@ pub const MAX_HOSTILE_TRANSMIT: usize = 8 * 1024 * 1024;
 /// Most bytes of a raw stream's answer kept.
 const MAX_RAW_ANSWER: u64 = 1024 * 1024;
 /// How long the peer's own waits (publish when heard, subscriptions, events) may take.
-pub const WAIT: Duration = crate::harness::DEFAULT_TIMEOUT;
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// What the hostile peer saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +245,15 @@ impl HostilePeer {
         Self::start_with(key, hello, responder)
     }
 
+    /// Starts a peer holding a member's `identity`, introduced by a hello with its
+    /// certificate: a modified node of that org.
+    pub fn member(identity: &NodeMaterial) -> anyhow::Result<Self> {
+        let hello = Hello {
+            cert: identity.cert.as_bytes().to_vec(),
+        };
+        Self::start(alertmesh_node::net::keypair(&identity.key)?, Some(hello))
+    }
+
     /// Like [`HostilePeer::start`], with `responder` deciding every answer.
     pub fn start_with(
         key: identity::Keypair,
@@ -342,16 +352,16 @@ impl HostilePeer {
     /// Waits (bounded by [`WAIT`]) until every one of `peers` is known to be
     /// subscribed to `topic`, so that a publish reaches all of them.
     pub async fn wait_subscribed(&self, topic: &TopicHash, peers: &[PeerId]) -> anyhow::Result<()> {
-        crate::harness::wait_for(
-            "the peers' subscriptions to reach the hostile peer",
-            WAIT,
-            async || {
-                self.subscribers(topic)
-                    .await
-                    .is_ok_and(|subs| peers.iter().all(|p| subs.contains(p)))
-            },
-        )
-        .await?;
+        let subscribed = crate::wait_until(WAIT, Duration::from_millis(20), async || {
+            self.subscribers(topic)
+                .await
+                .is_ok_and(|subs| peers.iter().all(|p| subs.contains(p)))
+        })
+        .await;
+        anyhow::ensure!(
+            subscribed,
+            "the peers' subscriptions did not reach the hostile peer within {WAIT:?}"
+        );
         Ok(())
     }
 

@@ -6,13 +6,15 @@
 //!
 //! Builds a node database (the node's own schema and migrations, in a temporary
 //! directory) holding `--alerts` decrypted indicator alerts on one topic, then times
-//! `alertmesh_node::taxii::store::page` (what `GET /taxii2/api/collections/{id}/objects/`
+//! `alertmesh_node::taxii::pages::page` (what `GET /taxii2/api/collections/{id}/objects/`
 //! runs: the key-set query, the latest-version filter and the rendering of each STIX
 //! object) for pages 1, 10, 100, … up to the last, each `--runs` times, and prints the
 //! median, min and max. For comparison it times the same page fetched with `OFFSET`.
 
-use alertmesh_node::taxii::store::{self, Query, Versions};
-use alertmesh_protocol::{EnvelopeId, NetworkId};
+use alertmesh_node::stix::served_id;
+use alertmesh_node::store::taxii::{Query, Versions};
+use alertmesh_node::taxii::pages;
+use alertmesh_protocol::{Alert, Content, EnvelopeId, NetworkId, Observable};
 use anyhow::Context;
 use std::time::Instant;
 
@@ -58,16 +60,10 @@ fn main() -> anyhow::Result<()> {
                 let mut id = [0u8; 32];
                 id[..8].copy_from_slice(&i.to_be_bytes());
                 id[8] = 1;
-                let content = serde_json::json!({"alert": {
-                    "kind": "indicator",
-                    "title": format!("Phishing domain {i}"),
-                    "description": "Credential phishing targeting poll workers.",
-                    "severity": "high", "confidence": 80,
-                    "observables": [{"type": "domain", "value": format!("vote-{i}.example")}],
-                    "labels": ["election-2020"], "references": [],
-                    "valid_from_ms": 1_600_000_000_000u64, "valid_until_ms": null, "related": []
-                }})
-                .to_string();
+                let mut alert = Alert::example(1_600_000_000_000);
+                alert.title = format!("Phishing domain {i}");
+                alert.observables = vec![Observable::Domain(format!("vote-{i}.example"))];
+                let content = Content::Alert(alert);
                 let ts = 1_600_000_000_000i64 + i as i64;
                 env.execute(rusqlite::params![
                     id.as_slice(),
@@ -77,11 +73,11 @@ fn main() -> anyhow::Result<()> {
                     [0u8; 32].as_slice(),
                     ts
                 ])?;
-                let stix_id = store::stix_id_for(&EnvelopeId(id), &content);
+                let stix_id = served_id(&EnvelopeId(id), &content);
                 al.execute(rusqlite::params![
                     id.as_slice(),
                     ts,
-                    content,
+                    serde_json::to_string(&content)?,
                     stix_id,
                     ts * 1000
                 ])?;
@@ -126,7 +122,7 @@ fn main() -> anyhow::Result<()> {
         let mut offset = Vec::new();
         for _ in 0..runs {
             let t = Instant::now();
-            let page = store::page(&reader, &network, &q)?;
+            let page = pages::page(&reader, &network, &q)?;
             keyset.push(t.elapsed().as_secs_f64() * 1e3);
             anyhow::ensure!(
                 page.items.len() == limit.min(n - (k - 1) * limit),

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -72,19 +72,9 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(config.with_file_name("node.log"))?;
-        let child = Command::new(exe)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {} for {name}", exe.display()))?;
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        let child = alertmesh_tests::process::spawn_run(exe, config, log, &level)
+            .with_context(|| format!("the node of {name}"))?;
         if let Ok(mut pids) = CHILDREN.lock() {
             pids.push(child.id());
         }

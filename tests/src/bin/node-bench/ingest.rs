@@ -13,7 +13,7 @@ use alertmesh_node::client::Client;
 use alertmesh_node::config::Config;
 use alertmesh_node::files::write_key;
 use alertmesh_node::net;
-use alertmesh_protocol::alert::{Alert, AlertKind, Observable, Severity};
+use alertmesh_protocol::alert::{Alert, Observable, Severity};
 use alertmesh_protocol::bootstrap::{Network, NetworkPlan, OrgPlan, TopicPlan};
 use alertmesh_protocol::keyfile::SecretKeyFile;
 use alertmesh_protocol::{
@@ -42,14 +42,8 @@ pub fn ingest_plan() -> NetworkPlan {
         network_name: "node-bench ingest (TEST-ONLY KEYS)".into(),
         orgs: [SINK, FLOOD]
             .iter()
-            .map(|o| OrgPlan {
-                org_id: org(o),
-                name: o.to_string(),
-                roles: vec![],
-                governor: true,
-                // The sink's second node starts only for `catchup`.
-                nodes: if *o == SINK { 2 } else { 1 },
-            })
+            // The sink's second node starts only for `catchup`.
+            .map(|o| OrgPlan::new(o, if *o == SINK { 2 } else { 1 }))
             .collect(),
         topics: vec![TopicPlan {
             name: BENCH_TOPIC.into(),
@@ -156,18 +150,13 @@ pub fn presign(
     )?;
     let content = |i: usize, pad: usize| {
         Content::Alert(Alert {
-            kind: AlertKind::Indicator,
             title: format!("flood alert {i}"),
             description: "x".repeat(pad),
             severity: Severity::Medium,
             confidence: 50,
             observables: vec![Observable::Domain("bench.example.com".into())],
             labels: vec![],
-            references: vec![],
-            valid_from_ms: 0,
-            valid_until_ms: None,
-            related: vec![],
-            stix: None,
+            ..Alert::example(0)
         })
     };
     let probe = SignedEnvelope::seal_encrypted(

@@ -4,11 +4,10 @@
 use crate::Opts;
 use crate::common::{
     Daemon, alertmesh_binary, bench_dir, column, free_port, median, metric, metrics_text,
-    percentile, print_table, rss_kib, series, status, wait_until, write_config, write_private,
+    percentile, print_table, rss_kib, series, status, wait_until,
 };
 use alertmesh_node::client::Client;
 use alertmesh_node::config::Config;
-use alertmesh_node::net;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,51 +32,13 @@ fn find_example_dir(opt: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 /// A runnable copy of the example network with free ports; returns (org, config path).
 fn materialize_example(example: &Path, dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let orgs: Vec<&str> = alertmesh_node::example::ORGS.iter().map(|o| o.0).collect();
-    std::fs::copy(example.join("charter-v1.bin"), dir.join("charter-v1.bin"))?;
-    let hash = std::fs::read_to_string(example.join("genesis-hash.txt"))?
-        .trim()
-        .to_string();
-    let mut ports = Vec::new();
-    let mut peers = Vec::new();
-    for org in &orgs {
-        let src = example.join("nodes").join(org);
-        let node_dir = dir.join(org);
-        std::fs::create_dir_all(&node_dir)?;
-        for f in ["node.key", "agreement.key", "api.token"] {
-            write_private(
-                &node_dir.join(f),
-                &std::fs::read(src.join(f))
-                    .with_context(|| format!("reading {}", src.join(f).display()))?,
-            )?;
-        }
-        std::fs::copy(src.join("node.cert"), node_dir.join("node.cert"))?;
-        let key = alertmesh_node::files::load_node_key(&node_dir.join("node.key"))?;
-        peers.push(
-            net::peer_id_of(&key.public())
-                .context("bad example node key")?
-                .to_string(),
-        );
-        ports.push((free_port()?, free_port()?));
-    }
-    let mut out = Vec::new();
-    for (i, org) in orgs.iter().enumerate() {
-        let bootstrap: Vec<String> = (0..orgs.len())
-            .filter(|j| *j != i)
-            .map(|j| format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", ports[j].0, peers[j]))
-            .collect();
-        let (p2p, api) = ports[i];
-        let path = write_config(
-            &dir.join(org),
-            p2p,
-            api,
-            &bootstrap,
-            &hash,
-            "../charter-v1.bin",
-        )?;
-        out.push(((*org).to_string(), path));
-    }
-    Ok(out)
+    let ports = (0..alertmesh_node::example::ORGS.len())
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(alertmesh_node::example::materialize(example, dir, &ports)?
+        .into_iter()
+        .map(|n| (n.org, n.config))
+        .collect())
 }
 /// One run's figures.
 struct LatencyRun {

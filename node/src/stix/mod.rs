@@ -16,7 +16,9 @@
 //! [`namespace()`] of a name derived from the envelope id, so the same alert has the same
 //! STIX id on every node and in every export.
 
-use alertmesh_protocol::{NetworkId, Tlp};
+pub mod ingest;
+
+use alertmesh_protocol::{Alert, AlertKind, Content, EnvelopeId, NetworkId, Observable, Tlp};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -79,18 +81,6 @@ pub fn tlp_extension_definition() -> Value {
     })
 }
 
-/// The TLP of a stored label (`TLP:GREEN` …); unknown labels give `TLP:RED`.
-pub fn parse_tlp(label: &str) -> Tlp {
-    match label {
-        "TLP:CLEAR" => Tlp::Clear,
-        "TLP:GREEN" => Tlp::Green,
-        "TLP:AMBER" => Tlp::Amber,
-        "TLP:AMBER+STRICT" => Tlp::AmberStrict,
-        // Unknown labels get the most restrictive marking.
-        _ => Tlp::Red,
-    }
-}
-
 /// UUIDv5 of `name` in `namespace`, as lower-case text.
 pub fn uuid_v5(namespace: &[u8; 16], name: &[u8]) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::from_bytes(*namespace), name).to_string()
@@ -117,14 +107,39 @@ pub fn org_identity_id(network: &NetworkId, org: &str) -> String {
     deterministic_id("identity", &format!("org:{}:{org}", network.to_hex()))
 }
 
-/// The STIX object type alertmesh derives from a native alert (JSON of an `Alert`).
-pub fn native_type(alert: &Value) -> &'static str {
-    match str_field(alert, "kind") {
-        "campaign" => "campaign",
-        "sighting" => "sighting",
-        "indicator" if pattern(alert).is_some() => "indicator",
+/// The STIX object type alertmesh derives from a native alert.
+pub fn native_type(alert: &Alert) -> &'static str {
+    match alert.kind {
+        AlertKind::Campaign => "campaign",
+        AlertKind::Sighting => "sighting",
+        AlertKind::Indicator if pattern(alert).is_some() => "indicator",
         _ => "report",
     }
+}
+
+/// The STIX id an alert row is served under by TAXII: for an alert carrying a STIX object
+/// ([`Alert::stix`]) that passes the checks of a POSTed one, that object's id; otherwise
+/// the deterministic id of the native object of the original (`envelope`, or for an
+/// update the alert it amends). `None` for a retraction.
+pub fn served_id(envelope: &EnvelopeId, content: &Content) -> Option<String> {
+    let alert = content.alert()?;
+    if let Some(id) = attached(alert).and_then(|o| o.get("id")?.as_str().map(str::to_string)) {
+        return Some(id);
+    }
+    let original = content.original().unwrap_or(*envelope).to_hex();
+    Some(match native_type(alert) {
+        "sighting" => deterministic_id("note", &format!("sighting-note:{original}")),
+        ty => deterministic_id(ty, &format!("alert:{original}")),
+    })
+}
+
+/// The STIX object an alert carries, if it passes the checks of a POSTed object.
+pub fn attached(alert: &Alert) -> Option<Value> {
+    alert
+        .stix
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .filter(ingest::acceptable_received)
 }
 
 /// A string field of a JSON object (empty if absent).
@@ -157,57 +172,38 @@ pub fn pattern_literal(s: &str) -> String {
     out
 }
 
-/// The STIX comparison expression of one observable (JSON as in `Observable`'s serde
-/// form: `{"type": "domain", "value": …}`).
-pub fn observation(obs: &Value) -> Option<String> {
-    let ty = obs.get("type")?.as_str()?;
-    let value = obs.get("value")?;
-    let s = |v: &Value| v.as_str().map(pattern_literal);
-    Some(match ty {
-        "domain" => format!("[domain-name:value = {}]", s(value)?),
-        "url" => format!("[url:value = {}]", s(value)?),
-        "email" => format!("[email-addr:value = {}]", s(value)?),
-        "ipv4" => {
-            let b: Vec<u8> = serde_json::from_value(value.clone()).ok()?;
-            let a: [u8; 4] = b.try_into().ok()?;
-            format!("[ipv4-addr:value = '{}']", std::net::Ipv4Addr::from(a))
+/// The STIX comparison expression of one observable.
+pub fn observation(obs: &Observable) -> String {
+    let s = |v: &str| pattern_literal(v);
+    match obs {
+        Observable::Domain(v) => format!("[domain-name:value = {}]", s(v)),
+        Observable::Url(v) => format!("[url:value = {}]", s(v)),
+        Observable::Email(v) => format!("[email-addr:value = {}]", s(v)),
+        Observable::Ipv4(a) => {
+            format!("[ipv4-addr:value = '{}']", std::net::Ipv4Addr::from(*a))
         }
-        "ipv6" => {
-            let b: Vec<u8> = serde_json::from_value(value.clone()).ok()?;
-            let a: [u8; 16] = b.try_into().ok()?;
-            format!("[ipv6-addr:value = '{}']", std::net::Ipv6Addr::from(a))
+        Observable::Ipv6(a) => {
+            format!("[ipv6-addr:value = '{}']", std::net::Ipv6Addr::from(*a))
         }
-        "file-sha256" => {
-            let b: Vec<u8> = serde_json::from_value(value.clone()).ok()?;
-            if b.len() != 32 {
-                return None;
-            }
-            format!("[file:hashes.'SHA-256' = '{}']", hex::encode(b))
-        }
-        "social-account" => format!(
+        Observable::FileSha256(h) => format!("[file:hashes.'SHA-256' = '{}']", hex::encode(h)),
+        Observable::SocialAccount { platform, handle } => format!(
             "[user-account:account_login = {} AND user-account:account_type = {}]",
-            s(value.get("handle")?)?,
-            s(value.get("platform")?)?
+            s(handle),
+            s(platform)
         ),
-        "hashtag" => format!("[x-alertmesh-hashtag:value = {}]", s(value)?),
-        "phone" => format!("[x-alertmesh-phone:value = {}]", s(value)?),
-        "ad-id" => format!(
+        Observable::Hashtag(v) => format!("[x-alertmesh-hashtag:value = {}]", s(v)),
+        Observable::Phone(v) => format!("[x-alertmesh-phone:value = {}]", s(v)),
+        Observable::AdId { network, id } => format!(
             "[x-alertmesh-ad:ad_id = {} AND x-alertmesh-ad:network = {}]",
-            s(value.get("id")?)?,
-            s(value.get("network")?)?
+            s(id),
+            s(network)
         ),
-        _ => return None,
-    })
+    }
 }
 
 /// The pattern of an alert's observables (`None` if it has none).
-pub fn pattern(alert: &Value) -> Option<String> {
-    let parts: Vec<String> = alert
-        .get("observables")?
-        .as_array()?
-        .iter()
-        .filter_map(observation)
-        .collect();
+pub fn pattern(alert: &Alert) -> Option<String> {
+    let parts: Vec<String> = alert.observables.iter().map(observation).collect();
     (!parts.is_empty()).then(|| parts.join(" OR "))
 }
 
@@ -405,15 +401,7 @@ pub fn check_bundle(bundle: &Value) -> Vec<String> {
             }
             "marking-definition" => {
                 let ext = o.get("extensions").and_then(|e| e.get(TLP_EXTENSION_ID));
-                let official = [
-                    Tlp::Clear,
-                    Tlp::Green,
-                    Tlp::Amber,
-                    Tlp::AmberStrict,
-                    Tlp::Red,
-                ]
-                .iter()
-                .find(|t| tlp_marking_id(**t) == id);
+                let official = Tlp::ALL.iter().find(|t| tlp_marking_id(**t) == id);
                 match (official, ext) {
                     (Some(t), Some(ext)) => {
                         if o["name"] != t.to_string().as_str()
@@ -504,13 +492,17 @@ mod tests {
 
     #[test]
     fn patterns() {
-        let alert = json!({"observables": [
-            {"type": "domain", "value": "vote-example.com"},
-            {"type": "url", "value": "https://x.example/a'b"},
-            {"type": "ipv4", "value": [192, 0, 2, 7]},
-            {"type": "file-sha256", "value": vec![0xab; 32]},
-            {"type": "social-account", "value": {"platform": "example-social", "handle": "@x"}},
-        ]});
+        let mut alert = Alert::example(0);
+        alert.observables = vec![
+            Observable::Domain("vote-example.com".into()),
+            Observable::Url("https://x.example/a'b".into()),
+            Observable::Ipv4([192, 0, 2, 7]),
+            Observable::FileSha256([0xab; 32]),
+            Observable::SocialAccount {
+                platform: "example-social".into(),
+                handle: "@x".into(),
+            },
+        ];
         let p = pattern(&alert).unwrap();
         assert!(p.starts_with("[domain-name:value = 'vote-example.com'] OR [url:value = 'https://x.example/a\\'b']"), "{p}");
         assert!(p.contains("[ipv4-addr:value = '192.0.2.7']"));
@@ -518,25 +510,45 @@ mod tests {
         assert!(p.contains(
             "[user-account:account_login = '@x' AND user-account:account_type = 'example-social']"
         ));
-        assert_eq!(pattern(&json!({"observables": []})), None);
+        alert.observables.clear();
+        assert_eq!(pattern(&alert), None);
     }
 
     #[test]
     fn official_markings_pass_the_checker() {
         let objects: Vec<Value> = std::iter::once(tlp_extension_definition())
-            .chain(
-                [
-                    Tlp::Clear,
-                    Tlp::Green,
-                    Tlp::Amber,
-                    Tlp::AmberStrict,
-                    Tlp::Red,
-                ]
-                .into_iter()
-                .map(tlp_marking),
-            )
+            .chain(Tlp::ALL.into_iter().map(tlp_marking))
             .collect();
         let b = json!({"type": "bundle", "id": "bundle--886313e1-3b8a-5372-9b90-0c9aee199e5d", "objects": objects});
         assert_eq!(check_bundle(&b), Vec::<String>::new());
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let us = parse_us("2020-09-13T12:26:40.123456Z").unwrap();
+        assert_eq!(us, 1_600_000_000_123_456);
+        assert_eq!(format_us(us), "2020-09-13T12:26:40.123456Z");
+        assert_eq!(
+            parse_us("2020-09-13T12:26:40Z"),
+            Some(1_600_000_000_000_000)
+        );
+        assert_eq!(
+            parse_us("2020-09-13T12:26:40.1234569Z"),
+            Some(1_600_000_000_123_456)
+        );
+        assert_eq!(parse_us("2020-09-13 12:26:40Z"), None);
+        assert_eq!(parse_us("yesterday"), None);
+        assert_eq!(parse_us("2020-09-13T12:26:40+01:00"), None);
+    }
+
+    #[test]
+    fn stix_ids() {
+        assert!(is_stix_id(
+            "indicator--886313e1-3b8a-5372-9b90-0c9aee199e5d"
+        ));
+        assert!(!is_stix_id("indicator--886313e1"));
+        assert!(!is_stix_id(
+            "Indicator--886313e1-3b8a-5372-9b90-0c9aee199e5d"
+        ));
     }
 }

@@ -35,14 +35,6 @@ const TLP1: [(&str, Tlp); 4] = [
     ),
 ];
 
-const TLPS: [Tlp; 5] = [
-    Tlp::Clear,
-    Tlp::Green,
-    Tlp::Amber,
-    Tlp::AmberStrict,
-    Tlp::Red,
-];
-
 /// What a checked object becomes.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -215,7 +207,8 @@ pub fn prepare(
     let tlp = markings
         .iter()
         .filter_map(|m| {
-            TLPS.iter()
+            Tlp::ALL
+                .iter()
                 .find(|t| crate::stix::tlp_marking_id(**t) == m)
                 .copied()
                 .or_else(|| TLP1.iter().find(|(id, _)| id == m).map(|(_, t)| *t))
@@ -438,7 +431,9 @@ pub fn acceptable_received(obj: &Value) -> bool {
 /// serves must carry the TLP its envelope was published under.
 pub fn set_tlp(obj: &mut Value, tlp: Tlp) {
     let is_tlp = |m: &str| {
-        TLPS.iter().any(|t| crate::stix::tlp_marking_id(*t) == m)
+        Tlp::ALL
+            .iter()
+            .any(|t| crate::stix::tlp_marking_id(*t) == m)
             || TLP1.iter().any(|(id, _)| *id == m)
     };
     let mut refs: Vec<Value> = obj
@@ -458,7 +453,8 @@ pub fn set_tlp(obj: &mut Value, tlp: Tlp) {
             a.iter()
                 .filter_map(Value::as_str)
                 .filter_map(|m| {
-                    TLPS.iter()
+                    Tlp::ALL
+                        .iter()
                         .find(|t| crate::stix::tlp_marking_id(**t) == m)
                         .copied()
                         .or_else(|| TLP1.iter().find(|(id, _)| *id == m).map(|(_, t)| *t))
