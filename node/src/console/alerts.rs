@@ -223,7 +223,10 @@ fn parse_id(id: &str) -> Result<[u8; 32], PageError> {
 
 /// What the detail page needs from the database.
 struct Detail {
+    /// The state as the API serves it.
     state: Value,
+    /// The same, typed (for the exporters).
+    typed: crate::views::lifecycle::AlertState,
     /// Author node, seq, charter version, signature verified.
     envelope: Option<(String, u64, u64, bool)>,
     orgs: std::collections::BTreeMap<String, String>,
@@ -272,6 +275,7 @@ async fn find(console: &Console, id: [u8; 32]) -> Result<Found, PageError> {
             });
         Ok(Found::State(Box::new(Detail {
             state: serde_json::to_value(&state)?,
+            typed: state,
             envelope,
             orgs: super::util::org_names(conn)?,
             network: crate::store::network_id(conn)?,
@@ -346,7 +350,7 @@ pub async fn detail(
         "/taxii2/api/collections/{}/objects/{}/",
         crate::taxii::collection_id(&d.network, topic),
         crate::stix::deterministic_id(
-            crate::stix::native_type(current),
+            crate::stix::native_type(&d.typed.current),
             &format!("alert:{}", text(s, "id"))
         )
     );
@@ -509,8 +513,6 @@ async fn state_for_export(
     let Found::State(d) = find(console, parse_id(id)?).await? else {
         return Err(no_such_alert());
     };
-    let state: crate::views::lifecycle::AlertState =
-        serde_json::from_value(d.state).map_err(|e| super::util::internal(&e.to_string()))?;
     let (orgs, genesis_ms) = read_db(&console.api.data_dir, |conn| {
         let charters = super::util::charters(conn)?;
         let genesis_ms = charters.first().map_or(0, |c| c.charter().created_ms);
@@ -530,7 +532,7 @@ async fn state_for_export(
         Ok((orgs.into_values().collect(), genesis_ms))
     })
     .await?;
-    Ok((state, d.network, orgs, genesis_ms))
+    Ok((d.typed, d.network, orgs, genesis_ms))
 }
 
 /// `GET /alerts/{id}/stix`: the alert as a STIX 2.1 bundle.
