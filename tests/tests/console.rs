@@ -169,3 +169,170 @@ fn console_in_a_real_browser() -> anyhow::Result<()> {
     cluster.check_clean(&[0, 1])?;
     Ok(())
 }
+
+/// The console's HTTP contract without a browser (runs everywhere): the API keeps its
+/// token and answers, the console's cookies, headers, CSRF and error pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_sessions_csrf_and_error_pages() -> anyhow::Result<()> {
+    let net = alertmesh_sim::harness::Builder::from_plan(plan())
+        .seed(18)
+        .start()
+        .await?;
+    let base = format!("http://{}", net.node("org-0")?.api_addr);
+    let result = tokio::task::spawn_blocking(move || http_contract(&base)).await;
+    net.shutdown().await;
+    result?
+}
+
+fn http_contract(base: &str) -> anyhow::Result<()> {
+    use anyhow::ensure;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let token = alertmesh_sim::files::TOKEN;
+    let bearer = format!("Bearer {token}");
+    let header = |r: &ureq::http::Response<ureq::Body>, name: &str| -> String {
+        r.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let csrf_in = |html: &str| -> anyhow::Result<String> {
+        let start = html
+            .find("name=\"csrf\" value=\"")
+            .context("no CSRF field")?
+            + 19;
+        Ok(html[start..start + 64].to_string())
+    };
+
+    // The API is unchanged: the token, 401 without it, JSON 404 with it; the console's
+    // cookie opens no API route.
+    let r = agent.get(format!("{base}/v1/status")).call()?;
+    ensure!(r.status() == 401, "API without token: {}", r.status());
+    let r = agent.get(format!("{base}/no/such")).call()?;
+    ensure!(
+        r.status() == 401,
+        "unknown route without token: {}",
+        r.status()
+    );
+    let mut r = agent
+        .get(format!("{base}/no/such"))
+        .header("Authorization", &bearer)
+        .call()?;
+    ensure!(
+        r.status() == 404,
+        "unknown route with token: {}",
+        r.status()
+    );
+    ensure!(r.body_mut().read_json::<Value>()?["error"].is_string());
+    // A browser gets the console's error page.
+    let mut r = agent
+        .get(format!("{base}/no/such"))
+        .header("Accept", "text/html")
+        .call()?;
+    ensure!(
+        r.status() == 404 && header(&r, "content-security-policy").contains("script-src 'self'")
+    );
+    ensure!(r.body_mut().read_to_string()?.contains("no such page"));
+
+    // Pages need a session; forms need one too.
+    let r = agent.get(format!("{base}/alerts")).call()?;
+    ensure!(
+        r.status() == 303 && header(&r, "location") == "/login",
+        "no session: {}",
+        r.status()
+    );
+    let r = agent
+        .post(format!("{base}/publish"))
+        .content_type("application/x-www-form-urlencoded")
+        .send("title=x")?;
+    ensure!(r.status() == 401, "form without session: {}", r.status());
+
+    // Login: the form's CSRF token must match its cookie, then the token must be right.
+    let mut r = agent.get(format!("{base}/login")).call()?;
+    let set = header(&r, "set-cookie");
+    ensure!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "login cookie {set}"
+    );
+    let csrf = csrf_in(&r.body_mut().read_to_string()?)?;
+    let login = |cookie: &str, csrf: &str, token: &str| {
+        agent
+            .post(format!("{base}/login"))
+            .header("Cookie", cookie)
+            .content_type("application/x-www-form-urlencoded")
+            .send(format!("csrf={csrf}&token={token}"))
+    };
+    let r = login("alertmesh_login=other", &csrf, token)?;
+    ensure!(r.status() == 403, "login CSRF mismatch: {}", r.status());
+    let r = login(&format!("alertmesh_login={csrf}"), &csrf, "wrong")?;
+    ensure!(r.status() == 401, "wrong token: {}", r.status());
+    let r = login(&format!("alertmesh_login={csrf}"), &csrf, token)?;
+    ensure!(r.status() == 303, "login: {}", r.status());
+    let set = header(&r, "set-cookie");
+    let session = set
+        .lines()
+        .find_map(|c| c.strip_prefix("alertmesh_session="))
+        .and_then(|c| c.split(';').next())
+        .context("no session cookie")?
+        .to_string();
+    ensure!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age="),
+        "session cookie {set}"
+    );
+    let cookie = format!("alertmesh_session={session}");
+
+    // Every page has the security headers.
+    let mut r = agent
+        .get(format!("{base}/publish"))
+        .header("Cookie", &cookie)
+        .call()?;
+    ensure!(r.status() == 200, "publish page: {}", r.status());
+    ensure!(header(&r, "content-security-policy").contains("frame-ancestors 'none'"));
+    ensure!(header(&r, "x-content-type-options") == "nosniff");
+    ensure!(header(&r, "x-frame-options") == "DENY");
+    ensure!(header(&r, "referrer-policy") == "no-referrer");
+    let form_csrf = csrf_in(&r.body_mut().read_to_string()?)?;
+    let r = agent
+        .get(format!("{base}/v1/status"))
+        .header("Cookie", &cookie)
+        .call()?;
+    ensure!(
+        r.status() == 401,
+        "the session cookie opened the API: {}",
+        r.status()
+    );
+
+    // CSRF: missing, then a valid one used twice.
+    let post = |body: String| {
+        agent
+            .post(format!("{base}/publish"))
+            .header("Cookie", &cookie)
+            .content_type("application/x-www-form-urlencoded")
+            .send(body)
+    };
+    let r =
+        post("topic=all&tlp=TLP:GREEN&kind=indicator&severity=low&confidence=5&title=x".into())?;
+    ensure!(r.status() == 403, "no CSRF token: {}", r.status());
+    let refused = format!(
+        "csrf={form_csrf}&topic=bulletin&tlp=TLP:AMBER&kind=indicator&severity=low&confidence=5&title=x"
+    );
+    let mut r = post(refused.clone())?;
+    ensure!(r.status() == 422, "TLP above the maximum: {}", r.status());
+    ensure!(r.body_mut().read_to_string()?.contains("above the maximum"));
+    let r = post(refused)?;
+    ensure!(r.status() == 403, "replayed CSRF token: {}", r.status());
+
+    // A forged session cookie.
+    let r = agent
+        .get(format!("{base}/alerts"))
+        .header("Cookie", format!("alertmesh_session={}", "0".repeat(64)))
+        .call()?;
+    ensure!(r.status() == 401, "forged session: {}", r.status());
+    Ok(())
+}
