@@ -13,10 +13,12 @@
 //! The `/v1/*`, TAXII and MISP routes keep their bearer-token authentication; the
 //! console's routes use the session cookie instead.
 //!
-//! Screens, one module each: [`alerts`] (live list, detail, exports, sightings),
+//! Screens, one module each: [`alerts`] (the live list), [`alert`] (one alert, its
+//! exports, sightings),
 //! [`publish`], [`network`], [`governance`], [`audit`]; [`login`] (login and logout);
 //! [`layout`] (the page shell, error pages, badges).
 
+mod alert;
 mod alerts;
 mod audit;
 mod governance;
@@ -85,10 +87,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
         .route("/logout", post(login::logout))
         .route("/alerts", get(alerts::list))
         .route("/alerts/events", get(alerts::events))
-        .route("/alerts/{id}", get(alerts::detail))
-        .route("/alerts/{id}/stix", get(alerts::stix))
-        .route("/alerts/{id}/misp", get(alerts::misp))
-        .route("/alerts/{id}/sighting", post(alerts::sighting))
+        .route("/alerts/{id}", get(alert::detail))
+        .route("/alerts/{id}/stix", get(alert::stix))
+        .route("/alerts/{id}/misp", get(alert::misp))
+        .route("/alerts/{id}/sighting", post(alert::sighting))
         .route("/publish", get(publish::form).post(publish::submit))
         .route("/network", get(network::page))
         .route("/governance", get(governance::page))
