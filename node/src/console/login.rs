@@ -94,7 +94,15 @@ pub async fn submit(
             "The login form's CSRF token is missing or does not match (open the login page again).",
         ));
     }
+    if !console.sessions().login_allowed(Instant::now()) {
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed logins",
+            "Logins are paused for a minute after repeated wrong tokens.",
+        ));
+    }
     if !same_secret(token.trim(), console.api.token.as_str()) {
+        console.sessions().login_failed(Instant::now());
         return Ok(login_page(
             StatusCode::UNAUTHORIZED,
             Some("Wrong token. It is in the file named by api.token_file in the node's config."),

@@ -17,6 +17,11 @@ pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 pub const MAX_SESSIONS: usize = 32;
 /// Most unused CSRF tokens one session holds (one per form rendered); older ones expire.
 const MAX_CSRF: usize = 128;
+/// Failed logins accepted per [`LOGIN_WINDOW`]; beyond them logins are refused until
+/// the window has passed (the token is long, but guessing is not free).
+pub const MAX_FAILED_LOGINS: usize = 10;
+/// The window of [`MAX_FAILED_LOGINS`].
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "alertmesh_session";
 /// The cookie pairing the login form with its CSRF token.
@@ -69,9 +74,31 @@ pub enum SessionError {
 #[derive(Default)]
 pub struct Sessions {
     by_key: HashMap<[u8; 32], Session>,
+    /// When the recent failed logins happened, oldest first.
+    failed_logins: VecDeque<Instant>,
 }
 
 impl Sessions {
+    /// Whether a login may be tried now (not too many failures in the last minute).
+    pub fn login_allowed(&mut self, now: Instant) -> bool {
+        while self
+            .failed_logins
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW)
+        {
+            self.failed_logins.pop_front();
+        }
+        self.failed_logins.len() < MAX_FAILED_LOGINS
+    }
+
+    /// Records a failed login.
+    pub fn login_failed(&mut self, now: Instant) {
+        self.failed_logins.push_back(now);
+        while self.failed_logins.len() > MAX_FAILED_LOGINS {
+            self.failed_logins.pop_front();
+        }
+    }
+
     /// Starts a session; returns its id (the cookie value).
     pub fn create(&mut self, now: Instant) -> String {
         self.by_key.retain(|_, s| s.expires > now);
@@ -168,6 +195,18 @@ mod tests {
         assert_eq!(s.take_csrf(&a, None), Err(SessionError::CsrfMissing));
         assert_eq!(s.take_csrf(&a, Some(&t)), Ok(()));
         assert_eq!(s.take_csrf(&a, Some(&t)), Err(SessionError::CsrfInvalid));
+    }
+
+    #[test]
+    fn failed_logins_are_throttled_for_a_minute() {
+        let mut s = Sessions::default();
+        let now = Instant::now();
+        for _ in 0..MAX_FAILED_LOGINS {
+            assert!(s.login_allowed(now));
+            s.login_failed(now);
+        }
+        assert!(!s.login_allowed(now + Duration::from_secs(59)));
+        assert!(s.login_allowed(now + LOGIN_WINDOW));
     }
 
     #[test]
