@@ -328,6 +328,35 @@ fn http_contract(base: &str) -> anyhow::Result<()> {
     let r = post(refused)?;
     ensure!(r.status() == 403, "replayed CSRF token: {}", r.status());
 
+    // Logout ends the session, and with it a live stream the session had open (the
+    // agent's 10 s timeout fails the read of a stream that does not end).
+    let mut r = agent
+        .get(format!("{base}/alerts"))
+        .header("Cookie", &cookie)
+        .call()?;
+    let logout_csrf = csrf_in(&r.body_mut().read_to_string()?)?;
+    let stream = agent
+        .get(format!("{base}/alerts/events"))
+        .header("Cookie", &cookie)
+        .header("Accept", "text/event-stream")
+        .call()?;
+    ensure!(stream.status() == 200, "live stream: {}", stream.status());
+    let r = agent
+        .post(format!("{base}/logout"))
+        .header("Cookie", &cookie)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("csrf={logout_csrf}"))?;
+    ensure!(r.status() == 303, "logout: {}", r.status());
+    stream
+        .into_body()
+        .read_to_string()
+        .context("the live stream outlived its session")?;
+    let r = agent
+        .get(format!("{base}/alerts"))
+        .header("Cookie", &cookie)
+        .call()?;
+    ensure!(r.status() == 401, "ended session: {}", r.status());
+
     // A forged session cookie.
     let r = agent
         .get(format!("{base}/alerts"))

@@ -9,6 +9,7 @@ use super::{Authed, Console};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -192,7 +193,7 @@ pub struct EventsQuery {
 /// `GET /alerts/events`: the API's live stream of committed alerts, for the session.
 pub async fn events(
     State(console): State<Console>,
-    _authed: Authed,
+    authed: Authed,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
     mut headers: HeaderMap,
 ) -> Response {
@@ -203,7 +204,22 @@ pub async fn events(
             }
         }
     }
-    crate::api::stream_alerts(console.api.clone(), headers)
+    let (parts, body) = crate::api::stream_alerts(console.api.clone(), headers)
         .await
         .into_response()
+        .into_parts();
+    // The stream ends with the session (logout or expiry), checked every few seconds.
+    let ended = async move {
+        loop {
+            tokio::time::sleep(SESSION_RECHECK).await;
+            if !authed.is_valid(&console) {
+                return;
+            }
+        }
+    };
+    let body = axum::body::Body::from_stream(body.into_data_stream().take_until(ended));
+    Response::from_parts(parts, body)
 }
+
+/// How often a live stream checks that its session still holds.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);

@@ -166,6 +166,14 @@ impl Authed {
         console.sessions().issue_csrf(&self.id).unwrap_or_default()
     }
 
+    /// Whether the session is still logged in (not ended, not expired).
+    fn is_valid(&self, console: &Console) -> bool {
+        console
+            .sessions()
+            .check(Some(&self.id), Instant::now())
+            .is_ok()
+    }
+
     /// Consumes the CSRF token a form carried; refused if missing, unknown or used.
     fn check_csrf(&self, console: &Console, token: Option<&str>) -> Result<(), PageError> {
         console
