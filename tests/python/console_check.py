@@ -162,6 +162,12 @@ with sync_playwright() as p:
         page.click("#export-misp")
     event = json.load(open(dl.value.path()))
     check("Event" in event, "MISP export is not an event")
+    with page.expect_download() as dl:
+        page.click("#export-taxii")
+    envelope = json.load(open(dl.value.path()))
+    objects = envelope.get("objects") or []
+    check(len(objects) >= 1 and all(o.get("id", "").startswith(("indicator--", "report--", "campaign--", "note--")) for o in objects),
+          f"TAXII export holds no object of the alert: {envelope}")
     page.select_option("#s-topic", "all")
     page.select_option("#s-tlp", "TLP:GREEN")
     page.click("#record-sighting")

@@ -150,14 +150,6 @@ pub async fn detail(
     let org = text(s, "org");
     let org_name = d.orgs.get(org).map_or("", String::as_str);
     let topic = text(s, "topic");
-    let taxii = format!(
-        "/taxii2/api/collections/{}/objects/{}/",
-        crate::taxii::collection_id(&d.network, topic),
-        crate::stix::deterministic_id(
-            crate::stix::native_type(&d.typed.current),
-            &format!("alert:{}", text(s, "id"))
-        )
-    );
     let publishable: Vec<&crate::core::TopicInfo> =
         topics.iter().filter(|t| t.can_publish).collect();
     let csrf = authed.csrf(&console);
@@ -263,8 +255,9 @@ pub async fn detail(
             a.button href={ "/alerts/" (text(s, "id")) "/stix" } download id="export-stix" { "STIX 2.1 bundle" }
             " "
             a.button href={ "/alerts/" (text(s, "id")) "/misp" } download id="export-misp" { "MISP event" }
+            " "
+            a.button href={ "/alerts/" (text(s, "id")) "/taxii" } download id="export-taxii" { "TAXII 2.1 object" }
         }
-        p { "TAXII 2.1 object (for TAXII clients, with the API token): " code.mono id="taxii-url" { (taxii) } }
         h2 { "Record a sighting" }
         @if publishable.is_empty() {
             p.empty { "This org may publish on no topic." }
@@ -367,6 +360,41 @@ pub async fn misp(
         &format!("alert-{}.misp.json", &id[..16]),
         "application/json",
         serde_json::to_vec_pretty(&event).unwrap_or_default(),
+    ))
+}
+
+/// `GET /alerts/{id}/taxii`: every version of the alert's STIX object as its topic's TAXII
+/// collection serves it, in a TAXII envelope.
+pub async fn taxii(
+    State(console): State<Console>,
+    _authed: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let (state, network, _, _) = state_for_export(&console, &id).await?;
+    let envelope = EnvelopeId(parse_id(&id)?);
+    let objects = read_db(&console.api.data_dir, move |conn| {
+        let Some(served) = crate::store::taxii::served_id_of(conn, &envelope)? else {
+            return Ok(Vec::new());
+        };
+        let query = crate::store::taxii::Query {
+            topic: state.topic,
+            after_us: 0,
+            ids: vec![served],
+            types: vec![],
+            versions: crate::store::taxii::Versions {
+                all: true,
+                ..Default::default()
+            },
+            limit: crate::taxii::pages::MAX_MATCH_VALUES,
+        };
+        let page = crate::taxii::pages::page(conn, &network, &query)?;
+        Ok(page.items.into_iter().map(|i| i.object).collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(super::util::download(
+        &format!("alert-{}.taxii.json", &id[..16]),
+        "application/taxii+json;version=2.1",
+        serde_json::to_vec_pretty(&json!({ "objects": objects })).unwrap_or_default(),
     ))
 }
 

@@ -90,6 +90,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(console: Console) -> Router<S> {
         .route("/alerts/{id}", get(alert::detail))
         .route("/alerts/{id}/stix", get(alert::stix))
         .route("/alerts/{id}/misp", get(alert::misp))
+        .route("/alerts/{id}/taxii", get(alert::taxii))
         .route("/alerts/{id}/sighting", post(alert::sighting))
         .route("/publish", get(publish::form).post(publish::submit))
         .route("/network", get(network::page))
