@@ -8,7 +8,7 @@
 //! - [`node`]: starts and stops everything ([`node::Node::start`]).
 //! - [`api`]: the local HTTP API, with [`taxii`] (TAXII 2.1 under `/taxii2/`) and
 //!   [`misp`] (MISP events and feed under `/misp/`) mounted in it; [`http`] holds what
-//!   they share.
+//!   they share; [`console`]: the operator console in the browser, served at `/`.
 //! - [`audit`]: `alertmesh audit export|verify` over a data dir (format and verifier in
 //!   the protocol crate); [`proposal`] and [`charter_spec`]: governance tooling.
 //! - [`client`]: a small client of the local API (the CLI, the demo, tests).
@@ -30,6 +30,7 @@ pub mod charter_spec;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod example;
 pub mod files;

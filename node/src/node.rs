@@ -203,7 +203,7 @@ impl Node {
             net.clone(),
             metrics.clone(),
             token,
-            config.data_dir.clone(),
+            config,
         );
 
         let mut tasks = Vec::new();

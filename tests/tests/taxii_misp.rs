@@ -9,9 +9,9 @@ use alertmesh_protocol::Tlp;
 use alertmesh_protocol::bootstrap::{NetworkPlan, TopicPlan, simple_plan};
 use alertmesh_protocol::ids::OrgId;
 use alertmesh_tests::process::{Cluster, TestGuard};
-use anyhow::{Context, bail, ensure};
+use alertmesh_tests::python;
+use anyhow::{Context, ensure};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -40,48 +40,13 @@ fn plan() -> NetworkPlan {
 
 /// Whether the Python clients are importable; under `CI=true` their absence is an error.
 fn python_clients() -> anyhow::Result<bool> {
-    let ok = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import taxii2client, stix2validator, pymisp, requests\n\
-             from importlib.metadata import version\n\
-             assert version('taxii2-client') == '2.3.0', version('taxii2-client')",
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        return Ok(true);
-    }
-    let hint = "python3 -m pip install taxii2-client==2.3.0 pymisp stix2-validator";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        bail!("the Python TAXII/MISP clients are missing (CI=true): {hint}");
-    }
-    eprintln!("SKIPPED: taxii2-client 2.3.0, stix2-validator or pymisp missing ({hint})");
-    Ok(false)
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(name)
-}
-
-fn run_python(name: &str, cfg: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
-    let cfg_path = dir.join(format!("{name}.json"));
-    std::fs::write(&cfg_path, cfg.to_string())?;
-    let out = std::process::Command::new("python3")
-        .arg(script(name))
-        .arg(&cfg_path)
-        .output()
-        .with_context(|| format!("cannot run python3 {name}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{name}: {stdout}{stderr}");
-    if !out.status.success() {
-        bail!("{name} failed ({}):\n{stdout}\n{stderr}", out.status);
-    }
-    Ok(())
+    python::available(
+        "the Python TAXII/MISP clients",
+        "import taxii2client, stix2validator, pymisp, requests\n\
+         from importlib.metadata import version\n\
+         assert version('taxii2-client') == '2.3.0', version('taxii2-client')",
+        "python3 -m pip install taxii2-client==2.3.0 pymisp stix2-validator",
+    )
 }
 
 fn alert(kind: &str, title: &str, observables: Value, related: Vec<String>) -> Value {
@@ -180,7 +145,7 @@ fn taxii_and_misp_with_the_real_clients() -> anyhow::Result<()> {
     misp["org0_name"] = json!("Organization 0");
     misp["rich_title"] = json!(RICH_TITLE);
     misp["updated_title"] = json!(UPDATED_TITLE);
-    run_python("misp_check.py", &misp, dir.path())?;
+    python::run("misp_check.py", &misp, dir.path())?;
     // The MISP check imported two events: nine objects on `all`.
     let mut taxii = common;
     taxii["collection_all"] = json!(alertmesh_node::taxii::collection_id(&network, "all"));
@@ -189,7 +154,7 @@ fn taxii_and_misp_with_the_real_clients() -> anyhow::Result<()> {
     taxii["identity0"] = json!(alertmesh_node::stix::org_identity_id(&network, "org-0"));
     taxii["native_objects"] = json!(9);
     taxii["max_content_length"] = json!(alertmesh_node::taxii::MAX_CONTENT_LENGTH);
-    run_python("taxii_check.py", &taxii, dir.path())?;
+    python::run("taxii_check.py", &taxii, dir.path())?;
 
     // The CLI: `export misp --out` writes the feed the API serves; `import misp` lists
     // what does not map.

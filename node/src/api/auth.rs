@@ -1,4 +1,5 @@
-//! Authentication of every route: the API token, compared in constant time.
+//! Authentication of every API route (not the console's, which use sessions): the API
+//! token, compared in constant time.
 
 use super::state::{ApiError, ApiState};
 use axum::extract::{Request, State};
@@ -14,28 +15,37 @@ pub(super) async fn auth(
     req: Request,
     next: Next,
 ) -> Response {
-    let presented = presented_token(&headers);
+    if !token_ok(&state, &headers) {
+        return unauthorized();
+    }
+    next.run(req).await
+}
+
+/// Whether the request presents the API token.
+pub(super) fn token_ok(state: &ApiState, headers: &HeaderMap) -> bool {
+    let presented = presented_token(headers);
     let presented = presented.as_deref().map_or("", |s| s.as_str());
     let expected = state.token.as_bytes();
-    let ok = presented.len() == expected.len()
+    presented.len() == expected.len()
         && presented
             .bytes()
             .zip(expected)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !ok {
-        let mut response = ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong API token (Bearer, Basic password or X-Alertmesh-Token)".into(),
-        )
-        .into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer, Basic realm=\"alertmesh\""),
-        );
-        return response;
-    }
-    next.run(req).await
+            == 0
+}
+
+/// The answer to a request without the right token.
+pub(super) fn unauthorized() -> Response {
+    let mut response = ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong API token (Bearer, Basic password or X-Alertmesh-Token)".into(),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer, Basic realm=\"alertmesh\""),
+    );
+    response
 }
 
 /// The token a request presents: `Authorization: Bearer <token>`, HTTP Basic with the token

@@ -21,7 +21,10 @@
 //! | `GET /misp/manifest.json`, `/misp/{uuid}.json`, `/misp/hashes.csv` | MISP feed, with `ETag`/`If-None-Match` ([`crate::misp`]) |
 //! | `POST /v1/misp/events?topic=` | import a MISP event as an alert ([`crate::misp`]) |
 //!
-//! Authentication, on every route: the API token as `Authorization: Bearer <token>`, as the
+//! The operator console ([`crate::console`]) is served at `/` on the same address, with
+//! its own session cookies; browsers asking for an unknown route get its error page.
+//!
+//! Authentication, on every API route: the API token as `Authorization: Bearer <token>`, as the
 //! password of HTTP Basic (`Authorization: Basic`, any user name; TAXII clients), or in the
 //! header `X-Alertmesh-Token` (MISP feeds). Compared in constant time.
 
@@ -34,3 +37,14 @@ mod status;
 
 pub use router::router;
 pub use state::{ApiError, ApiState};
+
+/// The live stream of committed alerts (`GET /v1/alerts/stream`), for the console.
+pub(crate) async fn stream_alerts(
+    state: ApiState,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    alerts::stream(axum::extract::State(state), headers)
+        .await
+        .into_response()
+}

@@ -18,11 +18,11 @@ pub(super) const MAX_PAGE: usize = 1000;
 /// Shared API state.
 #[derive(Clone)]
 pub struct ApiState {
-    pub(super) core: CoreHandle,
-    pub(super) net: NetHandle,
+    pub(crate) core: CoreHandle,
+    pub(crate) net: NetHandle,
     pub(super) metrics: Metrics,
-    pub(super) token: Arc<Zeroizing<String>>,
-    pub(super) data_dir: PathBuf,
+    pub(crate) token: Arc<Zeroizing<String>>,
+    pub(crate) data_dir: PathBuf,
 }
 
 /// An API error: a status and a JSON `{"error": message}` body.

@@ -337,6 +337,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
             fbi.display()
         );
         println!("  cargo run --release -- status --config {}", fbi.display());
+        print_consoles(&configs)?;
         println!("Press Ctrl-C to stop the network.");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -362,6 +363,22 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     print!("\nstopping the network ... ");
     daemons.stop();
     println!("done.");
+    Ok(())
+}
+
+/// Prints each node's console address and the token to log in with (a demo network's
+/// own throwaway tokens, for the person at the terminal).
+fn print_consoles(configs: &[(String, PathBuf)]) -> anyhow::Result<()> {
+    println!("\nThe operator console of each node, in a browser (log in with the token):");
+    for (org, path) in configs {
+        let config = Config::load(path)?;
+        let token = alertmesh_node::files::load_token(&config.api.token_file)?;
+        println!(
+            "  {org:<10} http://{}/   token {}",
+            config.api.bind,
+            token.as_str()
+        );
+    }
     Ok(())
 }
 

@@ -182,6 +182,10 @@ pub struct PeerInfo {
     pub score: Option<f64>,
     /// Gossip topics it is in our mesh for.
     pub mesh_topics: usize,
+    /// Those gossip topics, by their gossip names.
+    pub mesh: Vec<String>,
+    /// Seconds since the connection was established.
+    pub connected_secs: u64,
     /// Whether its certificate was verified (gossip flows only then).
     pub admitted: bool,
 }

@@ -313,6 +313,15 @@ impl Driver {
                             .topics()
                             .filter(|t| g.mesh_peers(t).any(|m| m == p))
                             .count(),
+                        mesh: g
+                            .topics()
+                            .filter(|t| g.mesh_peers(t).any(|m| m == p))
+                            .map(|t| t.as_str().to_string())
+                            .collect(),
+                        connected_secs: self
+                            .addrs
+                            .get(p)
+                            .map_or(0, |(_, since)| since.elapsed().as_secs()),
                         admitted: g.is_admitted(p),
                     })
                     .collect();
