@@ -48,10 +48,8 @@ async fn redial_bootstrap(
     let targets: Vec<(String, Multiaddr)> = bootstrap
         .into_iter()
         .filter_map(|a| {
-            let id = a.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(id) => Some(id.to_string()),
-                _ => None,
-            })?;
+            // Through a relay, the peer is the last id of the address.
+            let id = net::reach::target_peer(&a)?.to_string();
             Some((id, a))
         })
         .collect();
@@ -158,7 +156,13 @@ impl Node {
             net.traffic(),
             config.limits.clone(),
             options.transport,
+            config.relay,
         )?;
+        // Addresses others can reach us on, as configured; AutoNAT v2 adds the ones it
+        // confirms. A relay hands them to the members it holds reservations for.
+        for addr in config.external_addrs() {
+            swarm.add_external_address(addr);
+        }
         // QUIC twins of the TCP addresses are a bonus: a port taken on UDP only is logged.
         for addr in config.listen_addrs().into_iter().skip(config.listen.len()) {
             if let Err(e) = swarm.listen_on(addr.clone()) {
@@ -218,6 +222,7 @@ impl Node {
                 events_tx,
                 shutdown_rx.clone(),
                 metrics.clone(),
+                config.relays.clone(),
             )
             .instrument(span.clone()),
         ));

@@ -17,6 +17,7 @@ mod behaviour;
 mod codec;
 pub mod gate;
 mod handle;
+pub mod reach;
 mod swarm;
 mod transport;
 

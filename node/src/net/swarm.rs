@@ -1,16 +1,18 @@
-//! The swarm task: it owns the swarm, runs commands, forwards events, and enforces
-//! refusals and bans.
+//! The swarm task: it owns the swarm, runs commands, forwards events, enforces refusals
+//! and bans, and listens through relays when the node is unreachable ([`Reach`]).
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_BOOTSTRAP_PERIOD, topic_score_params};
 use super::handle::{
-    EventSenders, Gossip, NetCommand, NetEvent, PeerInfo, RequestError, RequestTag,
+    EventSenders, Gossip, NetCommand, NetEvent, PathInfo, PeerInfo, ReachInfo, RequestError,
+    RequestTag,
 };
+use super::reach::{Reach, is_relayed, target_peer};
 use super::transport::quic_twin;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, relay};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -53,15 +55,23 @@ struct Driver {
     identified: HashMap<PeerId, Vec<Multiaddr>>,
     /// Tags of our outbound requests awaiting an answer.
     requests: HashMap<OutboundRequestId, RequestTag>,
+    /// Every open connection's remote address, per peer (direct or relayed).
+    conns: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
+    /// Reachability and the relay listeners.
+    reach: Reach,
+    /// Hole punches that succeeded and failed.
+    hole_punches: (u64, u64),
 }
 
-/// Runs the swarm until `commands` closes or `shutdown` fires.
+/// Runs the swarm until `commands` closes or `shutdown` fires; listens through `relays`
+/// (each `…/p2p/<relay id>`) when the node turns out unreachable.
 pub async fn run(
     swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<NetCommand>,
     events: EventSenders,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     metrics: crate::metrics::Metrics,
+    relays: Vec<Multiaddr>,
 ) {
     let mut d = Driver {
         swarm,
@@ -74,6 +84,9 @@ pub async fn run(
         addrs: HashMap::new(),
         identified: HashMap::new(),
         requests: HashMap::new(),
+        conns: HashMap::new(),
+        reach: Reach::new(&relays, Instant::now()),
+        hole_punches: (0, 0),
     };
     let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_PERIOD);
     let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
@@ -86,7 +99,11 @@ pub async fn run(
                 let me = *d.swarm.local_peer_id();
                 d.swarm.behaviour_mut().kad.get_closest_peers(me);
             }
-            _ = housekeeping.tick() => d.expire(Instant::now()),
+            _ = housekeeping.tick() => {
+                let now = Instant::now();
+                d.expire(now);
+                d.listen_through_relays(now);
+            }
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
                 d.command(cmd);
@@ -162,6 +179,20 @@ impl Driver {
         }
     }
 
+    /// Listens on each relay circuit that is due (see [`Reach::due`]).
+    fn listen_through_relays(&mut self, now: Instant) {
+        for circuit in self.reach.due(now) {
+            let id = self
+                .swarm
+                .listen_on(circuit.clone())
+                .map_err(|e| e.to_string());
+            if id.is_ok() {
+                tracing::info!(relay = %circuit, "listening through relay");
+            }
+            self.reach.listening(&circuit, id, now);
+        }
+    }
+
     fn command(&mut self, cmd: NetCommand) {
         let b = self.swarm.behaviour_mut();
         match cmd {
@@ -195,8 +226,7 @@ impl Driver {
                     return;
                 }
                 let b = self.swarm.behaviour_mut();
-                b.gossipsub.admit(peer);
-                b.kad.admit(peer);
+                b.admit(peer);
                 for addr in self.identified.remove(&peer).into_iter().flatten() {
                     b.kad.add_address(&peer, addr);
                 }
@@ -264,11 +294,9 @@ impl Driver {
             NetCommand::Dial(addr) => {
                 // With a peer id: no second dial while connected to it or dialling it. A
                 // TCP address is tried as QUIC on the same port first (QUIC is preferred
-                // where both ends speak it), then as given.
-                let peer = addr.iter().find_map(|p| match p {
-                    libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-                    _ => None,
-                });
+                // where both ends speak it), then as given. Through a relay
+                // (`…/p2p/<relay>/p2p-circuit/p2p/<peer>`) the peer is the last id.
+                let peer = target_peer(&addr);
                 let opts = match peer {
                     Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                         .addresses(quic_twin(&addr).into_iter().chain([addr.clone()]).collect())
@@ -301,19 +329,34 @@ impl Driver {
                 let peers = self
                     .swarm
                     .connected_peers()
-                    .map(|p| PeerInfo {
-                        peer_id: p.to_string(),
-                        address: self
-                            .addrs
+                    .map(|p| {
+                        let connections: Vec<PathInfo> = self
+                            .conns
                             .get(p)
-                            .map(|(a, _)| a.to_string())
-                            .unwrap_or_default(),
-                        score: g.peer_score(p),
-                        mesh_topics: g
-                            .topics()
-                            .filter(|t| g.mesh_peers(t).any(|m| m == p))
-                            .count(),
-                        admitted: g.is_admitted(p),
+                            .into_iter()
+                            .flat_map(|c| c.values())
+                            .map(|a| PathInfo {
+                                address: a.to_string(),
+                                relayed: is_relayed(a),
+                            })
+                            .collect();
+                        PeerInfo {
+                            peer_id: p.to_string(),
+                            address: self
+                                .addrs
+                                .get(p)
+                                .map(|(a, _)| a.to_string())
+                                .unwrap_or_default(),
+                            relayed: !connections.is_empty()
+                                && connections.iter().all(|c| c.relayed),
+                            connections,
+                            score: g.peer_score(p),
+                            mesh_topics: g
+                                .topics()
+                                .filter(|t| g.mesh_peers(t).any(|m| m == p))
+                                .count(),
+                            admitted: g.is_admitted(p),
+                        }
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -323,6 +366,25 @@ impl Driver {
             }
             NetCommand::KadQueries(reply) => {
                 let _ = reply.send(self.swarm.behaviour().kad.iter_queries().count());
+            }
+            NetCommand::Reach(reply) => {
+                let _ = reply.send(ReachInfo {
+                    reachability: self.reach.reachability(),
+                    external_addrs: self
+                        .swarm
+                        .external_addresses()
+                        .map(ToString::to_string)
+                        .collect(),
+                    relay_reservations: self
+                        .reach
+                        .reserved_circuits()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    relay_server: self.swarm.behaviour().relay.is_enabled(),
+                    hole_punches_succeeded: self.hole_punches.0,
+                    hole_punches_failed: self.hole_punches.1,
+                });
             }
         }
     }
@@ -364,12 +426,57 @@ impl Driver {
                     self.identified.insert(peer_id, addrs);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => self.relay_client_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => relay_server_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => {
+                    self.hole_punches.0 += 1;
+                    tracing::info!(peer = %remote_peer_id, "hole punch succeeded: direct connection");
+                }
+                Err(e) => {
+                    self.hole_punches.1 += 1;
+                    tracing::info!(peer = %remote_peer_id, error = %e, "hole punch failed: staying relayed");
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::v2::client::Event {
+                tested_addr,
+                server,
+                result,
+                ..
+            })) => {
+                tracing::debug!(%tested_addr, %server, ok = result.is_ok(), "AutoNAT v2 probe");
+                let confirmed = self.swarm.external_addresses().next().is_some();
+                self.reach.autonat(result.is_ok(), confirmed);
+                self.listen_through_relays(Instant::now());
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                self.reach.closed(listener_id, &reason, Instant::now());
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                self.conns
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, endpoint.get_remote_address().clone());
                 self.addrs.insert(
                     peer_id,
                     (endpoint.get_remote_address().clone(), Instant::now()),
@@ -380,9 +487,19 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
+                if let Some(conns) = self.conns.get_mut(&peer_id) {
+                    conns.remove(&connection_id);
+                    if conns.is_empty() {
+                        self.conns.remove(&peer_id);
+                    }
+                }
+                if num_established > 0 {
+                    return;
+                }
                 self.addrs.remove(&peer_id);
                 self.identified.remove(&peer_id);
                 if self.refusing.remove(&peer_id).is_some() {
@@ -394,6 +511,27 @@ impl Driver {
                 tracing::info!(%address, "listening");
             }
             _ => {}
+        }
+    }
+
+    fn relay_client_event(&mut self, ev: relay::client::Event) {
+        match ev {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            } => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                }
+                self.reach.reserved(relay_peer_id);
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::debug!(relay = %relay_peer_id, "outbound relay circuit");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "inbound relay circuit");
+            }
         }
     }
 
@@ -489,5 +627,33 @@ fn prune(swarm: &mut Swarm<Behaviour>, max: usize, addrs: &HashMap<PeerId, (Mult
     for (peer, _) in idle.into_iter().take(excess) {
         tracing::debug!(%peer, "above max_peers: closing a connection outside every mesh");
         let _ = swarm.disconnect_peer_id(peer);
+    }
+}
+
+/// Logs what the relay server does: reservations and circuits at debug level, denials
+/// (limits reached) at info.
+fn relay_server_event(ev: relay::Event) {
+    match ev {
+        relay::Event::ReservationReqDenied {
+            src_peer_id,
+            status,
+        } => {
+            tracing::info!(peer = %src_peer_id, ?status, "relay reservation denied (limit)");
+        }
+        relay::Event::CircuitReqDenied {
+            src_peer_id,
+            dst_peer_id,
+            status,
+        } => {
+            tracing::info!(src = %src_peer_id, dst = %dst_peer_id, ?status, "relay circuit denied");
+        }
+        relay::Event::CircuitClosed {
+            src_peer_id,
+            dst_peer_id,
+            error,
+        } => {
+            tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, ?error, "relay circuit closed");
+        }
+        other => tracing::debug!(event = ?other, "relay server"),
     }
 }
