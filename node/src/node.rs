@@ -38,21 +38,32 @@ pub struct Node {
 /// How often bootstrap peers that are not connected are dialled again.
 pub const REDIAL_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The bootstrap addresses grouped by the peer they name (through a relay, the last id
+/// of the address), in config order.
+fn bootstrap_targets(bootstrap: &[Multiaddr]) -> Vec<(String, Vec<Multiaddr>)> {
+    let mut targets: Vec<(String, Vec<Multiaddr>)> = Vec::new();
+    for a in bootstrap {
+        let Some(id) = net::reach::target_peer(a).map(|p| p.to_string()) else {
+            continue;
+        };
+        match targets.iter_mut().find(|(t, _)| *t == id) {
+            Some((_, addrs)) => addrs.push(a.clone()),
+            None => targets.push((id, vec![a.clone()])),
+        }
+    }
+    targets
+}
+
 /// Dials every bootstrap peer that is not connected (down at start, restarted, cut off)
-/// again every [`REDIAL_PERIOD`], so a peer that lists nobody itself is found again.
+/// again every [`REDIAL_PERIOD`], so a peer that lists nobody itself is found again. A
+/// peer listed at several addresses (say, through two relays) is dialled at all of them in
+/// one attempt, so a dead first address does not hide the others.
 async fn redial_bootstrap(
     net: NetHandle,
     bootstrap: Vec<Multiaddr>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let targets: Vec<(String, Multiaddr)> = bootstrap
-        .into_iter()
-        .filter_map(|a| {
-            // Through a relay, the peer is the last id of the address.
-            let id = net::reach::target_peer(&a)?.to_string();
-            Some((id, a))
-        })
-        .collect();
+    let targets = bootstrap_targets(&bootstrap);
     if targets.is_empty() {
         return;
     }
@@ -68,9 +79,12 @@ async fn redial_bootstrap(
         };
         let connected: std::collections::HashSet<String> =
             peers.into_iter().map(|p| p.peer_id).collect();
-        for (id, addr) in &targets {
+        for (id, addrs) in &targets {
             if !connected.contains(id)
-                && net.send(net::NetCommand::Dial(addr.clone())).await.is_err()
+                && net
+                    .send(net::NetCommand::Dial(addrs.clone()))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -242,8 +256,8 @@ impl Node {
             }
             .instrument(span.clone()),
         ));
-        for addr in &config.bootstrap {
-            net.send(net::NetCommand::Dial(addr.clone())).await?;
+        for (_, addrs) in bootstrap_targets(&config.bootstrap) {
+            net.send(net::NetCommand::Dial(addrs)).await?;
         }
         tasks.push(tokio::spawn(
             redial_bootstrap(net.clone(), config.bootstrap.clone(), shutdown_rx.clone())
@@ -274,7 +288,7 @@ impl Node {
 
     /// Dials another node.
     pub async fn dial(&self, addr: Multiaddr) -> anyhow::Result<()> {
-        self.net.send(net::NetCommand::Dial(addr)).await
+        self.net.send(net::NetCommand::Dial(vec![addr])).await
     }
 
     /// Stops every task and waits for them (pending writes are flushed).

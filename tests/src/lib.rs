@@ -3,9 +3,11 @@
 //! In-process networks of real nodes come from the public harness
 //! ([`alertmesh_sim::harness`]), the hostile peer from [`alertmesh_sim::hostile`], node
 //! files and sample alerts from [`alertmesh_sim::files`] and [`alertmesh_sim::samples`].
-//! This crate adds what tests of separate daemon processes need ([`process`]) and a
+//! This crate adds what tests of separate daemon processes need ([`process`]), network
+//! namespaces with a real NAT for them ([`netns`]), and a
 //! bounded [`wait_for`] for `anyhow` tests.
 
+pub mod netns;
 pub mod process;
 
 use std::time::Duration;

@@ -156,8 +156,10 @@ pub enum NetCommand {
     Unban(PeerId),
     /// Set a peer's application score.
     Score(PeerId, f64),
-    /// Dial an address.
-    Dial(Multiaddr),
+    /// Dial one peer at any of these addresses (all naming it with `/p2p/<id>`, directly
+    /// or through a relay), tried one after the other; a single address without a peer id
+    /// is dialled as it is.
+    Dial(Vec<Multiaddr>),
     /// Dial a peer at the addresses Kademlia knows; look it up if it knows none.
     DialPeer(PeerId),
     /// Close connections beyond this many, taking only peers in none of gossipsub's

@@ -291,7 +291,10 @@ impl Driver {
             NetCommand::Score(peer, score) => {
                 b.gossipsub.set_application_score(&peer, score);
             }
-            NetCommand::Dial(addr) => {
+            NetCommand::Dial(addrs) => {
+                let Some(addr) = addrs.first().cloned() else {
+                    return;
+                };
                 // With a peer id: no second dial while connected to it or dialling it. A
                 // TCP address is tried as QUIC on the same port first (QUIC is preferred
                 // where both ends speak it), then as given. Through a relay
@@ -299,7 +302,12 @@ impl Driver {
                 let peer = target_peer(&addr);
                 let opts = match peer {
                     Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                        .addresses(quic_twin(&addr).into_iter().chain([addr.clone()]).collect())
+                        .addresses(
+                            addrs
+                                .iter()
+                                .flat_map(|a| quic_twin(a).into_iter().chain([a.clone()]))
+                                .collect(),
+                        )
                         .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
                         .condition(
                             libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
@@ -448,7 +456,8 @@ impl Driver {
                 ..
             })) => {
                 tracing::debug!(%tested_addr, %server, ok = result.is_ok(), "AutoNAT v2 probe");
-                let confirmed = self.swarm.external_addresses().next().is_some();
+                // Our relayed addresses are confirmed too; they say nothing of our own.
+                let confirmed = self.swarm.external_addresses().any(|a| !is_relayed(a));
                 self.reach.autonat(result.is_ok(), confirmed);
                 self.listen_through_relays(Instant::now());
             }
