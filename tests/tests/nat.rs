@@ -18,7 +18,7 @@ use alertmesh_tests::netns::{self, Lab};
 use alertmesh_tests::process::{Cluster, TestGuard, wait_until_ok};
 use anyhow::{Context, bail};
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Hard limit of the whole test (namespaces, five daemons, failover).
 const LIMIT: Duration = Duration::from_secs(115);
@@ -181,6 +181,7 @@ fn nated_orgs_meet_through_relays_punch_holes_and_survive_a_relay_loss() -> anyh
     c.write_config(NAT_A, &a_boot, &relays)?;
     c.write_config(NAT_B, &publics, &relays)?;
     c.start_all(&[RELAY1, RELAY2, PUBLIC, NAT_A, NAT_B])?;
+    let started = Instant::now();
 
     // Unreachable behind their NATs, both reserve a slot on both relays.
     for i in [NAT_A, NAT_B] {
@@ -195,6 +196,10 @@ fn nated_orgs_meet_through_relays_punch_holes_and_survive_a_relay_loss() -> anyh
         )
         .with_context(|| c.logs())?;
     }
+    println!(
+        "both NATed orgs reserved on both relays {:.1?} after start",
+        started.elapsed()
+    );
     for i in [RELAY1, RELAY2, PUBLIC] {
         let n = network(&c, i)?;
         if !n["relay_reservations"]
@@ -211,7 +216,8 @@ fn nated_orgs_meet_through_relays_punch_holes_and_survive_a_relay_loss() -> anyh
         bail!("nat-a has not admitted nat-b: {first:?}");
     }
     println!(
-        "first paths between the NATed orgs:\n{}",
+        "every org admitted every other {:.1?} after start; first paths between the NATed orgs:\n{}",
+        started.elapsed(),
         describe(&c, NAT_A, NAT_B)
     );
 
@@ -255,12 +261,18 @@ fn nated_orgs_meet_through_relays_punch_holes_and_survive_a_relay_loss() -> anyh
 
     // Every reader gets every alert.
     let all = [RELAY1, RELAY2, PUBLIC, NAT_A, NAT_B];
+    let round = Instant::now();
     let mut ids = publish_round(&c, &all, "round 1")?;
     wait_delivered(&mut c, &all, &ids)?;
+    println!(
+        "round 1: 5 alerts listed by all 5 APIs {:.1?} after the first publish",
+        round.elapsed()
+    );
 
     // Relay 1 goes down: the NATed orgs reach each other again (relay 2 or direct) and
     // every remaining reader gets what is published after.
     c.kill(RELAY1)?;
+    let killed = Instant::now();
     let relay1 = c.daemons[RELAY1].peer_id.clone();
     c.wait("nat-a and nat-b connected without relay1", |c| {
         paths(c, NAT_A, NAT_B).is_ok_and(|(conns, admitted)| {
@@ -268,13 +280,18 @@ fn nated_orgs_meet_through_relays_punch_holes_and_survive_a_relay_loss() -> anyh
         })
     })?;
     println!(
-        "paths after relay1 went down:\n{}",
+        "nat-a and nat-b connected again {:.1?} after relay1 was killed; paths:\n{}",
+        killed.elapsed(),
         describe(&c, NAT_A, NAT_B)
     );
     let left = [RELAY2, PUBLIC, NAT_A, NAT_B];
     let round2 = publish_round(&c, &[PUBLIC, NAT_A, NAT_B], "round 2")?;
     ids.extend(round2);
     wait_delivered(&mut c, &left, &ids)?;
+    println!(
+        "round 2: all 8 alerts listed by the 4 remaining APIs {:.1?} after relay1 was killed",
+        killed.elapsed()
+    );
     let report: Vec<String> = [
         (NAT_A, RELAY2),
         (NAT_A, PUBLIC),

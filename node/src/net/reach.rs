@@ -1,7 +1,9 @@
 //! Reachability and listening through relays: a node that finds itself unreachable
 //! (AutoNAT v2 could not dial it back, or no verdict came within [`VERDICT_GRACE`])
 //! reserves a slot on each configured relay (`relays` in the config) and listens on
-//! `<relay>/p2p-circuit`. A reservation that fails or ends (relay down, circuit dropped)
+//! `<relay>/p2p-circuit`. It keeps doing so until it restarts, even if a later probe
+//! succeeds: one server reaching it back (say, through a mapping a hole punch left open
+//! in its NAT) does not make it reachable for every member. A reservation that fails or ends (relay down, circuit dropped)
 //! is retried with exponential backoff from [`RETRY_MIN`] to [`RETRY_MAX`], logged once
 //! per outage.
 
@@ -49,6 +51,8 @@ pub struct Reach {
     reachability: Reachability,
     started: Instant,
     relays: Vec<Relay>,
+    /// Whether the node was ever found unreachable: its relay listeners are kept.
+    use_relays: bool,
 }
 
 impl Reach {
@@ -69,6 +73,7 @@ impl Reach {
             reachability: Reachability::Unknown,
             started: now,
             relays,
+            use_relays: false,
         }
     }
 
@@ -89,11 +94,12 @@ impl Reach {
             tracing::info!(reachability = ?next, "reachability changed");
             self.reachability = next;
         }
+        self.use_relays |= next == Reachability::Private;
     }
 
-    /// Relay circuit addresses to listen on now: none while public; otherwise each relay
-    /// without a listener whose retry time has come (or, before any verdict, once
-    /// [`VERDICT_GRACE`] is over).
+    /// Relay circuit addresses to listen on now: none unless the node was found
+    /// unreachable (or got no verdict within [`VERDICT_GRACE`]); then each relay without
+    /// a listener whose retry time has come.
     pub fn due(&mut self, now: Instant) -> Vec<Multiaddr> {
         if self.reachability == Reachability::Unknown
             && now.duration_since(self.started) >= VERDICT_GRACE
@@ -101,8 +107,9 @@ impl Reach {
         {
             tracing::info!("no AutoNAT verdict yet: listening through the configured relays");
             self.reachability = Reachability::Private;
+            self.use_relays = true;
         }
-        if self.reachability != Reachability::Private {
+        if !self.use_relays {
             return Vec::new();
         }
         self.relays
@@ -238,6 +245,10 @@ mod tests {
         r.listening(&due[0], Ok(again), t0 + RETRY_MIN);
         r.closed(again, "relay down", t0 + RETRY_MIN);
         assert!(r.due(t0 + RETRY_MIN * 2).is_empty());
+        assert_eq!(r.due(t0 + RETRY_MIN * 3).len(), 1);
+        // A later successful probe does not drop the relays.
+        r.autonat(true, true);
+        assert_eq!(r.reachability(), Reachability::Public);
         assert_eq!(r.due(t0 + RETRY_MIN * 3).len(), 1);
     }
 
