@@ -61,7 +61,12 @@ struct Driver {
     reach: Reach,
     /// Hole punches that succeeded and failed.
     hole_punches: (u64, u64),
+    /// Peers whose relay requests were denied (limits) and logged; each is logged once.
+    relay_denied: HashSet<PeerId>,
 }
+
+/// Peers remembered in [`Driver::relay_denied`] at most; beyond, the set starts over.
+const MAX_DENIED_LOGGED: usize = 1024;
 
 /// Runs the swarm until `commands` closes or `shutdown` fires; listens through `relays`
 /// (each `…/p2p/<relay id>`) when the node turns out unreachable.
@@ -87,6 +92,7 @@ pub async fn run(
         conns: HashMap::new(),
         reach: Reach::new(&relays, Instant::now()),
         hole_punches: (0, 0),
+        relay_denied: HashSet::new(),
     };
     let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_PERIOD);
     let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
@@ -435,7 +441,7 @@ impl Driver {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => self.relay_client_event(ev),
-            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => relay_server_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => self.relay_server_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
                 remote_peer_id,
                 result,
@@ -639,30 +645,32 @@ fn prune(swarm: &mut Swarm<Behaviour>, max: usize, addrs: &HashMap<PeerId, (Mult
     }
 }
 
-/// Logs what the relay server does: reservations and circuits at debug level, denials
-/// (limits reached) at info.
-fn relay_server_event(ev: relay::Event) {
-    match ev {
-        relay::Event::ReservationReqDenied {
-            src_peer_id,
-            status,
-        } => {
-            tracing::info!(peer = %src_peer_id, ?status, "relay reservation denied (limit)");
+impl Driver {
+    /// Logs what the relay server does: reservations and circuits at debug level; a
+    /// member's first denial (a limit reached) at info, its further ones at debug.
+    fn relay_server_event(&mut self, ev: relay::Event) {
+        let (peer, what, status) = match ev {
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => (src_peer_id, "relay reservation denied", status),
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                status,
+                ..
+            } => (src_peer_id, "relay circuit denied", status),
+            other => {
+                tracing::debug!(event = ?other, "relay server");
+                return;
+            }
+        };
+        if self.relay_denied.len() >= MAX_DENIED_LOGGED {
+            self.relay_denied.clear();
         }
-        relay::Event::CircuitReqDenied {
-            src_peer_id,
-            dst_peer_id,
-            status,
-        } => {
-            tracing::info!(src = %src_peer_id, dst = %dst_peer_id, ?status, "relay circuit denied");
+        if self.relay_denied.insert(peer) {
+            tracing::info!(%peer, ?status, "{what} (limit reached; further denials of this peer at debug level)");
+        } else {
+            tracing::debug!(%peer, ?status, "{what}");
         }
-        relay::Event::CircuitClosed {
-            src_peer_id,
-            dst_peer_id,
-            error,
-        } => {
-            tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, ?error, "relay circuit closed");
-        }
-        other => tracing::debug!(event = ?other, "relay server"),
     }
 }
