@@ -256,8 +256,16 @@ impl Node {
             }
             .instrument(span.clone()),
         ));
+        // Peers listed through a relay wait for the redial (5 s), by when the relays are
+        // connected and admitted.
         for (_, addrs) in bootstrap_targets(&config.bootstrap) {
-            net.send(net::NetCommand::Dial(addrs)).await?;
+            let direct: Vec<Multiaddr> = addrs
+                .into_iter()
+                .filter(|a| !net::reach::is_relayed(a))
+                .collect();
+            if !direct.is_empty() {
+                net.send(net::NetCommand::Dial(direct)).await?;
+            }
         }
         tasks.push(tokio::spawn(
             redial_bootstrap(net.clone(), config.bootstrap.clone(), shutdown_rx.clone())

@@ -337,6 +337,11 @@ pub fn build_swarm_with(
     Ok(swarm)
 }
 
+/// How long a connection through a relay may take to come up (reaching the relay, the
+/// circuit, Noise and Yamux) before it is given up: a dial stuck on a relay that does not
+/// answer would otherwise block every later dial of that peer.
+const RELAYED_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `base` with the relay client's transport next to it: a relayed connection is upgraded
 /// with Noise and Yamux over its circuit, as a direct TCP connection is.
 fn with_relay_client(
@@ -350,6 +355,7 @@ fn with_relay_client(
         .upgrade(libp2p::core::upgrade::Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())
+        .timeout(RELAYED_CONNECT_TIMEOUT)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .or_transport(base)
         .map(|either, _| match either {

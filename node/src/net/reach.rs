@@ -177,8 +177,8 @@ impl Reach {
     }
 }
 
-/// The peer id of a relay address `…/p2p/<id>[/p2p-circuit]`.
-fn relay_id(addr: &Multiaddr) -> Option<PeerId> {
+/// The peer id of a relay address `…/p2p/<id>[/p2p-circuit[/p2p/<peer>]]` (the first id).
+pub fn relay_id(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter()
         .filter_map(|p| match p {
             Protocol::P2p(id) => Some(id),

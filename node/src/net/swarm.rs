@@ -6,7 +6,7 @@ use super::handle::{
     EventSenders, Gossip, NetCommand, NetEvent, PathInfo, PeerInfo, ReachInfo, RequestError,
     RequestTag,
 };
-use super::reach::{Reach, is_relayed, target_peer};
+use super::reach::{Reach, is_relayed, relay_id, target_peer};
 use super::transport::quic_twin;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
@@ -298,6 +298,20 @@ impl Driver {
                 b.gossipsub.set_application_score(&peer, score);
             }
             NetCommand::Dial(addrs) => {
+                // Through relays we are connected to, if any: a circuit through a relay
+                // being dialled, or down, would hold up the addresses after it.
+                let through_connected: Vec<Multiaddr> = addrs
+                    .iter()
+                    .filter(|a| {
+                        !is_relayed(a) || relay_id(a).is_some_and(|r| self.swarm.is_connected(&r))
+                    })
+                    .cloned()
+                    .collect();
+                let addrs = if through_connected.is_empty() {
+                    addrs
+                } else {
+                    through_connected
+                };
                 let Some(addr) = addrs.first().cloned() else {
                     return;
                 };
