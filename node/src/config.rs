@@ -16,6 +16,9 @@
 //! max_connections_per_peer = 2            # optional: connections to one peer at most
 //! sync_requests_per_sec = 50              # optional: requests one peer may make per second
 //! sync_bytes_per_sec = 33554432           # optional: sync page bytes served to one peer per second
+//! relay = false                           # optional: serve as circuit relay for admitted members
+//! relays = ["/ip4/203.0.113.5/tcp/4101/p2p/12D3Koo..."]  # optional: relays to listen through when unreachable
+//! external = ["/ip4/203.0.113.7/tcp/4101"]  # optional: addresses others reach this node on
 //!
 //! [keys]
 //! node_key = "keys/node.key"              # Ed25519 node signing key (0600)
@@ -60,6 +63,12 @@ pub struct Config {
     pub limits: crate::net::ConnectionLimits,
     /// Per-peer request limits (`sync_requests_per_sec`, `sync_bytes_per_sec`).
     pub request_limits: crate::core::RequestLimits,
+    /// Whether the node serves as circuit relay for admitted members (`relay`).
+    pub relay: bool,
+    /// Relay nodes (with `/p2p/<peer id>`) to listen through when unreachable (`relays`).
+    pub relays: Vec<libp2p::Multiaddr>,
+    /// Addresses others reach this node on, announced as confirmed (`external`).
+    pub external: Vec<libp2p::Multiaddr>,
     /// Key files.
     pub keys: KeyPaths,
     /// Local API.
@@ -125,6 +134,12 @@ struct RawConfig {
     sync_requests_per_sec: Option<u32>,
     #[serde(default)]
     sync_bytes_per_sec: Option<u64>,
+    #[serde(default)]
+    relay: bool,
+    #[serde(default)]
+    relays: Vec<String>,
+    #[serde(default)]
+    external: Vec<String>,
     keys: RawKeys,
     api: RawApi,
 }
@@ -157,6 +172,27 @@ impl Config {
             out.extend(self.listen.iter().filter_map(crate::net::quic_twin));
         }
         out
+    }
+
+    /// The addresses announced as reachable: `external` if given; else, on a relay, its
+    /// `listen` addresses that name a host (not `0.0.0.0` / `::`), since a relay must hand
+    /// its members an address to be reached at.
+    pub fn external_addrs(&self) -> Vec<libp2p::Multiaddr> {
+        use libp2p::multiaddr::Protocol;
+        if !self.external.is_empty() || !self.relay {
+            return self.external.clone();
+        }
+        self.listen_addrs()
+            .into_iter()
+            .filter(|a| {
+                a.iter().all(|p| match p {
+                    Protocol::Ip4(ip) => !ip.is_unspecified(),
+                    Protocol::Ip6(ip) => !ip.is_unspecified(),
+                    Protocol::Tcp(port) | Protocol::Udp(port) => port != 0,
+                    _ => true,
+                })
+            })
+            .collect()
     }
 
     /// Loads and checks a config file; errors name the file, the key and the fix.
@@ -266,6 +302,15 @@ impl Config {
             .with_max_established(Some(max_connections as u32))
             .with_max_pending_incoming(Some(max_pending_incoming as u32))
             .with_max_established_per_peer(Some(max_connections_per_peer as u32));
+        let relays = addrs(&raw.relays, "relays")?;
+        for a in &relays {
+            if crate::net::reach::is_relayed(a) || crate::net::reach::target_peer(a).is_none() {
+                bail!(
+                    "config file {file}: `relays` entry {a} must be a relay node's address ending in /p2p/<peer id> (without /p2p-circuit)"
+                );
+            }
+        }
+        let external = addrs(&raw.external, "external")?;
         for a in &bootstrap {
             if !a
                 .iter()
@@ -289,6 +334,9 @@ impl Config {
             max_peers,
             limits,
             request_limits,
+            relay: raw.relay,
+            relays,
+            external,
             keys: KeyPaths {
                 node_key: resolve(&raw.keys.node_key),
                 agreement_key: resolve(&raw.keys.agreement_key),
@@ -381,6 +429,35 @@ mod tests {
             Config::parse(&bad, Path::new("n.toml")).unwrap_err()
         );
         assert!(e.contains("genesis_hash"), "{e}");
+    }
+
+    #[test]
+    fn relay_keys_parse_and_relays_need_a_peer_id() {
+        let c = Config::parse(&sample(), Path::new("n.toml")).unwrap();
+        assert!(!c.relay && c.relays.is_empty() && c.external_addrs().is_empty());
+        let id = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+        let c = Config::parse(
+            &format!(
+                "relay = true\nrelays = [\"/ip4/10.0.0.1/tcp/4101/p2p/{id}\"]\n{}",
+                sample().replace("tcp/0", "tcp/4101")
+            ),
+            Path::new("n.toml"),
+        )
+        .unwrap();
+        assert!(c.relay);
+        assert_eq!(c.relays.len(), 1);
+        // A relay announces its listen addresses (TCP and the QUIC twin).
+        assert_eq!(c.external_addrs().len(), 2);
+        for bad in [
+            "relays = [\"/ip4/10.0.0.1/tcp/4101\"]".to_string(),
+            format!("relays = [\"/ip4/10.0.0.1/tcp/4101/p2p/{id}/p2p-circuit\"]"),
+        ] {
+            let e = format!(
+                "{:#}",
+                Config::parse(&format!("{bad}\n{}", sample()), Path::new("n.toml")).unwrap_err()
+            );
+            assert!(e.contains("n.toml") && e.contains("relays"), "{e}");
+        }
     }
 
     #[test]

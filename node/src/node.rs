@@ -38,23 +38,32 @@ pub struct Node {
 /// How often bootstrap peers that are not connected are dialled again.
 pub const REDIAL_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The bootstrap addresses grouped by the peer they name (through a relay, the last id
+/// of the address), in config order.
+fn bootstrap_targets(bootstrap: &[Multiaddr]) -> Vec<(String, Vec<Multiaddr>)> {
+    let mut targets: Vec<(String, Vec<Multiaddr>)> = Vec::new();
+    for a in bootstrap {
+        let Some(id) = net::reach::target_peer(a).map(|p| p.to_string()) else {
+            continue;
+        };
+        match targets.iter_mut().find(|(t, _)| *t == id) {
+            Some((_, addrs)) => addrs.push(a.clone()),
+            None => targets.push((id, vec![a.clone()])),
+        }
+    }
+    targets
+}
+
 /// Dials every bootstrap peer that is not connected (down at start, restarted, cut off)
-/// again every [`REDIAL_PERIOD`], so a peer that lists nobody itself is found again.
+/// again every [`REDIAL_PERIOD`], so a peer that lists nobody itself is found again. A
+/// peer listed at several addresses (say, through two relays) is dialled at all of them in
+/// one attempt, so a dead first address does not hide the others.
 async fn redial_bootstrap(
     net: NetHandle,
     bootstrap: Vec<Multiaddr>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let targets: Vec<(String, Multiaddr)> = bootstrap
-        .into_iter()
-        .filter_map(|a| {
-            let id = a.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(id) => Some(id.to_string()),
-                _ => None,
-            })?;
-            Some((id, a))
-        })
-        .collect();
+    let targets = bootstrap_targets(&bootstrap);
     if targets.is_empty() {
         return;
     }
@@ -70,9 +79,12 @@ async fn redial_bootstrap(
         };
         let connected: std::collections::HashSet<String> =
             peers.into_iter().map(|p| p.peer_id).collect();
-        for (id, addr) in &targets {
+        for (id, addrs) in &targets {
             if !connected.contains(id)
-                && net.send(net::NetCommand::Dial(addr.clone())).await.is_err()
+                && net
+                    .send(net::NetCommand::Dial(addrs.clone()))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -158,7 +170,13 @@ impl Node {
             net.traffic(),
             config.limits.clone(),
             options.transport,
+            config.relay,
         )?;
+        // Addresses others can reach us on, as configured; AutoNAT v2 adds the ones it
+        // confirms. A relay hands them to the members it holds reservations for.
+        for addr in config.external_addrs() {
+            swarm.add_external_address(addr);
+        }
         // QUIC twins of the TCP addresses are a bonus: a port taken on UDP only is logged.
         for addr in config.listen_addrs().into_iter().skip(config.listen.len()) {
             if let Err(e) = swarm.listen_on(addr.clone()) {
@@ -218,6 +236,7 @@ impl Node {
                 events_tx,
                 shutdown_rx.clone(),
                 metrics.clone(),
+                config.relays.clone(),
             )
             .instrument(span.clone()),
         ));
@@ -237,8 +256,16 @@ impl Node {
             }
             .instrument(span.clone()),
         ));
-        for addr in &config.bootstrap {
-            net.send(net::NetCommand::Dial(addr.clone())).await?;
+        // Peers listed through a relay wait for the redial (5 s), by when the relays are
+        // connected and admitted.
+        for (_, addrs) in bootstrap_targets(&config.bootstrap) {
+            let direct: Vec<Multiaddr> = addrs
+                .into_iter()
+                .filter(|a| !net::reach::is_relayed(a))
+                .collect();
+            if !direct.is_empty() {
+                net.send(net::NetCommand::Dial(direct)).await?;
+            }
         }
         tasks.push(tokio::spawn(
             redial_bootstrap(net.clone(), config.bootstrap.clone(), shutdown_rx.clone())
@@ -269,7 +296,7 @@ impl Node {
 
     /// Dials another node.
     pub async fn dial(&self, addr: Multiaddr) -> anyhow::Result<()> {
-        self.net.send(net::NetCommand::Dial(addr)).await
+        self.net.send(net::NetCommand::Dial(vec![addr])).await
     }
 
     /// Stops every task and waits for them (pending writes are flushed).

@@ -3,10 +3,11 @@
 //! In-process networks of real nodes come from the public harness
 //! ([`alertmesh_sim::harness`]), the hostile peer from [`alertmesh_sim::hostile`], node
 //! files and sample alerts from [`alertmesh_sim::files`] and [`alertmesh_sim::samples`].
-//! This crate adds what tests of separate daemon processes need ([`process`]), running
-//! the Python scripts of real clients ([`python`]) and a bounded [`wait_for`] for
-//! `anyhow` tests.
+//! This crate adds what tests of separate daemon processes need ([`process`]), network
+//! namespaces with a real NAT for them ([`netns`]), running the Python scripts of real
+//! clients ([`python`]) and a bounded [`wait_for`] for `anyhow` tests.
 
+pub mod netns;
 pub mod process;
 pub mod python;
 

@@ -280,6 +280,11 @@ pub struct Daemon {
     pub peer_id: String,
     /// Node signing key (envelope author).
     pub node_key: NodePublicKey,
+    /// The network namespace it runs in (`None`: the test's own, on loopback); its API is
+    /// then reached from a thread inside that namespace ([`Daemon::call`]).
+    pub netns: Option<String>,
+    /// The IPv4 address it listens on for libp2p.
+    pub host: String,
     child: Option<Child>,
     starts: u32,
 }
@@ -287,7 +292,22 @@ pub struct Daemon {
 impl Daemon {
     /// Its bootstrap multiaddr.
     pub fn multiaddr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.p2p_port, self.peer_id)
+        format!(
+            "/ip4/{}/tcp/{}/p2p/{}",
+            self.host, self.p2p_port, self.peer_id
+        )
+    }
+
+    /// Runs `f` with a fresh API client, inside the daemon's namespace if it has one.
+    pub fn call<T: Send>(
+        &self,
+        f: impl FnOnce(&Client) -> anyhow::Result<T> + Send,
+    ) -> anyhow::Result<T> {
+        let client = self.client();
+        match &self.netns {
+            None => f(&client),
+            Some(ns) => crate::netns::Lab::within(ns, || f(&client))?,
+        }
     }
 
     /// The API address.
@@ -400,6 +420,8 @@ impl Cluster {
                 api_port: free_port()?,
                 peer_id,
                 node_key: material.key.public(),
+                netns: None,
+                host: "127.0.0.1".into(),
                 child: None,
                 starts: 0,
             });
@@ -420,16 +442,22 @@ impl Cluster {
     /// Rewrites daemon `i`'s config so it dials exactly `peers` (itself excluded) at its
     /// next start.
     pub fn set_bootstrap(&self, i: usize, peers: &[usize]) -> anyhow::Result<()> {
-        let d = &self.daemons[i];
         let bootstrap: Vec<String> = peers
             .iter()
             .filter(|j| **j != i)
             .map(|j| self.daemons[*j].multiaddr())
             .collect();
+        self.write_config(i, &bootstrap, "quic = false\n")
+    }
+
+    /// Rewrites daemon `i`'s config: listening on its host and port, dialling
+    /// `bootstrap`, with the top-level keys `extra` (TOML lines) added.
+    pub fn write_config(&self, i: usize, bootstrap: &[String], extra: &str) -> anyhow::Result<()> {
+        let d = &self.daemons[i];
         let text = alertmesh_node::config::render(
             "data",
-            &[format!("/ip4/127.0.0.1/tcp/{}", d.p2p_port)],
-            &bootstrap,
+            &[format!("/ip4/{}/tcp/{}", d.host, d.p2p_port)],
+            bootstrap,
             &self.network.genesis_hash().to_hex(),
             &d.api_addr().to_string(),
             ".",
@@ -437,7 +465,7 @@ impl Cluster {
         );
         let text = text.replacen(
             "\n[keys]",
-            &format!("sync_interval_ms = {SYNC_INTERVAL_MS}\nquic = false\n\n[keys]"),
+            &format!("sync_interval_ms = {SYNC_INTERVAL_MS}\n{extra}\n[keys]"),
             1,
         );
         std::fs::write(&d.config_path, text)?;
@@ -459,13 +487,12 @@ impl Cluster {
             .open(d.log_path())?;
         writeln!(log, "===== harness: start #{} =====", d.starts)?;
         let level = std::env::var("ALERTMESH_TEST_LOG").unwrap_or_else(|_| "info".into());
-        let child = spawn_run(&bin, &d.config_path, log, &level)?;
+        let child = spawn_run(&bin, &d.config_path, log, &level, d.netns.as_deref())?;
         lock(&DAEMONS).insert(child.id());
         d.child = Some(child);
         self.wait(&format!("the API of daemon {i}"), |c| {
             c.daemons[i]
-                .client()
-                .get::<serde_json::Value>("/v1/status")
+                .call(|api| api.get::<serde_json::Value>("/v1/status"))
                 .is_ok()
         })
     }
@@ -562,7 +589,7 @@ impl Cluster {
 
     /// `GET /v1/status` of daemon `i`.
     pub fn status(&self, i: usize) -> anyhow::Result<serde_json::Value> {
-        self.daemons[i].client().get("/v1/status")
+        self.daemons[i].call(|api| api.get("/v1/status"))
     }
 
     /// Waits until each daemon in `group` has admitted exactly the others of the group and
@@ -582,7 +609,7 @@ impl Cluster {
 
     /// Publishes an alert through daemon `i`'s API; `Ok` only on HTTP 201.
     pub fn publish(&self, i: usize, title: &str) -> anyhow::Result<Receipt> {
-        publish_with(&self.daemons[i].client(), title)
+        self.daemons[i].call(|api| publish_with(api, title))
     }
 
     fn reader(&self, i: usize) -> anyhow::Result<rusqlite::Connection> {
@@ -626,22 +653,12 @@ impl Cluster {
 
     /// Ids of every alert `GET /v1/alerts?topic=all` lists on daemon `i` (all pages).
     pub fn api_alert_ids(&self, i: usize) -> anyhow::Result<HashSet<String>> {
-        let client = self.daemons[i].client();
-        let mut ids = HashSet::new();
-        let mut after = 0i64;
-        loop {
-            let page: serde_json::Value = client.get(&format!(
-                "/v1/alerts?topic={TOPIC}&after={after}&limit=1000"
-            ))?;
-            let alerts = page["alerts"].as_array().context("no alerts array")?;
-            if alerts.is_empty() {
-                return Ok(ids);
-            }
-            for a in alerts {
-                ids.insert(a["id"].as_str().context("alert without id")?.to_string());
-            }
-            after = page["next"].as_i64().context("no cursor")?;
-        }
+        self.daemons[i].call(api_alert_ids)
+    }
+
+    /// `GET /v1/peers` of daemon `i`.
+    pub fn peers(&self, i: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+        self.daemons[i].call(|api| api.get("/v1/peers"))
     }
 
     /// The chain of daemon `author` on [`TOPIC`] as daemon `i`'s database holds it.
@@ -725,6 +742,25 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+}
+
+/// Ids of every alert `GET /v1/alerts?topic=all` lists through `client` (all pages).
+fn api_alert_ids(client: &Client) -> anyhow::Result<HashSet<String>> {
+    let mut ids = HashSet::new();
+    let mut after = 0i64;
+    loop {
+        let page: serde_json::Value = client.get(&format!(
+            "/v1/alerts?topic={TOPIC}&after={after}&limit=1000"
+        ))?;
+        let alerts = page["alerts"].as_array().context("no alerts array")?;
+        if alerts.is_empty() {
+            return Ok(ids);
+        }
+        for a in alerts {
+            ids.insert(a["id"].as_str().context("alert without id")?.to_string());
+        }
+        after = page["next"].as_i64().context("no cursor")?;
     }
 }
 
@@ -849,10 +885,25 @@ pub fn wait_until_ok(
 }
 
 /// Spawns `bin run --config config` with `RUST_LOG=level`, its stdout and stderr appended
-/// to `log`, no stdin.
-pub fn spawn_run(bin: &Path, config: &Path, log: File, level: &str) -> anyhow::Result<Child> {
-    Command::new(bin)
-        .arg("run")
+/// to `log`, no stdin,
+/// inside network namespace `netns` if given (`ip netns exec`, which execs the daemon:
+/// the child's pid is the daemon's).
+pub fn spawn_run(
+    bin: &Path,
+    config: &Path,
+    log: File,
+    level: &str,
+    netns: Option<&str>,
+) -> anyhow::Result<Child> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.arg("run")
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", level)

@@ -154,3 +154,58 @@ async fn holds(node: &Node, id: &alertmesh_protocol::EnvelopeId) -> bool {
     .await
     .unwrap_or(false)
 }
+
+/// A relay node (`relay = true`) serves admitted members only: a stranger (no member
+/// certificate) that connects and asks for a reservation is never granted one; the relay
+/// server's handler stays closed behind the admission gate, and the node cuts the
+/// stranger off for showing no certificate. (Members reserving: `tests/tests/nat.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_grants_no_reservation_to_a_stranger() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{noise, relay, tcp, yamux};
+    use rand_chacha03::rand_core::SeedableRng;
+
+    let plan = simple_plan(2, alertmesh_node::clock::now_ms() - 60_000);
+    let network = plan.build(&mut rand_chacha03::ChaCha20Rng::seed_from_u64(162));
+    let dir = tempfile::tempdir()?;
+    let port = free_tcp_and_udp_port()?;
+    let path = node_files(dir.path(), &network, 0, port, false)?;
+    let text = std::fs::read_to_string(&path)?;
+    std::fs::write(&path, format!("relay = true\n{text}"))?;
+    let relay_node = Node::start(&Config::load(&path)?).await?;
+    ensure!(relay_node.net.reach().await?.relay_server, "not a relay");
+    let relay_addr: Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", relay_node.peer_id).parse()?;
+
+    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|_, client| client)?
+        .build();
+    stranger.listen_on(relay_addr.with(Protocol::P2pCircuit))?;
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match stranger.select_next_some().await {
+                SwarmEvent::Behaviour(relay::client::Event::ReservationReqAccepted { .. }) => {
+                    return Err(anyhow::anyhow!(
+                        "the relay granted a stranger a reservation"
+                    ));
+                }
+                SwarmEvent::ListenerClosed { reason, .. } => return Ok(format!("{reason:?}")),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .context("the stranger's reservation neither ended nor was granted within 30 s")??;
+    eprintln!("stranger's relay listener closed: {outcome}");
+    relay_node.shutdown().await;
+    Ok(())
+}

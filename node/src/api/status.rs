@@ -33,6 +33,9 @@ pub(super) async fn status(State(state): State<ApiState>) -> Result<impl IntoRes
     status["evidence_reports"] = serde_json::Value::from(reports);
     // The newest alert's cursor: a live stream resumed from it misses nothing after.
     status["last_cursor"] = serde_json::Value::from(last_cursor);
+    // Reachability (AutoNAT v2), relay reservations and hole punches.
+    status["network"] = serde_json::to_value(state.net.reach().await?)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(status))
 }
 

@@ -1,12 +1,17 @@
 //! The composed network behaviour and how a swarm is built: gossipsub with its scores,
-//! Kademlia, identify, ping, request-response, connection limits and the block list.
+//! Kademlia, identify, ping, request-response, connection limits and the block list, and
+//! for NAT traversal the circuit-relay v2 client (and server on relay nodes), DCUtR hole
+//! punching and AutoNAT v2, all behind the admission gate.
 
 use super::codec::REQ_PROTOCOL;
 use super::gate;
 use super::transport::{Traffic, TransportFactory, transport};
 use libp2p::gossipsub::{self, MessageId};
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::{Multiaddr, StreamProtocol, Swarm, identify, identity, kad, ping};
+use libp2p::{
+    Multiaddr, StreamProtocol, Swarm, autonat, dcutr, identify, identity, kad, noise, ping, relay,
+    yamux,
+};
 use std::time::Duration;
 
 /// gossipsub's largest message: the hard envelope cap plus control framing.
@@ -33,8 +38,10 @@ mod composed {
     use super::super::codec::FrameCodec;
     use super::super::gate::Gate;
     use libp2p::swarm::NetworkBehaviour;
+    use libp2p::swarm::behaviour::toggle::Toggle;
     use libp2p::{
-        allow_block_list, connection_limits, gossipsub, identify, kad, ping, request_response,
+        allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, kad, ping, relay,
+        request_response,
     };
 
     /// The node's composed network behaviour. Fields are polled in this order, so the
@@ -57,10 +64,67 @@ mod composed {
         pub kad: Gate<kad::Behaviour<kad::store::MemoryStore>>,
         /// Hello (certificate exchange), directory and history sync.
         pub req: request_response::Behaviour<FrameCodec>,
+        /// Circuit-relay v2 server, on relay nodes only (config `relay = true`); closed to
+        /// a peer until it is admitted, so only members reserve slots or open circuits.
+        pub relay: Toggle<Gate<relay::Behaviour>>,
+        /// Circuit-relay v2 client: reservations on, and circuits through, admitted relays.
+        pub relay_client: Gate<relay::client::Behaviour>,
+        /// Hole punching over a relayed connection, once its peer is admitted.
+        pub dcutr: Gate<dcutr::Behaviour>,
+        /// AutoNAT v2 client: asks admitted peers to dial our address candidates back.
+        pub autonat: Gate<autonat::v2::client::Behaviour>,
+        /// AutoNAT v2 server: dials back admitted peers only.
+        pub autonat_server: Gate<autonat::v2::server::Behaviour>,
     }
 }
 
 pub use libp2p::connection_limits::ConnectionLimits;
+
+impl Behaviour {
+    /// Opens every gated behaviour to `peer` (its certificate verified).
+    pub fn admit(&mut self, peer: libp2p::PeerId) {
+        self.gossipsub.admit(peer);
+        self.kad.admit(peer);
+        if let Some(relay) = self.relay.as_mut() {
+            relay.admit(peer);
+        }
+        self.relay_client.admit(peer);
+        self.dcutr.admit(peer);
+        self.autonat.admit(peer);
+        self.autonat_server.admit(peer);
+    }
+}
+
+/// Relay slots (reservations) held at most, over all members.
+pub const RELAY_MAX_RESERVATIONS: usize = 128;
+/// Reservations one member may hold at most (one per connection to the relay).
+pub const RELAY_MAX_RESERVATIONS_PER_PEER: usize = 2;
+/// How long a reservation lasts before the client renews it.
+pub const RELAY_RESERVATION_DURATION: Duration = Duration::from_secs(3600);
+/// Circuits relayed at once, over all members.
+pub const RELAY_MAX_CIRCUITS: usize = 64;
+/// Circuits one member may have open at once (as source).
+pub const RELAY_MAX_CIRCUITS_PER_PEER: usize = 8;
+/// A circuit is closed after this long; the peers dial again (or are direct by then).
+pub const RELAY_MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
+/// A circuit is closed after relaying this many bytes (each direction): sixteen
+/// maximal envelopes, thousands of typical alerts.
+pub const RELAY_MAX_CIRCUIT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The relay server's limits: the constants above, with libp2p's default rate limits on
+/// new reservations and circuits (per peer and per IP address).
+pub fn relay_config() -> relay::Config {
+    relay::Config {
+        max_reservations: RELAY_MAX_RESERVATIONS,
+        max_reservations_per_peer: RELAY_MAX_RESERVATIONS_PER_PEER,
+        reservation_duration: RELAY_RESERVATION_DURATION,
+        max_circuits: RELAY_MAX_CIRCUITS,
+        max_circuits_per_peer: RELAY_MAX_CIRCUITS_PER_PEER,
+        max_circuit_duration: RELAY_MAX_CIRCUIT_DURATION,
+        max_circuit_bytes: RELAY_MAX_CIRCUIT_BYTES,
+        ..Default::default()
+    }
+}
 
 /// Gossipsub settings for networks of 3–200 nodes, without message validation: the node
 /// adds `validate_messages` (`gossipsub_config`); the simulator's plain-gossipsub
@@ -182,25 +246,32 @@ pub fn build_swarm_counted(
     traffic: Traffic,
     limits: ConnectionLimits,
 ) -> anyhow::Result<Swarm<Behaviour>> {
-    build_swarm_with(key, listen, traffic, limits, None)
+    build_swarm_with(key, listen, traffic, limits, None, false)
 }
 
 /// [`build_swarm_counted`] on the transport `custom` builds, if given, instead of the
-/// node's own TCP + QUIC.
+/// node's own TCP + QUIC, with the relay server if `relay_server`. Connections through a
+/// relay (`/p2p-circuit`) come in over the relay client's transport, with Noise and Yamux
+/// end to end, and pass the same behaviours and admission gate as direct ones.
 pub fn build_swarm_with(
     key: identity::Keypair,
     listen: &[Multiaddr],
     traffic: Traffic,
     limits: ConnectionLimits,
     custom: Option<TransportFactory>,
+    relay_server: bool,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let gossip_traffic = traffic.clone();
+    let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_other_transport(|key| match custom {
-            Some(build) => build(key, traffic).map_err(Into::into),
-            None => transport(key, traffic)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+        .with_other_transport(|key| {
+            type BoxError = Box<dyn std::error::Error + Send + Sync>;
+            let base = match custom {
+                Some(build) => build(key, traffic).map_err(BoxError::from)?,
+                None => transport(key, traffic)?,
+            };
+            Ok::<_, BoxError>(with_relay_client(relay_transport, key, base)?)
         })?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
@@ -242,6 +313,20 @@ pub fn build_swarm_with(
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
                 kad: gate::Gate::new(kad),
                 req,
+                relay: relay_server
+                    .then(|| {
+                        let mut server = relay::Behaviour::new(peer_id, relay_config());
+                        // A relay node is public by configuration: it serves without
+                        // waiting for AutoNAT to confirm an address.
+                        server.set_status(Some(relay::Status::Enable));
+                        gate::Gate::new(server)
+                    })
+                    .into(),
+                relay_client: gate::Gate::new(relay_client),
+                dcutr: gate::Gate::new(dcutr::Behaviour::new(peer_id)),
+                // Probes every 5 s, up to 10 address candidates.
+                autonat: gate::Gate::new(autonat::v2::client::Behaviour::default()),
+                autonat_server: gate::Gate::new(autonat::v2::server::Behaviour::default()),
             })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -250,4 +335,31 @@ pub fn build_swarm_with(
         swarm.listen_on(addr.clone())?;
     }
     Ok(swarm)
+}
+
+/// How long a connection through a relay may take to come up (reaching the relay, the
+/// circuit, Noise and Yamux) before it is given up: a dial stuck on a relay that does not
+/// answer would otherwise block every later dial of that peer.
+const RELAYED_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `base` with the relay client's transport next to it: a relayed connection is upgraded
+/// with Noise and Yamux over its circuit, as a direct TCP connection is.
+fn with_relay_client(
+    relayed: relay::client::Transport,
+    key: &identity::Keypair,
+    base: super::transport::BoxedTransport,
+) -> Result<super::transport::BoxedTransport, noise::Error> {
+    use libp2p::Transport;
+    use libp2p::core::muxing::StreamMuxerBox;
+    Ok(relayed
+        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .timeout(RELAYED_CONNECT_TIMEOUT)
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .or_transport(base)
+        .map(|either, _| match either {
+            futures::future::Either::Left(out) | futures::future::Either::Right(out) => out,
+        })
+        .boxed())
 }

@@ -1,6 +1,7 @@
-//! Admission in the network layer: [`Gate`] wraps a behaviour (gossipsub, Kademlia) so that
-//! nothing of it reaches or leaves a peer until the node has verified the peer's
-//! certificate.
+//! Admission in the network layer: [`Gate`] wraps a behaviour (gossipsub, Kademlia, the
+//! relay server and client, DCUtR, AutoNAT) so that nothing of it reaches or leaves a peer
+//! until the node has verified the peer's certificate. It looks at peers, never at
+//! addresses: a connection through a relay (`/p2p-circuit`) starts closed like any other.
 //!
 //! Every connection gets the inner behaviour's own handler, but the gate does not poll it
 //! until [`Gate::admit`] opens the peer. An unpolled handler opens no stream, writes

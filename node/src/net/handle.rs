@@ -156,8 +156,10 @@ pub enum NetCommand {
     Unban(PeerId),
     /// Set a peer's application score.
     Score(PeerId, f64),
-    /// Dial an address.
-    Dial(Multiaddr),
+    /// Dial one peer at any of these addresses (all naming it with `/p2p/<id>`, directly
+    /// or through a relay), tried one after the other; a single address without a peer id
+    /// is dialled as it is.
+    Dial(Vec<Multiaddr>),
     /// Dial a peer at the addresses Kademlia knows; look it up if it knows none.
     DialPeer(PeerId),
     /// Close connections beyond this many, taking only peers in none of gossipsub's
@@ -169,6 +171,34 @@ pub enum NetCommand {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     /// Report how many Kademlia queries are running.
     KadQueries(oneshot::Sender<usize>),
+    /// Report reachability and relay use.
+    Reach(oneshot::Sender<ReachInfo>),
+}
+
+/// One connection to a peer: its remote address and whether it goes through a relay.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PathInfo {
+    /// The remote address (`…/p2p-circuit` when relayed).
+    pub address: String,
+    /// Whether the connection is a relay circuit rather than a direct link.
+    pub relayed: bool,
+}
+
+/// How reachable the node is and which relays it uses (`GET /v1/status`, `network`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReachInfo {
+    /// AutoNAT v2's verdict: `unknown`, `public` or `private`.
+    pub reachability: super::reach::Reachability,
+    /// External addresses confirmed (by AutoNAT or the config's `external`).
+    pub external_addrs: Vec<String>,
+    /// Relay circuit addresses we hold a reservation on (others reach us through them).
+    pub relay_reservations: Vec<String>,
+    /// Whether this node is a relay (config `relay = true`).
+    pub relay_server: bool,
+    /// Hole punches that made a direct connection out of a relayed one.
+    pub hole_punches_succeeded: u64,
+    /// Hole punches that failed (the peers stay relayed).
+    pub hole_punches_failed: u64,
 }
 
 /// A connected peer as the API shows it.
@@ -176,8 +206,12 @@ pub enum NetCommand {
 pub struct PeerInfo {
     /// Its peer id.
     pub peer_id: String,
-    /// Its remote address.
+    /// The remote address of its first connection still open.
     pub address: String,
+    /// Every open connection to it, direct or relayed.
+    pub connections: Vec<PathInfo>,
+    /// Whether every connection to it goes through a relay (no direct path).
+    pub relayed: bool,
     /// Its gossipsub score, if known.
     pub score: Option<f64>,
     /// Gossip topics it is in our mesh for.
@@ -225,6 +259,13 @@ impl NetHandle {
     pub async fn kad_queries(&self) -> anyhow::Result<usize> {
         let (tx, rx) = oneshot::channel();
         self.send(NetCommand::KadQueries(tx)).await?;
+        Ok(rx.await?)
+    }
+
+    /// Reachability and relay use.
+    pub async fn reach(&self) -> anyhow::Result<ReachInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.send(NetCommand::Reach(tx)).await?;
         Ok(rx.await?)
     }
 

@@ -1,16 +1,18 @@
-//! The swarm task: it owns the swarm, runs commands, forwards events, and enforces
-//! refusals and bans.
+//! The swarm task: it owns the swarm, runs commands, forwards events, enforces refusals
+//! and bans, and listens through relays when the node is unreachable ([`Reach`]).
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_BOOTSTRAP_PERIOD, topic_score_params};
 use super::handle::{
-    EventSenders, Gossip, NetCommand, NetEvent, PeerInfo, RequestError, RequestTag,
+    EventSenders, Gossip, NetCommand, NetEvent, PathInfo, PeerInfo, ReachInfo, RequestError,
+    RequestTag,
 };
+use super::reach::{Reach, is_relayed, relay_id, target_peer};
 use super::transport::quic_twin;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, relay};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -53,15 +55,28 @@ struct Driver {
     identified: HashMap<PeerId, Vec<Multiaddr>>,
     /// Tags of our outbound requests awaiting an answer.
     requests: HashMap<OutboundRequestId, RequestTag>,
+    /// Every open connection's remote address, per peer (direct or relayed).
+    conns: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
+    /// Reachability and the relay listeners.
+    reach: Reach,
+    /// Hole punches that succeeded and failed.
+    hole_punches: (u64, u64),
+    /// Peers whose relay requests were denied (limits) and logged; each is logged once.
+    relay_denied: HashSet<PeerId>,
 }
 
-/// Runs the swarm until `commands` closes or `shutdown` fires.
+/// Peers remembered in [`Driver::relay_denied`] at most; beyond, the set starts over.
+const MAX_DENIED_LOGGED: usize = 1024;
+
+/// Runs the swarm until `commands` closes or `shutdown` fires; listens through `relays`
+/// (each `…/p2p/<relay id>`) when the node turns out unreachable.
 pub async fn run(
     swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<NetCommand>,
     events: EventSenders,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     metrics: crate::metrics::Metrics,
+    relays: Vec<Multiaddr>,
 ) {
     let mut d = Driver {
         swarm,
@@ -74,6 +89,10 @@ pub async fn run(
         addrs: HashMap::new(),
         identified: HashMap::new(),
         requests: HashMap::new(),
+        conns: HashMap::new(),
+        reach: Reach::new(&relays, Instant::now()),
+        hole_punches: (0, 0),
+        relay_denied: HashSet::new(),
     };
     let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_PERIOD);
     let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
@@ -86,7 +105,11 @@ pub async fn run(
                 let me = *d.swarm.local_peer_id();
                 d.swarm.behaviour_mut().kad.get_closest_peers(me);
             }
-            _ = housekeeping.tick() => d.expire(Instant::now()),
+            _ = housekeeping.tick() => {
+                let now = Instant::now();
+                d.expire(now);
+                d.listen_through_relays(now);
+            }
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
                 d.command(cmd);
@@ -162,6 +185,20 @@ impl Driver {
         }
     }
 
+    /// Listens on each relay circuit that is due (see [`Reach::due`]).
+    fn listen_through_relays(&mut self, now: Instant) {
+        for circuit in self.reach.due(now) {
+            let id = self
+                .swarm
+                .listen_on(circuit.clone())
+                .map_err(|e| e.to_string());
+            if id.is_ok() {
+                tracing::info!(relay = %circuit, "listening through relay");
+            }
+            self.reach.listening(&circuit, id, now);
+        }
+    }
+
     fn command(&mut self, cmd: NetCommand) {
         let b = self.swarm.behaviour_mut();
         match cmd {
@@ -195,8 +232,7 @@ impl Driver {
                     return;
                 }
                 let b = self.swarm.behaviour_mut();
-                b.gossipsub.admit(peer);
-                b.kad.admit(peer);
+                b.admit(peer);
                 for addr in self.identified.remove(&peer).into_iter().flatten() {
                     b.kad.add_address(&peer, addr);
                 }
@@ -261,17 +297,37 @@ impl Driver {
             NetCommand::Score(peer, score) => {
                 b.gossipsub.set_application_score(&peer, score);
             }
-            NetCommand::Dial(addr) => {
+            NetCommand::Dial(addrs) => {
+                // Through relays we are connected to, if any: a circuit through a relay
+                // being dialled, or down, would hold up the addresses after it.
+                let through_connected: Vec<Multiaddr> = addrs
+                    .iter()
+                    .filter(|a| {
+                        !is_relayed(a) || relay_id(a).is_some_and(|r| self.swarm.is_connected(&r))
+                    })
+                    .cloned()
+                    .collect();
+                let addrs = if through_connected.is_empty() {
+                    addrs
+                } else {
+                    through_connected
+                };
+                let Some(addr) = addrs.first().cloned() else {
+                    return;
+                };
                 // With a peer id: no second dial while connected to it or dialling it. A
                 // TCP address is tried as QUIC on the same port first (QUIC is preferred
-                // where both ends speak it), then as given.
-                let peer = addr.iter().find_map(|p| match p {
-                    libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-                    _ => None,
-                });
+                // where both ends speak it), then as given. Through a relay
+                // (`…/p2p/<relay>/p2p-circuit/p2p/<peer>`) the peer is the last id.
+                let peer = target_peer(&addr);
                 let opts = match peer {
                     Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                        .addresses(quic_twin(&addr).into_iter().chain([addr.clone()]).collect())
+                        .addresses(
+                            addrs
+                                .iter()
+                                .flat_map(|a| quic_twin(a).into_iter().chain([a.clone()]))
+                                .collect(),
+                        )
                         .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
                         .condition(
                             libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
@@ -301,28 +357,43 @@ impl Driver {
                 let peers = self
                     .swarm
                     .connected_peers()
-                    .map(|p| PeerInfo {
-                        peer_id: p.to_string(),
-                        address: self
-                            .addrs
+                    .map(|p| {
+                        let connections: Vec<PathInfo> = self
+                            .conns
                             .get(p)
-                            .map(|(a, _)| a.to_string())
-                            .unwrap_or_default(),
-                        score: g.peer_score(p),
-                        mesh_topics: g
-                            .topics()
-                            .filter(|t| g.mesh_peers(t).any(|m| m == p))
-                            .count(),
-                        mesh: g
-                            .topics()
-                            .filter(|t| g.mesh_peers(t).any(|m| m == p))
-                            .map(|t| t.as_str().to_string())
-                            .collect(),
-                        connected_secs: self
-                            .addrs
-                            .get(p)
-                            .map_or(0, |(_, since)| since.elapsed().as_secs()),
-                        admitted: g.is_admitted(p),
+                            .into_iter()
+                            .flat_map(|c| c.values())
+                            .map(|a| PathInfo {
+                                address: a.to_string(),
+                                relayed: is_relayed(a),
+                            })
+                            .collect();
+                        PeerInfo {
+                            peer_id: p.to_string(),
+                            address: self
+                                .addrs
+                                .get(p)
+                                .map(|(a, _)| a.to_string())
+                                .unwrap_or_default(),
+                            relayed: !connections.is_empty()
+                                && connections.iter().all(|c| c.relayed),
+                            connections,
+                            score: g.peer_score(p),
+                            mesh_topics: g
+                                .topics()
+                                .filter(|t| g.mesh_peers(t).any(|m| m == p))
+                                .count(),
+                            mesh: g
+                                .topics()
+                                .filter(|t| g.mesh_peers(t).any(|m| m == p))
+                                .map(|t| t.as_str().to_string())
+                                .collect(),
+                            connected_secs: self
+                                .addrs
+                                .get(p)
+                                .map_or(0, |(_, since)| since.elapsed().as_secs()),
+                            admitted: g.is_admitted(p),
+                        }
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -332,6 +403,25 @@ impl Driver {
             }
             NetCommand::KadQueries(reply) => {
                 let _ = reply.send(self.swarm.behaviour().kad.iter_queries().count());
+            }
+            NetCommand::Reach(reply) => {
+                let _ = reply.send(ReachInfo {
+                    reachability: self.reach.reachability(),
+                    external_addrs: self
+                        .swarm
+                        .external_addresses()
+                        .map(ToString::to_string)
+                        .collect(),
+                    relay_reservations: self
+                        .reach
+                        .reserved_circuits()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    relay_server: self.swarm.behaviour().relay.is_enabled(),
+                    hole_punches_succeeded: self.hole_punches.0,
+                    hole_punches_failed: self.hole_punches.1,
+                });
             }
         }
     }
@@ -373,12 +463,58 @@ impl Driver {
                     self.identified.insert(peer_id, addrs);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => self.relay_client_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => self.relay_server_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => {
+                    self.hole_punches.0 += 1;
+                    tracing::info!(peer = %remote_peer_id, "hole punch succeeded: direct connection");
+                }
+                Err(e) => {
+                    self.hole_punches.1 += 1;
+                    tracing::info!(peer = %remote_peer_id, error = %e, "hole punch failed: staying relayed");
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::v2::client::Event {
+                tested_addr,
+                server,
+                result,
+                ..
+            })) => {
+                tracing::debug!(%tested_addr, %server, ok = result.is_ok(), "AutoNAT v2 probe");
+                // Our relayed addresses are confirmed too; they say nothing of our own.
+                let confirmed = self.swarm.external_addresses().any(|a| !is_relayed(a));
+                self.reach.autonat(result.is_ok(), confirmed);
+                self.listen_through_relays(Instant::now());
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                self.reach.closed(listener_id, &reason, Instant::now());
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                self.conns
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, endpoint.get_remote_address().clone());
                 self.addrs.insert(
                     peer_id,
                     (endpoint.get_remote_address().clone(), Instant::now()),
@@ -389,9 +525,19 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
+                if let Some(conns) = self.conns.get_mut(&peer_id) {
+                    conns.remove(&connection_id);
+                    if conns.is_empty() {
+                        self.conns.remove(&peer_id);
+                    }
+                }
+                if num_established > 0 {
+                    return;
+                }
                 self.addrs.remove(&peer_id);
                 self.identified.remove(&peer_id);
                 if self.refusing.remove(&peer_id).is_some() {
@@ -403,6 +549,27 @@ impl Driver {
                 tracing::info!(%address, "listening");
             }
             _ => {}
+        }
+    }
+
+    fn relay_client_event(&mut self, ev: relay::client::Event) {
+        match ev {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            } => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                }
+                self.reach.reserved(relay_peer_id);
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::debug!(relay = %relay_peer_id, "outbound relay circuit");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "inbound relay circuit");
+            }
         }
     }
 
@@ -498,5 +665,35 @@ fn prune(swarm: &mut Swarm<Behaviour>, max: usize, addrs: &HashMap<PeerId, (Mult
     for (peer, _) in idle.into_iter().take(excess) {
         tracing::debug!(%peer, "above max_peers: closing a connection outside every mesh");
         let _ = swarm.disconnect_peer_id(peer);
+    }
+}
+
+impl Driver {
+    /// Logs what the relay server does: reservations and circuits at debug level; a
+    /// member's first denial (a limit reached) at info, its further ones at debug.
+    fn relay_server_event(&mut self, ev: relay::Event) {
+        let (peer, what, status) = match ev {
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => (src_peer_id, "relay reservation denied", status),
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                status,
+                ..
+            } => (src_peer_id, "relay circuit denied", status),
+            other => {
+                tracing::debug!(event = ?other, "relay server");
+                return;
+            }
+        };
+        if self.relay_denied.len() >= MAX_DENIED_LOGGED {
+            self.relay_denied.clear();
+        }
+        if self.relay_denied.insert(peer) {
+            tracing::info!(%peer, ?status, "{what} (limit reached; further denials of this peer at debug level)");
+        } else {
+            tracing::debug!(%peer, ?status, "{what}");
+        }
     }
 }

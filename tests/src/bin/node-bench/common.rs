@@ -73,7 +73,7 @@ impl Daemon {
             .append(true)
             .open(config.with_file_name("node.log"))?;
         let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-        let child = alertmesh_tests::process::spawn_run(exe, config, log, &level)
+        let child = alertmesh_tests::process::spawn_run(exe, config, log, &level, None)
             .with_context(|| format!("the node of {name}"))?;
         if let Ok(mut pids) = CHILDREN.lock() {
             pids.push(child.id());
