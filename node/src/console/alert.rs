@@ -139,12 +139,7 @@ pub async fn detail(
         }
         Found::Missing => return Err(no_such_alert()),
     };
-    let topics = console
-        .api
-        .core
-        .topics()
-        .await
-        .map_err(super::util::unavailable)?;
+    let topics = console.topics().await?;
     let s = &d.state;
     let current = &s["current"];
     let org = text(s, "org");

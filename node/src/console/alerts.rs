@@ -102,12 +102,7 @@ pub async fn list(
     for v in [&filters.topic, &filters.tlp, &filters.kind, &filters.org] {
         check_len("filter", Filters::value(v), 256)?;
     }
-    let topics = console
-        .api
-        .core
-        .topics()
-        .await
-        .map_err(super::util::unavailable)?;
+    let topics = console.topics().await?;
     let (last, rows, orgs) = read_db(&console.api.data_dir, |conn| {
         let last = crate::store::last_cursor(conn)?;
         let rows = crate::store::list_originals(

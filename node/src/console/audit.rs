@@ -25,12 +25,7 @@ pub struct Verification {
 
 /// `GET /audit`.
 pub async fn page(State(console): State<Console>, authed: Authed) -> Result<Response, PageError> {
-    let status = console
-        .api
-        .core
-        .status()
-        .await
-        .map_err(super::util::unavailable)?;
+    let status = console.status().await?;
     let dir = console.api.data_dir.clone();
     let evidence = super::util::blocking(move || crate::audit::evidence_reports(&dir)).await?;
     let last = console

@@ -15,12 +15,7 @@ const MAX_CHARTER_HEX: usize = 60 * 1024;
 
 /// `GET /governance`.
 pub async fn page(State(console): State<Console>, authed: Authed) -> Result<Response, PageError> {
-    let status = console
-        .api
-        .core
-        .status()
-        .await
-        .map_err(super::util::unavailable)?;
+    let status = console.status().await?;
     let charters = read_db(&console.api.data_dir, super::util::charters).await?;
     let current = charters
         .iter()

@@ -72,6 +72,16 @@ impl Console {
         }
     }
 
+    /// The node's status, or the "node unavailable" page.
+    async fn status(&self) -> Result<crate::core::Status, PageError> {
+        self.api.core.status().await.map_err(util::unavailable)
+    }
+
+    /// The topics with this org's rights, or the "node unavailable" page.
+    async fn topics(&self) -> Result<Vec<crate::core::TopicInfo>, PageError> {
+        self.api.core.topics().await.map_err(util::unavailable)
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions
             .lock()

@@ -43,12 +43,7 @@ const OBSERVABLES: [(&str, &str, &str); 10] = [
 
 /// `GET /publish`.
 pub async fn form(State(console): State<Console>, authed: Authed) -> Result<Response, PageError> {
-    let topics = console
-        .api
-        .core
-        .topics()
-        .await
-        .map_err(super::util::unavailable)?;
+    let topics = console.topics().await?;
     let publishable: Vec<_> = topics.iter().filter(|t| t.can_publish).collect();
     let max = publishable.iter().map(|t| t.max_tlp).max();
     let tlps: Vec<&str> = TLPS
