@@ -281,14 +281,14 @@ impl CoreState {
             let latency = self.now.unix_ms.saturating_sub(h.timestamp_ms) as f64 / 1000.0;
             self.metrics.delivery_latency.observe(latency);
         }
-        Some(self.alert_row(env, org, &content))
+        Some(self.alert_row(env, org, content))
     }
 
     pub(super) fn alert_row(
         &self,
         env: &SignedEnvelope,
         org: &OrgId,
-        content: &Content,
+        content: Content,
     ) -> AlertRow {
         let h = env.header();
         let topic_name = self
@@ -304,7 +304,7 @@ impl CoreState {
             org: org.to_string(),
             tlp: h.tlp,
             timestamp_ms: h.timestamp_ms,
-            content: content.clone(),
+            content,
         }
     }
 
