@@ -159,7 +159,11 @@ impl CoreState {
             received_ms: self.now.unix_ms,
         })];
         if let Some(content) = alert {
-            writes.push(Write::Alert(self.alert_row(&env, &self.org, content.clone())));
+            writes.push(Write::Alert(self.alert_row(
+                &env,
+                &self.org,
+                content.clone(),
+            )));
         }
         self.store(writes, then);
         Ok(env)
