@@ -35,8 +35,13 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// How often bootstrap peers that are not connected are dialled again.
-pub const REDIAL_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+/// The first and the longest wait before a bootstrap peer that is not connected is
+/// dialled again; the wait doubles after each dial that leaves it unconnected. The longest
+/// stays below Kademlia's 30 s refresh, so a restarted seed is found by its redial first.
+pub const REDIAL_BACKOFF: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(20),
+);
 
 /// The bootstrap addresses grouped by the peer they name (through a relay, the last id
 /// of the address), in config order.
@@ -55,20 +60,40 @@ fn bootstrap_targets(bootstrap: &[Multiaddr]) -> Vec<(String, Vec<Multiaddr>)> {
 }
 
 /// Dials every bootstrap peer that is not connected (down at start, restarted, cut off)
-/// again every [`REDIAL_PERIOD`], so a peer that lists nobody itself is found again. A
-/// peer listed at several addresses (say, through two relays) is dialled at all of them in
-/// one attempt, so a dead first address does not hide the others.
+/// again, with a wait of [`REDIAL_BACKOFF`] per peer that doubles while the peer stays
+/// away and starts over once it is connected, so a peer that lists nobody itself is found
+/// again and a dead address is not hammered. A peer's absence is logged once. A peer
+/// listed at several addresses (say, through two relays) is dialled at all of them in one
+/// attempt, so a dead first address does not hide the others.
 async fn redial_bootstrap(
     net: NetHandle,
     bootstrap: Vec<Multiaddr>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let targets = bootstrap_targets(&bootstrap);
+    use tokio::time::Instant;
+    struct Target {
+        id: String,
+        addrs: Vec<Multiaddr>,
+        wait: std::time::Duration,
+        due: Instant,
+        away: bool,
+    }
+    let (first, longest) = REDIAL_BACKOFF;
+    // The start dialled them already.
+    let mut targets: Vec<Target> = bootstrap_targets(&bootstrap)
+        .into_iter()
+        .map(|(id, addrs)| Target {
+            id,
+            addrs,
+            wait: first,
+            due: Instant::now() + first,
+            away: false,
+        })
+        .collect();
     if targets.is_empty() {
         return;
     }
-    let mut tick = tokio::time::interval(REDIAL_PERIOD);
-    tick.tick().await; // immediate; the start dialled them already
+    let mut tick = tokio::time::interval(first);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -79,15 +104,31 @@ async fn redial_bootstrap(
         };
         let connected: std::collections::HashSet<String> =
             peers.into_iter().map(|p| p.peer_id).collect();
-        for (id, addrs) in &targets {
-            if !connected.contains(id)
-                && net
-                    .send(net::NetCommand::Dial(addrs.clone()))
-                    .await
-                    .is_err()
+        let now = Instant::now();
+        for t in &mut targets {
+            if connected.contains(&t.id) {
+                if t.away {
+                    tracing::info!(peer = %t.id, "bootstrap peer connected again");
+                }
+                (t.wait, t.due, t.away) = (first, now + first, false);
+                continue;
+            }
+            if now < t.due {
+                continue;
+            }
+            if !t.away {
+                tracing::warn!(peer = %t.id, "bootstrap peer not connected: redialling with backoff");
+                t.away = true;
+            }
+            if net
+                .send(net::NetCommand::Dial(t.addrs.clone()))
+                .await
+                .is_err()
             {
                 return;
             }
+            t.due = now + t.wait;
+            t.wait = (t.wait * 2).min(longest);
         }
     }
 }
@@ -256,7 +297,7 @@ impl Node {
             }
             .instrument(span.clone()),
         ));
-        // Peers listed through a relay wait for the redial (5 s), by when the relays are
+        // Peers listed through a relay wait for the first redial, by when the relays may be
         // connected and admitted.
         for (_, addrs) in bootstrap_targets(&config.bootstrap) {
             let direct: Vec<Multiaddr> = addrs

@@ -119,8 +119,11 @@ impl Lab {
         run("ip", &["-n", ns, "link", "set", iface, "master", bridge])
     }
 
-    /// Makes `ns` a NAT router: it forwards, and masquerades everything leaving through
-    /// `wan` behind the address of `wan` (nftables, source NAT).
+    /// Makes `ns` a NAT router as routers at the edge of an organization are: it forwards,
+    /// masquerades everything leaving through `wan` behind the address of `wan` (nftables,
+    /// source NAT), and drops what arrives on `wan` unsolicited. Dropped packets leave no
+    /// connection-tracking entry behind, so a hole punch's first packet that arrives before
+    /// the inside host's own does not steal the port its mapping needs.
     pub fn masquerade(&self, ns: &str, wan: &str) -> anyhow::Result<()> {
         self.exec(ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
         self.exec(ns, &["nft", "add", "table", "ip", "nat"])?;
@@ -143,6 +146,21 @@ impl Lab {
                 "oifname",
                 wan,
                 "masquerade",
+            ],
+        )?;
+        self.exec(ns, &["nft", "add", "table", "ip", "filter"])?;
+        self.exec(
+            ns,
+            &[
+                "nft",
+                "add chain ip filter input { type filter hook input priority filter; policy accept; }",
+            ],
+        )?;
+        self.exec(
+            ns,
+            &[
+                "nft", "add", "rule", "ip", "filter", "input", "iifname", wan, "ct", "state",
+                "new", "drop",
             ],
         )
     }
