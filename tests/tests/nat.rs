@@ -35,10 +35,13 @@ const NAT_A: usize = 3;
 const NAT_B: usize = 4;
 const NAMES: [&str; 5] = ["relay1", "relay2", "public", "nat-a", "nat-b"];
 
+/// The lab, each daemon's (namespace, address), and the routers' namespaces.
+type Topology = (Lab, Vec<(String, String)>, Vec<String>);
+
 /// Each daemon's namespace and address: the public three on 10.99.0.0/24, the NATed two
 /// on their own private LANs behind routers at 10.99.0.11 and 10.99.0.12 (the routers'
 /// namespaces come last).
-fn topology() -> anyhow::Result<(Lab, Vec<(String, String)>, Vec<String>)> {
+fn topology() -> anyhow::Result<Topology> {
     let mut lab = Lab::new()?;
     let hub = lab.namespace("hub")?;
     lab.bridge(&hub, "br0")?;
