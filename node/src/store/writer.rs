@@ -119,20 +119,22 @@ fn commit(
     inserted: &mut Vec<StoredAlert>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let mut terms = super::observables::PendingTerms::default();
     for write in batch.iter().flat_map(|job| &job.writes) {
-        if let Some(alert) = apply(&tx, write, index)? {
+        if let Some(alert) = apply(&tx, write, index.then_some(&mut terms))? {
             inserted.push(alert);
         }
     }
+    terms.write(&tx)?;
     tx.commit()
 }
 
-/// Applies one write (indexing a new alert row if `index`); for a new alert row,
-/// returns it as the API shows it.
+/// Applies one write (indexing a new alert row if given the batch's pending terms); for a
+/// new alert row, returns it as the API shows it.
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     write: &Write,
-    index: bool,
+    terms: Option<&mut super::observables::PendingTerms>,
 ) -> rusqlite::Result<Option<StoredAlert>> {
     match write {
         Write::Envelope(row) => {
@@ -192,7 +194,7 @@ fn apply(
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            if let (Some((cursor, _)), true) = (added, index) {
+            if let (Some((cursor, _)), Some(terms)) = (added, terms) {
                 let meta = super::observables::AlertMeta {
                     cursor,
                     topic: &a.topic_name,
@@ -200,7 +202,7 @@ fn apply(
                     tlp: &a.tlp.to_string(),
                     timestamp_ms: a.timestamp_ms as i64,
                 };
-                super::observables::index_alert(tx, &meta, &a.content)?;
+                super::observables::index_alert(tx, terms, &meta, &a.content)?;
             }
             return Ok(added.map(|(cursor, received_ms)| StoredAlert {
                 cursor,

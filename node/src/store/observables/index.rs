@@ -24,7 +24,7 @@ use alertmesh_protocol::alert::Alert;
 use alertmesh_protocol::{Content, EnvelopeId};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Migration 4's schema.
 pub(crate) const SCHEMA: &str = "
@@ -93,12 +93,14 @@ pub struct AlertMeta<'a> {
     pub timestamp_ms: i64,
 }
 
-/// Indexes a just-inserted alert row (call it in the row's transaction): a new alert's
-/// observables and text; an update that is now the current version replaces them; a
-/// retraction marks the alert retracted. Amendments of an alert the index does not
-/// hold are ignored (the core stores none).
+/// Indexes a just-inserted alert row (call it in the row's transaction, and
+/// [`PendingTerms::write`] before it commits): a new alert's observables and text; an
+/// update that is now the current version replaces them; a retraction marks the alert
+/// retracted. Amendments of an alert the index does not hold are ignored (the core stores
+/// none).
 pub fn index_alert(
     conn: &Connection,
+    terms: &mut PendingTerms,
     meta: &AlertMeta<'_>,
     content: &Content,
 ) -> rusqlite::Result<()> {
@@ -120,7 +122,7 @@ pub fn index_alert(
                     keys_json(&keys)
                 ])?;
             if added == 1 {
-                insert_terms(conn, meta.cursor, alert, &keys)?;
+                terms.insert(meta.cursor, alert, &keys);
             }
             Ok(())
         }
@@ -144,8 +146,8 @@ pub fn index_alert(
                 meta.timestamp_ms,
                 keys_json(&keys)
             ])?;
-            delete_terms(conn, alert)?;
-            insert_terms(conn, alert, &update.alert, &keys)
+            terms.replace(alert, &update.alert, &keys);
+            Ok(())
         }
         Content::Retraction(r) => {
             let Some((alert, _, retraction)) = state_of(conn, &r.original)? else {
@@ -199,34 +201,91 @@ fn kind_name(alert: &Alert) -> String {
         .unwrap_or_default()
 }
 
-fn insert_terms(
-    conn: &Connection,
-    alert: i64,
-    content: &Alert,
-    keys: &[Key],
-) -> rusqlite::Result<()> {
-    let tokens: Vec<String> = keys.iter().map(token).collect();
-    conn.prepare_cached("INSERT INTO observable_keys (rowid, key) VALUES (?1, ?2)")?
-        .execute(params![alert, tokens.join(" ")])?;
-    conn.prepare_cached(
-        "INSERT INTO alert_text (rowid, title, description, labels) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        alert,
-        content.title,
-        content.description,
-        content.labels.join(" ")
-    ])?;
-    Ok(())
+/// The full-text rows of a batch of alerts, written to the two FTS5 tables with one
+/// statement each when the batch ends ([`PendingTerms::write`]).
+///
+/// Inside a transaction every statement that writes an FTS5 table opens a savepoint, and
+/// FTS5 writes what it holds in memory to disk as a new segment at each savepoint. One
+/// statement per alert thus made one segment per alert, and merging those cost more than
+/// storing the alert itself (BENCHMARKS.md §8); one statement per batch makes one segment
+/// per batch.
+#[derive(Debug, Default)]
+pub struct PendingTerms {
+    /// Rows to insert, by alert cursor (the FTS rowid).
+    rows: BTreeMap<i64, TermRow>,
+    /// Rows already in the tables to delete first (an alert replaced by an update).
+    deletes: Vec<i64>,
 }
 
-fn delete_terms(conn: &Connection, alert: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM observable_keys WHERE rowid = ?1")?
-        .execute([alert])?;
-    conn.prepare_cached("DELETE FROM alert_text WHERE rowid = ?1")?
-        .execute([alert])?;
-    Ok(())
+#[derive(Debug)]
+struct TermRow {
+    tokens: String,
+    title: String,
+    description: String,
+    labels: String,
 }
+
+impl PendingTerms {
+    fn insert(&mut self, alert: i64, content: &Alert, keys: &[Key]) {
+        let tokens: Vec<String> = keys.iter().map(token).collect();
+        self.rows.insert(
+            alert,
+            TermRow {
+                tokens: tokens.join(" "),
+                title: content.title.clone(),
+                description: content.description.clone(),
+                labels: content.labels.join(" "),
+            },
+        );
+    }
+
+    /// Replaces an alert's terms: those of this batch, or those already written.
+    fn replace(&mut self, alert: i64, content: &Alert, keys: &[Key]) {
+        if self.rows.remove(&alert).is_none() {
+            self.deletes.push(alert);
+        }
+        self.insert(alert, content, keys);
+    }
+
+    /// Writes the batch's rows (call it before the transaction commits); empties `self`.
+    pub fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        for alert in self.deletes.drain(..) {
+            conn.prepare_cached("DELETE FROM observable_keys WHERE rowid = ?1")?
+                .execute([alert])?;
+            conn.prepare_cached("DELETE FROM alert_text WHERE rowid = ?1")?
+                .execute([alert])?;
+        }
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let json = |v: Vec<serde_json::Value>| serde_json::Value::Array(v).to_string();
+        let keys = json(
+            rows.iter()
+                .map(|(id, r)| serde_json::json!([id, r.tokens]))
+                .collect(),
+        );
+        let text = json(
+            rows.iter()
+                .map(|(id, r)| serde_json::json!([id, r.title, r.description, r.labels]))
+                .collect(),
+        );
+        conn.prepare_cached(
+            "INSERT INTO observable_keys (rowid, key)
+             SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
+        )?
+        .execute([keys])?;
+        conn.prepare_cached(
+            "INSERT INTO alert_text (rowid, title, description, labels)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?1)",
+        )?
+        .execute([text])?;
+        Ok(())
+    }
+}
+
+/// Alerts whose terms the backfill writes with one statement.
+const BACKFILL_BATCH: usize = 512;
 
 /// Builds the index of every alert row already stored, in cursor order (migration 4).
 /// A row whose content does not read as [`Content`] is skipped.
@@ -235,6 +294,7 @@ pub(crate) fn backfill(conn: &Connection) -> rusqlite::Result<()> {
         "SELECT cursor, topic_name, org, tlp, timestamp_ms, content_json FROM alerts ORDER BY cursor",
     )?;
     let mut rows = q.query([])?;
+    let mut terms = PendingTerms::default();
     while let Some(r) = rows.next()? {
         let (topic, org, tlp): (String, String, String) = (r.get(1)?, r.get(2)?, r.get(3)?);
         let json: String = r.get(5)?;
@@ -248,7 +308,10 @@ pub(crate) fn backfill(conn: &Connection) -> rusqlite::Result<()> {
             tlp: &tlp,
             timestamp_ms: r.get(4)?,
         };
-        index_alert(conn, &meta, &content)?;
+        index_alert(conn, &mut terms, &meta, &content)?;
+        if terms.rows.len() >= BACKFILL_BATCH {
+            terms.write(conn)?;
+        }
     }
-    Ok(())
+    terms.write(conn)
 }

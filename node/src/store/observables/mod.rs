@@ -16,7 +16,7 @@ mod index;
 mod normalize;
 mod queries;
 
-pub use index::{AlertMeta, index_alert};
+pub use index::{AlertMeta, PendingTerms, index_alert};
 pub(crate) use index::{SCHEMA, backfill};
 pub use normalize::{InvalidValue, Key, ObsType, TYPES, key_of, keys_typed, keys_untyped};
 pub use queries::*;
