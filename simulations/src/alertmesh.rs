@@ -245,6 +245,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
         }
     }
 
+    let dialled = t0.elapsed();
     // Ready: every honest node admitted its neighbours and holds the sender key of every
     // honest publisher of every topic it reads.
     progress.phase("alertmesh: keys", n as u64);
@@ -260,6 +261,12 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
         .collect();
     let neighbours: Vec<usize> = (0..n).map(|i| plan.neighbours(i).len()).collect();
     let mut ready = vec![false; n];
+    // Where setup time goes: when each node became ready, and when each held the
+    // certificate of every honest node (a sender key is sealed only to known readers).
+    let honest = slots.iter().flatten().count();
+    let mut ready_at: Vec<Duration> = Vec::new();
+    let mut all_certs = vec![false; n];
+    let mut all_certs_at: Vec<Duration> = Vec::new();
     let ok = wait_until(
         Duration::from_secs(s.setup_timeout_secs),
         Duration::from_millis(250),
@@ -270,13 +277,21 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                 }
                 let Some(node) = slots[i].as_ref().and_then(|s| s.node.as_ref()) else {
                     ready[i] = true;
+                    all_certs[i] = true;
                     continue;
                 };
                 if let Ok(st) = node.core.status().await {
+                    if !all_certs[i] && st.known_nodes >= honest {
+                        all_certs[i] = true;
+                        all_certs_at.push(t0.elapsed());
+                    }
                     ready[i] = st.admitted_peers >= neighbours[i]
                         && needed[i]
                             .iter()
                             .all(|(t, c)| st.sender_keys.get(t).copied().unwrap_or(0) >= *c);
+                    if ready[i] {
+                        ready_at.push(t0.elapsed());
+                    }
                 }
             }
             let count = ready.iter().filter(|r| **r).count();
@@ -285,6 +300,13 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
         },
     )
     .await;
+    data.notes.push(format!(
+        "setup: {} nodes started and dialled {:.1} s; ready {}; every certificate held {} (of the nodes not ready at that point)",
+        honest,
+        dialled.as_secs_f64(),
+        spread(&ready_at),
+        spread(&all_certs_at),
+    ));
     if !ok {
         let missing: Vec<usize> = (0..n).filter(|i| !ready[*i]).collect();
         anyhow::bail!(
@@ -623,6 +645,22 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
     data.peak_memory_mib = measure::peak_memory_mib();
     drop(root);
     Ok(data)
+}
+
+/// "p50 A s, p90 B s, last C s" of times since start.
+fn spread(times: &[Duration]) -> String {
+    let mut t: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
+    t.sort_by(f64::total_cmp);
+    let at = |q: f64| t[((t.len() - 1) as f64 * q).round() as usize];
+    if t.is_empty() {
+        return "by none".into();
+    }
+    format!(
+        "p50 {:.1} s, p90 {:.1} s, last {:.1} s",
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    )
 }
 
 fn slots_data_dirs(slots: &[Option<Slot>]) -> Vec<Option<PathBuf>> {

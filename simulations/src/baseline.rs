@@ -1,26 +1,64 @@
-//! The plain-gossipsub baseline: the same plan on minimal libp2p nodes — the same
-//! transport (TCP + Noise + Yamux, bytes counted the same way) and the same gossipsub
-//! parameters as the node, but no envelope, no encryption, no validation, no storage, no
-//! admission, no identify/Kademlia/sync. A message is the 8-byte publish index followed by
-//! the same encoded alert the alertmesh run encrypts. Hostile nodes are left out.
+//! The gossipsub baselines: the same plan, over the same links (the alertmesh run's
+//! connections once it was settled, on the same shaped transport), on nodes without
+//! envelope, encryption, validation, storage, admission or sync. A message is the 8-byte
+//! publish index followed by the same encoded alert the alertmesh run encrypts. Hostile
+//! nodes are left out.
+//!
+//! - [`Kind::Signed`], the fair baseline (issue 20): stock rust-libp2p gossipsub with
+//!   libp2p's own signatures (`MessageAuthenticity::Signed`, `ValidationMode::Strict`),
+//!   on the node's own network stack ([`net::build_swarm_mode`]): identify, Kademlia,
+//!   ping, request-response, the relay client, DCUtR and AutoNAT, the same gossipsub
+//!   settings and peer scoring, the same connection limits. Every peer is admitted on
+//!   connection; identify feeds Kademlia as in the node. What a user would build instead
+//!   on the same stack.
+//! - [`Kind::Anonymous`], for reference: anonymous, unsigned gossipsub alone, the same
+//!   gossipsub settings, no scoring and no other protocol.
 
 use crate::measure::{self, Collector, Msg};
 use crate::plan::{Event, Plan, neighbours};
 use crate::progress::Progress;
 use crate::scenario::Scenario;
 use crate::{Published, RunData, WINDOW_TAIL, sleep_until, wait_until};
-use alertmesh_node::net::{self, Traffic, counted_tcp_transport};
+use alertmesh_node::net::{self, GossipMode, Traffic, TransportFactory};
 use alertmesh_protocol::TopicId;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, TopicHash};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identity};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, identity};
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+
+/// Which baseline runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Signed gossipsub on the node's protocol stack: the fair baseline.
+    Signed,
+    /// Anonymous gossipsub alone: informational.
+    Anonymous,
+}
+
+impl Kind {
+    /// The run's name in reports.
+    pub fn system(self) -> &'static str {
+        match self {
+            Kind::Signed => "signed-gossipsub",
+            Kind::Anonymous => "plain-gossipsub",
+        }
+    }
+
+    fn note(self) -> &'static str {
+        match self {
+            Kind::Signed => {
+                "signed gossipsub (MessageAuthenticity::Signed, ValidationMode::Strict) on the node's stack: identify, Kademlia, ping, request-response, relay client, DCUtR, AutoNAT, the node's gossipsub settings, scoring and connection limits; every peer admitted on connection; no envelope, encryption, application validation, storage, hello or sync; hostile nodes absent"
+            }
+            Kind::Anonymous => {
+                "anonymous gossipsub alone: same transport and gossipsub settings, no signatures, scoring, validation, storage, identify, Kademlia or sync; hostile nodes absent"
+            }
+        }
+    }
+}
 
 enum Cmd {
     Publish(TopicHash, Vec<u8>, oneshot::Sender<Result<(), String>>),
@@ -29,14 +67,96 @@ enum Cmd {
     Unban(PeerId),
     Peers(oneshot::Sender<usize>),
     Addr(oneshot::Sender<Option<Multiaddr>>),
+    KadQueries(oneshot::Sender<usize>),
 }
 
-/// A running plain-gossipsub node.
+/// What the node loop needs of a baseline's behaviour.
+trait Stack: NetworkBehaviour<ToSwarm: Send> + Send + 'static {
+    fn gossipsub(&mut self) -> &mut gossipsub::Behaviour;
+    /// Joins a topic (with the node's topic scoring where scoring is on).
+    fn join(&mut self, topic: &IdentTopic) -> anyhow::Result<()>;
+    /// A connection to `peer` came up.
+    fn connected(&mut self, peer: PeerId);
+    /// Denies every connection to `peer`, so that Kademlia walks leave the link layout as
+    /// it is.
+    fn deny(&mut self, peer: PeerId);
+    /// Kademlia queries running.
+    fn kad_queries(&self) -> usize;
+    /// Handles a behaviour event; returns a gossip message's data.
+    fn event(&mut self, ev: Self::ToSwarm) -> Option<Vec<u8>>;
+}
+
+impl Stack for gossipsub::Behaviour {
+    fn gossipsub(&mut self) -> &mut gossipsub::Behaviour {
+        self
+    }
+    fn join(&mut self, topic: &IdentTopic) -> anyhow::Result<()> {
+        self.subscribe(topic)?;
+        Ok(())
+    }
+    fn connected(&mut self, _: PeerId) {}
+    /// Only the links are dialled: nothing to deny.
+    fn deny(&mut self, _: PeerId) {}
+    fn kad_queries(&self) -> usize {
+        0
+    }
+    fn event(&mut self, ev: gossipsub::Event) -> Option<Vec<u8>> {
+        match ev {
+            gossipsub::Event::Message { message, .. } => Some(message.data),
+            _ => None,
+        }
+    }
+}
+
+impl Stack for net::Behaviour {
+    fn gossipsub(&mut self) -> &mut gossipsub::Behaviour {
+        &mut self.gossipsub
+    }
+    fn join(&mut self, topic: &IdentTopic) -> anyhow::Result<()> {
+        self.gossipsub
+            .set_topic_params(topic.clone(), net::topic_score_params())
+            .map_err(|e| anyhow::anyhow!("topic scoring: {e}"))?;
+        self.gossipsub.subscribe(topic)?;
+        Ok(())
+    }
+    /// No certificates here: every peer is admitted at once, as the node admits a peer
+    /// whose certificate verified.
+    fn connected(&mut self, peer: PeerId) {
+        self.admit(peer);
+    }
+    fn deny(&mut self, peer: PeerId) {
+        self.blocked.block_peer(peer);
+    }
+    fn kad_queries(&self) -> usize {
+        self.kad.iter_queries().count()
+    }
+    fn event(&mut self, ev: net::BehaviourEvent) -> Option<Vec<u8>> {
+        match ev {
+            net::BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
+                Some(message.data)
+            }
+            // As the node's swarm task does for an admitted peer.
+            net::BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| !a.to_string().contains("/ip4/0.0.0.0"))
+                    .take(16)
+                {
+                    self.kad.add_address(&peer_id, addr);
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A running baseline node.
 struct PlainNode {
     peer_id: PeerId,
     tx: mpsc::Sender<Cmd>,
     traffic: Traffic,
-    ids: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,13 +166,29 @@ impl Drop for PlainNode {
     }
 }
 
-/// The node's gossipsub settings ([`net::gossipsub_settings`]): no validation, no scoring.
-fn config(ids: Arc<AtomicU64>) -> anyhow::Result<gossipsub::Config> {
-    net::gossipsub_settings(move || {
-        ids.fetch_add(1, Ordering::Relaxed);
-    })
-    .build()
-    .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
+/// The anonymous baseline's swarm: gossipsub alone with the node's settings.
+fn anonymous_swarm(
+    key: identity::Keypair,
+    traffic: Traffic,
+    transport: TransportFactory,
+) -> anyhow::Result<Swarm<gossipsub::Behaviour>> {
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    let counted = traffic.clone();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|key| transport(key, traffic).map_err(BoxError::from))?
+        .with_behaviour(|_| {
+            let config = net::gossipsub_settings(move || counted.count_message_id())
+                .build()
+                .map_err(|e| BoxError::from(e.to_string()))?;
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                .map_err(BoxError::from)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    Ok(swarm)
 }
 
 impl PlainNode {
@@ -71,47 +207,43 @@ impl PlainNode {
         a
     }
 
+    /// Starts a node subscribed to `topics` that never connects to `denied`.
     fn start(
+        kind: Kind,
         index: usize,
         key: identity::Keypair,
         topics: &[String],
+        denied: &[PeerId],
         deliveries: mpsc::Sender<Msg>,
+        transport: TransportFactory,
     ) -> anyhow::Result<Self> {
         let traffic = Traffic::default();
-        let ids = Arc::new(AtomicU64::new(0));
-        let t = traffic.clone();
-        let gossip_ids = ids.clone();
         let peer_id = key.public().to_peer_id();
-        let mut swarm: Swarm<gossipsub::Behaviour> =
-            libp2p::SwarmBuilder::with_existing_identity(key)
-                .with_tokio()
-                .with_other_transport(|key| {
-                    counted_tcp_transport(key, t)
-                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                })?
-                .with_behaviour(|_| {
-                    let config = config(gossip_ids).map_err(|e| {
-                        Box::<dyn std::error::Error + Send + Sync>::from(e.to_string())
-                    })?;
-                    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
-                        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-                })
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-                .build();
-        for t in topics {
-            swarm
-                .behaviour_mut()
-                .subscribe(&IdentTopic::new(t.clone()))?;
-        }
-        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
         let (tx, rx) = mpsc::channel(1024);
-        let task = tokio::spawn(run(index, swarm, rx, deliveries));
+        let task = match kind {
+            Kind::Signed => {
+                let swarm = net::build_swarm_mode(
+                    key,
+                    &["/ip4/127.0.0.1/tcp/0".parse()?],
+                    traffic.clone(),
+                    net::default_limits(net::DEFAULT_MAX_PEERS),
+                    Some(transport),
+                    false,
+                    GossipMode::Signed,
+                )?;
+                let swarm = prepared(swarm, topics, denied)?;
+                tokio::spawn(run(index, swarm, rx, deliveries))
+            }
+            Kind::Anonymous => {
+                let swarm = anonymous_swarm(key, traffic.clone(), transport)?;
+                let swarm = prepared(swarm, topics, denied)?;
+                tokio::spawn(run(index, swarm, rx, deliveries))
+            }
+        };
         Ok(Self {
             peer_id,
             tx,
             traffic,
-            ids,
             task,
         })
     }
@@ -127,9 +259,24 @@ impl PlainNode {
     }
 }
 
-async fn run(
+/// `swarm`, subscribed to `topics`, denying `denied`.
+fn prepared<B: Stack>(
+    mut swarm: Swarm<B>,
+    topics: &[String],
+    denied: &[PeerId],
+) -> anyhow::Result<Swarm<B>> {
+    for t in topics {
+        swarm.behaviour_mut().join(&IdentTopic::new(t.clone()))?;
+    }
+    for peer in denied {
+        swarm.behaviour_mut().deny(*peer);
+    }
+    Ok(swarm)
+}
+
+async fn run<B: Stack>(
     index: usize,
-    mut swarm: Swarm<gossipsub::Behaviour>,
+    mut swarm: Swarm<B>,
     mut rx: mpsc::Receiver<Cmd>,
     deliveries: mpsc::Sender<Msg>,
 ) {
@@ -139,26 +286,28 @@ async fn run(
             cmd = rx.recv() => match cmd {
                 None => break,
                 Some(Cmd::Publish(topic, data, reply)) => {
-                    let r = swarm.behaviour_mut().publish(topic, data).map(|_| ()).map_err(|e| e.to_string());
+                    let r = swarm.behaviour_mut().gossipsub().publish(topic, data).map(|_| ()).map_err(|e| e.to_string());
                     let _ = reply.send(r);
                 }
                 Some(Cmd::Dial(addr)) => { let _ = swarm.dial(addr); }
                 Some(Cmd::Ban(peer)) => {
                     banned.insert(peer);
-                    swarm.behaviour_mut().blacklist_peer(&peer);
+                    swarm.behaviour_mut().gossipsub().blacklist_peer(&peer);
                     let _ = swarm.disconnect_peer_id(peer);
                 }
                 Some(Cmd::Unban(peer)) => {
                     banned.remove(&peer);
-                    swarm.behaviour_mut().remove_blacklisted_peer(&peer);
+                    swarm.behaviour_mut().gossipsub().remove_blacklisted_peer(&peer);
                 }
                 Some(Cmd::Peers(reply)) => { let _ = reply.send(swarm.connected_peers().count()); }
                 Some(Cmd::Addr(reply)) => { let _ = reply.send(swarm.listeners().next().cloned()); }
+                Some(Cmd::KadQueries(reply)) => { let _ = reply.send(swarm.behaviour().kad_queries()); }
             },
             ev = swarm.select_next_some() => match ev {
-                SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) => {
+                SwarmEvent::Behaviour(ev) => {
                     let at = Instant::now();
-                    if let Some(key) = message.data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                    let Some(data) = swarm.behaviour_mut().event(ev) else { continue };
+                    if let Some(key) = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
                         let key = u64::from_le_bytes(key).to_string();
                         let _ = deliveries.send(Msg::Delivery { node: index, key, at }).await;
                     }
@@ -166,27 +315,36 @@ async fn run(
                 SwarmEvent::ConnectionEstablished { peer_id, .. } if banned.contains(&peer_id) => {
                     let _ = swarm.disconnect_peer_id(peer_id);
                 }
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    swarm.behaviour_mut().connected(peer_id);
+                }
                 _ => {}
             }
         }
     }
 }
 
-/// Runs the plan on plain gossipsub nodes.
+/// Runs the plan on baseline nodes of `kind`.
 ///
-/// `links`: the connections to open (the alertmesh run's links once it was ready, so both
-/// runs have the same topology); empty means the plan's dial graph.
+/// `links`: the connections to open (the alertmesh run's links once it was settled, so
+/// both runs have the same topology); empty means the plan's dial graph. Links are shaped
+/// as the scenario's are for the alertmesh run ([`crate::link`]).
 pub async fn run_baseline(
     s: &Scenario,
     plan: &Plan,
     links: &[(usize, usize)],
+    kind: Kind,
     progress: &Progress,
 ) -> anyhow::Result<RunData> {
     let n = plan.len();
+    let name = kind.system();
     let mut data = RunData {
-        system: "plain-gossipsub".into(),
+        system: name.into(),
         ..Default::default()
     };
+    let link_table = crate::link::Links::new(s.link_profile()?, s.seed);
+    let transport =
+        |i: usize| crate::link::transport(crate::link::RawTransport::Tcp, link_table.clone(), i);
     measure::reset_peak_memory();
     let cpu0 = measure::cpu_time();
     let t0 = Instant::now();
@@ -207,25 +365,6 @@ pub async fn run_baseline(
                 .collect()
         })
         .collect();
-    progress.phase("gossipsub: start", n as u64);
-    let mut nodes: Vec<Option<PlainNode>> = Vec::new();
-    let mut traffic: Vec<Vec<(Traffic, Arc<AtomicU64>)>> = vec![Vec::new(); n];
-    for i in 0..n {
-        progress.set(i as u64);
-        if plan.hostile[i] {
-            nodes.push(None);
-            continue;
-        }
-        let node = PlainNode::start(i, keys[i].clone(), &subscriptions[i], collector.sender())?;
-        traffic[i].push((node.traffic.clone(), node.ids.clone()));
-        nodes.push(Some(node));
-    }
-    let mut addrs: Vec<Option<Multiaddr>> = vec![None; n];
-    for i in 0..n {
-        if let Some(node) = &nodes[i] {
-            addrs[i] = node.listen_addr().await;
-        }
-    }
     let links: Vec<(usize, usize)> = if links.is_empty() {
         plan.edges
             .iter()
@@ -236,6 +375,46 @@ pub async fn run_baseline(
         links.to_vec()
     };
     let neighbours_of = |i: usize| neighbours(&links, i);
+    // Everyone but its neighbours, for each node.
+    let denied: Vec<Vec<PeerId>> = (0..n)
+        .map(|i| {
+            let mine = neighbours_of(i);
+            (0..n)
+                .filter(|j| *j != i && !mine.contains(j))
+                .map(|j| keys[j].public().to_peer_id())
+                .collect()
+        })
+        .collect();
+    progress.phase(&format!("{name}: start"), n as u64);
+    let mut nodes: Vec<Option<PlainNode>> = Vec::new();
+    let mut traffic: Vec<Vec<Traffic>> = vec![Vec::new(); n];
+    for i in 0..n {
+        progress.set(i as u64);
+        if plan.hostile[i] {
+            nodes.push(None);
+            continue;
+        }
+        let node = PlainNode::start(
+            kind,
+            i,
+            keys[i].clone(),
+            &subscriptions[i],
+            &denied[i],
+            collector.sender(),
+            transport(i),
+        )?;
+        traffic[i].push(node.traffic.clone());
+        nodes.push(Some(node));
+    }
+    let mut addrs: Vec<Option<Multiaddr>> = vec![None; n];
+    for i in 0..n {
+        if let Some(node) = &nodes[i] {
+            addrs[i] = node.listen_addr().await;
+            if let Some(addr) = &addrs[i] {
+                link_table.set_address(i, addr);
+            }
+        }
+    }
     for &(a, b) in &links {
         if let (Some(node), Some(addr)) = (&nodes[a], &addrs[b]) {
             node.send(Cmd::Dial(addr.clone())).await;
@@ -246,7 +425,7 @@ pub async fn run_baseline(
         "{} links opened: the alertmesh run's connections once it was ready",
         links.len()
     ));
-    progress.phase("gossipsub: connect", n as u64);
+    progress.phase(&format!("{name}: connect"), n as u64);
     let ok = wait_until(
         Duration::from_secs(s.setup_timeout_secs),
         Duration::from_millis(100),
@@ -267,25 +446,41 @@ pub async fn run_baseline(
         anyhow::bail!("baseline setup timed out");
     }
     data.ready = t0.elapsed();
-    // Links are fixed here, so settled means the same quiet time: meshes form within a few
-    // heartbeats.
+    // Settled as the alertmesh run is: no Kademlia query running (their dials to
+    // non-neighbours are denied, so the links stay as they are), then the same quiet time
+    // for the meshes to form.
+    let settled = wait_until(
+        Duration::from_secs(s.setup_timeout_secs),
+        Duration::from_millis(250),
+        async || {
+            let mut running = 0;
+            for node in nodes.iter().flatten() {
+                running += node.ask(Cmd::KadQueries).await;
+            }
+            running == 0
+        },
+    )
+    .await;
+    if !settled {
+        anyhow::bail!("baseline setup timed out: Kademlia queries still running");
+    }
     tokio::time::sleep(crate::SETTLE_QUIET).await;
     data.setup = t0.elapsed();
     data.cpu_setup = measure::cpu_time() - cpu0;
     data.ready_memory_mib = measure::memory_mib();
-    let sum = |traffic: &[Vec<CountedLink>], f: &dyn Fn(&CountedLink) -> u64| -> Vec<f64> {
+    let sum = |traffic: &[Vec<Traffic>], f: &dyn Fn(&Traffic) -> u64| -> Vec<f64> {
         traffic
             .iter()
             .map(|v| v.iter().map(f).sum::<u64>() as f64)
             .collect()
     };
-    let bytes_of = |t: &(Traffic, Arc<AtomicU64>)| t.0.bytes_sent();
-    let ids_of = |t: &(Traffic, Arc<AtomicU64>)| t.1.load(Ordering::Relaxed);
+    let bytes_of = |t: &Traffic| t.bytes_sent();
+    let ids_of = |t: &Traffic| t.gossip_message_ids();
     let bytes0 = sum(&traffic, &bytes_of);
     let ids0 = sum(&traffic, &ids_of);
     data.bytes_setup = bytes0.clone();
 
-    progress.phase("gossipsub: publish", plan.publishes.len() as u64);
+    progress.phase(&format!("{name}: publish"), plan.publishes.len() as u64);
     let start = Instant::now();
     data.workload_start = Some(start);
     let cpu_w0 = measure::cpu_time();
@@ -327,10 +522,21 @@ pub async fn run_baseline(
                 nodes[i] = None;
             }
             Event::Start(i) => {
-                let node =
-                    PlainNode::start(i, keys[i].clone(), &subscriptions[i], collector.sender())?;
-                traffic[i].push((node.traffic.clone(), node.ids.clone()));
+                let node = PlainNode::start(
+                    kind,
+                    i,
+                    keys[i].clone(),
+                    &subscriptions[i],
+                    &denied[i],
+                    collector.sender(),
+                    transport(i),
+                )?;
+                traffic[i].push(node.traffic.clone());
                 addrs[i] = node.listen_addr().await;
+                link_table.forget_addresses(i);
+                if let Some(addr) = &addrs[i] {
+                    link_table.set_address(i, addr);
+                }
                 for j in neighbours_of(i) {
                     if let Some(addr) = &addrs[j] {
                         if nodes[j].is_some() {
@@ -404,8 +610,8 @@ pub async fn run_baseline(
             .collect();
     }
     let expected = crate::expected(plan, &data.published).len();
-    progress.phase("gossipsub: settle", expected as u64);
-    // Plain gossipsub has no repair: what is not delivered shortly after the last
+    progress.phase(&format!("{name}: settle"), expected as u64);
+    // Gossipsub alone has no repair: what is not delivered shortly after the last
     // publish (and after faults heal) never will be.
     let settle = Duration::from_secs(s.settle_timeout_secs.min(10))
         + last_fault
@@ -421,11 +627,6 @@ pub async fn run_baseline(
     data.redelivered = collector.redelivered() as u64;
     nodes.clear();
     data.peak_memory_mib = measure::peak_memory_mib();
-    data.notes.push(
-        "plain gossipsub: same transport and gossipsub parameters, no envelope, encryption, validation, storage, admission, identify, Kademlia or sync; hostile nodes absent".into(),
-    );
+    data.notes.push(kind.note().into());
     Ok(data)
 }
-
-/// A node's traffic counters on one link.
-type CountedLink = (Traffic, Arc<AtomicU64>);

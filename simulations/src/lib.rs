@@ -4,8 +4,9 @@
 //! keys and certificates, Noise over loopback TCP, gossipsub with validation, SQLite, its
 //! own tasks on one multi-thread tokio runtime. A scenario (TOML, [`scenario`]) and its
 //! seed fix the network, the ACLs, the dial graph, the publish schedule and the faults
-//! ([`plan`]). [`alertmesh`] runs it; [`baseline`] runs the same plan on plain gossipsub
-//! nodes (no envelope, no encryption, no validation, no storage); [`report`] turns both
+//! ([`plan`]). [`alertmesh`] runs it; [`baseline`] runs the same plan on signed gossipsub
+//! over the node's protocol stack (the fair baseline) and on anonymous gossipsub alone (no
+//! envelope, no encryption, no validation, no storage in either); [`report`] turns them
 //! into numbers, invariant verdicts, a JSON file and SVG plots ([`plot`]).
 //!
 //! - [`measure`]: delivery collector, latency percentiles, CPU time, peak memory.
@@ -70,7 +71,7 @@ pub struct Check {
 /// Everything one run (alertmesh or baseline) measured.
 #[derive(Debug, Default)]
 pub struct RunData {
-    /// `alertmesh` or `plain-gossipsub`.
+    /// `alertmesh`, `signed-gossipsub` or `plain-gossipsub`.
     pub system: String,
     /// Publishes.
     pub published: Vec<Published>,

@@ -1,5 +1,6 @@
 //! `alertmesh-sim`: runs a scenario on many real alertmesh nodes in this process, then the
-//! same plan on plain gossipsub, and writes a JSON report and SVG plots.
+//! same plan on signed gossipsub over the node's protocol stack (the fair baseline) and on
+//! anonymous gossipsub alone (for reference), and writes a JSON report and SVG plots.
 //!
 //! ```text
 //! cargo run --release -p alertmesh-sim -- simulations/scenarios/baseline-50.toml
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     name = "alertmesh-sim",
-    about = "Runs N real alertmesh nodes in one process on a scenario, compares with plain gossipsub",
+    about = "Runs N real alertmesh nodes in one process on a scenario, compares with signed and anonymous gossipsub",
     after_help = "Example: alertmesh-sim simulations/scenarios/baseline-50.toml --out simulations/results"
 )]
 struct Args {
@@ -34,7 +35,7 @@ struct Args {
     /// Override the scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Skip the plain-gossipsub baseline.
+    /// Skip the gossipsub baselines.
     #[arg(long)]
     no_baseline: bool,
     /// No progress bar.
@@ -110,20 +111,26 @@ async fn run_one(args: &Args, path: &std::path::Path) -> anyhow::Result<bool> {
         .with_context(|| format!("alertmesh run of {}", s.name))?;
     let links = am.ready_links.clone();
     let am = report::summarize(&s, &plan, &am);
-    let base = if s.baseline {
-        let b = baseline::run_baseline(&s, &plan, &links, &progress)
+    let baseline = async |kind: baseline::Kind| -> anyhow::Result<report::RunSummary> {
+        let b = baseline::run_baseline(&s, &plan, &links, kind, &progress)
             .await
-            .with_context(|| format!("baseline run of {}", s.name))?;
-        Some(report::summarize(&s, &plan, &b))
+            .with_context(|| format!("{} baseline run of {}", kind.system(), s.name))?;
+        Ok(report::summarize(&s, &plan, &b))
+    };
+    let (base, anonymous) = if s.baseline {
+        (
+            Some(baseline(baseline::Kind::Signed).await?),
+            Some(baseline(baseline::Kind::Anonymous).await?),
+        )
     } else {
-        None
+        (None, None)
     };
     progress.finish();
     let mut command = format!("cargo run --release -p alertmesh-sim -- {}", path.display());
     if let Some(seed) = args.seed {
         command.push_str(&format!(" --seed {seed}"));
     }
-    let r = report::build(&s, &plan, command, am, base);
+    let r = report::build(&s, &plan, command, am, base, anonymous);
     let json = out.join(format!("{}.json", s.name));
     std::fs::write(&json, serde_json::to_string_pretty(&r)?)
         .with_context(|| format!("cannot write {}", json.display()))?;

@@ -1,6 +1,6 @@
 //! Everything a scenario's seed decides: orgs and keys, topic ACLs, the dial graph, the
-//! publish schedule and the fault schedule. Both runs (alertmesh and the plain-gossipsub
-//! baseline) use the same plan.
+//! publish schedule and the fault schedule. Every run (alertmesh and the gossipsub
+//! baselines) uses the same plan.
 
 use crate::scenario::Scenario;
 use alertmesh_protocol::bootstrap::{Network, NetworkPlan, OrgPlan, TopicPlan};

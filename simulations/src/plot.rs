@@ -1,7 +1,7 @@
-//! SVG plots with plotters: the latency CDF of both runs, and delivery over time for
-//! scenarios with churn or a partition.
+//! SVG plots with plotters: the latency CDF of the alertmesh run and the baselines, and
+//! delivery over time for scenarios with churn or a partition.
 
-use crate::report::Report;
+use crate::report::{Report, RunSummary};
 use anyhow::Context;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 const SIZE: (u32, u32) = (900, 540);
 const ALERTMESH: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
 const BASELINE: RGBColor = RGBColor(0x29, 0x80, 0xb9);
+const ANONYMOUS: RGBColor = RGBColor(0x7f, 0x8c, 0x8d);
+
+/// (x, y) of a plotted series.
+type Point = (f64, f64);
 
 fn cdf(samples: &[f64]) -> Vec<(f64, f64)> {
     let n = samples.len();
@@ -27,19 +31,16 @@ fn cdf(samples: &[f64]) -> Vec<(f64, f64)> {
 pub fn latency_cdf(r: &Report, dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join(format!("{}-latency.svg", r.scenario.name));
     let a = cdf(&r.alertmesh.samples);
-    let b = r
+    let baselines: Vec<(&RunSummary, Vec<Point>, RGBColor)> = r
         .baseline
-        .as_ref()
-        .map(|b| cdf(&b.samples))
-        .unwrap_or_default();
-    let max = a.iter().chain(&b).map(|p| p.0).fold(1.0f64, f64::max) * 1.2;
-    let min = a
         .iter()
-        .chain(&b)
-        .map(|p| p.0)
-        .fold(max, f64::min)
-        .max(0.01)
-        / 1.2;
+        .map(|b| (b, BASELINE))
+        .chain(r.anonymous.iter().map(|b| (b, ANONYMOUS)))
+        .map(|(b, colour)| (b, cdf(&b.samples), colour))
+        .collect();
+    let all = || a.iter().chain(baselines.iter().flat_map(|b| &b.1));
+    let max = all().map(|p| p.0).fold(1.0f64, f64::max) * 1.2;
+    let min = all().map(|p| p.0).fold(max, f64::min).max(0.01) / 1.2;
     {
         let root = SVGBackend::new(&path, SIZE).into_drawing_area();
         root.fill(&WHITE)?;
@@ -58,7 +59,7 @@ pub fn latency_cdf(r: &Report, dir: &Path) -> anyhow::Result<PathBuf> {
             .x_desc("latency (ms, log scale)")
             .y_desc("fraction of deliveries")
             .draw()?;
-        let label = |s: &crate::report::RunSummary| {
+        let label = |s: &RunSummary| {
             format!(
                 "{}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
                 s.system, s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms
@@ -70,12 +71,12 @@ pub fn latency_cdf(r: &Report, dir: &Path) -> anyhow::Result<PathBuf> {
             .legend(|(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], ALERTMESH.stroke_width(2))
             });
-        if let Some(base) = &r.baseline {
+        for (base, points, colour) in baselines {
             chart
-                .draw_series(LineSeries::new(b, BASELINE.stroke_width(2)))?
+                .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
                 .label(label(base))
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], BASELINE.stroke_width(2))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
         }
         chart
@@ -97,13 +98,18 @@ pub fn delivery_over_time(
 ) -> anyhow::Result<PathBuf> {
     let path = dir.join(format!("{}-delivery.svg", r.scenario.name));
     let a = &r.alertmesh.delivery_over_time;
-    let b = r
+    let baselines: Vec<(&RunSummary, RGBColor)> = r
         .baseline
-        .as_ref()
-        .map(|b| b.delivery_over_time.clone())
-        .unwrap_or_default();
-    let end = a.iter().chain(&b).map(|p| p.0).fold(1.0f64, f64::max);
-    let low = a.iter().chain(&b).map(|p| p.1).fold(1.0f64, f64::min);
+        .iter()
+        .map(|b| (b, BASELINE))
+        .chain(r.anonymous.iter().map(|b| (b, ANONYMOUS)))
+        .collect();
+    let all = || {
+        a.iter()
+            .chain(baselines.iter().flat_map(|b| &b.0.delivery_over_time))
+    };
+    let end = all().map(|p| p.0).fold(1.0f64, f64::max);
+    let low = all().map(|p| p.1).fold(1.0f64, f64::min);
     let low = (low - 0.05).clamp(0.0, 0.95);
     {
         let root = SVGBackend::new(&path, SIZE).into_drawing_area();
@@ -145,12 +151,15 @@ pub fn delivery_over_time(
             .legend(|(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], ALERTMESH.stroke_width(2))
             });
-        if r.baseline.is_some() {
+        for (base, colour) in baselines {
             chart
-                .draw_series(LineSeries::new(b.iter().copied(), BASELINE.stroke_width(2)))?
-                .label("plain gossipsub")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], BASELINE.stroke_width(2))
+                .draw_series(LineSeries::new(
+                    base.delivery_over_time.iter().copied(),
+                    colour.stroke_width(2),
+                ))?
+                .label(base.system.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
         }
         chart

@@ -5,7 +5,7 @@
 //! nodes = 50                 # one node per org
 //! seed = 50                  # topology, ACLs, workload and faults derive from it
 //! degree = 6                 # each node dials about this many random peers (plus a ring)
-//! baseline = true            # also run the plain-gossipsub baseline
+//! baseline = true            # also run the gossipsub baselines (signed, anonymous)
 //!
 //! [[topics]]                 # readers/publishers: a fraction of the orgs, drawn by seed
 //! name = "election/disinfo"
@@ -75,7 +75,8 @@ pub struct Scenario {
     /// Random peers each node dials, besides its ring neighbour.
     #[serde(default = "default_degree")]
     pub degree: usize,
-    /// Also run the plain-gossipsub baseline on the same topology and workload.
+    /// Also run the gossipsub baselines (signed on the node stack, anonymous) on the same
+    /// topology and workload.
     #[serde(default = "yes")]
     pub baseline: bool,
     /// Where node databases live: `tmpfs` (`/dev/shm`, the default) or `disk` (the
@@ -105,7 +106,7 @@ pub struct Scenario {
     /// How every link between alertmesh nodes is shaped (see [`crate::link`]): the preset
     /// `"wan"` (30–150 ms one way, 0.5 % segment loss), `"ideal"` (the default), or a
     /// table `{ latency = 40, jitter = 10, loss = 0.01, bandwidth_bps = 10000000 }`
-    /// (milliseconds). The plain-gossipsub baseline runs on ideal links.
+    /// (milliseconds). The baselines run on the same shaped links.
     #[serde(default)]
     pub links: Option<LinksConfig>,
     /// What must hold.

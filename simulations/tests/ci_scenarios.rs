@@ -1,8 +1,8 @@
 //! Runs the small scenarios of `simulations/scenarios/ci/` (≤ 20 nodes, bounded in time)
 //! with the `alertmesh-sim` binary and checks their invariants from its JSON report:
 //! every reader receives every alert (after healing, where there are faults), no
-//! non-reader decrypts anything, hostile members are contained, and the plain-gossipsub
-//! baseline ran beside it.
+//! non-reader decrypts anything, hostile members are contained, and both gossipsub
+//! baselines (signed on the node's stack, and anonymous) ran beside it.
 
 use serde_json::Value;
 use std::path::Path;
@@ -86,11 +86,21 @@ fn assert_full_delivery(report: &Value) {
 fn smoke_12_every_reader_gets_every_alert_and_no_one_else_reads() -> anyhow::Result<()> {
     let r = run("smoke-12.toml")?;
     assert_full_delivery(&r);
-    assert!(
-        r["baseline"]["delivered"].as_u64().is_some_and(|n| n > 0),
-        "baseline ran"
+    assert_eq!(
+        r["baseline"]["system"], "signed-gossipsub",
+        "fair baseline ran"
     );
-    assert!(r["ratios"].is_object(), "ratios against the baseline");
+    assert_eq!(
+        r["baseline"]["delivery_ratio"].as_f64(),
+        Some(1.0),
+        "the fair baseline delivers everything on a fault-free run"
+    );
+    assert!(r["ratios"].is_object(), "ratios against the fair baseline");
+    assert!(
+        r["anonymous"]["delivered"].as_u64().is_some_and(|n| n > 0),
+        "anonymous baseline ran"
+    );
+    assert!(r["anonymous_ratios"].is_object(), "ratios against it");
     Ok(())
 }
 

@@ -21,10 +21,39 @@ use alertmesh_protocol::wire::{
 use alertmesh_protocol::{SignedCharter, SignedNodeCert, TopicId};
 use libp2p::PeerId;
 use libp2p::gossipsub::TopicHash;
+use rand::seq::IteratorRandom;
 use std::time::{Duration, Instant};
 
 /// A connected peer must show a valid certificate within this time.
 pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// While directories keep teaching us certificates, a random admitted peer is asked for
+/// its directory this often.
+pub(super) const DIRECTORY_REFRESH_MIN: Duration = Duration::from_secs(2);
+/// The longest wait between directory refreshes: each one that teaches nothing doubles
+/// the wait, up to this.
+pub(super) const DIRECTORY_REFRESH_MAX: Duration = Duration::from_secs(300);
+
+/// When to pull a random peer's directory next. A sender key is sealed only to the
+/// reader nodes whose certificates we hold, and a peer's directory is otherwise asked
+/// once, on admission: without a refresh, a certificate that reached the peer after that
+/// reached us only with the next certificate announcement (every 150 s). Pulling while
+/// directories still teach something spreads every certificate epidemically in a few
+/// rounds (and costs one request per [`DIRECTORY_REFRESH_MAX`] once nothing is new).
+pub(super) struct DirectoryRefresh {
+    /// Next pull; `None`: at the first tick with an admitted peer.
+    next: Option<Instant>,
+    /// Wait after the next pull.
+    interval: Duration,
+}
+
+impl Default for DirectoryRefresh {
+    fn default() -> Self {
+        Self {
+            next: None,
+            interval: DIRECTORY_REFRESH_MIN,
+        }
+    }
+}
 
 /// Why a peer's certificate was not accepted.
 pub(super) enum Judgement {
@@ -182,6 +211,31 @@ impl CoreState {
         }
     }
 
+    /// Asks a random admitted peer for its directory when the refresh is due.
+    pub(super) fn refresh_directory(&mut self, now: Instant) {
+        let refresh = &self.directory_refresh;
+        if refresh.next.is_some_and(|next| now < next) {
+            return;
+        }
+        let Some(peer) = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.org.is_some())
+            .map(|(id, _)| *id)
+            .choose(&mut self.rng)
+        else {
+            return;
+        };
+        let refresh = &mut self.directory_refresh;
+        refresh.next = Some(now + refresh.interval);
+        refresh.interval = (refresh.interval * 2).min(DIRECTORY_REFRESH_MAX);
+        self.request(
+            peer,
+            wire::Request::Directory.encode(),
+            Outstanding::Directory,
+        );
+    }
+
     /// A peer's directory: adopt the charters and certificates that verify, then judge a
     /// certificate that was waiting for a newer charter.
     pub(super) fn on_directory(&mut self, peer: PeerId, directory: Directory) {
@@ -190,10 +244,18 @@ impl CoreState {
                 let _ = self.offer_charter(c);
             }
         }
+        let mut learned = 0;
         for bytes in directory.certs.iter().take(MAX_DIRECTORY_CERTS) {
             if let Ok(c) = SignedNodeCert::decode(bytes) {
-                let _ = self.learn_cert(c);
+                learned += usize::from(self.learn_cert(c).unwrap_or(false));
             }
+        }
+        if learned > 0 {
+            // Certificates are still spreading: pull again soon.
+            let soon = self.now.instant + DIRECTORY_REFRESH_MIN;
+            let refresh = &mut self.directory_refresh;
+            refresh.interval = DIRECTORY_REFRESH_MIN;
+            refresh.next = Some(refresh.next.map_or(soon, |next| next.min(soon)));
         }
         let Some(cert) = self.peers.get_mut(&peer).and_then(|p| p.unjudged.take()) else {
             return;

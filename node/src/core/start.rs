@@ -63,6 +63,7 @@ impl CoreState {
             evictions: Vec::new(),
             metrics,
             next_cert_announce: t + Duration::from_secs(2),
+            directory_refresh: Default::default(),
             next_penalty_decay: t + super::penalty::PENALTY_HALF_LIFE,
             me,
             now,

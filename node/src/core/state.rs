@@ -368,6 +368,8 @@ pub struct CoreState {
     pub(super) evictions: Vec<(PeerId, Instant)>,
     pub(super) metrics: Metrics,
     pub(super) next_cert_announce: Instant,
+    /// When to pull a random peer's directory next.
+    pub(super) directory_refresh: super::admission::DirectoryRefresh,
     pub(super) next_penalty_decay: Instant,
     pub(super) max_peers: usize,
     pub(super) next_peer_check: Instant,
@@ -495,6 +497,7 @@ impl CoreState {
         self.evict_due(now);
         self.decay_penalties(now);
         self.manage_peers(now);
+        self.refresh_directory(now);
         if now >= self.next_sync {
             self.next_sync = now + self.sync_period;
             self.periodic_sync();

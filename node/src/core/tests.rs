@@ -63,6 +63,8 @@ struct Mesh {
     queue: VecDeque<(usize, Input)>,
     /// Sync pages served: (server, envelopes in the page).
     pages: Vec<(usize, usize)>,
+    /// Directory requests each node sent.
+    directory_asks: Vec<usize>,
 }
 
 impl Mesh {
@@ -130,6 +132,7 @@ impl Mesh {
             next_reply: 0,
             queue: VecDeque::new(),
             pages: Vec::new(),
+            directory_asks: vec![0; n],
         }
     }
 
@@ -287,6 +290,9 @@ impl Mesh {
                 if !self.connected(i, j) {
                     return;
                 }
+                if matches!(wire::Request::decode(&data), Ok(wire::Request::Directory)) {
+                    self.directory_asks[i] += 1;
+                }
                 self.next_inbound += 1;
                 let inbound = InboundId(self.next_inbound);
                 self.inbound.insert((j, inbound), (i, tag));
@@ -438,6 +444,39 @@ fn members_admit_each_other_and_open_gossip_only_then() {
     assert_eq!(status_admitted(&mut mesh, 0), 1);
     assert_eq!(status_admitted(&mut mesh, 1), 1);
     assert!(mesh.nodes.iter().all(|n| n.refused.is_empty()));
+}
+
+fn known_nodes(mesh: &mut Mesh, i: usize) -> usize {
+    let now = mesh.now();
+    mesh.nodes[i].state.status(now).known_nodes
+}
+
+#[test]
+fn certificates_spread_by_directory_refresh_which_then_backs_off() {
+    // A line 0 - 1 - 2, the second link admitted after the first: node 0 read node 1's
+    // directory when 1 knew only itself and 0. Certificate announcements are not
+    // forwarded in this mesh and the first anti-entropy round is 15 s away, so only a
+    // refreshed directory brings node 2's certificate to node 0 within a second.
+    let mut mesh = Mesh::new(3, 11);
+    mesh.connect(0, 1);
+    mesh.connect(1, 2);
+    assert_eq!(known_nodes(&mut mesh, 0), 2);
+    mesh.advance(Duration::from_secs(1));
+    assert_eq!(
+        known_nodes(&mut mesh, 0),
+        3,
+        "node 2's certificate reached node 0"
+    );
+    // Nothing new is left to learn: the pulls back off (2, 4, 8, … s; 60 without).
+    let before = mesh.directory_asks[0];
+    for _ in 0..120 {
+        mesh.advance(Duration::from_secs(1));
+    }
+    let asked = mesh.directory_asks[0] - before;
+    assert!(
+        (1..=7).contains(&asked),
+        "{asked} directory pulls in 120 s once nothing was new"
+    );
 }
 
 #[test]

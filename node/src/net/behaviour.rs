@@ -127,7 +127,7 @@ pub fn relay_config() -> relay::Config {
 }
 
 /// Gossipsub settings for networks of 3–200 nodes, without message validation: the node
-/// adds `validate_messages` (`gossipsub_config`); the simulator's plain-gossipsub
+/// adds `validate_messages` ([`GossipMode::Node`]); the simulator's plain-gossipsub
 /// baseline uses them as they are, so both run the same mesh. Message ids are the SHA-256
 /// of the data (the envelope id: content addressing); `on_message_id` runs for each.
 pub fn gossipsub_settings(
@@ -154,13 +154,41 @@ pub fn gossipsub_settings(
     builder
 }
 
-/// The node's gossipsub configuration: [`gossipsub_settings`] with every message held
-/// back until the node has validated it.
-fn gossipsub_config(traffic: Traffic) -> anyhow::Result<gossipsub::Config> {
-    gossipsub_settings(move || traffic.count_message_id())
-        .validate_messages()
+/// How gossipsub frames and checks messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipMode {
+    /// The node's: anonymous frames (the envelope inside carries the signature), every
+    /// message held back until the node has validated it.
+    Node,
+    /// Stock rust-libp2p signed gossip: each message signed with the peer key
+    /// (`MessageAuthenticity::Signed`), every hop verifying it (`ValidationMode::Strict`)
+    /// and forwarding it without application validation. The simulator's fair baseline:
+    /// what one would build instead on the same stack.
+    Signed,
+}
+
+/// The gossipsub behaviour of `mode`: [`gossipsub_settings`] with the node's validation,
+/// or with libp2p's own signatures; each message id counted in `traffic`.
+fn gossipsub_behaviour(
+    mode: GossipMode,
+    key: &identity::Keypair,
+    traffic: Traffic,
+) -> anyhow::Result<gossipsub::Behaviour> {
+    let mut settings = gossipsub_settings(move || traffic.count_message_id());
+    let authenticity = match mode {
+        GossipMode::Node => {
+            settings.validate_messages();
+            gossipsub::MessageAuthenticity::Anonymous
+        }
+        GossipMode::Signed => {
+            settings.validation_mode(gossipsub::ValidationMode::Strict);
+            gossipsub::MessageAuthenticity::Signed(key.clone())
+        }
+    };
+    let config = settings
         .build()
-        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+    gossipsub::Behaviour::new(authenticity, config).map_err(|e| anyhow::anyhow!("gossipsub: {e}"))
 }
 
 fn score_params() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
@@ -261,6 +289,29 @@ pub fn build_swarm_with(
     custom: Option<TransportFactory>,
     relay_server: bool,
 ) -> anyhow::Result<Swarm<Behaviour>> {
+    build_swarm_mode(
+        key,
+        listen,
+        traffic,
+        limits,
+        custom,
+        relay_server,
+        GossipMode::Node,
+    )
+}
+
+/// [`build_swarm_with`] with gossipsub in `mode`: every other behaviour, the scoring, the
+/// limits and the transport are the node's, so [`GossipMode::Signed`] is the node's
+/// network stack with libp2p's signed gossip in place of the node's validation.
+pub fn build_swarm_mode(
+    key: identity::Keypair,
+    listen: &[Multiaddr],
+    traffic: Traffic,
+    limits: ConnectionLimits,
+    custom: Option<TransportFactory>,
+    relay_server: bool,
+    mode: GossipMode,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let gossip_traffic = traffic.clone();
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -275,10 +326,7 @@ pub fn build_swarm_with(
         })?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
-            let mut gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Anonymous,
-                gossipsub_config(gossip_traffic)?,
-            )?;
+            let mut gossipsub = gossipsub_behaviour(mode, key, gossip_traffic)?;
             let (params, thresholds) = score_params();
             gossipsub.with_peer_score(params, thresholds)?;
             let identify = identify::Behaviour::new(identify::Config::new(

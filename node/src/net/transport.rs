@@ -39,7 +39,8 @@ impl Traffic {
     pub fn gossip_message_ids(&self) -> u64 {
         self.0.gossip_ids.load(Ordering::Relaxed)
     }
-    pub(super) fn count_message_id(&self) {
+    /// Counts one gossip message id (the `message_id_fn` of [`super::gossipsub_settings`]).
+    pub fn count_message_id(&self) {
         self.0.gossip_ids.fetch_add(1, Ordering::Relaxed);
     }
 }
