@@ -14,17 +14,20 @@
 //! - `migrate`: [`open()`] a database, its schema and migrations.
 //! - `writer`: the [`Writer`] thread.
 //! - `queries`: the reads of the core, the API, the views and the governance tools.
+//! - `history`: the core's point lookups into committed history ([`History`]).
 //! - [`audit`]: the whole-table reads of `alertmesh audit export|verify`.
 //! - [`taxii`]: the key-set page reads of the TAXII collections.
 //! - [`observables`]: the observable index, full-text search and correlations.
 
 mod audit_queries;
+mod history;
 mod migrate;
 pub mod observables;
 mod queries;
 pub mod taxii;
 mod writer;
 
+pub use history::{History, SqliteHistory};
 pub use migrate::{db_path, open, open_reader};
 pub use queries::*;
 pub use writer::{ALERT_BUFFER, Committed, Writer, spawn_writer, spawn_writer_unindexed};
@@ -134,19 +137,41 @@ pub enum Write {
     },
 }
 
-/// Everything the node loads at start.
+/// Everything the node loads at start: what grows with the network (charters,
+/// certificates, key packages, one head per chain), never with the number of alerts.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Charters after genesis, by version.
     pub charters: Vec<Vec<u8>>,
     /// Certificates.
     pub certs: Vec<Vec<u8>>,
-    /// All envelopes, in insertion order.
-    pub envelopes: Vec<Vec<u8>>,
-    /// Envelopes with a decrypted alert row: id → (author org, topic name).
-    pub decrypted: std::collections::HashMap<EnvelopeId, (String, String)>,
-    /// Ids of the evidence held.
-    pub evidence: Vec<[u8; 32]>,
+    /// Key-package envelopes, in insertion order.
+    pub key_packages: Vec<Vec<u8>>,
+    /// The head of every chain held.
+    pub heads: Vec<ChainHead>,
+    /// Encrypted envelopes without an alert row, oldest first, at most
+    /// [`UNDECRYPTED_LOADED_BYTES`] of them (the rest wait for the next start).
+    pub undecrypted: Vec<Vec<u8>>,
+    /// Evidence objects held.
+    pub evidence: u64,
+}
+
+/// Bytes of undecrypted envelopes [`load`] reads at most.
+pub const UNDECRYPTED_LOADED_BYTES: usize = 8 * 1024 * 1024;
+
+/// One chain held: its highest position and how many positions are held.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainHead {
+    /// The author.
+    pub author: NodePublicKey,
+    /// The topic.
+    pub topic: TopicId,
+    /// The highest seq held.
+    pub seq: u64,
+    /// The entry at that seq.
+    pub entry: alertmesh_protocol::chain::ChainEntry,
+    /// Positions held (equal to `seq` when there is no gap).
+    pub held: u64,
 }
 
 /// A stored alert as the API shows it.
