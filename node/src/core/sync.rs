@@ -258,3 +258,32 @@ impl CoreState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have(ranges: &[(u64, u64)]) -> wire::ChainSummary {
+        wire::ChainSummary {
+            author: NodePublicKey([1; 32]),
+            ranges: ranges.to_vec(),
+        }
+    }
+
+    #[test]
+    fn lacking_is_the_complement_of_what_the_asker_holds_up_to_our_head() {
+        assert_eq!(lacking(None, 5), vec![(1, 5)]);
+        assert_eq!(
+            lacking(Some(&have(&[(1, 2), (4, 4)])), 6),
+            vec![(3, 3), (5, 6)]
+        );
+        // Unsorted, overlapping, reversed and beyond-head ranges from an untrusted peer.
+        assert_eq!(
+            lacking(Some(&have(&[(4, 9), (1, 3), (7, 5)])), 10),
+            vec![(10, 10)]
+        );
+        assert_eq!(lacking(Some(&have(&[(1, u64::MAX)])), 10), vec![]);
+        assert_eq!(lacking(Some(&have(&[(3, 20)])), 10), vec![(1, 2)]);
+        assert_eq!(lacking(Some(&have(&[])), 0), vec![]);
+    }
+}

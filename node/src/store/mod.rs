@@ -352,6 +352,116 @@ mod tests {
         assert_eq!(rows[1].1, Some(1_000_001));
     }
 
+    /// Envelopes at seqs 1, 2 and 4 of one chain; the first has an alert row.
+    fn chain_with_a_gap(writer: &Writer) -> Vec<SignedEnvelope> {
+        use alertmesh_protocol::{Draft, NodeKey, SenderKey};
+        let mut rng = rand::rngs::OsRng;
+        let author = NodeKey::generate(&mut rng);
+        let key = SenderKey::generate(1, &mut rng);
+        let content = Content::Alert(Alert::example(0));
+        let envs: Vec<SignedEnvelope> = [1u64, 2, 4]
+            .iter()
+            .map(|&seq| {
+                let draft = Draft {
+                    network_id: NetworkId([1; 32]),
+                    topic_id: TopicId([3; 32]),
+                    seq,
+                    prev: EnvelopeId([seq as u8; 32]),
+                    charter_version: 1,
+                    timestamp_ms: 5,
+                    kind: Kind::Alert,
+                    key_epoch: 1,
+                    tlp: Tlp::Green,
+                };
+                SignedEnvelope::seal_encrypted(&author, &draft, &key, &content.encode(), &mut rng)
+                    .unwrap()
+            })
+            .collect();
+        let mut writes: Vec<Write> = envs
+            .iter()
+            .map(|e| {
+                Write::Envelope(EnvelopeRow {
+                    envelope: e.clone(),
+                    received_ms: 1,
+                })
+            })
+            .collect();
+        writes.push(Write::Alert(AlertRow {
+            envelope_id: envs[0].id(),
+            topic_name: "t".into(),
+            org: "o".into(),
+            tlp: Tlp::Green,
+            timestamp_ms: 5,
+            content,
+        }));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let done = writer.write_all(writes).await.unwrap();
+            assert_eq!(done.await.unwrap(), Ok(()));
+        });
+        envs
+    }
+
+    /// What `load` reads of [`chain_with_a_gap`]: its head and the undecrypted bytes.
+    fn check_loaded(dir: &std::path::Path, envs: &[SignedEnvelope]) {
+        let loaded = load(&open_reader(dir).unwrap(), dir).unwrap();
+        assert_eq!(loaded.heads.len(), 1);
+        let head = loaded.heads[0];
+        assert_eq!((head.seq, head.held), (4, 3));
+        assert_eq!(
+            (head.entry.id, head.entry.prev),
+            (envs[2].id(), envs[2].header().prev)
+        );
+        let undecrypted: Vec<&[u8]> = loaded.undecrypted.iter().map(Vec::as_slice).collect();
+        assert_eq!(undecrypted, vec![envs[1].as_bytes(), envs[2].as_bytes()]);
+        assert!(loaded.key_packages.is_empty());
+    }
+
+    #[test]
+    fn load_reads_chain_heads_and_undecrypted_envelopes_kept_by_triggers() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = spawn_writer(open(dir.path(), &NetworkId([1; 32])).unwrap());
+        let envs = chain_with_a_gap(&writer);
+        check_loaded(dir.path(), &envs);
+        // The history reads of the core see the same rows.
+        let history = SqliteHistory::open(dir.path()).unwrap();
+        let h = envs[1].header();
+        let entry = history.chain_entry(&h.author, &h.topic_id, 2).unwrap();
+        assert_eq!(entry.id, envs[1].id());
+        assert!(history.chain_entry(&h.author, &h.topic_id, 3).is_none());
+        assert_eq!(
+            history.held_seqs(&h.author, &h.topic_id, 2, 9, 10),
+            vec![2, 4]
+        );
+        let origin = history.alert_origin(&envs[0].id()).unwrap();
+        assert_eq!(origin, (alertmesh_protocol::OrgId("o".into()), h.topic_id));
+        assert!(history.alert_origin(&envs[1].id()).is_none());
+    }
+
+    #[test]
+    fn migration_5_fills_chain_heads_and_undecrypted_of_an_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = NetworkId([1; 32]);
+        let writer = spawn_writer(open(dir.path(), &network).unwrap());
+        let envs = chain_with_a_gap(&writer);
+        drop(writer);
+        {
+            // Back to version 4: without migration 5's tables, triggers and index.
+            let c = Connection::open(db_path(dir.path())).unwrap();
+            c.execute_batch(
+                "DROP TRIGGER chain_heads_insert; DROP TRIGGER undecrypted_insert;
+                 DROP TRIGGER undecrypted_delete; DROP TABLE chain_heads;
+                 DROP TABLE undecrypted; DROP INDEX envelopes_key_packages;
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        drop(open(dir.path(), &network).unwrap());
+        check_loaded(dir.path(), &envs);
+    }
+
     #[test]
     fn refuses_another_networks_database() {
         let dir = tempfile::tempdir().unwrap();
