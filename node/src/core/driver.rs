@@ -104,10 +104,13 @@ impl Core {
             max_peers,
             request_limits,
         } = parts;
+        // The state reads committed history on a read-only connection of its own.
+        let history = Box::new(store::SqliteHistory::open(&data_dir)?);
         let state_parts = StateParts {
             me,
             charters,
             loaded,
+            history,
             metrics,
             sync_period,
             max_peers,

@@ -56,7 +56,7 @@ impl CoreState {
         let Ok(proven) = evidence.verify(self.max_envelope_bytes()) else {
             return;
         };
-        if !self.evidence.insert(id) {
+        if !self.chains.insert_evidence(id) {
             return;
         }
         tracing::error!(author = %proven.author.short(), seq = proven.seq, kind = ?proven.misbehaviour, "EQUIVOCATION: an author signed conflicting envelopes; evidence stored");

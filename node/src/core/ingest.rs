@@ -2,7 +2,7 @@
 //! we can read, and learning certificates, key packages and charters on the way.
 
 use super::penalty::Offence;
-use super::state::{AfterCommit, CoreState, MAX_PENDING};
+use super::state::{AfterCommit, CoreState, MAX_PENDING, MAX_PENDING_BYTES};
 use crate::net::{Gossip, NetCommand};
 use crate::store::{AlertRow, EnvelopeRow, Write};
 use alertmesh_protocol::cert::CertError;
@@ -194,9 +194,11 @@ impl CoreState {
     }
 
     pub(super) fn queue_pending(&mut self, env: SignedEnvelope) {
-        if self.pending_len >= MAX_PENDING {
+        let len = env.as_bytes().len();
+        if self.pending_len >= MAX_PENDING || self.pending_bytes + len > MAX_PENDING_BYTES {
             return; // still stored; decrypted after a restart or never, but never lost
         }
+        self.pending_bytes += len;
         let h = env.header();
         self.pending
             .entry((h.author, h.topic_id, h.key_epoch))
@@ -232,6 +234,7 @@ impl CoreState {
             return;
         };
         self.pending_len -= list.len();
+        self.pending_bytes -= list.iter().map(|e| e.as_bytes().len()).sum::<usize>();
         for env in list {
             let Some(org) = self.certs.org_of(&env.header().author).cloned() else {
                 continue;
@@ -260,12 +263,13 @@ impl CoreState {
             }
         };
         if let Some(original) = content.original() {
-            let ok = self.alert_origin.get(&original).is_some_and(|(o, t)| {
+            let origin = self.chains.alert_origin(&original);
+            let ok = origin.as_ref().is_some_and(|(o, t)| {
                 alertmesh_protocol::alert::check_amendment(o, t, org, &h.topic_id).is_ok()
             });
             if !ok {
                 tracing::warn!(id = %env.id().short(), %org, "amendment of an alert by another org (or unknown original) not applied");
-                let reason = if self.alert_origin.contains_key(&original) {
+                let reason = if origin.is_some() {
                     "amendment_not_by_author"
                 } else {
                     "amendment_unknown_original"
@@ -274,8 +278,7 @@ impl CoreState {
                 return None;
             }
         } else {
-            self.alert_origin
-                .insert(env.id(), (org.clone(), h.topic_id));
+            self.chains.insert_origin(env.id(), org.clone(), h.topic_id);
         }
         if live && h.author != self.me.key.public() {
             let latency = self.now.unix_ms.saturating_sub(h.timestamp_ms) as f64 / 1000.0;

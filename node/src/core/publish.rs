@@ -53,9 +53,9 @@ impl CoreState {
             .map_err(|e| PublishError::Invalid(e.to_string()))?;
         if let Some(original) = content.original() {
             let ok = self
-                .alert_origin
-                .get(&original)
-                .is_some_and(|(o, t)| *o == self.org && *t == topic);
+                .chains
+                .alert_origin(&original)
+                .is_some_and(|(o, t)| o == self.org && t == topic);
             if !ok {
                 return Err(PublishError::NotAuthor(format!(
                     "alert {} is not an alert of {} on {name:?}",
@@ -78,8 +78,7 @@ impl CoreState {
             Some(reply),
         )?;
         if content.original().is_none() {
-            self.alert_origin
-                .insert(env.id(), (self.org.clone(), topic));
+            self.chains.insert_origin(env.id(), self.org.clone(), topic);
         }
         Ok(())
     }

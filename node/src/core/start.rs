@@ -1,10 +1,10 @@
-//! [`CoreState::new`]: the state rebuilt from what the database holds.
+//! [`CoreState::new`]: the state rebuilt from what the database holds: chain heads, key
+//! packages and undecrypted envelopes, never every envelope (see `store::Loaded`).
 
 use super::chains::ChainIndex;
 use super::state::{CoreState, Now, OwnTopic, StateParts};
 use alertmesh_protocol::{
-    CertDirectory, Kind, OrgId, SenderKey, SignedCharter, SignedEnvelope, SignedNodeCert, TopicId,
-    Validator,
+    CertDirectory, SenderKey, SignedCharter, SignedEnvelope, SignedNodeCert, TopicId, Validator,
 };
 use rand::rngs::StdRng;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -22,6 +22,7 @@ impl CoreState {
             me,
             mut charters,
             loaded,
+            history,
             metrics,
             sync_period,
             max_peers,
@@ -40,20 +41,19 @@ impl CoreState {
             org,
             charters,
             certs: CertDirectory::default(),
-            chains: ChainIndex::default(),
+            chains: ChainIndex::new(history, &loaded.heads, loaded.evidence),
             validator: Validator::new(),
             keys: HashMap::new(),
             own: HashMap::new(),
             pending: HashMap::new(),
             pending_len: 0,
-            alert_origin: HashMap::new(),
+            pending_bytes: 0,
             peers: HashMap::new(),
             outstanding: HashMap::new(),
             next_tag: 0,
             request_limits,
             sync_retries: Vec::new(),
             topic_by_hash: HashMap::new(),
-            evidence: HashSet::new(),
             sync_rounds: HashMap::new(),
             next_sync: t + sync_period,
             sync_period,
@@ -82,31 +82,22 @@ impl CoreState {
                 let _ = state.certs.insert(cert, &charter);
             }
         }
-        for (id, (org, topic_name)) in &loaded.decrypted {
-            state.alert_origin.insert(
-                *id,
-                (
-                    OrgId(org.clone()),
-                    TopicId::derive(&charter.network_id, topic_name),
-                ),
-            );
-        }
-        // Rebuild chains and sender keys; queue what is not decrypted yet.
+        // Learn sender keys; queue what is not decrypted yet.
         let mut own_epochs: HashMap<TopicId, u64> = HashMap::new();
         let max = charter.limits.max_envelope_bytes as usize;
-        for bytes in &loaded.envelopes {
+        for bytes in &loaded.key_packages {
             let Ok(env) = SignedEnvelope::decode(bytes, max.max(bytes.len())) else {
                 continue;
             };
-            state.chains.insert(&env);
             let h = env.header();
-            if h.author == state.me.key.public() && h.kind == Kind::KeyPackage {
+            if h.author == state.me.key.public() {
                 let e = own_epochs.entry(h.topic_id).or_default();
                 *e = (*e).max(h.key_epoch);
             }
-            if h.kind == Kind::KeyPackage {
-                state.learn_key_package(&env);
-            } else if h.kind.is_encrypted() && !loaded.decrypted.contains_key(&env.id()) {
+            state.learn_key_package(&env);
+        }
+        for bytes in &loaded.undecrypted {
+            if let Ok(env) = SignedEnvelope::decode(bytes, max.max(bytes.len())) {
                 state.queue_pending(env);
             }
         }
@@ -128,8 +119,7 @@ impl CoreState {
         }
         state.update_topic_map();
         // Evidence held from earlier runs counts in status and metrics.
-        state.metrics.evidence.inc_by(loaded.evidence.len() as u64);
-        state.evidence.extend(loaded.evidence.iter().copied());
+        state.metrics.evidence.inc_by(loaded.evidence);
         state.retry_all_pending();
         state.sync_subscriptions();
         let out = std::mem::take(&mut state.out);

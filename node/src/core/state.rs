@@ -2,9 +2,10 @@
 //!
 //! # Contract
 //!
-//! The state owns everything the node knows (charters, certificates, chains, sender keys,
-//! peers and their admission) and does no I/O: no network, no database, no clock, no OS
-//! randomness. Time comes in with every call ([`Now`]); randomness comes from the seeded
+//! The state owns everything the node knows (charters, certificates, chain heads, sender
+//! keys, peers and their admission) and does no I/O but reads of committed history
+//! ([`History`], point lookups; see `core::chains`): no network, no writes, no clock, no
+//! OS randomness. Time comes in with every call ([`Now`]); randomness comes from the seeded
 //! RNG given to [`CoreState::new`].
 //!
 //! - Feed each event as an [`Input`] to [`CoreState::handle`], with the current time. It
@@ -35,7 +36,7 @@ use super::chains::ChainIndex;
 use super::throttle::{RequestLimits, Throttle};
 use crate::metrics::Metrics;
 use crate::net::{Gossip, NetCommand, RequestError, RequestTag};
-use crate::store::{Loaded, Write};
+use crate::store::{History, Loaded, Write};
 use alertmesh_protocol::charter::CharterFork;
 use alertmesh_protocol::{
     AgreementKey, AgreementPublicKey, CertDirectory, CharterChain, Content, EnvelopeId, NodeKey,
@@ -47,8 +48,11 @@ use rand::rngs::StdRng;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// Undecryptable envelopes kept in memory awaiting a sender key.
+/// Undecryptable envelopes kept in memory awaiting a sender key (those beyond stay
+/// stored and are loaded again at the next start).
 pub(super) const MAX_PENDING: usize = 50_000;
+/// Bytes of undecryptable envelopes kept in memory at most (see [`MAX_PENDING`]).
+pub(super) const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 /// Own certificate re-announced on the control topic this often.
 pub(super) const CERT_ANNOUNCE_PERIOD: Duration = Duration::from_secs(150);
 
@@ -325,6 +329,8 @@ pub struct StateParts {
     pub charters: CharterChain,
     /// What was loaded from the database.
     pub loaded: Loaded,
+    /// Committed history, read on demand.
+    pub history: Box<dyn History>,
     /// Metrics.
     pub metrics: Metrics,
     /// How often anti-entropy runs.
@@ -347,8 +353,7 @@ pub struct CoreState {
     pub(super) own: HashMap<TopicId, OwnTopic>,
     pub(super) pending: HashMap<(NodePublicKey, TopicId, u64), Vec<SignedEnvelope>>,
     pub(super) pending_len: usize,
-    /// Decrypted alerts: id → (org, topic), for update/retraction authorship checks.
-    pub(super) alert_origin: HashMap<EnvelopeId, (OrgId, TopicId)>,
+    pub(super) pending_bytes: usize,
     pub(super) peers: HashMap<PeerId, PeerState>,
     /// Our requests awaiting an answer, by tag.
     pub(super) outstanding: HashMap<RequestTag, (PeerId, Outstanding)>,
@@ -357,7 +362,6 @@ pub struct CoreState {
     /// Sync requests to send again once a busy peer's wait is over.
     pub(super) sync_retries: Vec<(Instant, PeerId, TopicId)>,
     pub(super) topic_by_hash: HashMap<TopicHash, TopicId>,
-    pub(super) evidence: HashSet<[u8; 32]>,
     /// Open sync sessions: pages requested per (peer, topic).
     pub(super) sync_rounds: HashMap<(PeerId, TopicId), u32>,
     pub(super) next_sync: Instant,
@@ -491,6 +495,7 @@ impl CoreState {
 
     fn on_tick(&mut self) {
         let now = self.now.instant;
+        self.chains.forget_committed();
         self.refuse_late(now);
         self.retry_busy_syncs(now);
         self.refresh_due_key_packages(now);

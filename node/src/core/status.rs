@@ -71,7 +71,7 @@ impl CoreState {
             known_nodes: self.certs.len(),
             envelopes: self.chains.len,
             undecryptable: self.pending_len,
-            evidence: self.evidence.len(),
+            evidence: self.chains.evidence,
             chain_gaps: self.chains.gaps(),
             publishing_allowed: self.may_publish_at_all(),
             sender_keys: c

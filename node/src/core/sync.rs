@@ -15,6 +15,38 @@ pub const SYNC_PERIOD: Duration = Duration::from_secs(15);
 const SYNC_PEERS_PER_PERIOD: usize = 2;
 /// Most pages one sync session may fetch (a peer sending endless pages is cut off).
 const MAX_SYNC_ROUNDS: u32 = 10_000;
+/// Range reads of the database one sync page plan makes at most.
+const MAX_PLAN_READS: usize = 256;
+
+/// The seq ranges within `1..=head` an asker lacks, given what it says it holds (its
+/// first [`wire::MAX_SYNC_RANGES`] ranges, in any order).
+fn lacking(have: Option<&wire::ChainSummary>, head: u64) -> Vec<(u64, u64)> {
+    let mut held: Vec<(u64, u64)> = have
+        .map(|s| {
+            s.ranges
+                .iter()
+                .take(wire::MAX_SYNC_RANGES)
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
+    held.sort_unstable();
+    let mut out = Vec::new();
+    let mut next = 1u64; // the lowest seq not known to be held
+    for (a, b) in held {
+        if a > b || next > head {
+            continue;
+        }
+        if a > next {
+            out.push((next, (a - 1).min(head)));
+        }
+        next = next.max(b.saturating_add(1));
+    }
+    if next <= head {
+        out.push((next, head));
+    }
+    out
+}
 
 impl CoreState {
     /// Topics we sync with a peer: the control topic and every topic both orgs may read.
@@ -30,17 +62,47 @@ impl CoreState {
             .collect()
     }
 
-    /// What we hold on a topic, per author.
+    /// What we hold on a topic, per author: one range for a chain without gaps (from its
+    /// head), ranges read from the database for the others.
     fn summary(&self, topic: &TopicId) -> Vec<wire::ChainSummary> {
         self.chains
-            .chains
-            .iter()
-            .filter(|((_, t), _)| t == topic)
+            .chains_of(topic)
+            .into_iter()
             .take(wire::MAX_SYNC_AUTHORS)
-            .map(|((author, _), chain)| {
-                wire::ChainSummary::from_seqs(*author, chain.keys().copied())
+            .map(|(author, head, whole)| {
+                if whole {
+                    wire::ChainSummary {
+                        author,
+                        ranges: vec![(1, head)],
+                    }
+                } else {
+                    self.held_ranges(author, topic, head)
+                }
             })
             .collect()
+    }
+
+    /// The held ranges of a gapped chain, read in chunks until the summary is full.
+    fn held_ranges(&self, author: NodePublicKey, topic: &TopicId, head: u64) -> wire::ChainSummary {
+        const CHUNK: usize = 4096;
+        let mut summary = wire::ChainSummary {
+            author,
+            ranges: Vec::new(),
+        };
+        let mut from = 1;
+        while from <= head && summary.ranges.len() <= wire::MAX_SYNC_RANGES {
+            let seqs = self.chains.held_seqs(&author, topic, from, head, CHUNK);
+            let Some(&last) = seqs.last() else { break };
+            for s in seqs {
+                match summary.ranges.last_mut() {
+                    Some((_, end)) if s == *end + 1 => *end = s,
+                    _ => summary.ranges.push((s, s)),
+                }
+            }
+            from = last + 1;
+        }
+        summary.ranges.truncate(wire::MAX_SYNC_RANGES);
+        summary
     }
 
     pub(super) fn start_sync(&mut self, peer: PeerId) {
@@ -107,17 +169,27 @@ impl CoreState {
             .collect();
         let mut wanted: Vec<(NodePublicKey, u64)> = Vec::new();
         let mut more = false;
-        'chains: for ((author, topic), chain) in &self.chains.chains {
-            if *topic != req.topic {
-                continue;
-            }
-            for seq in chain.keys() {
-                if !have.get(author).is_some_and(|s| s.holds(*seq)) {
+        // Database reads of one plan, at most (a summary can name many small gaps).
+        let mut reads = MAX_PLAN_READS;
+        'chains: for (author, head, whole) in self.chains.chains_of(&req.topic) {
+            for (from, to) in lacking(have.get(&author).copied(), head) {
+                let room = wire::MAX_PAGE_ENVELOPES - wanted.len();
+                let seqs = if whole {
+                    (from..=to).take(room + 1).collect()
+                } else if reads > 0 {
+                    reads -= 1;
+                    self.chains
+                        .committed_seqs(&author, &req.topic, from, to, room + 1)
+                } else {
+                    more = true;
+                    break 'chains;
+                };
+                for seq in seqs {
                     if wanted.len() == wire::MAX_PAGE_ENVELOPES {
                         more = true;
                         break 'chains;
                     }
-                    wanted.push((*author, *seq));
+                    wanted.push((author, seq));
                 }
             }
         }
@@ -184,5 +256,34 @@ impl CoreState {
             self.sync_rounds.retain(|(p, _), _| *p != peer);
             self.start_sync(peer);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have(ranges: &[(u64, u64)]) -> wire::ChainSummary {
+        wire::ChainSummary {
+            author: NodePublicKey([1; 32]),
+            ranges: ranges.to_vec(),
+        }
+    }
+
+    #[test]
+    fn lacking_is_the_complement_of_what_the_asker_holds_up_to_our_head() {
+        assert_eq!(lacking(None, 5), vec![(1, 5)]);
+        assert_eq!(
+            lacking(Some(&have(&[(1, 2), (4, 4)])), 6),
+            vec![(3, 3), (5, 6)]
+        );
+        // Unsorted, overlapping, reversed and beyond-head ranges from an untrusted peer.
+        assert_eq!(
+            lacking(Some(&have(&[(4, 9), (1, 3), (7, 5)])), 10),
+            vec![(10, 10)]
+        );
+        assert_eq!(lacking(Some(&have(&[(1, u64::MAX)])), 10), vec![]);
+        assert_eq!(lacking(Some(&have(&[(3, 20)])), 10), vec![(1, 2)]);
+        assert_eq!(lacking(Some(&have(&[])), 0), vec![]);
     }
 }

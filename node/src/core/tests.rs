@@ -1,6 +1,7 @@
-//! Unit tests of [`CoreState`] without a network, a database or a clock: a few states
-//! wired together in memory ([`Mesh`]), a fixed clock advanced by hand and seeded RNGs.
-//! Writes commit the moment they are executed, so each test also checks what happens
+//! Unit tests of [`CoreState`] without a network or a clock: a few states wired together
+//! in memory ([`Mesh`]), a fixed clock advanced by hand and seeded RNGs. Each node has a
+//! real database in a temporary directory (the state reads its committed history);
+//! writes commit the moment they are executed, so each test also checks what happens
 //! *before* a commit by looking at the outputs of one call.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,7 +12,7 @@ use super::state::{
 use super::{ADMISSION_TIMEOUT, RequestLimits};
 use crate::metrics::Metrics;
 use crate::net::{Gossip, NetCommand, RequestTag};
-use crate::store::{Loaded, Write};
+use crate::store::{self, Loaded, Write};
 use alertmesh_protocol::bootstrap::{Network, simple_plan};
 use alertmesh_protocol::{
     Alert, AlertKind, CharterChain, Content, EnvelopeId, Kind, Observable, OrgRootKey, Severity,
@@ -31,6 +32,9 @@ const NOW: u64 = 1_600_000_000_000;
 /// One state and what its outputs did.
 struct TestNode {
     state: CoreState,
+    /// Its database (the state reads committed history from it).
+    dir: tempfile::TempDir,
+    writer: crate::store::Writer,
     peer: PeerId,
     /// Committed envelopes, by id.
     envelopes: HashMap<EnvelopeId, Vec<u8>>,
@@ -85,10 +89,14 @@ impl Mesh {
             };
             let peer = crate::net::peer_id_of(&me.key.public()).unwrap();
             let charters = CharterChain::from_genesis(genesis.clone(), &genesis.hash()).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let network_id = genesis.charter().network_id;
+            let writer = store::spawn_writer(store::open(dir.path(), &network_id).unwrap());
             let parts = StateParts {
                 me,
                 charters,
                 loaded: Loaded::default(),
+                history: Box::new(store::SqliteHistory::open(dir.path()).unwrap()),
                 metrics: Metrics::new(),
                 sync_period: Duration::from_secs(15),
                 max_peers: 32,
@@ -102,6 +110,8 @@ impl Mesh {
             let (state, startup) = CoreState::new(parts, now, rng).unwrap();
             nodes.push(TestNode {
                 state,
+                dir,
+                writer,
                 peer,
                 envelopes: HashMap::new(),
                 alerts: Vec::new(),
@@ -345,20 +355,24 @@ impl Mesh {
 
     fn commit(&mut self, i: usize, writes: Vec<Write>) {
         let node = &mut self.nodes[i];
-        for write in writes {
+        for write in &writes {
             match write {
                 Write::Envelope(row) => {
-                    let env = row.envelope;
+                    let env = &row.envelope;
                     node.envelopes.insert(env.id(), env.as_bytes().to_vec());
                 }
                 Write::Alert(row) => {
                     node.alerts
-                        .push((row.topic_name, row.org, row.content.kind()))
+                        .push((row.topic_name.clone(), row.org.clone(), row.content.kind()))
                 }
-                Write::Charter { version, .. } => node.charters.push(version),
+                Write::Charter { version, .. } => node.charters.push(*version),
                 _ => {}
             }
         }
+        let committed = futures::executor::block_on(async {
+            node.writer.write_all(writes).await.unwrap().await.unwrap()
+        });
+        assert_eq!(committed, Ok(()));
     }
 
     fn after_commit(&mut self, i: usize, then: AfterCommit) {
@@ -399,6 +413,57 @@ impl Mesh {
             .find(|(r, _)| *r == reply)
             .expect("answered")
             .1
+    }
+
+    /// Publishes any content (an update, a retraction) on `topic`.
+    fn publish_content(&mut self, i: usize, topic: &str, content: Content) -> ReplyId {
+        self.next_reply += 1;
+        let reply = ReplyId(self.next_reply);
+        let input = Input::Publish {
+            reply,
+            topic: topic.into(),
+            tlp: Tlp::Green,
+            content,
+        };
+        self.queue.push_back((i, input));
+        self.run();
+        reply
+    }
+
+    /// Rebuilds node `i`'s state from its database, as a restarted daemon does.
+    fn restart(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let me = &node.state.me;
+        let me = Identity {
+            key: alertmesh_protocol::NodeKey::from_secret_bytes(&me.key.secret_bytes()),
+            agreement: alertmesh_protocol::AgreementKey::from_secret_bytes(
+                &me.agreement.secret_bytes(),
+            ),
+            cert: me.cert.clone(),
+        };
+        let genesis = node.state.charters.history()[0].clone();
+        let charters = CharterChain::from_genesis(genesis.clone(), &genesis.hash()).unwrap();
+        let reader = store::open_reader(node.dir.path()).unwrap();
+        let parts = StateParts {
+            me,
+            charters,
+            loaded: store::load(&reader, node.dir.path()).unwrap(),
+            history: Box::new(store::SqliteHistory::open(node.dir.path()).unwrap()),
+            metrics: Metrics::new(),
+            sync_period: Duration::from_secs(15),
+            max_peers: 32,
+            request_limits: RequestLimits::default(),
+        };
+        let rng = StdRng::seed_from_u64(1000 + i as u64);
+        let (state, startup) = CoreState::new(parts, self.now(), rng).unwrap();
+        self.nodes[i].state = state;
+        self.execute(i, startup);
+        self.run();
+    }
+
+    fn status(&mut self, i: usize) -> super::Status {
+        let now = self.now();
+        self.nodes[i].state.status(now)
     }
 
     fn alerts_held(&self, i: usize) -> usize {
@@ -819,4 +884,148 @@ fn a_publish_on_an_unknown_topic_is_refused_without_a_write() {
             Answer::Published(Err(super::PublishError::UnknownTopic(_)))
         )]
     ));
+}
+
+/// The receipt of a publish that succeeded.
+fn receipt(mesh: &Mesh, i: usize, reply: ReplyId) -> super::answers::Receipt {
+    match mesh.answer_of(i, reply) {
+        Answer::Published(Ok(r)) => r.clone(),
+        other => panic!("not published: {other:?}"),
+    }
+}
+
+#[test]
+fn a_restarted_node_keeps_chains_authorship_and_duplicates_from_its_database() {
+    let mut mesh = Mesh::new(2, 21);
+    mesh.connect_all();
+    let replies: Vec<ReplyId> = (0..5)
+        .map(|k| mesh.publish(0, "all", Tlp::Green, &format!("alert {k}")))
+        .collect();
+    let first = receipt(&mesh, 0, replies[0]);
+    let last = receipt(&mesh, 0, replies[4]);
+    mesh.advance(Duration::from_secs(1));
+    mesh.advance(Duration::from_secs(1));
+    // Everything is committed, so the overlay is empty: what follows reads the database.
+    for i in 0..2 {
+        assert_eq!(mesh.nodes[i].state.chains.unflushed_len(), 0, "node {i}");
+    }
+    let before = mesh.status(1);
+    assert_eq!((before.chain_gaps, before.undecryptable), (0, 0));
+
+    // An old envelope offered again is a duplicate: ignored, not stored.
+    let old = mesh.nodes[0].envelopes[&first.id].clone();
+    let topic = TopicHash::from_raw(
+        alertmesh_protocol::TopicId::derive(&mesh.nodes[0].state.network(), "all")
+            .gossip_name(&mesh.nodes[0].state.network()),
+    );
+    let gossip = Gossip {
+        source: mesh.nodes[0].peer,
+        id: MessageId::new(b"again"),
+        topic: topic.clone(),
+        data: old,
+    };
+    let outputs = mesh.handle_only(1, Input::Gossip(gossip));
+    assert!(
+        outputs.iter().all(|o| !matches!(o, Output::Store { .. })),
+        "{outputs:?}"
+    );
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Net(NetCommand::Report(_, _, MessageAcceptance::Ignore))
+    )));
+
+    // Both restart: the same envelopes and no gap, from the chain heads.
+    mesh.restart(0);
+    mesh.restart(1);
+    let after = mesh.status(1);
+    assert_eq!(after.envelopes, before.envelopes);
+    assert_eq!((after.chain_gaps, after.undecryptable), (0, 0));
+    mesh.connect_all();
+
+    // The author amends its first alert after the restart: its authorship is read from
+    // the database, its chain continues at the head, and the reader applies it.
+    let alerts_before = mesh.alerts_held(1);
+    let update = Content::Update(alertmesh_protocol::alert::AlertUpdate {
+        original: first.id,
+        alert: alert("alert 0, revised", NOW),
+    });
+    let reply = mesh.publish_content(0, "all", update);
+    let amended = receipt(&mesh, 0, reply);
+    assert!(amended.seq > last.seq, "{} after {}", amended.seq, last.seq);
+    mesh.advance(Duration::from_secs(1));
+    assert_eq!(mesh.alerts_held(1), alerts_before + 1);
+    assert_eq!(mesh.nodes[1].alerts.last().unwrap().2, Kind::Update);
+    assert_eq!(mesh.status(1).chain_gaps, 0);
+
+    // Another org may not amend it, whatever the database holds.
+    let forged = Content::Retraction(alertmesh_protocol::alert::Retraction {
+        original: first.id,
+        reason: "not yours".into(),
+    });
+    let reply = mesh.publish_content(1, "all", forged);
+    assert!(matches!(
+        mesh.answer_of(1, reply),
+        Answer::Published(Err(super::answers::PublishError::NotAuthor(_)))
+    ));
+}
+
+#[test]
+fn an_equivocation_against_committed_history_yields_evidence_once() {
+    let mut mesh = Mesh::new(2, 22);
+    mesh.connect_all();
+    let replies: Vec<ReplyId> = (0..4)
+        .map(|k| mesh.publish(0, "all", Tlp::Green, &format!("alert {k}")))
+        .collect();
+    let second = receipt(&mesh, 0, replies[1]);
+    mesh.advance(Duration::from_secs(1));
+    mesh.advance(Duration::from_secs(1));
+    assert_eq!(mesh.nodes[1].state.chains.unflushed_len(), 0);
+
+    // Node 0's key signs a second envelope at the seq of its second alert.
+    let held = SignedEnvelope::decode(&mesh.nodes[0].envelopes[&second.id], 1 << 20).unwrap();
+    let h = held.header().clone();
+    let state = &mut mesh.nodes[0].state;
+    let key = &state.own[&h.topic_id].key;
+    let draft = alertmesh_protocol::Draft {
+        network_id: h.network_id,
+        topic_id: h.topic_id,
+        seq: h.seq,
+        prev: h.prev,
+        charter_version: h.charter_version,
+        timestamp_ms: h.timestamp_ms + 1,
+        kind: Kind::Alert,
+        key_epoch: h.key_epoch,
+        tlp: h.tlp,
+    };
+    let content = Content::Alert(alert("the other history", NOW));
+    let twin = SignedEnvelope::seal_encrypted(
+        &state.me.key,
+        &draft,
+        key,
+        &content.encode(),
+        &mut StdRng::seed_from_u64(5),
+    )
+    .unwrap();
+    let topic = TopicHash::from_raw(h.topic_id.gossip_name(&h.network_id));
+    let offer = |mesh: &mut Mesh| {
+        let gossip = Gossip {
+            source: mesh.nodes[0].peer,
+            id: MessageId::new(b"twin"),
+            topic: topic.clone(),
+            data: twin.as_bytes().to_vec(),
+        };
+        mesh.queue.push_back((1, Input::Gossip(gossip)));
+        mesh.run();
+    };
+    offer(&mut mesh);
+    assert_eq!(mesh.status(1).evidence, 1);
+    mesh.advance(Duration::from_secs(1));
+    mesh.advance(Duration::from_secs(1));
+
+    // After a restart the evidence is counted from the database and not made again.
+    mesh.restart(1);
+    assert_eq!(mesh.status(1).evidence, 1);
+    mesh.connect_all();
+    offer(&mut mesh);
+    assert_eq!(mesh.status(1).evidence, 1);
 }

@@ -60,7 +60,54 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 4: the observable index and full-text search (`super::observables`), built for the
     // rows of an older database by `observables::backfill` in the same transaction.
     super::observables::SCHEMA,
+    // 5: what the core loads at start instead of every envelope (`super::history`): the
+    // head and size of each chain, and the encrypted envelopes without an alert row, both
+    // kept by triggers in the writer's transaction; key packages indexed on their own.
+    // Rows of an older database are filled in by the statements at the end.
+    HISTORY_SCHEMA,
 ];
+
+/// Migration 5 (see [`MIGRATIONS`]).
+const HISTORY_SCHEMA: &str = "
+    CREATE TABLE chain_heads (
+        author BLOB NOT NULL,
+        topic BLOB NOT NULL,
+        head_seq INTEGER NOT NULL,
+        head_id BLOB NOT NULL,
+        head_prev BLOB NOT NULL,
+        held INTEGER NOT NULL,
+        PRIMARY KEY (author, topic)) WITHOUT ROWID;
+    CREATE TRIGGER chain_heads_insert AFTER INSERT ON envelopes BEGIN
+        INSERT INTO chain_heads (author, topic, head_seq, head_id, head_prev, held)
+        VALUES (new.author, new.topic, new.seq, new.id, new.prev, 1)
+        ON CONFLICT (author, topic) DO UPDATE SET
+            held = held + 1,
+            head_id = iif(excluded.head_seq > head_seq, excluded.head_id, head_id),
+            head_prev = iif(excluded.head_seq > head_seq, excluded.head_prev, head_prev),
+            head_seq = max(head_seq, excluded.head_seq);
+    END;
+    CREATE TABLE undecrypted (
+        envelope_id BLOB PRIMARY KEY,
+        cursor INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX undecrypted_cursor ON undecrypted (cursor);
+    CREATE TRIGGER undecrypted_insert AFTER INSERT ON envelopes
+        WHEN new.kind IN ('alert', 'update', 'retraction') BEGIN
+        INSERT OR IGNORE INTO undecrypted (envelope_id, cursor) VALUES (new.id, new.cursor);
+    END;
+    CREATE TRIGGER undecrypted_delete AFTER INSERT ON alerts BEGIN
+        DELETE FROM undecrypted WHERE envelope_id = new.envelope_id;
+    END;
+    CREATE INDEX envelopes_key_packages ON envelopes (cursor) WHERE kind = 'key_package';
+    INSERT INTO chain_heads (author, topic, head_seq, head_id, head_prev, held)
+        SELECT e.author, e.topic, e.seq, e.id, e.prev, c.held
+        FROM (SELECT author, topic, max(seq) AS head, count(*) AS held
+              FROM envelopes GROUP BY author, topic) c
+        JOIN envelopes e ON e.author = c.author AND e.topic = c.topic AND e.seq = c.head;
+    INSERT INTO undecrypted (envelope_id, cursor)
+        SELECT id, cursor FROM envelopes e
+        WHERE kind IN ('alert', 'update', 'retraction')
+          AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.envelope_id = e.id);
+";
 
 /// The database file inside a data dir.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -120,6 +167,7 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(&e)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
+    bound_page_cache(&conn).map_err(&e)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(&e)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
@@ -167,7 +215,19 @@ pub fn open_reader(data_dir: &Path) -> Result<Connection, StoreError> {
     .map_err(sql_err(&path))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql_err(&path))?;
+    bound_page_cache(&conn).map_err(sql_err(&path))?;
     Ok(conn)
+}
+
+/// SQLite's page cache per connection, in KiB (SQLite's default, stated so that it stays
+/// bounded whatever the build's defaults): resident memory does not grow with the file.
+const PAGE_CACHE_KIB: i64 = 2048;
+
+/// Bounds a connection's memory: a fixed page cache and no memory-mapped I/O (mapped
+/// pages of a large file would count in the resident set).
+fn bound_page_cache(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+    conn.pragma_update(None, "mmap_size", 0)
 }
 
 /// Fills `stix_id` and `added_us` of the rows written before migration 3: `added_us` in

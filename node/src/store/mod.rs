@@ -14,17 +14,20 @@
 //! - `migrate`: [`open()`] a database, its schema and migrations.
 //! - `writer`: the [`Writer`] thread.
 //! - `queries`: the reads of the core, the API, the views and the governance tools.
+//! - `history`: the core's point lookups into committed history ([`History`]).
 //! - [`audit`]: the whole-table reads of `alertmesh audit export|verify`.
 //! - [`taxii`]: the key-set page reads of the TAXII collections.
 //! - [`observables`]: the observable index, full-text search and correlations.
 
 mod audit_queries;
+mod history;
 mod migrate;
 pub mod observables;
 mod queries;
 pub mod taxii;
 mod writer;
 
+pub use history::{History, SqliteHistory};
 pub use migrate::{db_path, open, open_reader};
 pub use queries::*;
 pub use writer::{ALERT_BUFFER, Committed, Writer, spawn_writer, spawn_writer_unindexed};
@@ -134,19 +137,41 @@ pub enum Write {
     },
 }
 
-/// Everything the node loads at start.
+/// Everything the node loads at start: what grows with the network (charters,
+/// certificates, key packages, one head per chain), never with the number of alerts.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Charters after genesis, by version.
     pub charters: Vec<Vec<u8>>,
     /// Certificates.
     pub certs: Vec<Vec<u8>>,
-    /// All envelopes, in insertion order.
-    pub envelopes: Vec<Vec<u8>>,
-    /// Envelopes with a decrypted alert row: id → (author org, topic name).
-    pub decrypted: std::collections::HashMap<EnvelopeId, (String, String)>,
-    /// Ids of the evidence held.
-    pub evidence: Vec<[u8; 32]>,
+    /// Key-package envelopes, in insertion order.
+    pub key_packages: Vec<Vec<u8>>,
+    /// The head of every chain held.
+    pub heads: Vec<ChainHead>,
+    /// Encrypted envelopes without an alert row, oldest first, at most
+    /// [`UNDECRYPTED_LOADED_BYTES`] of them (the rest wait for the next start).
+    pub undecrypted: Vec<Vec<u8>>,
+    /// Evidence objects held.
+    pub evidence: u64,
+}
+
+/// Bytes of undecrypted envelopes [`load`] reads at most.
+pub const UNDECRYPTED_LOADED_BYTES: usize = 8 * 1024 * 1024;
+
+/// One chain held: its highest position and how many positions are held.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainHead {
+    /// The author.
+    pub author: NodePublicKey,
+    /// The topic.
+    pub topic: TopicId,
+    /// The highest seq held.
+    pub seq: u64,
+    /// The entry at that seq.
+    pub entry: alertmesh_protocol::chain::ChainEntry,
+    /// Positions held (equal to `seq` when there is no gap).
+    pub held: u64,
 }
 
 /// A stored alert as the API shows it.
@@ -325,6 +350,116 @@ mod tests {
         assert_eq!(rows[1].0, rows[0].0);
         assert_eq!(rows[0].1, Some(1_000_000));
         assert_eq!(rows[1].1, Some(1_000_001));
+    }
+
+    /// Envelopes at seqs 1, 2 and 4 of one chain; the first has an alert row.
+    fn chain_with_a_gap(writer: &Writer) -> Vec<SignedEnvelope> {
+        use alertmesh_protocol::{Draft, NodeKey, SenderKey};
+        let mut rng = rand::rngs::OsRng;
+        let author = NodeKey::generate(&mut rng);
+        let key = SenderKey::generate(1, &mut rng);
+        let content = Content::Alert(Alert::example(0));
+        let envs: Vec<SignedEnvelope> = [1u64, 2, 4]
+            .iter()
+            .map(|&seq| {
+                let draft = Draft {
+                    network_id: NetworkId([1; 32]),
+                    topic_id: TopicId([3; 32]),
+                    seq,
+                    prev: EnvelopeId([seq as u8; 32]),
+                    charter_version: 1,
+                    timestamp_ms: 5,
+                    kind: Kind::Alert,
+                    key_epoch: 1,
+                    tlp: Tlp::Green,
+                };
+                SignedEnvelope::seal_encrypted(&author, &draft, &key, &content.encode(), &mut rng)
+                    .unwrap()
+            })
+            .collect();
+        let mut writes: Vec<Write> = envs
+            .iter()
+            .map(|e| {
+                Write::Envelope(EnvelopeRow {
+                    envelope: e.clone(),
+                    received_ms: 1,
+                })
+            })
+            .collect();
+        writes.push(Write::Alert(AlertRow {
+            envelope_id: envs[0].id(),
+            topic_name: "t".into(),
+            org: "o".into(),
+            tlp: Tlp::Green,
+            timestamp_ms: 5,
+            content,
+        }));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let done = writer.write_all(writes).await.unwrap();
+            assert_eq!(done.await.unwrap(), Ok(()));
+        });
+        envs
+    }
+
+    /// What `load` reads of [`chain_with_a_gap`]: its head and the undecrypted bytes.
+    fn check_loaded(dir: &std::path::Path, envs: &[SignedEnvelope]) {
+        let loaded = load(&open_reader(dir).unwrap(), dir).unwrap();
+        assert_eq!(loaded.heads.len(), 1);
+        let head = loaded.heads[0];
+        assert_eq!((head.seq, head.held), (4, 3));
+        assert_eq!(
+            (head.entry.id, head.entry.prev),
+            (envs[2].id(), envs[2].header().prev)
+        );
+        let undecrypted: Vec<&[u8]> = loaded.undecrypted.iter().map(Vec::as_slice).collect();
+        assert_eq!(undecrypted, vec![envs[1].as_bytes(), envs[2].as_bytes()]);
+        assert!(loaded.key_packages.is_empty());
+    }
+
+    #[test]
+    fn load_reads_chain_heads_and_undecrypted_envelopes_kept_by_triggers() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = spawn_writer(open(dir.path(), &NetworkId([1; 32])).unwrap());
+        let envs = chain_with_a_gap(&writer);
+        check_loaded(dir.path(), &envs);
+        // The history reads of the core see the same rows.
+        let history = SqliteHistory::open(dir.path()).unwrap();
+        let h = envs[1].header();
+        let entry = history.chain_entry(&h.author, &h.topic_id, 2).unwrap();
+        assert_eq!(entry.id, envs[1].id());
+        assert!(history.chain_entry(&h.author, &h.topic_id, 3).is_none());
+        assert_eq!(
+            history.held_seqs(&h.author, &h.topic_id, 2, 9, 10),
+            vec![2, 4]
+        );
+        let origin = history.alert_origin(&envs[0].id()).unwrap();
+        assert_eq!(origin, (alertmesh_protocol::OrgId("o".into()), h.topic_id));
+        assert!(history.alert_origin(&envs[1].id()).is_none());
+    }
+
+    #[test]
+    fn migration_5_fills_chain_heads_and_undecrypted_of_an_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = NetworkId([1; 32]);
+        let writer = spawn_writer(open(dir.path(), &network).unwrap());
+        let envs = chain_with_a_gap(&writer);
+        drop(writer);
+        {
+            // Back to version 4: without migration 5's tables, triggers and index.
+            let c = Connection::open(db_path(dir.path())).unwrap();
+            c.execute_batch(
+                "DROP TRIGGER chain_heads_insert; DROP TRIGGER undecrypted_insert;
+                 DROP TRIGGER undecrypted_delete; DROP TABLE chain_heads;
+                 DROP TABLE undecrypted; DROP INDEX envelopes_key_packages;
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        drop(open(dir.path(), &network).unwrap());
+        check_loaded(dir.path(), &envs);
     }
 
     #[test]

@@ -1,55 +1,87 @@
 //! Queries of the node, its core and its API.
 
 use super::{Counts, Loaded, StoreError, StoredAlert, migrate::db_path, migrate::sql_err};
+use alertmesh_protocol::chain::ChainEntry;
 use alertmesh_protocol::{Content, EnvelopeId, NetworkId, NodePublicKey, Tlp, TopicId};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-/// Reads everything the node needs in memory at start.
+/// Reads what the node keeps in memory at start (see [`Loaded`]): index reads whose
+/// cost follows the number of chains, key packages and undecrypted envelopes, not the
+/// number of envelopes held.
 pub fn load(conn: &Connection, data_dir: &Path) -> Result<Loaded, StoreError> {
     let path = db_path(data_dir);
     let e = sql_err(&path);
-    let mut out = Loaded::default();
+    let blobs = |sql: &str| -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut q = conn.prepare(sql).map_err(&e)?;
+        q.query_map([], |r| r.get(0))
+            .map_err(&e)?
+            .collect::<Result<_, _>>()
+            .map_err(&e)
+    };
+    let mut out = Loaded {
+        charters: blobs("SELECT bytes FROM charters WHERE version > 1 ORDER BY version")?,
+        certs: blobs("SELECT bytes FROM certs")?,
+        key_packages: blobs(
+            "SELECT bytes FROM envelopes WHERE kind = 'key_package' ORDER BY cursor",
+        )?,
+        ..Loaded::default()
+    };
     let mut q = conn
-        .prepare("SELECT bytes FROM charters WHERE version > 1 ORDER BY version")
+        .prepare("SELECT author, topic, head_seq, head_id, head_prev, held FROM chain_heads")
         .map_err(&e)?;
-    out.charters = q
-        .query_map([], |r| r.get(0))
-        .map_err(&e)?
-        .collect::<Result<_, _>>()
+    let rows = q
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
         .map_err(&e)?;
-    let mut q = conn.prepare("SELECT bytes FROM certs").map_err(&e)?;
-    out.certs = q
-        .query_map([], |r| r.get(0))
-        .map_err(&e)?
-        .collect::<Result<_, _>>()
-        .map_err(&e)?;
-    let mut q = conn
-        .prepare("SELECT bytes FROM envelopes ORDER BY cursor")
-        .map_err(&e)?;
-    out.envelopes = q
-        .query_map([], |r| r.get(0))
-        .map_err(&e)?
-        .collect::<Result<_, _>>()
-        .map_err(&e)?;
-    let mut q = conn
-        .prepare("SELECT envelope_id, org, topic_name FROM alerts")
-        .map_err(&e)?;
-    let rows = q.query_map([], |r| {
-        Ok((
-            r.get::<_, Vec<u8>>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    });
-    for row in rows.map_err(&e)? {
-        let (id, org, topic) = row.map_err(&e)?;
-        if let Ok(arr) = <[u8; 32]>::try_from(id.as_slice()) {
-            out.decrypted.insert(EnvelopeId(arr), (org, topic));
-        }
+    let array = |v: Vec<u8>| <[u8; 32]>::try_from(v.as_slice()).ok();
+    for row in rows {
+        let (author, topic, seq, id, prev, held) = row.map_err(&e)?;
+        let (Some(author), Some(topic), Some(id), Some(prev)) =
+            (array(author), array(topic), array(id), array(prev))
+        else {
+            continue;
+        };
+        out.heads.push(super::ChainHead {
+            author: NodePublicKey(author),
+            topic: TopicId(topic),
+            seq: seq.max(0) as u64,
+            entry: ChainEntry {
+                id: EnvelopeId(id),
+                prev: EnvelopeId(prev),
+            },
+            held: held.max(0) as u64,
+        });
     }
-    out.evidence = evidence_ids(conn).map_err(&e)?;
+    let mut q = conn
+        .prepare(
+            "SELECT e.bytes FROM undecrypted u JOIN envelopes e ON e.id = u.envelope_id
+             ORDER BY u.cursor",
+        )
+        .map_err(&e)?;
+    let mut rows = q.query([]).map_err(&e)?;
+    let mut bytes_total = 0;
+    while let Some(row) = rows.next().map_err(&e)? {
+        let bytes: Vec<u8> = row.get(0).map_err(&e)?;
+        bytes_total += bytes.len();
+        if bytes_total > super::UNDECRYPTED_LOADED_BYTES {
+            break;
+        }
+        out.undecrypted.push(bytes);
+    }
+    out.evidence = conn
+        .query_row("SELECT count(*) FROM evidence", [], |r| r.get::<_, i64>(0))
+        .map_err(&e)?
+        .max(0) as u64;
     Ok(out)
 }
 

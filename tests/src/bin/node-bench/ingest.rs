@@ -68,7 +68,7 @@ const TOKEN: &str = "node-bench-token-0123456789abcdef";
 
 /// Writes the files of the sink org's node `index`, dialling `bootstrap`; returns its
 /// config path and p2p address.
-fn write_sink(
+pub fn write_sink(
     dir: &Path,
     network: &Network,
     index: usize,

@@ -6,6 +6,7 @@
 //! node-bench ingest  [--count 20000] [--size 1024] [--window 2000] [--runs 3] [--restart]
 //! node-bench verify  [--size 1024]
 //! node-bench lookup  [--alerts 1000000] [--queries 1000] [--ingest 50000] [--runs 3] [--keep DIR]
+//! node-bench memory  [--sizes 100000,1000000] [--size 1024] [--runs 3] [--keep DIR]
 //! ```
 //!
 //! - `latency`: the seven-org example network of `keys-example/` as seven daemons; alerts
@@ -26,6 +27,8 @@
 //! - `verify`: the single-thread signature-check rates that `ingest` is compared with.
 //! - `lookup`: the observable index (issue 23): ingest with and without it, then
 //!   lookup and search latencies over a store of `--alerts` alerts ([`lookup`]).
+//! - `memory`: start-up time and idle resident memory of a daemon holding each of
+//!   `--sizes` alerts (issue 20, [`memory`]).
 //!
 //! The daemon binary is looked up next to this one (`target/release/alertmesh`), or given
 //! with `--alertmesh PATH`. Every wait is bounded; the process exits non-zero on failure.
@@ -39,6 +42,7 @@ mod flooder;
 mod ingest;
 mod latency;
 mod lookup;
+mod memory;
 mod verify;
 
 use anyhow::{Context, bail};
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         "ingest" | "catchup" => ingest::run(&opts),
         "verify" => verify::run(&opts),
         "lookup" => lookup::run(&opts),
+        "memory" => memory::run(&opts),
         other => Err(anyhow::anyhow!("unknown command {other:?}")),
     };
     match result {
@@ -80,6 +85,8 @@ const USAGE: &str = "usage:
   node-bench lookup  [--alerts 1000000] [--queries 1000] [--ingest 50000] [--runs 3]
                      ingest with/without the observable index, then lookup/search latencies
                      over a store of --alerts alerts (in --keep DIR, else a temporary dir)
+  node-bench memory  [--sizes 100000,1000000] [--size 1024] [--runs 3]
+                     start-up time and idle RSS of a daemon holding each number of alerts
 common: [--alertmesh PATH] [--timeout SECONDS (whole process, default 1800)] [--keep DIR]
   --window 0 floods open-loop (no flow control); otherwise at most WINDOW envelopes are
   in flight (published but not yet held by the node, as its /v1/status reports).";
@@ -101,6 +108,7 @@ struct Opts {
     keep: Option<PathBuf>,
     queries: usize,
     ingest: usize,
+    sizes: Vec<usize>,
 }
 
 impl Opts {
@@ -125,6 +133,7 @@ impl Opts {
             keep: None,
             queries: 1000,
             ingest: 50_000,
+            sizes: vec![100_000, 1_000_000],
         };
         let mut it = args.iter().skip(1);
         while let Some(flag) = it.next() {
@@ -143,8 +152,17 @@ impl Opts {
                 "--keep" => o.keep = Some(value()?.into()),
                 "--queries" => o.queries = value()?.parse()?,
                 "--ingest" => o.ingest = value()?.parse()?,
+                "--sizes" => {
+                    o.sizes = value()?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?
+                }
                 other => bail!("unknown flag {other}"),
             }
+        }
+        if o.sizes.contains(&0) {
+            bail!("--sizes must be positive");
         }
         if o.runs == 0 || o.alerts == 0 || o.count == 0 || o.rate <= 0.0 || o.queries == 0 {
             bail!("--runs, --alerts, --count, --queries and --rate must be positive");
