@@ -24,6 +24,8 @@
 //! - [`policy`]: the rights rules (who may publish what, where, under which charter
 //!   version) with a typed [`policy::Refusal`], read by the validator and the auditor.
 //! - [`validate`]: the ordered validation rules with typed verdicts.
+//! - [`batch`]: decoding and batch signature checks of many envelopes, off the
+//!   validator's thread, with `verify_strict`'s answers.
 //! - [`ratelimit`]: per-org token buckets for gossip.
 //! - [`audit`]: auditing a signed log:
 //!   - [`audit::format`]: the export file's records, writer and reader;
@@ -36,6 +38,7 @@
 
 pub mod alert;
 pub mod audit;
+pub mod batch;
 pub mod bootstrap;
 pub mod cert;
 pub mod certs;

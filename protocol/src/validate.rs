@@ -31,6 +31,7 @@
 //! Rules 3–6 are [`crate::policy::authorize`]; the module docs there say how the named
 //! and the current charter versions combine, and why cut-offs matter to governance.
 
+use crate::batch::Checked;
 use crate::certs::CertDirectory;
 use crate::chain::{ChainPosition, ChainView, classify};
 use crate::charter::{Charter, CharterChain};
@@ -38,6 +39,7 @@ use crate::codec::DecodeError;
 use crate::envelope::{Kind, SignedEnvelope};
 use crate::evidence::Evidence;
 use crate::ids::{EnvelopeId, OrgId};
+use crate::keys::SignatureError;
 use crate::policy::{self, Refusal, Standing};
 use crate::ratelimit::RateLimiter;
 use crate::sender_key::KeyPackage;
@@ -302,12 +304,45 @@ impl Validator {
         self.validate_decoded(ctx, env, source)
     }
 
+    /// Applies every rule to an envelope decoded and signature-checked by a
+    /// [`BatchVerifier`](crate::batch::BatchVerifier): the same verdict as
+    /// [`Validator::validate`] on its bytes, with rule 7 answered by the check.
+    pub fn validate_checked<V: ChainView>(
+        &mut self,
+        ctx: &Context<'_, V>,
+        checked: &Checked,
+        source: Source,
+    ) -> Verdict {
+        let max = ctx.charters.current().charter().limits.max_envelope_bytes as usize;
+        match checked.parts() {
+            Some((env, _)) if env.as_bytes().len() > max => {
+                Verdict::Reject(RejectReason::TooLarge {
+                    len: env.as_bytes().len(),
+                    max,
+                })
+            }
+            Some((env, signature)) => self.validate_with(ctx, env.clone(), source, Some(signature)),
+            None => self.validate(ctx, checked.bytes(), source),
+        }
+    }
+
     /// Applies rules 3–11 to an envelope decoded with [`SignedEnvelope::decode`].
     pub fn validate_decoded<V: ChainView>(
         &mut self,
         ctx: &Context<'_, V>,
         env: SignedEnvelope,
         source: Source,
+    ) -> Verdict {
+        self.validate_with(ctx, env, source, None)
+    }
+
+    /// Rules 3–11; rule 7 takes `signature` if it was checked already.
+    fn validate_with<V: ChainView>(
+        &mut self,
+        ctx: &Context<'_, V>,
+        env: SignedEnvelope,
+        source: Source,
+        signature: Option<Result<(), SignatureError>>,
     ) -> Verdict {
         let current = ctx.charters.current().charter();
         let h = env.header();
@@ -319,7 +354,7 @@ impl Validator {
         };
 
         // 7. signature over the exact received bytes
-        if env.verify_signature().is_err() {
+        if signature.unwrap_or_else(|| env.verify_signature()).is_err() {
             reject!(RejectReason::BadSignature);
         }
 

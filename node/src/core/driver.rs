@@ -11,6 +11,7 @@ use super::state::{
     AfterCommit, Answer, CoreState, Identity, InboundId, Input, Now, Output, PagePlan, ReplyId,
     StateParts,
 };
+use super::verify_pool::{Job, VerifyPool};
 use crate::metrics::Metrics;
 use crate::net::{EventReceivers, NetCommand, NetEvent, NetHandle};
 use crate::store::{self, Write, Writer};
@@ -70,6 +71,10 @@ enum Replier {
 /// A queued write's outcome, with what to do after it.
 type Commit = Pin<Box<dyn Future<Output = (AfterCommit, Result<(), String>)> + Send + Sync>>;
 
+/// Messages handed to the verification pool and not yet back, at most (gossip is not
+/// read from the network beyond this; answers to our requests always are).
+const MAX_VERIFYING: usize = 1024;
+
 /// The core task: the state and the I/O around it.
 pub struct Core {
     state: CoreState,
@@ -86,6 +91,10 @@ pub struct Core {
     next_reply: u64,
     /// Queued writes with an action, in queue order.
     commits: FuturesOrdered<Commit>,
+    /// Decodes received envelopes and checks their signatures off this task.
+    pool: VerifyPool,
+    /// Messages at the pool, in the order they arrived.
+    verifying: FuturesOrdered<oneshot::Receiver<Input>>,
 }
 
 impl Core {
@@ -134,6 +143,8 @@ impl Core {
             replies: HashMap::new(),
             next_reply: 0,
             commits: FuturesOrdered::new(),
+            pool: VerifyPool::start()?,
+            verifying: FuturesOrdered::new(),
         };
         Ok((core, handle, rx))
     }
@@ -162,12 +173,29 @@ impl Core {
                     self.after_commit(then, result).await;
                     continue;
                 }
+                // Checked messages before new ones, in the order they arrived.
+                checked = self.verifying.next(), if !self.verifying.is_empty() => match checked {
+                    Some(Ok(input)) => input,
+                    Some(Err(_)) => {
+                        // The message is dropped (gossipsub times its validation out).
+                        tracing::error!("a verification worker stopped");
+                        continue;
+                    }
+                    None => continue,
+                },
                 ev = events.recv() => match ev {
+                    Some(NetEvent::Response { peer, tag, data }) => {
+                        self.verify(Job::Response { peer, tag, data });
+                        continue;
+                    }
                     Some(ev) => self.input_of(ev),
                     None => break,
                 },
-                msg = gossip.recv() => match msg {
-                    Some(msg) => Input::Gossip(msg),
+                msg = gossip.recv(), if self.verifying.len() < MAX_VERIFYING => match msg {
+                    Some(msg) => {
+                        self.verify(Job::Gossip(msg));
+                        continue;
+                    }
                     None => break,
                 },
                 req = requests.recv() => match req {
@@ -187,6 +215,11 @@ impl Core {
         }
         let _ = self.writer.flush().await;
         tracing::debug!("core stopped");
+    }
+
+    /// Hands a message to the verification pool; its input comes back in order.
+    fn verify(&mut self, job: Job) {
+        self.verifying.push_back(self.pool.submit(job));
     }
 
     fn input_of(&mut self, ev: NetEvent) -> Input {

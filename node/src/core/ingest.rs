@@ -2,9 +2,10 @@
 //! we can read, and learning certificates, key packages and charters on the way.
 
 use super::penalty::Offence;
-use super::state::{AfterCommit, CoreState, MAX_PENDING, MAX_PENDING_BYTES};
+use super::state::{AfterCommit, CheckedGossip, CoreState, MAX_PENDING, MAX_PENDING_BYTES};
 use crate::net::{Gossip, NetCommand};
 use crate::store::{AlertRow, EnvelopeRow, Write};
+use alertmesh_protocol::batch::Checked;
 use alertmesh_protocol::cert::CertError;
 use alertmesh_protocol::charter::CharterError;
 use alertmesh_protocol::wire;
@@ -13,7 +14,7 @@ use alertmesh_protocol::{
     SignedCharter, SignedEnvelope, SignedNodeCert, Source, TopicId, Verdict,
 };
 use libp2p::PeerId;
-use libp2p::gossipsub::MessageAcceptance;
+use libp2p::gossipsub::{MessageAcceptance, MessageId, TopicHash};
 
 /// How a message was judged, and so what gossipsub is told.
 pub(super) enum Judgement {
@@ -48,6 +49,25 @@ fn no_honest_relay_forwards(reason: &RejectReason) -> bool {
     )
 }
 
+/// A received envelope: its bytes, or what the verification pool made of them.
+#[derive(Clone, Copy)]
+pub(super) enum Incoming<'a> {
+    /// As received; the validator decodes it and checks the signature.
+    Bytes(&'a [u8]),
+    /// Decoded and signature-checked by the verification pool.
+    Checked(&'a Checked),
+}
+
+impl Incoming<'_> {
+    /// The bytes as received.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Incoming::Bytes(bytes) => bytes,
+            Incoming::Checked(checked) => checked.bytes(),
+        }
+    }
+}
+
 impl CoreState {
     pub(super) fn on_gossip(&mut self, msg: Gossip) {
         let Gossip {
@@ -56,6 +76,27 @@ impl CoreState {
             topic,
             data,
         } = msg;
+        self.judge_gossip(source, id, &topic, Incoming::Bytes(&data));
+    }
+
+    /// A gossip message the verification pool checked.
+    pub(super) fn on_checked_gossip(&mut self, msg: CheckedGossip) {
+        let CheckedGossip {
+            source,
+            id,
+            topic,
+            checked,
+        } = msg;
+        self.judge_gossip(source, id, &topic, Incoming::Checked(&checked));
+    }
+
+    fn judge_gossip(
+        &mut self,
+        source: PeerId,
+        id: MessageId,
+        topic: &TopicHash,
+        data: Incoming<'_>,
+    ) {
         let report = |acceptance| NetCommand::Report(id.clone(), source, acceptance);
         // The swarm opens gossip to admitted peers only; this catches a peer refused
         // while its message was queued.
@@ -64,7 +105,7 @@ impl CoreState {
             self.send(report(MessageAcceptance::Reject));
             return;
         }
-        let Some(topic_id) = self.topic_by_hash.get(&topic).copied() else {
+        let Some(topic_id) = self.topic_by_hash.get(topic).copied() else {
             self.metrics.verdict("reject", "unknown_topic");
             self.send(report(MessageAcceptance::Reject));
             return;
@@ -76,9 +117,9 @@ impl CoreState {
             source,
         };
         let (judgement, offence) = if topic_id == TopicId::control(&self.network()) {
-            self.on_control(&data, source, then)
+            self.on_control(data.bytes(), source, then)
         } else {
-            self.on_envelope(&data, Some(topic_id), Source::Gossip, then)
+            self.on_envelope(data, Some(topic_id), Source::Gossip, then)
         };
         if let Some(offence) = offence {
             self.penalize(source, offence);
@@ -97,7 +138,7 @@ impl CoreState {
     /// committed).
     pub(super) fn on_envelope(
         &mut self,
-        data: &[u8],
+        incoming: Incoming<'_>,
         expected_topic: Option<TopicId>,
         source: Source,
         then: AfterCommit,
@@ -109,7 +150,12 @@ impl CoreState {
             chains: &self.chains,
             now_ms: now,
         };
-        match self.validator.validate(&ctx, data, source) {
+        let verdict = match incoming {
+            Incoming::Bytes(bytes) => self.validator.validate(&ctx, bytes, source),
+            Incoming::Checked(checked) => self.validator.validate_checked(&ctx, checked, source),
+        };
+        let data = incoming.bytes();
+        match verdict {
             Verdict::Accept(accepted) => {
                 let env = accepted.envelope;
                 if expected_topic.is_some_and(|t| t != env.header().topic_id) {
@@ -322,7 +368,8 @@ impl CoreState {
             ControlMessage::Charter(bytes) => self.on_control_charter(&bytes, source),
             ControlMessage::Envelope(bytes) => {
                 let control = TopicId::control(&self.network());
-                return self.on_envelope(&bytes, Some(control), Source::Gossip, then);
+                let incoming = Incoming::Bytes(&bytes);
+                return self.on_envelope(incoming, Some(control), Source::Gossip, then);
             }
         };
         (judgement, None)

@@ -7,6 +7,8 @@
 //! - [`driver`]: [`Core`], the task that runs the state: it feeds it events and executes
 //!   its outputs against the swarm, the database writer and the API's requests.
 //! - [`handle`]: [`CoreHandle`], how the API talks to the task.
+//! - `verify_pool`: worker threads that decode received envelopes and check their
+//!   signatures on every core before the state judges them.
 //! - The state's jobs, one module each: `admission` (who may talk to us), `requests`
 //!   (the request-response protocol), `ingest` (judging and storing envelopes), `publish`
 //!   (our envelopes and sender keys), `sync` (history sync), `evidence` (equivocation),
@@ -34,12 +36,13 @@ mod sync;
 #[cfg(test)]
 mod tests;
 mod throttle;
+mod verify_pool;
 
 pub use admission::ADMISSION_TIMEOUT;
 pub use answers::{PublishError, Receipt, SubmitError};
 pub use driver::{Core, CoreParts};
 pub use handle::{CoreHandle, Request};
-pub use state::{CoreState, Identity, Input, Now, Output};
+pub use state::{CheckedGossip, CheckedPage, CoreState, Identity, Input, Now, Output};
 pub use status::{Status, TopicInfo};
 pub use sync::SYNC_PERIOD;
 pub use throttle::RequestLimits;

@@ -2,6 +2,7 @@
 //! peer and dispatched to admission or sync, and the answers to our own requests, matched
 //! to what they asked for by tag.
 
+use super::ingest::Incoming;
 use super::state::{CoreState, InboundId, Output, Outstanding};
 use crate::net::{NetCommand, RequestTag};
 use alertmesh_protocol::wire;
@@ -81,7 +82,8 @@ impl CoreState {
                 self.on_directory(peer, d);
             }
             (Outstanding::Sync(_), wire::Response::Sync(page)) => {
-                self.on_sync_page(peer, page);
+                let envelopes = page.envelopes.iter().map(|e| Incoming::Bytes(e));
+                self.on_sync_page(peer, page.topic, &page.certs, envelopes, page.more);
             }
             (Outstanding::Sync(topic), wire::Response::Busy { retry_after_ms }) => {
                 self.retry_sync_after(peer, topic, retry_after_ms);

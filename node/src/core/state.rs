@@ -37,6 +37,7 @@ use super::throttle::{RequestLimits, Throttle};
 use crate::metrics::Metrics;
 use crate::net::{Gossip, NetCommand, RequestError, RequestTag};
 use crate::store::{History, Loaded, Write};
+use alertmesh_protocol::batch::Checked;
 use alertmesh_protocol::charter::CharterFork;
 use alertmesh_protocol::{
     AgreementKey, AgreementPublicKey, CertDirectory, CharterChain, Content, EnvelopeId, NodeKey,
@@ -153,8 +154,46 @@ pub enum Input {
         /// Envelope bytes in the page.
         bytes: usize,
     },
+    /// A gossip message whose envelope the verification pool decoded and checked.
+    CheckedGossip(CheckedGossip),
+    /// An answer to one of our requests that is a sync page, its envelopes decoded and
+    /// checked by the verification pool.
+    CheckedPage {
+        /// The peer.
+        peer: PeerId,
+        /// Our request's tag.
+        tag: RequestTag,
+        /// The page.
+        page: CheckedPage,
+    },
     /// Time passed: run the timers.
     Tick,
+}
+
+/// A gossip message as the verification pool hands it over.
+#[derive(Debug)]
+pub struct CheckedGossip {
+    /// The peer that sent it to us.
+    pub source: PeerId,
+    /// gossipsub's id.
+    pub id: MessageId,
+    /// The topic.
+    pub topic: TopicHash,
+    /// Its data, decoded as an envelope and signature-checked if it is one.
+    pub checked: Checked,
+}
+
+/// A sync page ([`alertmesh_protocol::wire::SyncPage`]) with checked envelopes.
+#[derive(Debug)]
+pub struct CheckedPage {
+    /// The topic.
+    pub topic: TopicId,
+    /// Certificates of the page's authors.
+    pub certs: Vec<Vec<u8>>,
+    /// The envelopes, decoded and signature-checked.
+    pub envelopes: Vec<Checked>,
+    /// Whether more pages are available.
+    pub more: bool,
 }
 
 impl Input {
@@ -167,8 +206,10 @@ impl Input {
             | Input::Request { peer, .. }
             | Input::Response { peer, .. }
             | Input::RequestFailed { peer, .. }
-            | Input::PageServed { peer, .. } => Some(*peer),
+            | Input::PageServed { peer, .. }
+            | Input::CheckedPage { peer, .. } => Some(*peer),
             Input::Gossip(msg) => Some(msg.source),
+            Input::CheckedGossip(msg) => Some(msg.source),
             _ => None,
         }
     }
@@ -417,6 +458,12 @@ impl CoreState {
                 }
             }
             Input::Gossip(msg) => self.on_gossip(msg),
+            Input::CheckedGossip(msg) => self.on_checked_gossip(msg),
+            Input::CheckedPage { peer, tag, page } => {
+                if let Some((_, what)) = self.outstanding.remove(&tag) {
+                    self.on_checked_page(peer, what, page);
+                }
+            }
             Input::Publish {
                 reply,
                 topic,

@@ -1,7 +1,8 @@
 //! History sync (anti-entropy): on admission and periodically, ask peers for what we lack,
 //! page by page; answer their asks with what their org may read.
 
-use super::state::{AfterCommit, CoreState, Outstanding, PagePlan};
+use super::ingest::Incoming;
+use super::state::{AfterCommit, CheckedPage, CoreState, Outstanding, PagePlan};
 use alertmesh_protocol::wire;
 use alertmesh_protocol::{NodePublicKey, OrgId, SignedNodeCert, Source, TopicId};
 use libp2p::PeerId;
@@ -206,38 +207,51 @@ impl CoreState {
         })
     }
 
+    /// A sync page checked by the verification pool, answering our request `what`.
+    pub(super) fn on_checked_page(&mut self, peer: PeerId, what: Outstanding, page: CheckedPage) {
+        let Outstanding::Sync(_) = what else {
+            tracing::debug!("unexpected sync page ignored");
+            return;
+        };
+        let envelopes = page.envelopes.iter().map(Incoming::Checked);
+        self.on_sync_page(peer, page.topic, &page.certs, envelopes, page.more);
+    }
+
     /// Validates and stores a page (same validation as gossip, without the rate limit);
     /// asks for the next page while there is progress.
-    pub(super) fn on_sync_page(&mut self, peer: PeerId, page: wire::SyncPage) {
-        let _span = tracing::debug_span!("sync", topic = %page.topic.short(), envelopes = page.envelopes.len()).entered();
+    pub(super) fn on_sync_page<'a>(
+        &mut self,
+        peer: PeerId,
+        topic: TopicId,
+        certs: &[Vec<u8>],
+        envelopes: impl Iterator<Item = Incoming<'a>>,
+        more: bool,
+    ) {
+        let _span = tracing::debug_span!("sync", topic = %topic.short()).entered();
         let Some(org) = self.peers.get(&peer).and_then(|p| p.org.clone()) else {
             return;
         };
-        if !self.sync_topics(&org).contains(&page.topic)
-            || !self.sync_rounds.contains_key(&(peer, page.topic))
+        if !self.sync_topics(&org).contains(&topic)
+            || !self.sync_rounds.contains_key(&(peer, topic))
         {
             return; // unsolicited
         }
-        for bytes in page.certs.iter().take(wire::MAX_PAGE_ENVELOPES) {
+        for bytes in certs.iter().take(wire::MAX_PAGE_ENVELOPES) {
             if let Ok(cert) = SignedNodeCert::decode(bytes) {
                 let _ = self.learn_cert(cert);
             }
         }
         let before = self.chains.len;
-        for bytes in page.envelopes.iter().take(wire::MAX_PAGE_ENVELOPES) {
-            let _ = self.on_envelope(bytes, Some(page.topic), Source::Sync, AfterCommit::Nothing);
+        for envelope in envelopes.take(wire::MAX_PAGE_ENVELOPES) {
+            let _ = self.on_envelope(envelope, Some(topic), Source::Sync, AfterCommit::Nothing);
         }
         let progress = self.chains.len > before;
-        let rounds = self
-            .sync_rounds
-            .get(&(peer, page.topic))
-            .copied()
-            .unwrap_or(0);
-        if page.more && progress && rounds < MAX_SYNC_ROUNDS {
-            self.request_sync(peer, page.topic);
+        let rounds = self.sync_rounds.get(&(peer, topic)).copied().unwrap_or(0);
+        if more && progress && rounds < MAX_SYNC_ROUNDS {
+            self.request_sync(peer, topic);
         } else {
-            self.sync_rounds.remove(&(peer, page.topic));
-            if page.more && !progress {
+            self.sync_rounds.remove(&(peer, topic));
+            if more && !progress {
                 tracing::warn!(%peer, "sync peer sends pages without anything new; stopped");
             }
         }

@@ -9,10 +9,12 @@
 use super::state::{
     AfterCommit, Answer, CoreState, Identity, InboundId, Input, Now, Output, ReplyId, StateParts,
 };
+use super::verify_pool::{self, Job};
 use super::{ADMISSION_TIMEOUT, RequestLimits};
 use crate::metrics::Metrics;
 use crate::net::{Gossip, NetCommand, RequestTag};
 use crate::store::{self, Loaded, Write};
+use alertmesh_protocol::batch::BatchVerifier;
 use alertmesh_protocol::bootstrap::{Network, simple_plan};
 use alertmesh_protocol::{
     Alert, AlertKind, CharterChain, Content, EnvelopeId, Kind, Observable, OrgRootKey, Severity,
@@ -69,6 +71,11 @@ struct Mesh {
     pages: Vec<(usize, usize)>,
     /// Directory requests each node sent.
     directory_asks: Vec<usize>,
+    /// If set, gossip and answers go through the verification pool's check first, as
+    /// the driver sends them.
+    checker: Option<BatchVerifier>,
+    /// Sync pages handed to the state checked by the pool.
+    checked_pages: usize,
 }
 
 impl Mesh {
@@ -143,6 +150,27 @@ impl Mesh {
             queue: VecDeque::new(),
             pages: Vec::new(),
             directory_asks: vec![0; n],
+            checker: None,
+            checked_pages: 0,
+        }
+    }
+
+    /// `input` as the driver hands it to the state: through the verification pool's
+    /// check if the mesh has a checker.
+    fn checked(&mut self, input: Input) -> Input {
+        let Some(verifier) = self.checker.as_mut() else {
+            return input;
+        };
+        match input {
+            Input::Gossip(msg) => verify_pool::check(verifier, Job::Gossip(msg)),
+            Input::Response { peer, tag, data } => {
+                let input = verify_pool::check(verifier, Job::Response { peer, tag, data });
+                if matches!(input, Input::CheckedPage { .. }) {
+                    self.checked_pages += 1;
+                }
+                input
+            }
+            other => other,
         }
     }
 
@@ -332,8 +360,8 @@ impl Mesh {
         let (requester, tag) = self.inbound.remove(&(i, inbound)).unwrap();
         if self.connected(i, requester) {
             let peer = self.nodes[i].peer;
-            self.queue
-                .push_back((requester, Input::Response { peer, tag, data }));
+            let input = self.checked(Input::Response { peer, tag, data });
+            self.queue.push_back((requester, input));
         }
     }
 
@@ -348,7 +376,8 @@ impl Mesh {
                     topic: topic.clone(),
                     data: data.clone(),
                 };
-                self.queue.push_back((j, Input::Gossip(msg)));
+                let input = self.checked(Input::Gossip(msg));
+                self.queue.push_back((j, input));
             }
         }
     }
@@ -683,7 +712,83 @@ fn gossip_is_reported_accept_only_from_its_commit() {
 
 #[test]
 fn sync_pages_through_a_long_history() {
+    sync_through_a_long_history(false);
+}
+
+#[test]
+fn sync_pages_checked_by_the_pool_through_a_long_history() {
+    sync_through_a_long_history(true);
+}
+
+#[test]
+fn gossip_checked_by_the_pool_is_judged_as_before() {
+    let mut mesh = Mesh::new(2, 5);
+    mesh.connect_all();
+    let outputs = mesh.handle_only(
+        0,
+        Input::Publish {
+            reply: ReplyId(1),
+            topic: "all".into(),
+            tlp: Tlp::Green,
+            content: Content::Alert(alert("x", NOW)),
+        },
+    );
+    let Some(Output::Store {
+        then: AfterCommit::Gossip { topic, data, .. },
+        ..
+    }) = outputs.last()
+    else {
+        panic!("{outputs:?}")
+    };
+    let (topic, data) = (topic.clone(), data.clone());
+    let mut forged = data.clone();
+    let n = forged.len();
+    forged[n - 1] ^= 0x01;
+    let p0 = mesh.nodes[0].peer;
+    let mut verifier = BatchVerifier::new();
+    let mut judge = |mesh: &mut Mesh, data: Vec<u8>| {
+        let gossip = Gossip {
+            source: p0,
+            id: MessageId::new(&alertmesh_protocol::ids::sha256(&data)),
+            topic: topic.clone(),
+            data,
+        };
+        let input = verify_pool::check(&mut verifier, Job::Gossip(gossip));
+        assert!(matches!(input, Input::CheckedGossip(_)), "{input:?}");
+        mesh.handle_only(1, input)
+    };
+    // A forged signature: rejected at once, nothing stored.
+    let outputs = judge(&mut mesh, forged);
+    assert!(
+        outputs.iter().any(|o| matches!(
+            o,
+            Output::Net(NetCommand::Report(_, _, MessageAcceptance::Reject))
+        )),
+        "{outputs:?}"
+    );
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Store { .. })));
+    // The genuine message: stored, and reported only from its commit.
+    let outputs = judge(&mut mesh, data);
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::Net(NetCommand::Report(..)))),
+        "reported before its commit: {outputs:?}"
+    );
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Store {
+            then: AfterCommit::Report { source, .. },
+            ..
+        } if *source == p0
+    )));
+}
+
+fn sync_through_a_long_history(checked: bool) {
     let mut mesh = Mesh::new(2, 6);
+    if checked {
+        mesh.checker = Some(BatchVerifier::new());
+    }
     // Node 0 publishes more than one page while alone.
     let total = wire::MAX_PAGE_ENVELOPES + 40;
     for k in 0..total {
@@ -706,6 +811,9 @@ fn sync_pages_through_a_long_history() {
     assert!(held > total, "{held} of {total}");
     let pages_from_0 = mesh.pages.iter().filter(|(i, n)| *i == 0 && *n > 0).count();
     assert!(pages_from_0 >= 2, "{:?}", mesh.pages);
+    if checked {
+        assert!(mesh.checked_pages >= pages_from_0, "{}", mesh.checked_pages);
+    }
 }
 
 #[test]

@@ -573,6 +573,16 @@ fn ingest_exercise(
     })
 }
 
+/// One ingest run with catch-up for `node-bench guard`: (durable ingest rate, catch-up
+/// rate), envelopes/s.
+pub fn guard_run(opts: &Opts, run: usize) -> anyhow::Result<(f64, f64)> {
+    let exe = alertmesh_binary(&opts.alertmesh)?;
+    let r = ingest_run(opts, &exe, run)?;
+    print_run(&r);
+    let catchup = r.catchup.context("no catch-up")?.1;
+    Ok((r.sink.durable_rate, catchup))
+}
+
 /// `node-bench ingest` and `node-bench catchup`.
 pub fn run(opts: &Opts) -> anyhow::Result<()> {
     let exe = alertmesh_binary(&opts.alertmesh)?;

@@ -5,6 +5,7 @@
 //! node-bench latency [--alerts 350] [--rate 20] [--runs 3]
 //! node-bench ingest  [--count 20000] [--size 1024] [--window 2000] [--runs 3] [--restart]
 //! node-bench verify  [--size 1024]
+//! node-bench guard   [--count 20000] [--runs 1]
 //! node-bench lookup  [--alerts 1000000] [--queries 1000] [--ingest 50000] [--runs 3] [--keep DIR]
 //! node-bench memory  [--sizes 100000,1000000] [--size 1024] [--runs 3] [--keep DIR]
 //! ```
@@ -25,6 +26,8 @@
 //! - `catchup`: `ingest`, then a second node of the sink's org that missed everything
 //!   starts and catches up through history sync.
 //! - `verify`: the single-thread signature-check rates that `ingest` is compared with.
+//! - `guard`: the regression guard, under two minutes: open / verify, ingest / verify and
+//!   catch-up / batch-verify ratios ([`guard`]).
 //! - `lookup`: the observable index (issue 23): ingest with and without it, then
 //!   lookup and search latencies over a store of `--alerts` alerts ([`lookup`]).
 //! - `memory`: start-up time and idle resident memory of a daemon holding each of
@@ -39,6 +42,7 @@
 
 mod common;
 mod flooder;
+mod guard;
 mod ingest;
 mod latency;
 mod lookup;
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         "latency" => latency::run(&opts),
         "ingest" | "catchup" => ingest::run(&opts),
         "verify" => verify::run(&opts),
+        "guard" => guard::run(&opts),
         "lookup" => lookup::run(&opts),
         "memory" => memory::run(&opts),
         other => Err(anyhow::anyhow!("unknown command {other:?}")),
@@ -82,6 +87,9 @@ const USAGE: &str = "usage:
   node-bench catchup [ingest's flags]: ingest, then a second node of the sink's org that
                      missed everything starts and catches up through history sync
   node-bench verify  [--size 1024]
+  node-bench guard   [--count 20000] [--runs 1]
+                     regression guard (< 2 min): open/verify, ingest/verify and
+                     catch-up/batch-verify ratios
   node-bench lookup  [--alerts 1000000] [--queries 1000] [--ingest 50000] [--runs 3]
                      ingest with/without the observable index, then lookup/search latencies
                      over a store of --alerts alerts (in --keep DIR, else a temporary dir)
@@ -121,12 +129,16 @@ impl Opts {
                 350
             },
             rate: 20.0,
-            runs: 3,
+            runs: if args.first().is_some_and(|c| c == "guard") {
+                1
+            } else {
+                3
+            },
             count: 20_000,
             size: 1024,
             window: 2000,
             restart: false,
-            catchup: args.first().is_some_and(|c| c == "catchup"),
+            catchup: args.first().is_some_and(|c| c == "catchup" || c == "guard"),
             alertmesh: None,
             example_dir: None,
             timeout: 1800,

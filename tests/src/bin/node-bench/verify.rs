@@ -4,6 +4,7 @@ use crate::Opts;
 use crate::common::thread_self_cpu;
 use crate::ingest::{ingest_plan, presign};
 use alertmesh_protocol::SignedEnvelope;
+use alertmesh_protocol::batch::BatchVerifier;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,17 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         opts.size,
         RAW_VERIFY_CPU_RATE.load(Ordering::Relaxed)
     );
+    let raw_cpu = RAW_VERIFY_CPU_RATE.load(Ordering::Relaxed).max(1) as f64;
+    for (batch, name) in [
+        (true, "check (decode + batch verify)"),
+        (false, "check_each (decode + verify_strict, cached keys)"),
+    ] {
+        let (rate, cpu) = batch_verify_rate(opts.size, 1000, Duration::from_secs(3), batch);
+        println!(
+            "BatchVerifier::{name}, single thread, pages of 1000: {rate:.0}/s ({cpu:.0} per CPU second, {:.2} × raw verify_strict per CPU second)",
+            cpu / raw_cpu
+        );
+    }
     Ok(())
 }
 
@@ -70,6 +82,36 @@ pub fn verify_rates(size: usize, each: Duration) -> (f64, f64) {
     RAW_VERIFY_CPU_RATE.store(VERIFY_CPU_RATE.load(Ordering::Relaxed), Ordering::Relaxed);
     let env_rate = time(&mut |i| decoded[i % decoded.len()].verify_signature().is_ok());
     (raw_rate, env_rate)
+}
+
+/// Single-thread rate of [`BatchVerifier::check`] (decode and batch-verify; with
+/// `batch` false, [`BatchVerifier::check_each`]: decode and `verify_strict` with cached
+/// keys) over pages of `page` envelopes of about `size` bytes, one author, as sync
+/// delivers them; and its rate per CPU second.
+pub fn batch_verify_rate(size: usize, page: usize, each: Duration, batch: bool) -> (f64, f64) {
+    let Ok((_, envs)) = presign(&ingest_plan().build(&mut rand::rngs::OsRng), page, size) else {
+        return (0.0, 0.0);
+    };
+    let mut verifier = BatchVerifier::new();
+    let start = Instant::now();
+    let cpu0 = thread_self_cpu();
+    let mut n = 0usize;
+    while start.elapsed() < each {
+        let checked = if batch {
+            verifier.check(envs.clone())
+        } else {
+            verifier.check_each(envs.clone())
+        };
+        if checked.iter().any(|c| c.signature_ok() != Some(true)) {
+            return (0.0, 0.0);
+        }
+        n += checked.len();
+    }
+    let cpu = thread_self_cpu() - cpu0;
+    (
+        n as f64 / start.elapsed().as_secs_f64(),
+        n as f64 / cpu.max(1e-3),
+    )
 }
 
 /// The last verify rate per CPU second of the measuring thread (immune to the machine's
