@@ -14,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
             ControlMessage::Charter(b) => drop(SignedCharter::decode(b)),
             ControlMessage::Cert(b) => drop(SignedNodeCert::decode(b)),
             ControlMessage::Envelope(b) => drop(SignedEnvelope::decode(b, fixture::MAX_ENVELOPE)),
+            ControlMessage::Checkpoint(b) => drop(alertmesh_protocol::tlog::Note::parse(b)),
+            ControlMessage::SplitView(b) => drop(alertmesh_protocol::tlog::SplitView::decode(b)),
         }
     }
 });

@@ -36,14 +36,35 @@ fuzz_target!(|data: &[u8]| {
         match &request {
             Request::Hello(h) => hello(h),
             Request::Sync(s) => sync(s),
-            Request::Directory => {}
+            Request::Directory | Request::Checkpoints | Request::Inclusions { .. } => {}
+            Request::AddCheckpoint(a) => {
+                let _ = a.within_bounds();
+                let _ = alertmesh_protocol::tlog::Note::parse(&a.checkpoint);
+            }
         }
     }
     if let Ok(response) = Response::decode(data) {
         assert_eq!(response.encode(), data);
         match &response {
             Response::Hello(h) => hello(h),
-            Response::Refused(_) | Response::Busy { .. } => {}
+            Response::Refused(_) | Response::Busy { .. } | Response::WitnessConflict { .. } => {}
+            Response::Cosigned(line) => {
+                if let Ok(l) = std::str::from_utf8(line) {
+                    let _ = alertmesh_protocol::tlog::NoteSignature::parse_line(
+                        l.trim_end_matches('\n'),
+                    );
+                }
+            }
+            Response::Checkpoints(list) => {
+                for n in list {
+                    let _ = alertmesh_protocol::tlog::Note::parse(n);
+                }
+            }
+            Response::Inclusions(list) => {
+                for i in list {
+                    let _ = i.verify(i.index.saturating_add(1), &[0; 32]);
+                }
+            }
             Response::Directory(d) => directory(d),
             Response::Sync(page) => {
                 for c in &page.certs {

@@ -7,6 +7,7 @@
 
 use crate::config::Config;
 use crate::store::audit as queries;
+use crate::store::tlog;
 use alertmesh_protocol::audit::{
     AuditOptions, Auditor, ExportMeta, ExportedKey, FORMAT_VERSION, Location, MAGIC, RecordType,
     RecordWriter, Report, Severity, verify_export,
@@ -225,6 +226,8 @@ pub struct ExportSummary {
     pub plaintexts: u64,
     /// Evidence objects.
     pub evidence: u64,
+    /// Envelopes with a proof of their place in their author's log.
+    pub inclusions: u64,
     /// File size.
     pub bytes: u64,
     /// Signed by the node.
@@ -341,6 +344,9 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
             w.record(RecordType::Cert, &bytes)?;
             summary.certs += 1;
         }
+        let own_log = crate::store::tlog::own_log(&conn)?;
+        // Checkpoints the inclusion proofs lead to, written with the held ones.
+        let mut proof_checkpoints = HashSet::new();
         let mut key_map = HashMap::new();
         for k in &keys {
             w.record(RecordType::SenderKey, &alertmesh_protocol::codec::encode(k))?;
@@ -361,6 +367,13 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
             w.records += 1;
             w.put(&rec)?;
             summary.envelopes += 1;
+            if let Some(env) = &env {
+                let proof =
+                    tlog::export_proof(&conn, own_log.as_ref(), &env.id(), &env.header().author)?;
+                if let Some(p) = proof {
+                    proof_checkpoints.insert((p.author, p.size));
+                }
+            }
             if let Some(env) = env.filter(|e| e.header().kind.is_encrypted()) {
                 let h = env.header();
                 if let Some(key) = key_map.get(&(h.author, h.topic_id, h.key_epoch)) {
@@ -385,6 +398,44 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
             summary.evidence += 1;
             Ok(())
         })?;
+        let mut notes: Vec<Vec<u8>> = held_checkpoints(&conn, source)?
+            .into_iter()
+            .map(|(note, _)| note)
+            .collect();
+        for (author, size) in &proof_checkpoints {
+            let note = match &own_log {
+                Some((me, own_size, note)) if me == author && own_size == size => {
+                    Some(note.clone())
+                }
+                _ => tlog::proof_checkpoint(&conn, author, *size)?,
+            };
+            notes.extend(note.filter(|n| !notes.contains(n)));
+        }
+        for note in &notes {
+            w.record(RecordType::Checkpoint, note)?;
+        }
+        for (_, _, bytes) in tlog::split_views(&conn)? {
+            w.record(RecordType::SplitView, &bytes)?;
+        }
+        // Second pass: the proofs of the exported envelopes, after the checkpoints they
+        // lead to.
+        queries::for_each_envelope(&conn, false, |(_, _, bytes, _)| {
+            let Ok(env) = SignedEnvelope::decode(&bytes, MAX_ENVELOPE.max(bytes.len())) else {
+                return Ok(());
+            };
+            let h = env.header();
+            if !selected(&h.topic_id, h.timestamp_ms) {
+                return Ok(());
+            }
+            if let Some(p) = tlog::export_proof(&conn, own_log.as_ref(), &env.id(), &h.author)? {
+                w.record(
+                    RecordType::Inclusion,
+                    &alertmesh_protocol::codec::encode(&p),
+                )?;
+                summary.inclusions += 1;
+            }
+            Ok(())
+        })?;
         let end = std::mem::take(&mut w.writer).end(source.key.as_ref());
         w.records += 1;
         w.put(&end)?;
@@ -402,6 +453,20 @@ pub fn export(source: &Source, opts: &ExportOptions, out: &Path) -> anyhow::Resu
     summary.bytes = w.bytes;
     summary.signed = source.key.is_some();
     Ok(summary)
+}
+
+/// The checkpoints an export carries: the newest witnessed one held of each log, and
+/// this node's own newest (witnessed or not), with their authors.
+fn held_checkpoints(
+    conn: &Connection,
+    source: &Source,
+) -> anyhow::Result<Vec<(Vec<u8>, alertmesh_protocol::NodePublicKey)>> {
+    let me = source.key.as_ref().map(NodeKey::public);
+    Ok(crate::store::tlog::checkpoints(conn)?
+        .into_iter()
+        .filter(|(author, _, witnessed)| *witnessed || Some(*author) == me)
+        .map(|(author, note, _)| (note, author))
+        .collect())
 }
 
 /// Audits a node's data directory directly (every charter, certificate, envelope and
@@ -465,6 +530,12 @@ pub fn verify_data_dir(source: &Source, with_plaintext: bool) -> anyhow::Result<
         auditor.evidence(&bytes, Location::row("evidence", rowid));
         Ok(())
     })?;
+    for (note, _) in held_checkpoints(&conn, source)? {
+        auditor.checkpoint(&note, Location::row("tlog_checkpoints", 0));
+    }
+    for (_, _, bytes) in crate::store::tlog::split_views(&conn)? {
+        auditor.split_view(&bytes, Location::row("split_views", 0));
+    }
     Ok(auditor.finish())
 }
 
@@ -637,6 +708,13 @@ pub fn render(what: &str, report: &Report) -> String {
             "  claimed times: {} .. {}",
             crate::clock::rfc3339(a),
             crate::clock::rfc3339(b)
+        );
+    }
+    if st.envelopes_in_log > 0 {
+        let _ = writeln!(
+            s,
+            "  transparency: {} of {} envelopes proven in a checkpoint of their author's log",
+            st.envelopes_in_log, st.envelopes
         );
     }
     if st.sender_keys > 0 || st.plaintexts_checked > 0 {

@@ -1057,8 +1057,9 @@ fn audit_command(cmd: AuditCmd) -> anyhow::Result<()> {
             };
             let s = audit::export(&source, &opts, &out)?;
             println!(
-                "exported {} envelopes, {} charters, {} certificates, {} evidence objects{} to {} ({} records, {} bytes, {})",
+                "exported {} envelopes ({} with a proof of their place in their author's log), {} charters, {} certificates, {} evidence objects{} to {} ({} records, {} bytes, {})",
                 s.envelopes,
+                s.inclusions,
                 s.charters,
                 s.certs,
                 s.evidence,

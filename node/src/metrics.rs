@@ -47,6 +47,8 @@ pub struct Metrics {
     pub throttled_requests: Counter,
     /// Equivocation evidence objects held.
     pub evidence: Counter,
+    /// Split-view evidence objects held (two checkpoints of one log, one size, two roots).
+    pub split_views: Counter,
     /// Governance forks seen (two valid charters with one version).
     pub charter_forks: Counter,
     /// Publish-to-receive latency of alerts from other nodes (author timestamp to local
@@ -114,6 +116,12 @@ impl Metrics {
             "Equivocation evidence recorded",
             evidence.clone(),
         );
+        let split_views = Counter::default();
+        registry.register(
+            "split_views",
+            "Split-view evidence recorded (a log showed two histories)",
+            split_views.clone(),
+        );
         let charter_forks = Counter::default();
         registry.register(
             "charter_forks",
@@ -145,6 +153,7 @@ impl Metrics {
             dropped_events,
             throttled_requests,
             evidence,
+            split_views,
             charter_forks,
             delivery_latency,
             bad_queries,

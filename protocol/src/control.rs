@@ -17,6 +17,10 @@ pub enum ControlMessage {
     Cert(Vec<u8>),
     /// A signed envelope's exact bytes (kind `Evidence`).
     Envelope(Vec<u8>),
+    /// A log checkpoint: a signed note (C2SP tlog-checkpoint), with any cosignatures.
+    Checkpoint(Vec<u8>),
+    /// Split-view evidence: `encode(tlog::SplitView)`.
+    SplitView(Vec<u8>),
 }
 
 impl ControlMessage {

@@ -54,6 +54,7 @@ pub mod keys;
 pub mod policy;
 pub mod ratelimit;
 pub mod sender_key;
+pub mod tlog;
 pub mod topic;
 pub mod validate;
 pub mod wire;

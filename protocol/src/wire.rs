@@ -8,7 +8,7 @@
 //! in a `Directory`.
 
 use crate::codec::{self, DecodeError};
-use crate::ids::{NodePublicKey, TopicId};
+use crate::ids::{EnvelopeId, NodePublicKey, TopicId};
 use bincode::{Decode, Encode};
 
 /// Largest request or response frame.
@@ -85,6 +85,18 @@ pub enum Request {
     Sync(SyncRequest),
     /// Ask for the peer's [`Directory`]; answered only once the asker is admitted.
     Directory,
+    /// tlog-witness add-checkpoint: cosign this checkpoint of the asker's log.
+    AddCheckpoint(crate::tlog::AddCheckpoint),
+    /// Ask for the newest witnessed checkpoint the peer holds of each log.
+    Checkpoints,
+    /// Ask the author of a log for the inclusion proofs of these envelope ids (at most
+    /// [`crate::tlog::MAX_INCLUSION_ASK`]) in its checkpoint of `size` leaves.
+    Inclusions {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// Envelope ids of the asked log's author.
+        ids: Vec<EnvelopeId>,
+    },
 }
 
 /// A response.
@@ -103,7 +115,22 @@ pub enum Response {
         /// How long to wait before asking again.
         retry_after_ms: u32,
     },
+    /// A cosignature/v1 line over the checkpoint of an add-checkpoint.
+    Cosigned(Vec<u8>),
+    /// tlog-witness "409 Conflict": the witness last cosigned this size, not `old_size`.
+    WitnessConflict {
+        /// The size the witness last cosigned.
+        size: u64,
+    },
+    /// Signed checkpoint notes (at most [`MAX_CHECKPOINTS`]).
+    Checkpoints(Vec<Vec<u8>>),
+    /// Inclusion proofs of the asked ids the log holds below the asked size (the others
+    /// are left out).
+    Inclusions(Vec<crate::tlog::Inclusion>),
 }
+
+/// Most checkpoints in a [`Response::Checkpoints`].
+pub const MAX_CHECKPOINTS: usize = 4096;
 
 impl ChainSummary {
     /// Summarizes ascending held seqs into ranges.

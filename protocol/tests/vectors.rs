@@ -798,6 +798,7 @@ fn control_messages() {
         let decoded = ControlMessage::decode(&bytes).unwrap();
         let inner2 = match decoded {
             ControlMessage::Charter(b) | ControlMessage::Cert(b) | ControlMessage::Envelope(b) => b,
+            ControlMessage::Checkpoint(_) | ControlMessage::SplitView(_) => panic!("variant"),
         };
         assert_eq!(inner2, want);
         let env = SignedEnvelope::decode(&hx(&evidence_envelope["hex"]), usize::MAX).unwrap();

@@ -93,6 +93,9 @@ pub struct Scenario {
     /// the node's default.
     #[serde(default)]
     pub sync_interval_ms: Option<u64>,
+    /// Extra lines for every node's config file (e.g. `checkpoint_period_ms = 5000`).
+    #[serde(default)]
+    pub node_config: Option<String>,
     /// Per-org rate limit written into the charter (envelopes per minute, burst).
     #[serde(default)]
     pub rate_limit: Option<(u32, u32)>,

@@ -443,6 +443,11 @@ fn sync_responder(
         Ok(wire::Request::Directory) => {
             Answer::Respond(wire::Response::Refused("no directory here".into()).encode())
         }
+        Ok(
+            wire::Request::AddCheckpoint(_)
+            | wire::Request::Checkpoints
+            | wire::Request::Inclusions { .. },
+        ) => Answer::Respond(wire::Response::Refused("no transparency here".into()).encode()),
         Err(_) => Answer::Drop,
     })
 }

@@ -168,6 +168,8 @@ impl CoreState {
         }
         self.ask_directory(peer);
         self.start_sync(peer);
+        let ask = wire::Request::Checkpoints.encode();
+        self.request(peer, ask, Outstanding::Checkpoints);
         let subs: Vec<TopicHash> = self
             .peers
             .get(&peer)
@@ -287,6 +289,10 @@ impl CoreState {
             Outstanding::Sync(topic) => {
                 self.sync_rounds.remove(&(peer, topic));
             }
+            Outstanding::AddCheckpoint { witness, .. } => {
+                self.on_offer_failed(witness, &error.to_string());
+            }
+            Outstanding::Inclusions { author } => self.on_inclusions_failed(author),
             _ => {}
         }
     }

@@ -105,6 +105,11 @@ impl ChainView for ChainIndex {
 }
 
 impl ChainIndex {
+    /// Committed envelopes of `author` whose place in its log is not proven yet.
+    pub(super) fn unproven_ids(&self, author: &NodePublicKey, limit: usize) -> Vec<EnvelopeId> {
+        self.history.unproven_ids(author, limit)
+    }
+
     /// The index of what the database holds: its chain heads and evidence count.
     pub(super) fn new(history: Box<dyn History>, heads: &[ChainHead], evidence: u64) -> Self {
         let heads: HashMap<_, _> = heads

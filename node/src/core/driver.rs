@@ -60,6 +60,8 @@ pub struct CoreParts {
     pub max_peers: usize,
     /// Per-peer request limits.
     pub request_limits: RequestLimits,
+    /// Checkpoint and witnessing parameters.
+    pub transparency: super::TransparencyParams,
 }
 
 /// Where the answer to a local request goes.
@@ -112,6 +114,7 @@ impl Core {
             sync_period,
             max_peers,
             request_limits,
+            transparency,
         } = parts;
         // The state reads committed history on a read-only connection of its own.
         let history = Box::new(store::SqliteHistory::open(&data_dir)?);
@@ -124,6 +127,7 @@ impl Core {
             sync_period,
             max_peers,
             request_limits,
+            transparency,
         };
         let (state, startup) = CoreState::new(state_parts, now(), StdRng::from_entropy())?;
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
@@ -346,6 +350,39 @@ impl Core {
                     let input = Input::PageServed { peer, bytes };
                     queue.extend(self.state.handle(now(), input));
                 }
+                Output::OfferCheckpoint {
+                    peer,
+                    tag,
+                    old_size,
+                    size,
+                    note,
+                    topics,
+                } => {
+                    let request = self.offer(old_size, size, note, &topics).await;
+                    match request {
+                        Ok(data) => self.send(NetCommand::Request { peer, data, tag }).await,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot prove our checkpoint");
+                            let data =
+                                wire::Response::Refused(format!("cannot prove: {e}")).encode();
+                            let input = Input::Response { peer, tag, data };
+                            queue.extend(self.state.handle(now(), input));
+                        }
+                    }
+                }
+                Output::ServeInclusions { inbound, size, ids } => {
+                    let response = match self.inclusions(size, &ids).await {
+                        Ok(proofs) => wire::Response::Inclusions(proofs),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot prove our envelopes");
+                            wire::Response::Refused("cannot prove".into())
+                        }
+                    };
+                    if let Some((_, channel)) = self.inbound.remove(&inbound) {
+                        self.send(NetCommand::Respond(channel, response.encode()))
+                            .await;
+                    }
+                }
                 Output::RecordFork(fork) => record_fork(&self.data_dir, &fork),
                 Output::Answer(reply, answer) => self.answer(reply, answer),
             }
@@ -388,6 +425,15 @@ impl Core {
                 self.send(NetCommand::Report(message, source, acceptance))
                     .await;
             }
+            AfterCommit::Respond { inbound, response } => {
+                let response = match result {
+                    Ok(()) => response,
+                    Err(e) => wire::Response::Refused(format!("storage: {e}")).encode(),
+                };
+                if let Some((_, channel)) = self.inbound.remove(&inbound) {
+                    self.send(NetCommand::Respond(channel, response)).await;
+                }
+            }
             AfterCommit::Gossip {
                 topic,
                 data,
@@ -414,6 +460,44 @@ impl Core {
             }
             (_, answer) => tracing::error!(?reply, ?answer, "answer without its request"),
         }
+    }
+
+    /// An add-checkpoint request with its proofs, read once everything queued before
+    /// (the leaves) is committed.
+    async fn offer(
+        &self,
+        old_size: u64,
+        size: u64,
+        note: Vec<u8>,
+        topics: &[alertmesh_protocol::TopicId],
+    ) -> anyhow::Result<Vec<u8>> {
+        self.writer.flush().await?;
+        let reader = self
+            .reader
+            .lock()
+            .map_err(|_| anyhow::anyhow!("reader lock poisoned"))?;
+        let (consistency, inclusions) = store::tlog::offer_proofs(&reader, old_size, size, topics)?;
+        let req = alertmesh_protocol::tlog::AddCheckpoint {
+            old_size,
+            consistency,
+            checkpoint: note,
+            inclusions,
+        };
+        Ok(wire::Request::AddCheckpoint(req).encode())
+    }
+
+    /// Inclusion proofs in our log of `size` leaves, once the leaves are committed.
+    async fn inclusions(
+        &self,
+        size: u64,
+        ids: &[EnvelopeId],
+    ) -> anyhow::Result<Vec<alertmesh_protocol::tlog::Inclusion>> {
+        self.writer.flush().await?;
+        let reader = self
+            .reader
+            .lock()
+            .map_err(|_| anyhow::anyhow!("reader lock poisoned"))?;
+        store::tlog::inclusion_proofs(&reader, size, ids)
     }
 
     /// A held envelope, once everything queued before is committed.

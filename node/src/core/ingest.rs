@@ -163,6 +163,9 @@ impl CoreState {
                     return (Judgement::Reject, Some(Offence::Garbage));
                 }
                 self.metrics.verdict("accept", "ok");
+                if source == Source::Gossip {
+                    self.track_unproven(&env);
+                }
                 self.accept(env, accepted.org, then);
                 (Judgement::Stored, None)
             }
@@ -371,6 +374,31 @@ impl CoreState {
                 let incoming = Incoming::Bytes(&bytes);
                 return self.on_envelope(incoming, Some(control), Source::Gossip, then);
             }
+            ControlMessage::Checkpoint(bytes) => match self.on_checkpoint(&bytes) {
+                Ok(true) => Judgement::Accept,
+                Ok(false) => Judgement::Ignore,
+                Err(label) => {
+                    self.metrics.verdict("reject", label);
+                    // Forged or malformed bytes: no honest relay forwards them.
+                    let forged = matches!(
+                        label,
+                        "checkpoint_malformed" | "checkpoint_bad_signature" | "checkpoint_foreign"
+                    );
+                    return if forged {
+                        (Judgement::Reject, Some(Offence::Garbage))
+                    } else {
+                        (Judgement::Ignore, None)
+                    };
+                }
+            },
+            ControlMessage::SplitView(bytes) => match self.on_split_view(&bytes) {
+                Ok(true) => Judgement::Accept,
+                Ok(false) => Judgement::Ignore,
+                Err(label) => {
+                    self.metrics.verdict("reject", label);
+                    return (Judgement::Reject, Some(Offence::Garbage));
+                }
+            },
         };
         (judgement, None)
     }

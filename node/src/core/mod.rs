@@ -24,6 +24,7 @@ pub mod driver;
 mod evidence;
 mod governance;
 pub mod handle;
+mod inclusions;
 mod ingest;
 mod peers;
 mod penalty;
@@ -36,6 +37,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 mod throttle;
+mod transparency;
 mod verify_pool;
 
 pub use admission::ADMISSION_TIMEOUT;
@@ -46,3 +48,4 @@ pub use state::{CheckedGossip, CheckedPage, CoreState, Identity, Input, Now, Out
 pub use status::{Status, TopicInfo};
 pub use sync::SYNC_PERIOD;
 pub use throttle::RequestLimits;
+pub use transparency::TransparencyParams;

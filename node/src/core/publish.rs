@@ -153,10 +153,14 @@ impl CoreState {
             data,
             receipt,
         };
-        let mut writes = vec![Write::Envelope(EnvelopeRow {
-            envelope: env.clone(),
-            received_ms: self.now.unix_ms,
-        })];
+        let leaf = self.log_own(&env);
+        let mut writes = vec![
+            Write::Envelope(EnvelopeRow {
+                envelope: env.clone(),
+                received_ms: self.now.unix_ms,
+            }),
+            leaf,
+        ];
         if let Some(content) = alert {
             writes.push(Write::Alert(self.alert_row(
                 &env,

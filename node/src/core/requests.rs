@@ -54,6 +54,14 @@ impl CoreState {
         match request {
             wire::Request::Hello(hello) => self.on_hello(peer, hello, Some(inbound)),
             wire::Request::Directory => self.on_directory_request(peer, inbound),
+            wire::Request::AddCheckpoint(req) => self.on_add_checkpoint(peer, req, inbound),
+            wire::Request::Checkpoints => {
+                let list = self.witnessed_checkpoints();
+                self.respond(inbound, wire::Response::Checkpoints(list));
+            }
+            wire::Request::Inclusions { size, ids } => {
+                self.on_inclusions_request(inbound, peer, size, ids)
+            }
             wire::Request::Sync(req) => match self.plan_page(peer, &req) {
                 Ok(plan) => self.out.push(Output::ServePage {
                     inbound,
@@ -88,6 +96,28 @@ impl CoreState {
             (Outstanding::Sync(topic), wire::Response::Busy { retry_after_ms }) => {
                 self.retry_sync_after(peer, topic, retry_after_ms);
             }
+            (Outstanding::AddCheckpoint { witness, size }, wire::Response::Cosigned(line)) => {
+                self.on_cosigned(peer, witness, size, &line);
+            }
+            (
+                Outstanding::AddCheckpoint { witness, .. },
+                wire::Response::WitnessConflict { size },
+            ) => {
+                self.on_witness_conflict(witness, size);
+            }
+            (Outstanding::AddCheckpoint { witness, .. }, wire::Response::Refused(reason)) => {
+                self.on_offer_failed(witness, &reason);
+            }
+            (Outstanding::AddCheckpoint { witness, .. }, _) => {
+                self.on_offer_failed(witness, "unexpected answer");
+            }
+            (Outstanding::Checkpoints, wire::Response::Checkpoints(list)) => {
+                self.on_checkpoints(list);
+            }
+            (Outstanding::Inclusions { author }, wire::Response::Inclusions(proofs)) => {
+                self.on_inclusions(author, proofs);
+            }
+            (Outstanding::Inclusions { author }, _) => self.on_inclusions_failed(author),
             (what, wire::Response::Refused(reason)) => {
                 tracing::warn!(%reason, "peer refused our request");
                 if let Outstanding::Sync(topic) = what {

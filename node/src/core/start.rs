@@ -27,6 +27,7 @@ impl CoreState {
             sync_period,
             max_peers,
             request_limits,
+            transparency,
         } = parts;
         for bytes in &loaded.charters {
             let signed = SignedCharter::decode(bytes)
@@ -37,6 +38,12 @@ impl CoreState {
         }
         let org = me.cert.cert().org_id.clone();
         let t = now.instant;
+        let tlog = super::transparency::Transparency::load(
+            transparency,
+            loaded.tlog,
+            &charters.current().charter().network_id,
+            t,
+        );
         let mut state = Self {
             org,
             charters,
@@ -54,6 +61,7 @@ impl CoreState {
             request_limits,
             sync_retries: Vec::new(),
             topic_by_hash: HashMap::new(),
+            tlog,
             sync_rounds: HashMap::new(),
             next_sync: t + sync_period,
             sync_period,

@@ -228,6 +228,13 @@ pub enum AfterCommit {
         /// The peer it came from.
         source: PeerId,
     },
+    /// Answer a peer's request (with `Refused` if the write failed).
+    Respond {
+        /// The request.
+        inbound: InboundId,
+        /// The encoded response.
+        response: Vec<u8>,
+    },
     /// Publish our envelope on gossip (only if the write succeeded), then answer the local
     /// publish that made it, if any (`Err(Storage)` if the write failed).
     Gossip {
@@ -319,6 +326,33 @@ pub enum Output {
         /// What to send.
         plan: PagePlan,
     },
+    /// Send tlog-witness add-checkpoint to `peer` as request `tag`, once everything
+    /// queued is committed: the consistency proof from `old_size` to `size` and the
+    /// inclusion proofs of the new leaves on `topics`, read from the store.
+    OfferCheckpoint {
+        /// The witness.
+        peer: PeerId,
+        /// The request's tag (already awaited by the state).
+        tag: RequestTag,
+        /// The size the witness last cosigned.
+        old_size: u64,
+        /// The checkpoint's size.
+        size: u64,
+        /// The signed checkpoint note.
+        note: Vec<u8>,
+        /// Topics whose new leaves the witness may hold.
+        topics: Vec<TopicId>,
+    },
+    /// Answer an inclusion request with the proofs of those `ids` that are leaves of our
+    /// log below `size`, read from the store once everything queued is committed.
+    ServeInclusions {
+        /// The request.
+        inbound: InboundId,
+        /// The checkpoint's size.
+        size: u64,
+        /// The asked envelope ids.
+        ids: Vec<EnvelopeId>,
+    },
     /// Keep both charters of a governance fork for the operator.
     RecordFork(Box<CharterFork>),
     /// Answer a local request.
@@ -360,6 +394,17 @@ pub(super) enum Outstanding {
     Hello,
     Directory,
     Sync(TopicId),
+    /// Our add-checkpoint of `size` to `witness`.
+    AddCheckpoint {
+        witness: NodePublicKey,
+        size: u64,
+    },
+    /// A peer's witnessed checkpoints.
+    Checkpoints,
+    /// Inclusion proofs from the author of a log.
+    Inclusions {
+        author: NodePublicKey,
+    },
 }
 
 /// Everything [`CoreState::new`] needs.
@@ -380,6 +425,8 @@ pub struct StateParts {
     pub max_peers: usize,
     /// Per-peer request limits.
     pub request_limits: RequestLimits,
+    /// Checkpoint and witnessing parameters.
+    pub transparency: super::transparency::TransparencyParams,
 }
 
 /// The node's protocol state (see the module docs for the contract).
@@ -403,6 +450,8 @@ pub struct CoreState {
     /// Sync requests to send again once a busy peer's wait is over.
     pub(super) sync_retries: Vec<(Instant, PeerId, TopicId)>,
     pub(super) topic_by_hash: HashMap<TopicHash, TopicId>,
+    /// Transparency logs: ours, and what we witness and hold of others.
+    pub(super) tlog: super::transparency::Transparency,
     /// Open sync sessions: pages requested per (peer, topic).
     pub(super) sync_rounds: HashMap<(PeerId, TopicId), u32>,
     pub(super) next_sync: Instant,
@@ -546,6 +595,7 @@ impl CoreState {
         self.refuse_late(now);
         self.retry_busy_syncs(now);
         self.refresh_due_key_packages(now);
+        self.transparency_tick();
         self.evict_due(now);
         self.decay_penalties(now);
         self.manage_peers(now);

@@ -33,6 +33,27 @@ pub struct Status {
     pub publishing_allowed: bool,
     /// Per readable topic: how many authors' sender keys this node holds.
     pub sender_keys: BTreeMap<String, usize>,
+    /// Envelopes in this node's own transparency log.
+    pub log_size: u64,
+    /// Our newest checkpoint: its size and how many orgs cosigned it.
+    pub checkpoint: Option<CheckpointStatus>,
+    /// Logs of other nodes whose witnessed checkpoint we hold.
+    pub witnessed_logs: usize,
+    /// Split views proven (two checkpoints of one log, one size, two roots).
+    pub split_views: usize,
+    /// Envelopes a witnessed checkpoint shows that we still lack.
+    pub withheld: u64,
+}
+
+/// Our newest checkpoint.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckpointStatus {
+    /// Tree size.
+    pub size: u64,
+    /// Orgs that cosigned it.
+    pub cosigning_orgs: usize,
+    /// Whether that meets the threshold.
+    pub witnessed: bool,
 }
 
 /// A topic and our rights on it.
@@ -74,6 +95,18 @@ impl CoreState {
             evidence: self.chains.evidence,
             chain_gaps: self.chains.gaps(),
             publishing_allowed: self.may_publish_at_all(),
+            log_size: self.tlog.size(),
+            checkpoint: self
+                .tlog
+                .own_checkpoint()
+                .map(|(size, orgs)| CheckpointStatus {
+                    size,
+                    cosigning_orgs: orgs,
+                    witnessed: orgs >= self.witness_threshold(),
+                }),
+            witnessed_logs: self.tlog.known.values().filter(|k| k.witnessed).count(),
+            split_views: self.tlog.split_views.len(),
+            withheld: self.withheld(),
             sender_keys: c
                 .topics
                 .iter()

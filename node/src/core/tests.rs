@@ -52,6 +52,8 @@ struct TestNode {
     refused: Vec<(PeerId, String)>,
     /// Gossip topics it subscribed to.
     subscribed: HashSet<TopicHash>,
+    /// Witness states it committed: (author, size).
+    witnessed: Vec<(alertmesh_protocol::NodePublicKey, u64)>,
 }
 
 /// States wired together in memory: requests, answers and gossip go between them.
@@ -108,6 +110,7 @@ impl Mesh {
                 sync_period: Duration::from_secs(15),
                 max_peers: 32,
                 request_limits: RequestLimits::default(),
+                transparency: Default::default(),
             };
             let now = Now {
                 instant: t0,
@@ -127,6 +130,7 @@ impl Mesh {
                 answers: Vec::new(),
                 refused: Vec::new(),
                 subscribed: HashSet::new(),
+                witnessed: Vec::new(),
             });
             let mut other = Vec::new();
             for output in startup {
@@ -315,6 +319,32 @@ impl Mesh {
                     let outputs = self.handle_only(i, Input::PageServed { peer, bytes });
                     self.execute(i, outputs);
                 }
+                Output::OfferCheckpoint {
+                    peer,
+                    tag,
+                    old_size,
+                    size,
+                    note,
+                    topics,
+                } => {
+                    use alertmesh_protocol::tlog::AddCheckpoint;
+                    let reader = store::open_reader(self.nodes[i].dir.path()).unwrap();
+                    let (consistency, inclusions) =
+                        store::tlog::offer_proofs(&reader, old_size, size, &topics).unwrap();
+                    let req = AddCheckpoint {
+                        old_size,
+                        consistency,
+                        checkpoint: note,
+                        inclusions,
+                    };
+                    let data = wire::Request::AddCheckpoint(req).encode();
+                    self.net(i, NetCommand::Request { peer, data, tag });
+                }
+                Output::ServeInclusions { inbound, size, ids } => {
+                    let reader = store::open_reader(self.nodes[i].dir.path()).unwrap();
+                    let proofs = store::tlog::inclusion_proofs(&reader, size, &ids).unwrap();
+                    self.answer(i, inbound, wire::Response::Inclusions(proofs).encode());
+                }
                 Output::RecordFork(_) => {}
                 Output::Answer(reply, answer) => self.nodes[i].answers.push((reply, answer)),
             }
@@ -395,6 +425,7 @@ impl Mesh {
                         .push((row.topic_name.clone(), row.org.clone(), row.content.kind()))
                 }
                 Write::Charter { version, .. } => node.charters.push(*version),
+                Write::Witnessed { author, size, .. } => node.witnessed.push((*author, *size)),
                 _ => {}
             }
         }
@@ -407,6 +438,7 @@ impl Mesh {
     fn after_commit(&mut self, i: usize, then: AfterCommit) {
         match then {
             AfterCommit::Nothing => {}
+            AfterCommit::Respond { inbound, response } => self.answer(i, inbound, response),
             AfterCommit::Report { message, source } => {
                 let report = NetCommand::Report(message, source, MessageAcceptance::Accept);
                 self.nodes[i].commands.push(report);
@@ -482,6 +514,7 @@ impl Mesh {
             sync_period: Duration::from_secs(15),
             max_peers: 32,
             request_limits: RequestLimits::default(),
+            transparency: self.nodes[i].state.tlog.params,
         };
         let rng = StdRng::seed_from_u64(1000 + i as u64);
         let (state, startup) = CoreState::new(parts, self.now(), rng).unwrap();
@@ -1137,3 +1170,153 @@ fn an_equivocation_against_committed_history_yields_evidence_once() {
     offer(&mut mesh);
     assert_eq!(mesh.status(1).evidence, 1);
 }
+
+fn checkpoint_status(mesh: &mut Mesh, i: usize) -> super::status::Status {
+    let now = mesh.now();
+    mesh.nodes[i].state.status(now)
+}
+
+#[test]
+fn a_checkpoint_is_cosigned_by_the_other_orgs_and_witnessed_everywhere() {
+    let mut mesh = Mesh::new(3, 40);
+    mesh.connect_all();
+    for n in 0..3 {
+        mesh.publish(0, "all", Tlp::Green, &format!("alert {n}"));
+    }
+    // Nothing is signed before N (60 s by default) has passed.
+    assert!(checkpoint_status(&mut mesh, 0).checkpoint.is_none());
+    mesh.advance(Duration::from_secs(61));
+    let s = checkpoint_status(&mut mesh, 0);
+    let cp = s.checkpoint.expect("a checkpoint");
+    assert_eq!(cp.size, s.log_size);
+    assert_eq!(cp.cosigning_orgs, 2);
+    assert!(cp.witnessed);
+    let author = mesh.nodes[0].state.me.key.public();
+    for i in 1..3 {
+        // Each witness committed its new state before it answered.
+        assert!(mesh.nodes[i].witnessed.contains(&(author, cp.size)));
+        let s = checkpoint_status(&mut mesh, i);
+        assert!(
+            s.witnessed_logs >= 1,
+            "node {i} holds the witnessed checkpoint"
+        );
+        assert_eq!(s.withheld, 0);
+        assert_eq!(s.split_views, 0);
+    }
+    // A second round extends the first: witnesses check consistency from what they hold.
+    mesh.publish(0, "all", Tlp::Green, "alert 3");
+    mesh.advance(Duration::from_secs(61));
+    let cp2 = checkpoint_status(&mut mesh, 0).checkpoint.unwrap();
+    assert!(cp2.size > cp.size && cp2.witnessed);
+    assert!(mesh.nodes[1].witnessed.contains(&(author, cp2.size)));
+}
+
+/// Sends node `from`'s add-checkpoint `req` to node `to` directly; returns the answer.
+fn offer(
+    mesh: &mut Mesh,
+    from: usize,
+    to: usize,
+    req: alertmesh_protocol::tlog::AddCheckpoint,
+) -> wire::Response {
+    let peer = mesh.nodes[from].peer;
+    let data = wire::Request::AddCheckpoint(req).encode();
+    let mut outputs = mesh.handle_only(
+        to,
+        Input::Request {
+            peer,
+            data,
+            inbound: InboundId(7_000),
+        },
+    );
+    // A cosignature comes after its write is committed.
+    let mut answer = None;
+    for o in outputs.drain(..) {
+        match o {
+            Output::Respond { response, .. } => answer = Some(response),
+            Output::Store {
+                writes,
+                then: AfterCommit::Respond { response, .. },
+            } => {
+                mesh.commit(to, writes);
+                answer = Some(response);
+            }
+            _ => {}
+        }
+    }
+    wire::Response::decode(&answer.expect("answered")).unwrap()
+}
+
+#[test]
+fn a_witness_refuses_inconsistent_forged_and_oversized_checkpoints() {
+    use alertmesh_protocol::tlog::{AddCheckpoint, Checkpoint, SplitView, tree};
+    let mut mesh = Mesh::new(2, 41);
+    mesh.connect_all();
+    let key = NodeKeyRef(0);
+    let net = mesh.nodes[0].state.network();
+    let author = mesh.nodes[0].state.me.key.public();
+    let cp = |size, root| Checkpoint {
+        network: net,
+        author,
+        size,
+        root,
+        heads: vec![],
+    };
+    let sign = |mesh: &Mesh, c: &Checkpoint| c.sign(&mesh.nodes[key.0].state.me.key).to_bytes();
+    // A first checkpoint of 4 leaves is cosigned (nothing to be consistent with yet).
+    let first = sign(&mesh, &cp(4, [1; 32]));
+    let req = |old_size, consistency: Vec<[u8; 32]>, checkpoint| AddCheckpoint {
+        old_size,
+        consistency,
+        checkpoint,
+        inclusions: vec![],
+    };
+    assert!(matches!(
+        offer(&mut mesh, 0, 1, req(0, vec![], first.clone())),
+        wire::Response::Cosigned(_)
+    ));
+    mesh.advance(Duration::from_secs(1));
+    // The wrong old size: tlog-witness 409 with the size it holds.
+    let next = sign(&mesh, &cp(6, [2; 32]));
+    assert_eq!(
+        offer(&mut mesh, 0, 1, req(3, vec![], next.clone())),
+        wire::Response::WitnessConflict { size: 4 }
+    );
+    mesh.advance(Duration::from_secs(1));
+    // A proof that does not lead from the old root to the new one: refused.
+    let bogus = vec![[3; 32], [4; 32]];
+    assert!(
+        matches!(offer(&mut mesh, 0, 1, req(4, bogus, next.clone())), wire::Response::Refused(r) if r.contains("consistency"))
+    );
+    mesh.advance(Duration::from_secs(1));
+    // An oversized proof: refused before any hashing.
+    let huge = vec![[0; 32]; tree::MAX_CONSISTENCY_HASHES + 1];
+    assert!(
+        matches!(offer(&mut mesh, 0, 1, req(4, huge, next.clone())), wire::Response::Refused(r) if r.contains("bounds"))
+    );
+    mesh.advance(Duration::from_secs(1));
+    // A forged signature: refused.
+    let forged = String::from_utf8(next.clone())
+        .unwrap()
+        .replace("\n6\n", "\n7\n")
+        .into_bytes();
+    assert!(
+        matches!(offer(&mut mesh, 0, 1, req(4, vec![], forged)), wire::Response::Refused(r) if r.contains("signature"))
+    );
+    mesh.advance(Duration::from_secs(1));
+    // Same size, another root: refused, and the two checkpoints are split-view evidence.
+    let other = sign(&mesh, &cp(4, [9; 32]));
+    assert!(
+        matches!(offer(&mut mesh, 0, 1, req(4, vec![], other.clone())), wire::Response::Refused(r) if r.contains("split view"))
+    );
+    assert_eq!(checkpoint_status(&mut mesh, 1).split_views, 1);
+    SplitView::new(first, other, &net)
+        .unwrap()
+        .verify(&net)
+        .unwrap();
+    // The witness state never moved past what it cosigned.
+    assert_eq!(mesh.nodes[1].witnessed, vec![(author, 4)]);
+}
+
+/// Index of the node whose key signs, for readability.
+#[derive(Clone, Copy)]
+struct NodeKeyRef(usize);

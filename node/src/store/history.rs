@@ -32,6 +32,8 @@ pub trait History: Send + Sync {
     fn alert_origin(&self, id: &EnvelopeId) -> Option<(OrgId, TopicId)>;
     /// Whether an evidence object is committed.
     fn holds_evidence(&self, id: &[u8; 32]) -> bool;
+    /// Committed envelopes of `author` not yet proven in its log, at most `limit`.
+    fn unproven_ids(&self, author: &NodePublicKey, limit: usize) -> Vec<EnvelopeId>;
 }
 
 /// [`History`] on a read-only SQLite connection.
@@ -134,5 +136,12 @@ impl History for SqliteHistory {
         })
         .flatten()
         .is_some()
+    }
+
+    fn unproven_ids(&self, author: &NodePublicKey, limit: usize) -> Vec<EnvelopeId> {
+        self.read("unproven ids", |c| {
+            super::tlog::unproven_ids(c, author, limit)
+        })
+        .unwrap_or_default()
     }
 }

@@ -65,6 +65,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // kept by triggers in the writer's transaction; key packages indexed on their own.
     // Rows of an older database are filled in by the statements at the end.
     HISTORY_SCHEMA,
+    // 6: transparency logs (`super::tlog`).
+    super::tlog::SCHEMA,
 ];
 
 /// Migration 5 (see [`MIGRATIONS`]).

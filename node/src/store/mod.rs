@@ -25,6 +25,7 @@ mod migrate;
 pub mod observables;
 mod queries;
 pub mod taxii;
+pub mod tlog;
 mod writer;
 
 pub use history::{History, SqliteHistory};
@@ -135,6 +136,58 @@ pub enum Write {
         /// When we learned of it.
         received_ms: u64,
     },
+    /// A leaf of our own transparency log and the subtrees it completes.
+    TlogLeaf(tlog::LeafRow),
+    /// The newest checkpoint held of a log (replaces the previous one).
+    Checkpoint {
+        /// The log's author.
+        author: NodePublicKey,
+        /// Its tree size.
+        size: u64,
+        /// The signed note, with cosignatures.
+        note: Vec<u8>,
+        /// Whether it carries enough cosignatures.
+        witnessed: bool,
+        /// When we got it.
+        received_ms: u64,
+    },
+    /// Our witness state for a log: the newest checkpoint we cosigned.
+    Witnessed {
+        /// The log's author.
+        author: NodePublicKey,
+        /// Tree size.
+        size: u64,
+        /// Root hash.
+        root: [u8; 32],
+        /// The signed note.
+        note: Vec<u8>,
+    },
+    /// Proofs an author gave of its envelopes in one of its checkpoints.
+    Inclusions {
+        /// The log's author.
+        author: NodePublicKey,
+        /// The checkpoint's tree size.
+        size: u64,
+        /// The signed checkpoint note the proofs lead to.
+        note: Vec<u8>,
+        /// Verified proofs.
+        proofs: Vec<alertmesh_protocol::tlog::Inclusion>,
+        /// Asked ids the author left out.
+        missing: Vec<EnvelopeId>,
+    },
+    /// Split-view evidence.
+    SplitView {
+        /// Evidence id (SHA-256 of its bytes).
+        id: [u8; 32],
+        /// The author.
+        author: NodePublicKey,
+        /// The tree size both checkpoints claim.
+        size: u64,
+        /// Encoded evidence.
+        bytes: Vec<u8>,
+        /// When we learned of it.
+        received_ms: u64,
+    },
 }
 
 /// Everything the node loads at start: what grows with the network (charters,
@@ -154,6 +207,8 @@ pub struct Loaded {
     pub undecrypted: Vec<Vec<u8>>,
     /// Evidence objects held.
     pub evidence: u64,
+    /// Transparency-log state.
+    pub tlog: tlog::LoadedTlog,
 }
 
 /// Bytes of undecrypted envelopes [`load`] reads at most.
@@ -448,12 +503,17 @@ mod tests {
         let envs = chain_with_a_gap(&writer);
         drop(writer);
         {
-            // Back to version 4: without migration 5's tables, triggers and index.
+            // Back to version 4: without the tables, triggers and index of migrations 5
+            // and 6.
             let c = Connection::open(db_path(dir.path())).unwrap();
             c.execute_batch(
                 "DROP TRIGGER chain_heads_insert; DROP TRIGGER undecrypted_insert;
                  DROP TRIGGER undecrypted_delete; DROP TABLE chain_heads;
                  DROP TABLE undecrypted; DROP INDEX envelopes_key_packages;
+                 DROP TABLE tlog_leaves; DROP TABLE tlog_nodes; DROP TABLE tlog_checkpoints;
+                 DROP TABLE tlog_witnessed; DROP TABLE split_views;
+                 DROP TRIGGER tlog_unproven_insert; DROP TABLE tlog_unproven;
+                 DROP TABLE tlog_inclusions; DROP TABLE tlog_proof_checkpoints;
                  PRAGMA user_version = 4;",
             )
             .unwrap();

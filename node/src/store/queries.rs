@@ -82,6 +82,7 @@ pub fn load(conn: &Connection, data_dir: &Path) -> Result<Loaded, StoreError> {
         .query_row("SELECT count(*) FROM evidence", [], |r| r.get::<_, i64>(0))
         .map_err(&e)?
         .max(0) as u64;
+    out.tlog = super::tlog::load_tlog(conn).map_err(&e)?;
     Ok(out)
 }
 

@@ -253,6 +253,34 @@ fn apply(
                 *received_ms as i64
             ])?;
         }
+        Write::TlogLeaf(leaf) => super::tlog::apply_leaf(tx, leaf)?,
+        Write::Checkpoint {
+            author,
+            size,
+            note,
+            witnessed,
+            received_ms,
+        } => super::tlog::apply_checkpoint(tx, author, *size, note, *witnessed, *received_ms)?,
+        Write::Witnessed {
+            author,
+            size,
+            root,
+            note,
+        } => super::tlog::apply_witnessed(tx, author, *size, root, note)?,
+        Write::SplitView {
+            id,
+            author,
+            size,
+            bytes,
+            received_ms,
+        } => super::tlog::apply_split_view(tx, id, author, *size, bytes, *received_ms)?,
+        Write::Inclusions {
+            author,
+            size,
+            note,
+            proofs,
+            missing,
+        } => super::tlog::apply_inclusions(tx, author, *size, note, proofs, missing)?,
     }
     Ok(None)
 }

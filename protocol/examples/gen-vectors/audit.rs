@@ -665,9 +665,9 @@ pub fn build() -> AuditVectors {
     add(
         "unknown-record",
         "unknown_record",
-        "a record of type 9 inserted before the end record",
+        "a record of type 99 inserted before the end record",
         p,
-        frame(&insert_before_end(vec![rec(9, b"?")]), End::Signed(&a1)),
+        frame(&insert_before_end(vec![rec(99, b"?")]), End::Signed(&a1)),
     );
     add(
         "out-of-order",

@@ -31,6 +31,17 @@ pub struct AuditOptions {
     pub require_plaintext: bool,
     /// Chains may start above seq 1 (a time-filtered export).
     pub allow_leading_gaps: bool,
+    /// Cosigning orgs that make a checkpoint witnessed (0: the default, 2), capped by
+    /// the other member orgs.
+    pub witness_threshold: usize,
+}
+
+/// A checkpoint of the log, with the orgs that cosigned it.
+struct HeldCheckpoint {
+    checkpoint: crate::tlog::Checkpoint,
+    orgs: usize,
+    witnessed: bool,
+    loc: Location,
 }
 
 struct Pos {
@@ -63,6 +74,11 @@ pub struct Auditor {
     origins: HashMap<EnvelopeId, (Option<OrgId>, TopicId)>,
     amendments: Vec<Amendment>,
     evidence_seen: HashSet<[u8; 32]>,
+    checkpoints: Vec<HeldCheckpoint>,
+    /// Author of every envelope read, for the inclusion records after them.
+    envelope_authors: HashMap<EnvelopeId, NodePublicKey>,
+    /// Envelopes proven in their author's log.
+    in_log: HashSet<EnvelopeId>,
     authors: HashSet<NodePublicKey>,
     report: Report,
 }
@@ -101,6 +117,9 @@ impl Auditor {
             origins: HashMap::new(),
             amendments: Vec::new(),
             evidence_seen: HashSet::new(),
+            checkpoints: Vec::new(),
+            envelope_authors: HashMap::new(),
+            in_log: HashSet::new(),
             authors: HashSet::new(),
             report: Report::default(),
         }
@@ -406,6 +425,7 @@ impl Auditor {
         };
         let r = self.env_ref(&env);
         let h = env.header().clone();
+        self.envelope_authors.insert(env.id(), h.author);
         let stats = &mut self.report.stats;
         *stats.by_kind.entry(h.kind.as_str()).or_default() += 1;
         let topic_label = r.topic_name.clone().unwrap_or_else(|| h.topic_id.to_hex());
@@ -762,6 +782,192 @@ impl Auditor {
         }
     }
 
+    /// A log checkpoint (PROTOCOL.md §19): its author's signature and each cosignature
+    /// by a member org's node are checked; a witnessed one is held against the chains at
+    /// the end ([`Auditor::finish`]).
+    pub fn checkpoint(&mut self, note: &[u8], loc: Location) {
+        use crate::tlog::{Checkpoint, Note, note as n};
+        self.setup();
+        self.close_awaiting();
+        let Some(network) = self.network else {
+            return;
+        };
+        let parsed =
+            Note::parse(note).and_then(|nt| Checkpoint::verify(&nt, &network).map(|c| (nt, c)));
+        let (nt, cp) = match parsed {
+            Ok(x) => x,
+            Err(e) => {
+                self.finding(
+                    Severity::Problem,
+                    "bad_checkpoint",
+                    loc,
+                    format!("checkpoint refused: {e}"),
+                );
+                return;
+            }
+        };
+        let Some(Some(chain)) = &self.setup else {
+            return;
+        };
+        let charter = chain.current().charter();
+        let author_org = self.certs.org_of(&cp.author).cloned();
+        let mut orgs = HashSet::new();
+        for sig in &nt.sigs {
+            let Some(w) = n::cosigner_of(sig, &network) else {
+                continue;
+            };
+            let Some(org) = self.certs.org_of(&w) else {
+                continue;
+            };
+            if charter.member(org).is_none()
+                || Some(org) == author_org.as_ref()
+                || charter.is_revoked(&w)
+                || n::verify_cosignature(sig, &nt.text, &network, &w).is_err()
+            {
+                continue;
+            }
+            orgs.insert(org.clone());
+        }
+        let others = charter.members.len().saturating_sub(1);
+        let k = match self.opts.witness_threshold {
+            0 => 2,
+            k => k,
+        }
+        .min(others)
+        .max(1);
+        self.checkpoints.push(HeldCheckpoint {
+            witnessed: orgs.len() >= k,
+            orgs: orgs.len(),
+            checkpoint: cp,
+            loc,
+        });
+    }
+
+    /// Split-view evidence (PROTOCOL.md §19.5): reported when it verifies.
+    pub fn split_view(&mut self, encoded: &[u8], loc: Location) {
+        self.setup();
+        self.close_awaiting();
+        let Some(network) = self.network else {
+            return;
+        };
+        let proven = crate::tlog::SplitView::decode(encoded)
+            .map_err(crate::tlog::SplitViewError::from)
+            .and_then(|ev| ev.verify(&network));
+        match proven {
+            Ok(p) => {
+                let org = self
+                    .org_name(&p.author)
+                    .unwrap_or_else(|| "an unknown org".into());
+                self.finding(
+                    Severity::Note,
+                    "split_view",
+                    loc,
+                    format!(
+                        "node {} of {org} signed two checkpoints of size {} with different roots: it showed two histories",
+                        p.author.short(),
+                        p.size
+                    ),
+                );
+            }
+            Err(e) => self.finding(
+                Severity::Problem,
+                "bad_split_view",
+                loc,
+                format!("split-view evidence does not prove anything: {e}"),
+            ),
+        }
+    }
+
+    /// An inclusion record (PROTOCOL.md §19.6): the proof must lead an envelope of the
+    /// export, by the log's author, to the root of a checkpoint of that size the export
+    /// carries.
+    pub fn inclusion(&mut self, body: &[u8], loc: Location) {
+        use crate::tlog::ProvenInclusion;
+        self.close_awaiting();
+        let p =
+            match crate::codec::decode_exact::<ProvenInclusion>(body, ProvenInclusion::MAX_BYTES) {
+                Ok(p) => p,
+                Err(e) => {
+                    let msg = format!("inclusion record does not decode: {e}");
+                    return self.finding(Severity::Problem, "bad_inclusion", loc, msg);
+                }
+            };
+        let id = p.inclusion.id;
+        let root = self
+            .checkpoints
+            .iter()
+            .find(|h| h.checkpoint.author == p.author && h.checkpoint.size == p.size)
+            .map(|h| h.checkpoint.root);
+        let problem = if self.envelope_authors.get(&id) != Some(&p.author) {
+            Some(format!(
+                "an inclusion proof of {id}, which is not an envelope of {} in this export",
+                p.author.short()
+            ))
+        } else if let Some(root) = root {
+            p.inclusion.verify(p.size, &root).err().map(|e| {
+                format!(
+                    "the inclusion proof of {id} in {}'s checkpoint of size {} does not verify: {e}",
+                    p.author.short(),
+                    p.size
+                )
+            })
+        } else {
+            Some(format!(
+                "an inclusion proof of {id} names {}'s checkpoint of size {}, which the export does not carry",
+                p.author.short(),
+                p.size
+            ))
+        };
+        match problem {
+            Some(msg) => self.finding(Severity::Problem, "bad_inclusion", loc, msg),
+            None => {
+                if self.in_log.insert(id) {
+                    self.report.stats.envelopes_in_log += 1;
+                }
+            }
+        }
+    }
+
+    /// Each witnessed checkpoint's chain heads against the chains of the log: on a topic
+    /// the log holds, an author's chain must reach the head its witnessed checkpoint
+    /// claims (skipped for time-filtered exports).
+    fn check_checkpoint_heads(&mut self) {
+        if self.opts.allow_leading_gaps {
+            return;
+        }
+        let topics: HashSet<TopicId> = self.chains.keys().map(|(_, t)| *t).collect();
+        let mut found = Vec::new();
+        for held in self.checkpoints.iter().filter(|h| h.witnessed) {
+            let cp = &held.checkpoint;
+            for (topic, head) in &cp.heads {
+                if !topics.contains(topic) {
+                    continue;
+                }
+                let have = self
+                    .chains
+                    .get(&(cp.author, *topic))
+                    .and_then(|c| c.last_key_value())
+                    .map_or(0, |(s, _)| *s);
+                if have < *head {
+                    found.push((
+                        held.loc.clone(),
+                        format!(
+                            "the log holds {}'s chain on {} up to seq {have}, but a checkpoint of size {} cosigned by {} orgs shows seq {head}: {} envelopes withheld",
+                            cp.author.short(),
+                            self.topic_names.get(topic).map_or_else(|| topic.short(), Clone::clone),
+                            cp.size,
+                            held.orgs,
+                            head - have
+                        ),
+                    ));
+                }
+            }
+        }
+        for (loc, msg) in found {
+            self.finding(Severity::Problem, "withheld_below_checkpoint", loc, msg);
+        }
+    }
+
     /// The network of the adopted genesis (settles the charters first: call it only once
     /// every charter has been given). `None` without a valid genesis.
     pub fn network(&mut self) -> Option<NetworkId> {
@@ -827,6 +1033,7 @@ impl Auditor {
                 }
             }
         }
+        self.check_checkpoint_heads();
         let mut chains: Vec<_> = std::mem::take(&mut self.chains).into_iter().collect();
         chains.sort_by_key(|(key, _)| *key);
         for ((author, topic), chain) in chains {

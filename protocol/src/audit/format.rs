@@ -40,6 +40,16 @@ pub enum RecordType {
     Evidence = 7,
     /// `encode(ExportEnd)`; exactly once, last.
     End = 8,
+    /// A log checkpoint (a signed note with its cosignatures): the newest witnessed
+    /// checkpoint the exporter holds of each log, and its own newest (PROTOCOL.md §19).
+    /// Before the end record.
+    Checkpoint = 9,
+    /// `encode(tlog::SplitView)`: proof that a log showed two histories. Before the end
+    /// record.
+    SplitView = 10,
+    /// `encode(tlog::ProvenInclusion)`: an exported envelope's place in a checkpoint of
+    /// its author's log carried by the same export. Before the end record.
+    Inclusion = 11,
 }
 
 impl RecordType {
@@ -54,6 +64,9 @@ impl RecordType {
             6 => Self::Plaintext,
             7 => Self::Evidence,
             8 => Self::End,
+            9 => Self::Checkpoint,
+            10 => Self::SplitView,
+            11 => Self::Inclusion,
             _ => return None,
         })
     }
@@ -69,6 +82,9 @@ impl RecordType {
             Self::Plaintext => "plaintext",
             Self::Evidence => "evidence",
             Self::End => "end",
+            Self::Checkpoint => "checkpoint",
+            Self::SplitView => "split_view",
+            Self::Inclusion => "inclusion",
         }
     }
 }

@@ -214,6 +214,8 @@ pub struct Stats {
     /// Encrypted envelopes whose plaintext was not checked (no key: a topic the exporter
     /// cannot read, or no plaintext requested).
     pub plaintexts_unchecked: u64,
+    /// Envelopes whose place in a checkpoint of their author's log the export proves.
+    pub envelopes_in_log: u64,
 }
 
 /// The result of an audit.

@@ -157,6 +157,8 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
             (Some(RecordType::Plaintext), RecordType::Envelope) => true,
             (Some(RecordType::Envelope), RecordType::Plaintext) => true,
             (Some(_), RecordType::Plaintext) => false,
+            // The transparency sections (types 9 to 11) come before the end record.
+            (Some(_), RecordType::End) => true,
             (Some(prev), ty) => ty >= prev,
         };
         if !in_order {
@@ -265,6 +267,9 @@ pub fn verify_export(bytes: &[u8], opts: AuditOptions) -> Report {
                 Some((_received, ev)) => auditor.evidence(ev, loc),
                 None => bad_record(&mut auditor, ty, loc, DecodeError::Truncated),
             },
+            RecordType::Checkpoint => auditor.checkpoint(rec.body, loc),
+            RecordType::SplitView => auditor.split_view(rec.body, loc),
+            RecordType::Inclusion => auditor.inclusion(rec.body, loc),
             RecordType::End => match codec::decode_exact::<ExportEnd>(rec.body, 1024) {
                 Ok(e) => end = Some((e, prev_digest, loc, rec.index)),
                 Err(e) => {
