@@ -16,9 +16,6 @@
 //! max_connections_per_peer = 2            # optional: connections to one peer at most
 //! sync_requests_per_sec = 50              # optional: requests one peer may make per second
 //! sync_bytes_per_sec = 33554432           # optional: sync page bytes served to one peer per second
-//! checkpoint_period_ms = 60000            # optional: sign a log checkpoint at least this often while publishing (N)
-//! checkpoint_every = 256                  # optional: and after this many envelopes (M)
-//! witness_threshold = 2                   # optional: cosigning orgs that make a checkpoint witnessed (k)
 //! relay = false                           # optional: serve as circuit relay for admitted members
 //! relays = ["/ip4/203.0.113.5/tcp/4101/p2p/12D3Koo..."]  # optional: relays to listen through when unreachable
 //! external = ["/ip4/203.0.113.7/tcp/4101"]  # optional: addresses others reach this node on
@@ -66,9 +63,6 @@ pub struct Config {
     pub limits: crate::net::ConnectionLimits,
     /// Per-peer request limits (`sync_requests_per_sec`, `sync_bytes_per_sec`).
     pub request_limits: crate::core::RequestLimits,
-    /// Checkpoints and witnessing (`checkpoint_period_ms`, `checkpoint_every`,
-    /// `witness_threshold`).
-    pub transparency: crate::core::TransparencyParams,
     /// Whether the node serves as circuit relay for admitted members (`relay`).
     pub relay: bool,
     /// Relay nodes (with `/p2p/<peer id>`) to listen through when unreachable (`relays`).
@@ -140,12 +134,6 @@ struct RawConfig {
     sync_requests_per_sec: Option<u32>,
     #[serde(default)]
     sync_bytes_per_sec: Option<u64>,
-    #[serde(default)]
-    checkpoint_period_ms: Option<u64>,
-    #[serde(default)]
-    checkpoint_every: Option<u64>,
-    #[serde(default)]
-    witness_threshold: Option<u64>,
     #[serde(default)]
     relay: bool,
     #[serde(default)]
@@ -310,30 +298,6 @@ impl Config {
                 defaults.bytes_per_sec,
             )?,
         };
-        let defaults = crate::core::TransparencyParams::default();
-        let transparency = crate::core::TransparencyParams {
-            period: std::time::Duration::from_millis(in_range(
-                raw.checkpoint_period_ms,
-                "checkpoint_period_ms",
-                100,
-                86_400_000,
-                defaults.period.as_millis() as u64,
-            )?),
-            every: in_range(
-                raw.checkpoint_every,
-                "checkpoint_every",
-                1,
-                1 << 20,
-                defaults.every,
-            )?,
-            threshold: in_range(
-                raw.witness_threshold,
-                "witness_threshold",
-                1,
-                1024,
-                defaults.threshold as u64,
-            )? as usize,
-        };
         let limits = crate::net::ConnectionLimits::default()
             .with_max_established(Some(max_connections as u32))
             .with_max_pending_incoming(Some(max_pending_incoming as u32))
@@ -370,7 +334,6 @@ impl Config {
             max_peers,
             limits,
             request_limits,
-            transparency,
             relay: raw.relay,
             relays,
             external,

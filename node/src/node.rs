@@ -245,7 +245,6 @@ impl Node {
             sync_period: config.sync_interval,
             max_peers: config.max_peers,
             request_limits: config.request_limits,
-            transparency: config.transparency,
         })?;
 
         let listener = tokio::net::TcpListener::bind(config.api.bind)

@@ -65,6 +65,9 @@ pub struct Cutoff {
     pub last_seq: u64,
 }
 
+/// The checkpoint periods a charter may set, in ms (0.1 s to one day).
+pub const CHECKPOINT_PERIOD_MS: std::ops::RangeInclusive<u64> = 100..=86_400_000;
+
 /// Network-wide limits.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Limits {
@@ -76,6 +79,14 @@ pub struct Limits {
     pub rate_per_org_per_minute: u32,
     /// Burst allowance per org.
     pub rate_burst: u32,
+    /// Each node signs a checkpoint of its log at least this often while it publishes,
+    /// in ms (N, PROTOCOL.md §19.2).
+    pub checkpoint_period_ms: u64,
+    /// ... and after this many new envelopes (M).
+    pub checkpoint_every: u32,
+    /// Cosigning orgs that make a checkpoint witnessed (k), capped by the other member
+    /// orgs: see [`Charter::witness_threshold`].
+    pub witness_threshold: u32,
 }
 
 impl Default for Limits {
@@ -85,6 +96,9 @@ impl Default for Limits {
             max_clock_skew_ms: 30_000,
             rate_per_org_per_minute: 6_000,
             rate_burst: 2_000,
+            checkpoint_period_ms: 60_000,
+            checkpoint_every: 256,
+            witness_threshold: 2,
         }
     }
 }
@@ -405,7 +419,24 @@ impl Charter {
         if self.limits.rate_per_org_per_minute == 0 || self.limits.rate_burst == 0 {
             return bad("rate limits must be positive".into());
         }
+        if !CHECKPOINT_PERIOD_MS.contains(&self.limits.checkpoint_period_ms) {
+            return bad(format!(
+                "checkpoint_period_ms must be {}..={}",
+                CHECKPOINT_PERIOD_MS.start(),
+                CHECKPOINT_PERIOD_MS.end()
+            ));
+        }
+        if self.limits.checkpoint_every == 0 || self.limits.witness_threshold == 0 {
+            return bad("checkpoint_every and witness_threshold must be positive".into());
+        }
         Ok(())
+    }
+
+    /// The number of cosigning orgs that makes a checkpoint of one member's log
+    /// witnessed: the limit's k, capped by the other member orgs, and at least 1.
+    pub fn witness_threshold(&self) -> usize {
+        let others = self.members.len().saturating_sub(1);
+        (self.limits.witness_threshold as usize).min(others).max(1)
     }
 }
 

@@ -118,12 +118,18 @@ fn topic_rule() -> impl Strategy<Value = TopicRule> {
 }
 
 fn charter() -> impl Strategy<Value = Charter> {
-    let limits =
-        (any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(a, b, c, d)| Limits {
+    let limits = (
+        (any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()),
+        (any::<u64>(), any::<u32>(), any::<u32>()),
+    )
+        .prop_map(|((a, b, c, d), (n, m, k))| Limits {
             max_envelope_bytes: a,
             max_clock_skew_ms: b,
             rate_per_org_per_minute: c,
             rate_burst: d,
+            checkpoint_period_ms: n,
+            checkpoint_every: m,
+            witness_threshold: k,
         });
     let cutoff = (b32(), b32(), any::<u64>()).prop_map(|(a, t, last_seq)| Cutoff {
         author: NodePublicKey(a),

@@ -209,10 +209,6 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
             let text = std::fs::read_to_string(&config)?;
             std::fs::write(&config, format!("sync_interval_ms = {ms}\n{text}"))?;
         }
-        if let Some(lines) = &s.node_config {
-            let text = std::fs::read_to_string(&config)?;
-            std::fs::write(&config, format!("{lines}\n{text}"))?;
-        }
         let node = start_node(i, &config)
             .await
             .with_context(|| format!("node {i} did not start"))?;

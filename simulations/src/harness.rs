@@ -194,6 +194,12 @@ impl Builder {
         self
     }
 
+    /// The charter's network-wide limits (rates, envelope size, checkpoints).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.plan.limits = limits;
+        self
+    }
+
     /// The seed of every key, certificate and random link draw.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;

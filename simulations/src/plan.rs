@@ -232,13 +232,18 @@ impl Plan {
         });
 
         // Keys, certificates, charter.
-        let limits = match s.rate_limit {
-            Some((per_minute, burst)) => Limits {
-                rate_per_org_per_minute: per_minute,
-                rate_burst: burst,
-                ..Limits::default()
-            },
-            None => Limits::default(),
+        let defaults = Limits::default();
+        let (rate_per_org_per_minute, rate_burst) = s
+            .rate_limit
+            .unwrap_or((defaults.rate_per_org_per_minute, defaults.rate_burst));
+        let limits = Limits {
+            rate_per_org_per_minute,
+            rate_burst,
+            checkpoint_period_ms: s
+                .checkpoint_period_ms
+                .unwrap_or(defaults.checkpoint_period_ms),
+            checkpoint_every: s.checkpoint_every.unwrap_or(defaults.checkpoint_every),
+            ..defaults
         };
         let net_plan = NetworkPlan {
             network_name: format!("sim-{}", s.name),

@@ -93,9 +93,12 @@ pub struct Scenario {
     /// the node's default.
     #[serde(default)]
     pub sync_interval_ms: Option<u64>,
-    /// Extra lines for every node's config file (e.g. `checkpoint_period_ms = 5000`).
+    /// The charter's checkpoint period N in ms (PROTOCOL.md §19.2), if not the default.
     #[serde(default)]
-    pub node_config: Option<String>,
+    pub checkpoint_period_ms: Option<u64>,
+    /// The charter's checkpoint interval M in envelopes, if not the default.
+    #[serde(default)]
+    pub checkpoint_every: Option<u32>,
     /// Per-org rate limit written into the charter (envelopes per minute, burst).
     #[serde(default)]
     pub rate_limit: Option<(u32, u32)>,

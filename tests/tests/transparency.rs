@@ -4,7 +4,7 @@
 
 use alertmesh_protocol::tlog::{AddCheckpoint, Checkpoint, Note, note};
 use alertmesh_protocol::wire::{Request, Response};
-use alertmesh_protocol::{NodePublicKey, Tlp};
+use alertmesh_protocol::{Limits, NodePublicKey, Tlp};
 use alertmesh_sim::harness::{Builder, Harness};
 use alertmesh_sim::hostile::{HostilePeer, Seen};
 use alertmesh_sim::samples::sample_alert;
@@ -18,6 +18,14 @@ fn checkpoint(net: &Harness, author: NodePublicKey, size: u64, root: [u8; 32]) -
         size,
         root,
         heads: vec![],
+    }
+}
+
+/// Charter limits with checkpoints every half second, so a test need not wait a minute.
+fn checkpoints_every_half_second() -> Limits {
+    Limits {
+        checkpoint_period_ms: 500,
+        ..Limits::default()
     }
 }
 
@@ -201,7 +209,7 @@ async fn two_histories_shown_to_two_halves_are_proven_on_every_node_once_they_me
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_cut_off_from_an_author_sees_its_withheld_tail_until_it_arrives()
 -> anyhow::Result<()> {
-    let (mut net, names) = Builder::new()
+    let net = Builder::new()
         .org("a", 1)
         .org("r", 1)
         .org("w", 1)
@@ -209,17 +217,9 @@ async fn a_reader_cut_off_from_an_author_sees_its_withheld_tail_until_it_arrives
         .topic("all", &["a", "r", "w", "v"], &["a", "r", "w", "v"])
         .topic("secret", &["a", "r"], &["a"])
         .seed(193)
-        .start_some(0)
+        .limits(checkpoints_every_half_second())
+        .start()
         .await?;
-    // Checkpoints every half second, so the test need not wait a minute.
-    for name in &names {
-        let config = net.config_path(name)?;
-        let text = std::fs::read_to_string(&config)?;
-        std::fs::write(&config, format!("checkpoint_period_ms = 500\n{text}"))?;
-    }
-    for name in &names {
-        net.restart(name).await?;
-    }
     net.partition(&[&["a"], &["r"]]).await?;
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -272,22 +272,15 @@ async fn an_export_that_omits_a_witnessed_envelope_fails_audit_verify() -> anyho
     use alertmesh_node::audit::{self, ExportOptions, Source};
     use alertmesh_protocol::SignedEnvelope;
     use alertmesh_protocol::audit::{MAGIC, RecordReader, RecordType, RecordWriter, Severity};
-    let (mut net, names) = Builder::new()
+    let net = Builder::new()
         .org("a", 1)
         .org("b", 1)
         .org("c", 1)
         .topic("all", &["a", "b", "c"], &["a", "b", "c"])
         .seed(194)
-        .start_some(0)
+        .limits(checkpoints_every_half_second())
+        .start()
         .await?;
-    for name in &names {
-        let config = net.config_path(name)?;
-        let text = std::fs::read_to_string(&config)?;
-        std::fs::write(&config, format!("checkpoint_period_ms = 500\n{text}"))?;
-    }
-    for name in &names {
-        net.restart(name).await?;
-    }
     let mut ids = Vec::new();
     for i in 0..3 {
         let a = net.node("a/0")?;

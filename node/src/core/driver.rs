@@ -60,8 +60,6 @@ pub struct CoreParts {
     pub max_peers: usize,
     /// Per-peer request limits.
     pub request_limits: RequestLimits,
-    /// Checkpoint and witnessing parameters.
-    pub transparency: super::TransparencyParams,
 }
 
 /// Where the answer to a local request goes.
@@ -114,7 +112,6 @@ impl Core {
             sync_period,
             max_peers,
             request_limits,
-            transparency,
         } = parts;
         // The state reads committed history on a read-only connection of its own.
         let history = Box::new(store::SqliteHistory::open(&data_dir)?);
@@ -127,7 +124,6 @@ impl Core {
             sync_period,
             max_peers,
             request_limits,
-            transparency,
         };
         let (state, startup) = CoreState::new(state_parts, now(), StdRng::from_entropy())?;
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);

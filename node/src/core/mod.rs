@@ -48,4 +48,3 @@ pub use state::{CheckedGossip, CheckedPage, CoreState, Identity, Input, Now, Out
 pub use status::{Status, TopicInfo};
 pub use sync::SYNC_PERIOD;
 pub use throttle::RequestLimits;
-pub use transparency::TransparencyParams;

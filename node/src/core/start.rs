@@ -27,7 +27,6 @@ impl CoreState {
             sync_period,
             max_peers,
             request_limits,
-            transparency,
         } = parts;
         for bytes in &loaded.charters {
             let signed = SignedCharter::decode(bytes)
@@ -39,7 +38,7 @@ impl CoreState {
         let org = me.cert.cert().org_id.clone();
         let t = now.instant;
         let tlog = super::transparency::Transparency::load(
-            transparency,
+            &charters.current().charter().limits,
             loaded.tlog,
             &charters.current().charter().network_id,
             t,

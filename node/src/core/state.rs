@@ -425,8 +425,6 @@ pub struct StateParts {
     pub max_peers: usize,
     /// Per-peer request limits.
     pub request_limits: RequestLimits,
-    /// Checkpoint and witnessing parameters.
-    pub transparency: super::transparency::TransparencyParams,
 }
 
 /// The node's protocol state (see the module docs for the contract).

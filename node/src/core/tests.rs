@@ -110,7 +110,6 @@ impl Mesh {
                 sync_period: Duration::from_secs(15),
                 max_peers: 32,
                 request_limits: RequestLimits::default(),
-                transparency: Default::default(),
             };
             let now = Now {
                 instant: t0,
@@ -514,7 +513,6 @@ impl Mesh {
             sync_period: Duration::from_secs(15),
             max_peers: 32,
             request_limits: RequestLimits::default(),
-            transparency: self.nodes[i].state.tlog.params,
         };
         let rng = StdRng::seed_from_u64(1000 + i as u64);
         let (state, startup) = CoreState::new(parts, self.now(), rng).unwrap();

@@ -35,26 +35,9 @@ const WITHHELD_SYNC_PERIOD: Duration = Duration::from_secs(5);
 /// Witnesses that have not cosigned our newest checkpoint are asked again this often.
 const OFFER_RETRY: Duration = Duration::from_secs(5);
 
-/// When checkpoints are signed and when one counts as witnessed.
-#[derive(Debug, Clone, Copy)]
-pub struct TransparencyParams {
-    /// A checkpoint at least this often while we publish (N).
-    pub period: Duration,
-    /// A checkpoint after this many envelopes (M).
-    pub every: u64,
-    /// Cosigning orgs that make a checkpoint witnessed (k), capped by the other member
-    /// orgs of the network.
-    pub threshold: usize,
-}
-
-impl Default for TransparencyParams {
-    fn default() -> Self {
-        Self {
-            period: Duration::from_secs(60),
-            every: 256,
-            threshold: 2,
-        }
-    }
+/// The charter's N: a checkpoint at least this often while we publish.
+fn checkpoint_period(limits: &alertmesh_protocol::Limits) -> Duration {
+    Duration::from_millis(limits.checkpoint_period_ms)
 }
 
 /// Our newest checkpoint and the cosignatures it gathered.
@@ -99,7 +82,6 @@ struct Unproven {
 /// The transparency state of the core.
 #[derive(Default)]
 pub(super) struct Transparency {
-    pub(super) params: TransparencyParams,
     range: CompactRange,
     since_checkpoint: u64,
     next_due: Option<Instant>,
@@ -124,16 +106,15 @@ pub(super) struct Transparency {
 impl Transparency {
     /// The state rebuilt from the store.
     pub(super) fn load(
-        params: TransparencyParams,
+        limits: &alertmesh_protocol::Limits,
         loaded: crate::store::tlog::LoadedTlog,
         network: &alertmesh_protocol::NetworkId,
         now: Instant,
     ) -> Self {
         let mut t = Self {
-            params,
             range: loaded.range,
             split_views: loaded.split_views.into_iter().collect(),
-            next_due: Some(now + params.period),
+            next_due: Some(now + checkpoint_period(limits)),
             ..Default::default()
         };
         for (author, size, root, note) in loaded.witnessed {
@@ -182,14 +163,7 @@ impl Transparency {
 impl CoreState {
     /// The number of cosigning orgs that makes a checkpoint witnessed here.
     pub(super) fn witness_threshold(&self) -> usize {
-        let others = self
-            .charters
-            .current()
-            .charter()
-            .members
-            .len()
-            .saturating_sub(1);
-        self.tlog.params.threshold.min(others).max(1)
+        self.charters.current().charter().witness_threshold()
     }
 
     /// Appends an envelope of ours to our log; the write goes in its transaction.
@@ -213,9 +187,8 @@ impl CoreState {
         let now = self.now.instant;
         let signed = self.tlog.own.as_ref().map_or(0, |o| o.checkpoint.size);
         let due = self.tlog.next_due.is_none_or(|d| now >= d);
-        if self.tlog.size() > signed
-            && (self.tlog.since_checkpoint >= self.tlog.params.every || due)
-        {
+        let every = self.charters.current().charter().limits.checkpoint_every;
+        if self.tlog.size() > signed && (self.tlog.since_checkpoint >= u64::from(every) || due) {
             self.sign_checkpoint();
         }
         if self.tlog.next_offer.is_some_and(|t| now >= t) {
@@ -275,7 +248,8 @@ impl CoreState {
             gossiped_witnessed: false,
         });
         self.tlog.since_checkpoint = 0;
-        self.tlog.next_due = Some(now + self.tlog.params.period);
+        self.tlog.next_due =
+            Some(now + checkpoint_period(&self.charters.current().charter().limits));
         self.offer_to_witnesses();
     }
 

@@ -545,6 +545,9 @@ pub fn build() -> Vectors {
         max_clock_skew_ms: SKEW_MS,
         rate_per_org_per_minute: 6_000,
         rate_burst: 2_000,
+        checkpoint_period_ms: 60_000,
+        checkpoint_every: 256,
+        witness_threshold: 2,
     };
     let genesis_body = Charter {
         network_id: net,

@@ -31,9 +31,6 @@ pub struct AuditOptions {
     pub require_plaintext: bool,
     /// Chains may start above seq 1 (a time-filtered export).
     pub allow_leading_gaps: bool,
-    /// Cosigning orgs that make a checkpoint witnessed (0: the default, 2), capped by
-    /// the other member orgs.
-    pub witness_threshold: usize,
 }
 
 /// A checkpoint of the log, with the orgs that cosigned it.
@@ -828,13 +825,7 @@ impl Auditor {
             }
             orgs.insert(org.clone());
         }
-        let others = charter.members.len().saturating_sub(1);
-        let k = match self.opts.witness_threshold {
-            0 => 2,
-            k => k,
-        }
-        .min(others)
-        .max(1);
+        let k = charter.witness_threshold();
         self.checkpoints.push(HeldCheckpoint {
             witnessed: orgs.len() >= k,
             orgs: orgs.len(),
