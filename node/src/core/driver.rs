@@ -346,39 +346,6 @@ impl Core {
                     let input = Input::PageServed { peer, bytes };
                     queue.extend(self.state.handle(now(), input));
                 }
-                Output::OfferCheckpoint {
-                    peer,
-                    tag,
-                    old_size,
-                    size,
-                    note,
-                    topics,
-                } => {
-                    let request = self.offer(old_size, size, note, &topics).await;
-                    match request {
-                        Ok(data) => self.send(NetCommand::Request { peer, data, tag }).await,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot prove our checkpoint");
-                            let data =
-                                wire::Response::Refused(format!("cannot prove: {e}")).encode();
-                            let input = Input::Response { peer, tag, data };
-                            queue.extend(self.state.handle(now(), input));
-                        }
-                    }
-                }
-                Output::ServeInclusions { inbound, size, ids } => {
-                    let response = match self.inclusions(size, &ids).await {
-                        Ok(proofs) => wire::Response::Inclusions(proofs),
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot prove our envelopes");
-                            wire::Response::Refused("cannot prove".into())
-                        }
-                    };
-                    if let Some((_, channel)) = self.inbound.remove(&inbound) {
-                        self.send(NetCommand::Respond(channel, response.encode()))
-                            .await;
-                    }
-                }
                 Output::RecordFork(fork) => record_fork(&self.data_dir, &fork),
                 Output::Answer(reply, answer) => self.answer(reply, answer),
             }
@@ -421,6 +388,45 @@ impl Core {
                 self.send(NetCommand::Report(message, source, acceptance))
                     .await;
             }
+            AfterCommit::OfferCheckpoint {
+                peer,
+                tag,
+                old_size,
+                size,
+                note,
+                topics,
+            } => {
+                let request = result
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|()| self.offer(old_size, size, note, &topics));
+                match request {
+                    Ok(data) => self.send(NetCommand::Request { peer, data, tag }).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot prove our checkpoint");
+                        let data = wire::Response::Refused(format!("cannot prove: {e}")).encode();
+                        let outputs = self
+                            .state
+                            .handle(now(), Input::Response { peer, tag, data });
+                        self.execute(outputs).await;
+                    }
+                }
+            }
+            AfterCommit::ServeInclusions { inbound, size, ids } => {
+                let proofs = result
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|()| self.inclusions(size, &ids));
+                let response = match proofs {
+                    Ok(proofs) => wire::Response::Inclusions(proofs),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot prove our envelopes");
+                        wire::Response::Refused("cannot prove".into())
+                    }
+                };
+                if let Some((_, channel)) = self.inbound.remove(&inbound) {
+                    self.send(NetCommand::Respond(channel, response.encode()))
+                        .await;
+                }
+            }
             AfterCommit::Respond { inbound, response } => {
                 let response = match result {
                     Ok(()) => response,
@@ -460,14 +466,14 @@ impl Core {
 
     /// An add-checkpoint request with its proofs, read once everything queued before
     /// (the leaves) is committed.
-    async fn offer(
+    /// Our add-checkpoint request, read from the store (its leaves are committed).
+    fn offer(
         &self,
         old_size: u64,
         size: u64,
         note: Vec<u8>,
         topics: &[alertmesh_protocol::TopicId],
     ) -> anyhow::Result<Vec<u8>> {
-        self.writer.flush().await?;
         let reader = self
             .reader
             .lock()
@@ -482,13 +488,12 @@ impl Core {
         Ok(wire::Request::AddCheckpoint(req).encode())
     }
 
-    /// Inclusion proofs in our log of `size` leaves, once the leaves are committed.
-    async fn inclusions(
+    /// Inclusion proofs in our log of `size` leaves (its leaves are committed).
+    fn inclusions(
         &self,
         size: u64,
         ids: &[EnvelopeId],
     ) -> anyhow::Result<Vec<alertmesh_protocol::tlog::Inclusion>> {
-        self.writer.flush().await?;
         let reader = self
             .reader
             .lock()

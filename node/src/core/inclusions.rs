@@ -3,7 +3,7 @@
 //! against that checkpoint's root and store them; and we answer such requests about our
 //! own log from the store.
 
-use super::state::{AfterCommit, CoreState, InboundId, Output, Outstanding};
+use super::state::{AfterCommit, CoreState, InboundId, Outstanding};
 use crate::store::Write;
 use alertmesh_protocol::tlog::{Hash, Inclusion, MAX_INCLUSION_ASK};
 use alertmesh_protocol::{EnvelopeId, NodePublicKey, wire};
@@ -164,7 +164,9 @@ impl CoreState {
             self.respond(inbound, wire::Response::Refused(reason.into()));
             return;
         }
-        self.out
-            .push(Output::ServeInclusions { inbound, size, ids });
+        self.store(
+            Vec::new(),
+            AfterCommit::ServeInclusions { inbound, size, ids },
+        );
     }
 }

@@ -235,6 +235,35 @@ pub enum AfterCommit {
         /// The encoded response.
         response: Vec<u8>,
     },
+    /// Send tlog-witness add-checkpoint to `peer` as request `tag` (queued with no
+    /// writes: it runs once everything queued before is committed): the consistency
+    /// proof from `old_size` to `size` and the inclusion proofs of the new leaves on
+    /// `topics`, read from the store.
+    OfferCheckpoint {
+        /// The witness.
+        peer: PeerId,
+        /// The request's tag (already awaited by the state).
+        tag: RequestTag,
+        /// The size the witness last cosigned.
+        old_size: u64,
+        /// The checkpoint's size.
+        size: u64,
+        /// The signed checkpoint note.
+        note: Vec<u8>,
+        /// Topics whose new leaves the witness may hold.
+        topics: Vec<TopicId>,
+    },
+    /// Answer an inclusion request with the proofs of those `ids` that are leaves of our
+    /// log below `size`, read from the store (queued with no writes, like
+    /// [`AfterCommit::OfferCheckpoint`]).
+    ServeInclusions {
+        /// The request.
+        inbound: InboundId,
+        /// The checkpoint's size.
+        size: u64,
+        /// The asked envelope ids.
+        ids: Vec<EnvelopeId>,
+    },
     /// Publish our envelope on gossip (only if the write succeeded), then answer the local
     /// publish that made it, if any (`Err(Storage)` if the write failed).
     Gossip {
@@ -325,33 +354,6 @@ pub enum Output {
         peer: PeerId,
         /// What to send.
         plan: PagePlan,
-    },
-    /// Send tlog-witness add-checkpoint to `peer` as request `tag`, once everything
-    /// queued is committed: the consistency proof from `old_size` to `size` and the
-    /// inclusion proofs of the new leaves on `topics`, read from the store.
-    OfferCheckpoint {
-        /// The witness.
-        peer: PeerId,
-        /// The request's tag (already awaited by the state).
-        tag: RequestTag,
-        /// The size the witness last cosigned.
-        old_size: u64,
-        /// The checkpoint's size.
-        size: u64,
-        /// The signed checkpoint note.
-        note: Vec<u8>,
-        /// Topics whose new leaves the witness may hold.
-        topics: Vec<TopicId>,
-    },
-    /// Answer an inclusion request with the proofs of those `ids` that are leaves of our
-    /// log below `size`, read from the store once everything queued is committed.
-    ServeInclusions {
-        /// The request.
-        inbound: InboundId,
-        /// The checkpoint's size.
-        size: u64,
-        /// The asked envelope ids.
-        ids: Vec<EnvelopeId>,
     },
     /// Keep both charters of a governance fork for the operator.
     RecordFork(Box<CharterFork>),

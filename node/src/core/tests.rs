@@ -318,32 +318,6 @@ impl Mesh {
                     let outputs = self.handle_only(i, Input::PageServed { peer, bytes });
                     self.execute(i, outputs);
                 }
-                Output::OfferCheckpoint {
-                    peer,
-                    tag,
-                    old_size,
-                    size,
-                    note,
-                    topics,
-                } => {
-                    use alertmesh_protocol::tlog::AddCheckpoint;
-                    let reader = store::open_reader(self.nodes[i].dir.path()).unwrap();
-                    let (consistency, inclusions) =
-                        store::tlog::offer_proofs(&reader, old_size, size, &topics).unwrap();
-                    let req = AddCheckpoint {
-                        old_size,
-                        consistency,
-                        checkpoint: note,
-                        inclusions,
-                    };
-                    let data = wire::Request::AddCheckpoint(req).encode();
-                    self.net(i, NetCommand::Request { peer, data, tag });
-                }
-                Output::ServeInclusions { inbound, size, ids } => {
-                    let reader = store::open_reader(self.nodes[i].dir.path()).unwrap();
-                    let proofs = store::tlog::inclusion_proofs(&reader, size, &ids).unwrap();
-                    self.answer(i, inbound, wire::Response::Inclusions(proofs).encode());
-                }
                 Output::RecordFork(_) => {}
                 Output::Answer(reply, answer) => self.nodes[i].answers.push((reply, answer)),
             }
@@ -438,6 +412,32 @@ impl Mesh {
         match then {
             AfterCommit::Nothing => {}
             AfterCommit::Respond { inbound, response } => self.answer(i, inbound, response),
+            AfterCommit::OfferCheckpoint {
+                peer,
+                tag,
+                old_size,
+                size,
+                note,
+                topics,
+            } => {
+                use alertmesh_protocol::tlog::AddCheckpoint;
+                let reader = store::open_reader(self.nodes[i].dir.path()).unwrap();
+                let (consistency, inclusions) =
+                    store::tlog::offer_proofs(&reader, old_size, size, &topics).unwrap();
+                let req = AddCheckpoint {
+                    old_size,
+                    consistency,
+                    checkpoint: note,
+                    inclusions,
+                };
+                let data = wire::Request::AddCheckpoint(req).encode();
+                self.net(i, NetCommand::Request { peer, data, tag });
+            }
+            AfterCommit::ServeInclusions { inbound, size, ids } => {
+                let reader = store::open_reader(self.nodes[i].dir.path()).unwrap();
+                let proofs = store::tlog::inclusion_proofs(&reader, size, &ids).unwrap();
+                self.answer(i, inbound, wire::Response::Inclusions(proofs).encode());
+            }
             AfterCommit::Report { message, source } => {
                 let report = NetCommand::Report(message, source, MessageAcceptance::Accept);
                 self.nodes[i].commands.push(report);

@@ -5,9 +5,9 @@
 //! Memory is O(log n) for our log (its right border) and O(1) per other log (the newest
 //! checkpoint held, our witness state, a bounded list of envelope ids not yet proven
 //! included). Leaves and subtree hashes live in the store; proofs are read from it by the
-//! driver ([`Output::OfferCheckpoint`]).
+//! driver ([`AfterCommit::OfferCheckpoint`]).
 
-use super::state::{AfterCommit, CoreState, InboundId, Output, Outstanding};
+use super::state::{AfterCommit, CoreState, InboundId, Outstanding};
 use crate::net::RequestTag;
 use crate::store::Write;
 use crate::store::tlog::LeafRow;
@@ -309,14 +309,15 @@ impl CoreState {
                 ),
             );
             self.tlog.busy.insert(node);
-            self.out.push(Output::OfferCheckpoint {
+            let offer = AfterCommit::OfferCheckpoint {
                 peer,
                 tag,
                 old_size: old_size.min(size),
                 size,
                 note: note.clone(),
                 topics,
-            });
+            };
+            self.store(Vec::new(), offer);
             asked += 1;
         }
     }
@@ -436,7 +437,16 @@ impl CoreState {
                 w.root = checkpoint.root;
                 w.note = req.checkpoint.clone();
                 w.cosigned_ms = self.now.unix_ms;
-                let write = Write::Witnessed {
+                // The inclusion proofs verified against the root we cosign also prove,
+                // in an audit export, the place of the envelopes we hold.
+                let proofs = Write::Inclusions {
+                    author,
+                    size: checkpoint.size,
+                    note: req.checkpoint.clone(),
+                    proofs: req.inclusions,
+                    missing: Vec::new(),
+                };
+                let witnessed = Write::Witnessed {
                     author,
                     size: checkpoint.size,
                     root: checkpoint.root,
@@ -444,7 +454,10 @@ impl CoreState {
                 };
                 self.metrics.verdict("tlog", "cosignature_given");
                 let response = Response::Cosigned(sig.line().into_bytes()).encode();
-                self.store(vec![write], AfterCommit::Respond { inbound, response });
+                self.store(
+                    vec![witnessed, proofs],
+                    AfterCommit::Respond { inbound, response },
+                );
             }
             Err(Refusal::Conflict(size)) => {
                 self.respond(inbound, Response::WitnessConflict { size });

@@ -363,7 +363,8 @@ pub fn export_proof(
 }
 
 /// Proofs an author gave of its envelopes in its checkpoint (`note`, of `size` leaves),
-/// and the asked ids it left out.
+/// and the asked ids it left out. Only proofs of envelopes held and not proven yet are
+/// kept (an add-checkpoint carries proofs of every new leaf the witness may hold).
 pub(super) fn apply_inclusions(
     tx: &Transaction<'_>,
     author: &NodePublicKey,
@@ -372,19 +373,15 @@ pub(super) fn apply_inclusions(
     proofs: &[Inclusion],
     missing: &[EnvelopeId],
 ) -> rusqlite::Result<()> {
-    if !proofs.is_empty() {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO tlog_proof_checkpoints (author, size, note) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![author.as_bytes(), size as i64, note])?;
-    }
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO tlog_inclusions (envelope_id, author, size, idx, path)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS
+             (SELECT 1 FROM tlog_unproven WHERE envelope_id = ?1 AND author = ?2)",
     )?;
     let mut proven = tx.prepare_cached("DELETE FROM tlog_unproven WHERE envelope_id = ?1")?;
+    let mut kept = 0;
     for p in proofs {
-        insert.execute(params![
+        kept += insert.execute(params![
             p.id.as_bytes(),
             author.as_bytes(),
             size as i64,
@@ -392,6 +389,12 @@ pub(super) fn apply_inclusions(
             p.path.concat()
         ])?;
         proven.execute([p.id.as_bytes()])?;
+    }
+    if kept > 0 {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO tlog_proof_checkpoints (author, size, note) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![author.as_bytes(), size as i64, note])?;
     }
     let mut tried =
         tx.prepare_cached("UPDATE tlog_unproven SET tries = tries + 1 WHERE envelope_id = ?1")?;
