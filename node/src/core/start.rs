@@ -6,6 +6,7 @@ use super::state::{CoreState, Now, OwnTopic, StateParts};
 use alertmesh_protocol::{
     CertDirectory, SenderKey, SignedCharter, SignedEnvelope, SignedNodeCert, TopicId, Validator,
 };
+use rand::Rng;
 use rand::rngs::StdRng;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -37,11 +38,16 @@ impl CoreState {
         }
         let org = me.cert.cert().org_id.clone();
         let t = now.instant;
+        let mut rng = rng;
+        // Nodes started together do not all sign at once: the first checkpoint is due
+        // after a random half to whole period.
+        let period = super::transparency::checkpoint_period(&charters.current().charter().limits);
+        let first_due = t + period.mul_f64(rng.gen_range(0.5..1.0));
         let tlog = super::transparency::Transparency::load(
-            &charters.current().charter().limits,
             loaded.tlog,
             &charters.current().charter().network_id,
             t,
+            first_due,
         );
         let mut state = Self {
             org,

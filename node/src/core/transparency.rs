@@ -32,11 +32,15 @@ const MIN_GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
 const COSIGN_WAIT: Duration = Duration::from_secs(3);
 /// Withheld envelopes are asked for through sync at most this often.
 const WITHHELD_SYNC_PERIOD: Duration = Duration::from_secs(5);
+/// How long envelopes a witnessed checkpoint shows may take to arrive by gossip before
+/// they are asked for through sync (a checkpoint often outruns the last envelopes it
+/// covers).
+const WITHHELD_GRACE: Duration = Duration::from_secs(10);
 /// Witnesses that have not cosigned our newest checkpoint are asked again this often.
 const OFFER_RETRY: Duration = Duration::from_secs(5);
 
 /// The charter's N: a checkpoint at least this often while we publish.
-fn checkpoint_period(limits: &alertmesh_protocol::Limits) -> Duration {
+pub(super) fn checkpoint_period(limits: &alertmesh_protocol::Limits) -> Duration {
     Duration::from_millis(limits.checkpoint_period_ms)
 }
 
@@ -98,23 +102,25 @@ pub(super) struct Transparency {
     /// Chain heads a witnessed checkpoint claims beyond what we hold: (author, topic) → seq.
     pub(super) claimed: HashMap<(NodePublicKey, TopicId), u64>,
     last_withheld_sync: Option<Instant>,
+    /// When to look again at what witnessed checkpoints show that we lack.
+    withheld_check_at: Option<Instant>,
     /// Inclusion proofs we ask of each log's author.
     pub(super) proofs: HashMap<NodePublicKey, super::inclusions::AuthorProofs>,
     pub(super) next_inclusion_ask: Option<Instant>,
 }
 
 impl Transparency {
-    /// The state rebuilt from the store.
+    /// The state rebuilt from the store; the first checkpoint is due at `first_due`.
     pub(super) fn load(
-        limits: &alertmesh_protocol::Limits,
         loaded: crate::store::tlog::LoadedTlog,
         network: &alertmesh_protocol::NetworkId,
         now: Instant,
+        first_due: Instant,
     ) -> Self {
         let mut t = Self {
             range: loaded.range,
             split_views: loaded.split_views.into_iter().collect(),
-            next_due: Some(now + checkpoint_period(limits)),
+            next_due: Some(first_due),
             ..Default::default()
         };
         for (author, size, root, note) in loaded.witnessed {
@@ -203,6 +209,7 @@ impl CoreState {
             self.gossip_own(true);
         }
         self.ask_due_inclusions();
+        self.sync_withheld();
     }
 
     fn sign_checkpoint(&mut self) {
@@ -749,27 +756,54 @@ impl CoreState {
                 self.tlog.claimed.insert((cp.author, *topic), *seq);
             }
         }
-        // Gossip usually brings them a moment later; sync asks one peer (the author if
-        // connected) at most every WITHHELD_SYNC_PERIOD.
+        // Gossip usually brings them a moment later: look again after the grace.
+        if missing && self.tlog.withheld_check_at.is_none() {
+            self.tlog.withheld_check_at = Some(self.now.instant + WITHHELD_GRACE);
+        }
+    }
+
+    /// Once the grace is over, asks for what witnessed checkpoints still show that we
+    /// lack through sync: one peer (an author of it if connected), at most every
+    /// [`WITHHELD_SYNC_PERIOD`].
+    fn sync_withheld(&mut self) {
         let now = self.now.instant;
-        if missing
-            && self
+        if self.tlog.withheld_check_at.is_none_or(|t| now < t)
+            || self
                 .tlog
                 .last_withheld_sync
-                .is_none_or(|t| now.duration_since(t) >= WITHHELD_SYNC_PERIOD)
+                .is_some_and(|t| now.duration_since(t) < WITHHELD_SYNC_PERIOD)
         {
-            tracing::info!(author = %cp.author.short(), size = cp.size, "a witnessed checkpoint shows envelopes we lack: asking through sync");
-            let peer = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.org.is_some())
-                .min_by_key(|(_, p)| p.node != Some(cp.author))
-                .map(|(p, _)| *p);
-            if let Some(peer) = peer {
-                self.tlog.last_withheld_sync = Some(now);
-                self.start_sync(peer);
-            }
+            return;
         }
+        self.tlog.withheld_check_at = None;
+        let lacking: HashSet<NodePublicKey> = self
+            .tlog
+            .claimed
+            .iter()
+            .filter(|((author, topic), seq)| {
+                self.chains.head(author, topic).map_or(0, |(s, _)| s) < **seq
+            })
+            .map(|((author, _), _)| *author)
+            .collect();
+        if lacking.is_empty() {
+            return;
+        }
+        tracing::info!(
+            authors = lacking.len(),
+            "witnessed checkpoints show envelopes we lack: asking through sync"
+        );
+        let peer = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.org.is_some())
+            .min_by_key(|(_, p)| !p.node.is_some_and(|n| lacking.contains(&n)))
+            .map(|(p, _)| *p);
+        if let Some(peer) = peer {
+            self.tlog.last_withheld_sync = Some(now);
+            self.start_sync(peer);
+        }
+        // Still lacking after this sync: look again.
+        self.tlog.withheld_check_at = Some(now + WITHHELD_GRACE);
     }
 
     /// Envelopes a witnessed checkpoint shows that we still lack.
