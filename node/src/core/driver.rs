@@ -464,9 +464,8 @@ impl Core {
         }
     }
 
-    /// An add-checkpoint request with its proofs, read once everything queued before
-    /// (the leaves) is committed.
-    /// Our add-checkpoint request, read from the store (its leaves are committed).
+    /// Our add-checkpoint request with its proofs, read from the store (its leaves are
+    /// committed).
     fn offer(
         &self,
         old_size: u64,
