@@ -477,13 +477,7 @@ impl Core {
             .reader
             .lock()
             .map_err(|_| anyhow::anyhow!("reader lock poisoned"))?;
-        let (consistency, inclusions) = store::tlog::offer_proofs(&reader, old_size, size, topics)?;
-        let req = alertmesh_protocol::tlog::AddCheckpoint {
-            old_size,
-            consistency,
-            checkpoint: note,
-            inclusions,
-        };
+        let req = store::tlog::add_checkpoint(&reader, old_size, size, note, topics)?;
         Ok(wire::Request::AddCheckpoint(req).encode())
     }
 

@@ -420,16 +420,9 @@ impl Mesh {
                 note,
                 topics,
             } => {
-                use alertmesh_protocol::tlog::AddCheckpoint;
                 let reader = store::open_reader(self.nodes[i].dir.path()).unwrap();
-                let (consistency, inclusions) =
-                    store::tlog::offer_proofs(&reader, old_size, size, &topics).unwrap();
-                let req = AddCheckpoint {
-                    old_size,
-                    consistency,
-                    checkpoint: note,
-                    inclusions,
-                };
+                let req =
+                    store::tlog::add_checkpoint(&reader, old_size, size, note, &topics).unwrap();
                 let data = wire::Request::AddCheckpoint(req).encode();
                 self.net(i, NetCommand::Request { peer, data, tag });
             }

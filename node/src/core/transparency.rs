@@ -776,15 +776,7 @@ impl CoreState {
             return;
         }
         self.tlog.withheld_check_at = None;
-        let lacking: HashSet<NodePublicKey> = self
-            .tlog
-            .claimed
-            .iter()
-            .filter(|((author, topic), seq)| {
-                self.chains.head(author, topic).map_or(0, |(s, _)| s) < **seq
-            })
-            .map(|((author, _), _)| *author)
-            .collect();
+        let lacking: HashSet<NodePublicKey> = self.lacking().map(|(author, _)| author).collect();
         if lacking.is_empty() {
             return;
         }
@@ -808,14 +800,19 @@ impl CoreState {
 
     /// Envelopes a witnessed checkpoint shows that we still lack.
     pub(super) fn withheld(&self) -> u64 {
+        self.lacking().map(|(_, missing)| missing).sum()
+    }
+
+    /// The authors whose chains a witnessed checkpoint shows above what we hold, with
+    /// how many envelopes each such chain lacks.
+    fn lacking(&self) -> impl Iterator<Item = (NodePublicKey, u64)> + '_ {
         self.tlog
             .claimed
             .iter()
-            .map(|((author, topic), seq)| {
+            .filter_map(|((author, topic), seq)| {
                 let held = self.chains.head(author, topic).map_or(0, |(s, _)| s);
-                seq.saturating_sub(held)
+                (held < *seq).then(|| (*author, seq - held))
             })
-            .sum()
     }
 
     /// Split-view evidence: kept, counted, and told to every member.

@@ -469,16 +469,17 @@ pub(super) fn apply_split_view(
     Ok(())
 }
 
-/// The proofs of an add-checkpoint from `old_size` to `size` of our log: the consistency
-/// proof, and inclusion proofs of the newest leaves on `topics` in `[old_size, size)`
-/// (at most [`alertmesh_protocol::tlog::MAX_INCLUSIONS`]).
-pub fn offer_proofs(
+/// Our add-checkpoint of `note` (a checkpoint of `size` leaves) to a witness that last
+/// cosigned `old_size`: the consistency proof, and inclusion proofs of the newest leaves
+/// on `topics` in `[old_size, size)` (at most [`alertmesh_protocol::tlog::MAX_INCLUSIONS`]).
+pub fn add_checkpoint(
     conn: &Connection,
     old_size: u64,
     size: u64,
+    note: Vec<u8>,
     topics: &[TopicId],
-) -> anyhow::Result<(Vec<Hash>, Vec<alertmesh_protocol::tlog::Inclusion>)> {
-    use alertmesh_protocol::tlog::{Inclusion, MAX_INCLUSIONS, tree};
+) -> anyhow::Result<alertmesh_protocol::tlog::AddCheckpoint> {
+    use alertmesh_protocol::tlog::{AddCheckpoint, Inclusion, MAX_INCLUSIONS, tree};
     let src = StoredSubtrees(conn);
     let consistency = tree::consistency_proof(&src, old_size, size)?;
     let from = old_size.max(size.saturating_sub(4 * MAX_INCLUSIONS as u64));
@@ -489,5 +490,10 @@ pub fn offer_proofs(
         let path = tree::inclusion_proof(&src, index, size)?;
         inclusions.push(Inclusion { index, id, path });
     }
-    Ok((consistency, inclusions))
+    Ok(AddCheckpoint {
+        old_size,
+        consistency,
+        checkpoint: note,
+        inclusions,
+    })
 }
