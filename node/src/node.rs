@@ -140,12 +140,17 @@ pub struct StartOptions {
     /// memory transport, or TCP with emulated link faults); the config's `listen`
     /// addresses must suit it.
     pub transport: Option<net::TransportFactory>,
+    /// Benchmarks only: store alerts without the observable index, to measure what the
+    /// index costs ingest. Lookup, search and correlations then miss every alert.
+    #[doc(hidden)]
+    pub without_observable_index: bool,
 }
 
 impl std::fmt::Debug for StartOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StartOptions")
             .field("transport", &self.transport.as_ref().map(|_| "custom"))
+            .field("without_observable_index", &self.without_observable_index)
             .finish()
     }
 }
@@ -198,7 +203,11 @@ impl Node {
                 .context("cannot record the genesis charter in the database")?;
         }
         let loaded = store::load(&conn, &config.data_dir)?;
-        let writer = store::spawn_writer(conn);
+        let writer = if options.without_observable_index {
+            store::spawn_writer_unindexed(conn)
+        } else {
+            store::spawn_writer(conn)
+        };
         let reader = store::open_reader(&config.data_dir)?;
 
         let metrics = Metrics::new();

@@ -182,6 +182,7 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
                     links,
                     i,
                 )),
+                ..Default::default()
             };
             Node::start_with(&Config::load(&config)?, options).await
         }

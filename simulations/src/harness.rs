@@ -647,6 +647,7 @@ impl Harness {
         }
         let options = StartOptions {
             transport: Some(crate::link::transport(self.raw, self.links.clone(), i)),
+            ..Default::default()
         };
         let node = Node::start_with(&config, options)
             .await

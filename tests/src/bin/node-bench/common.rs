@@ -68,13 +68,32 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `exe run --config config`, its output appended to `node.log` beside it.
     pub fn spawn(exe: &Path, name: &str, config: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with(exe, &[], name, config)
+    }
+
+    /// [`Daemon::spawn`] with `extra` arguments after `run --config config`.
+    pub fn spawn_with(
+        exe: &Path,
+        extra: &[&str],
+        name: &str,
+        config: &Path,
+    ) -> anyhow::Result<Self> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(config.with_file_name("node.log"))?;
         let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-        let child = alertmesh_tests::process::spawn_run(exe, config, log, &level, None)
-            .with_context(|| format!("the node of {name}"))?;
+        let child = Command::new(exe)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .env("RUST_LOG", level)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start the node of {name}: {}", exe.display()))?;
         if let Ok(mut pids) = CHILDREN.lock() {
             pids.push(child.id());
         }
@@ -328,9 +347,10 @@ pub fn bench_dir(
         }
     }
 }
-/// A table's median cell: whole numbers from 100 up, else one decimal.
+
+/// A table's median cell: whole numbers from 100 up, one decimal from 10, else two.
 pub fn fmt_num(x: f64) -> String {
-    fmt_decimals(x, 1)
+    fmt_decimals(x, if x.abs() < 10.0 { 2 } else { 1 })
 }
 
 /// `x` as a whole number from 100 up, else with `decimals` decimals.

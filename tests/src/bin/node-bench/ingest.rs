@@ -240,8 +240,9 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// One run: pre-sign, measure verify rates, start the sink, flood it, maybe catch up.
-fn ingest_run(opts: &Opts, exe: &Path, run: usize) -> anyhow::Result<IngestRun> {
+/// One run: pre-sign, measure verify rates, start the sink (`exe run --config …` with
+/// `extra` arguments), flood it, maybe catch up.
+fn ingest_run(opts: &Opts, exe: &Path, extra: &[&str], run: usize) -> anyhow::Result<IngestRun> {
     let (_temp, dir) = bench_dir(&opts.keep, "ingest", run)?;
     let mut rng = rand::rngs::OsRng;
     let network = ingest_plan().build(&mut rng);
@@ -266,7 +267,7 @@ fn ingest_run(opts: &Opts, exe: &Path, run: usize) -> anyhow::Result<IngestRun> 
         "  verify_strict, this process, one thread: raw {verify_raw:.0}/s ({verify_raw_cpu:.0} per CPU second), envelope {verify_env:.0}/s"
     );
 
-    let mut daemon = Daemon::spawn(exe, SINK, &config_path)?;
+    let mut daemon = Daemon::spawn_with(exe, extra, SINK, &config_path)?;
     let result = ingest_exercise(
         opts,
         exe,
@@ -577,7 +578,7 @@ fn ingest_exercise(
 /// rate), envelopes/s.
 pub fn guard_run(opts: &Opts, run: usize) -> anyhow::Result<(f64, f64)> {
     let exe = alertmesh_binary(&opts.alertmesh)?;
-    let r = ingest_run(opts, &exe, run)?;
+    let r = ingest_run(opts, &exe, &[], run)?;
     print_run(&r);
     let catchup = r.catchup.context("no catch-up")?.1;
     Ok((r.sink.durable_rate, catchup))
@@ -599,7 +600,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         exe.display()
     );
     let runs = series(heading, opts.runs, |run| {
-        let r = ingest_run(opts, &exe, run)?;
+        let r = ingest_run(opts, &exe, &[], run)?;
         print_run(&r);
         Ok(r)
     })?;
@@ -690,6 +691,54 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         ),
         runs.len(),
         rows,
+    );
+    Ok(())
+}
+
+/// `node-bench index-cost` (issue 23): the node's durable ingest rate with and without
+/// the observable index, both nodes started from this binary (`node-bench run`, the
+/// daemon's start-up with the index switched off for the second), in the same run, the
+/// order alternating from run to run.
+pub fn index_cost(opts: &Opts) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let heading = format!(
+        "node-bench index-cost: {} alerts of ~{} B flooded into one node with and without the observable index, {} run(s)",
+        opts.count, opts.size, opts.runs
+    );
+    let runs = series(heading, opts.runs, |run| {
+        let mut rates = [0.0; 2];
+        let order = if run % 2 == 1 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for indexed in order {
+            println!(
+                "  {}",
+                if indexed {
+                    "with the index"
+                } else {
+                    "without the index"
+                }
+            );
+            let extra: &[&str] = if indexed { &[] } else { &["--without-index"] };
+            let r = ingest_run(opts, &exe, extra, 2 * run - usize::from(indexed))?;
+            print_run(&r);
+            rates[usize::from(!indexed)] = r.sink.durable_rate;
+        }
+        Ok(rates)
+    })?;
+    print_table(
+        &format!(
+            "node ingest, {} alerts, with and without the index",
+            opts.count
+        ),
+        runs.len(),
+        vec![
+            ("with the index (envelopes/s)", column(&runs, |r| r[0])),
+            ("without the index (envelopes/s)", column(&runs, |r| r[1])),
+            ("ratio with / without", column(&runs, |r| r[0] / r[1])),
+        ],
     );
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! node-bench ingest  [--count 20000] [--size 1024] [--window 2000] [--runs 3] [--restart]
 //! node-bench verify  [--size 1024]
 //! node-bench guard   [--count 20000] [--runs 1]
+//! node-bench index-cost [--count 20000] [--runs 3]
+//! node-bench run     --config FILE [--without-index]
 //! node-bench lookup  [--alerts 1000000] [--queries 1000] [--ingest 50000] [--runs 3] [--keep DIR]
 //! node-bench memory  [--sizes 100000,1000000] [--size 1024] [--runs 3] [--keep DIR]
 //! ```
@@ -28,6 +30,9 @@
 //! - `verify`: the single-thread signature-check rates that `ingest` is compared with.
 //! - `guard`: the regression guard, under two minutes: open / verify, ingest / verify and
 //!   catch-up / batch-verify ratios ([`guard`]).
+//! - `index-cost`: `ingest` into a node with and into one without the observable index
+//!   (issue 23), alternating; both are this binary's `run`.
+//! - `run`: a node as `alertmesh run` starts it, optionally without the observable index.
 //! - `lookup`: the observable index (issue 23): ingest with and without it, then
 //!   lookup and search latencies over a store of `--alerts` alerts ([`lookup`]).
 //! - `memory`: start-up time and idle resident memory of a daemon holding each of
@@ -47,6 +52,7 @@ mod ingest;
 mod latency;
 mod lookup;
 mod memory;
+mod serve;
 mod verify;
 
 use anyhow::{Context, bail};
@@ -55,6 +61,15 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|c| c == "run") {
+        return match serve::run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("node-bench run FAILED: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let opts = match Opts::parse(&args) {
         Ok(o) => o,
         Err(e) => {
@@ -66,6 +81,7 @@ fn main() -> ExitCode {
     let result = match opts.cmd.as_str() {
         "latency" => latency::run(&opts),
         "ingest" | "catchup" => ingest::run(&opts),
+        "index-cost" => ingest::index_cost(&opts),
         "verify" => verify::run(&opts),
         "guard" => guard::run(&opts),
         "lookup" => lookup::run(&opts),
@@ -90,6 +106,11 @@ const USAGE: &str = "usage:
   node-bench guard   [--count 20000] [--runs 1]
                      regression guard (< 2 min): open/verify, ingest/verify and
                      catch-up/batch-verify ratios
+  node-bench index-cost [--count 20000] [--runs 3]
+                     ingest's durable rate into a node with and without the observable
+                     index, alternating (both nodes are this binary's `run`)
+  node-bench run     --config FILE [--without-index]
+                     a node as `alertmesh run` starts it (used by index-cost)
   node-bench lookup  [--alerts 1000000] [--queries 1000] [--ingest 50000] [--runs 3]
                      ingest with/without the observable index, then lookup/search latencies
                      over a store of --alerts alerts (in --keep DIR, else a temporary dir)
