@@ -688,10 +688,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     "alertmesh node {} running; API on http://{}",
                     node.peer_id, node.api_addr
                 );
-                wait_for_signal().await;
+                let failed = tokio::select! {
+                    _ = wait_for_signal() => None,
+                    e = node.failed() => Some(e),
+                };
                 tracing::info!("shutting down");
                 node.shutdown().await;
-                anyhow::Ok(())
+                failed.map_or(Ok(()), Err)
             })
         }
         Cmd::Publish(args) => publish(args),

@@ -33,6 +33,7 @@ pub struct Node {
     pub metrics: Metrics,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    writer: store::Writer,
 }
 
 /// The first and the longest wait before a bootstrap peer that is not connected is
@@ -196,18 +197,28 @@ impl Node {
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let network = charters.current().charter().network_id;
         let conn = store::open(&config.data_dir, &network)?;
-        // Keep the genesis and this node's certificate in the database, so that the data
-        // directory can be audited on its own (`alertmesh audit verify <data_dir>`).
-        if let Some(genesis) = charters.history().first() {
-            store::audit::record_identity(&conn, genesis, &cert)
-                .context("cannot record the genesis charter in the database")?;
-        }
         let loaded = store::load(&conn, &config.data_dir)?;
         let writer = if options.without_observable_index {
             store::spawn_writer_unindexed(conn)
         } else {
             store::spawn_writer(conn)
         };
+        // Keep the genesis and this node's certificate in the database, so that the data
+        // directory can be audited on its own (`alertmesh audit verify <data_dir>`).
+        if let Some(genesis) = charters.history().first() {
+            let identity = vec![
+                store::Write::Charter {
+                    version: 1,
+                    hash: *genesis.hash().as_bytes(),
+                    bytes: genesis.as_bytes().to_vec(),
+                },
+                store::Write::Cert {
+                    node: cert.cert().node_sign_pub,
+                    bytes: cert.as_bytes().to_vec(),
+                },
+            ];
+            drop(writer.write_all(identity).await?);
+        }
         let reader = store::open_reader(&config.data_dir)?;
 
         let metrics = Metrics::new();
@@ -245,7 +256,7 @@ impl Node {
         let (core, core_handle, requests) = Core::new(CoreParts {
             me,
             charters,
-            writer,
+            writer: writer.clone(),
             reader,
             data_dir: config.data_dir.clone(),
             loaded,
@@ -330,7 +341,17 @@ impl Node {
             metrics,
             shutdown,
             tasks,
+            writer,
         })
+    }
+
+    /// Resolves only when the node cannot go on: its database failed the whole-file check
+    /// the writer runs after start, before writing anything. The error names the file.
+    pub async fn failed(&self) -> anyhow::Error {
+        match self.writer.checked().await {
+            Err(reason) => anyhow::anyhow!(reason),
+            Ok(()) => std::future::pending().await,
+        }
     }
 
     /// The swarm's listen addresses (with `/p2p/<peer id>` appended).

@@ -383,6 +383,34 @@ fn foreign_or_damaged_database_is_refused_untouched() -> anyhow::Result<()> {
         drop(conn);
         std::fs::read(&path)?
     };
+    // A damaged page that no read at start touches (the first leaf of `alerts`, filled by
+    // hand): the node starts, its writer finds the damage before its first write.
+    let damaged_deep = {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("deep.db");
+        std::fs::write(&path, &healthy)?;
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.execute_batch("PRAGMA foreign_keys = OFF;")?;
+        for i in 0..300i64 {
+            conn.execute(
+                "INSERT INTO alerts (envelope_id, cursor, topic_name, org, kind, tlp,
+                 timestamp_ms, content_json) VALUES (?1, ?2, 't', 'o', 'indicator', 'TLP:GREEN', 0, ?3)",
+                rusqlite::params![i.to_be_bytes().to_vec(), i, "x".repeat(1000)],
+            )?;
+        }
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        let (page, size): (i64, i64) = conn.query_row(
+            "SELECT pageno, (SELECT page_size FROM pragma_page_size) FROM dbstat
+             WHERE name = 'alerts' AND pagetype = 'leaf' ORDER BY path LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        drop(conn);
+        let mut bytes = std::fs::read(&path)?;
+        let at = (page - 1) as usize * size as usize;
+        bytes[at..at + 200].fill(0xA5);
+        bytes
+    };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "text file",
@@ -400,6 +428,11 @@ fn foreign_or_damaged_database_is_refused_untouched() -> anyhow::Result<()> {
             "another network",
         ),
         ("damaged database", damaged, "damaged"),
+        (
+            "database damaged where start-up does not read",
+            damaged_deep,
+            "damaged",
+        ),
         (
             "truncated database",
             healthy[..healthy.len() / 2].to_vec(),

@@ -1,31 +1,12 @@
 //! Queries of `alertmesh audit export|verify` and of the evidence report: whole tables,
 //! in log order, streamed to a callback so that a large database is never held in memory.
 
-use alertmesh_protocol::{SignedCharter, SignedNodeCert};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 /// One envelope row: (cursor, received ms, bytes, decrypted content JSON if any).
 pub type EnvelopeRecord = (i64, i64, Vec<u8>, Option<String>);
 /// One evidence row: (rowid, received ms, bytes, topic id bytes).
 pub type EvidenceRecord = (i64, i64, Vec<u8>, Vec<u8>);
-
-/// Stores what a data directory needs to be audited on its own: the genesis charter
-/// (version 1) and the node's own certificate.
-pub fn record_identity(
-    conn: &Connection,
-    genesis: &SignedCharter,
-    cert: &SignedNodeCert,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT OR IGNORE INTO charters (version, hash, bytes) VALUES (1, ?1, ?2)",
-        params![genesis.hash().as_bytes(), genesis.as_bytes()],
-    )?;
-    conn.execute(
-        "INSERT OR IGNORE INTO certs (node, bytes) VALUES (?1, ?2)",
-        params![cert.cert().node_sign_pub.as_bytes(), cert.as_bytes()],
-    )?;
-    Ok(())
-}
 
 /// The bytes of every key-package envelope, in log order.
 pub fn key_packages(conn: &Connection) -> rusqlite::Result<Vec<Vec<u8>>> {

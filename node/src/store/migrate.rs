@@ -116,53 +116,70 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("alertmesh.db")
 }
 
+/// The error of a SQLite failure while a node opens its database and reads its start-up
+/// state, before anything is written: a file that is not SQLite or is damaged is
+/// [`StoreError::Foreign`] (left untouched), anything else [`StoreError::Sqlite`].
 pub(super) fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.to_owned(),
-        source,
+    move |source| match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => foreign(path, "is not a SQLite database"),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            foreign(path, &format!("is damaged ({source})"))
+        }
+        _ => StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        },
     }
 }
 
+fn foreign(path: &Path, problem: &str) -> StoreError {
+    StoreError::Foreign {
+        path: path.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Reads every page of the database (`PRAGMA quick_check`) and refuses a damaged one.
+/// Its time grows with the file, so [`open`] runs it only before migrating; otherwise the
+/// writer runs it before its first write ([`super::spawn_writer`]), and a node starts
+/// without waiting for it.
+pub fn check_whole_file(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let ok: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(sql_err(path))?;
+    if ok != "ok" {
+        return Err(foreign(path, &format!("is damaged ({ok})")));
+    }
+    Ok(())
+}
+
 /// Opens (creating if needed) the database, checks it is ours and for this network,
-/// and applies migrations.
+/// and applies migrations. Pages the start-up does not read are checked before a
+/// migration writes, else by the writer before its first write ([`check_whole_file`]).
 pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreError> {
     let path = db_path(data_dir);
     let e = sql_err(&path);
-    let foreign = |problem: &str| StoreError::Foreign {
-        path: path.clone(),
-        problem: problem.into(),
-    };
     let existed = path.exists();
     let conn = Connection::open(&path).map_err(&e)?;
     // Reading the header and the schema writes nothing: a file that is not SQLite at all,
-    // or is damaged, fails here.
-    let unreadable = |err: rusqlite::Error| match err.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase) => foreign("is not a SQLite database"),
-        Some(rusqlite::ErrorCode::DatabaseCorrupt) => foreign(&format!("is damaged ({err})")),
-        _ => e(err),
-    };
+    // or whose first pages are damaged, fails here.
     let app_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(unreadable)?;
+        .map_err(&e)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(unreadable)?;
+        .map_err(&e)?;
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(unreadable)?;
+        .map_err(&e)?;
     if existed && app_id != APPLICATION_ID && (tables > 0 || version > 0) {
-        return Err(foreign("is not an alertmesh database"));
-    }
-    if app_id == APPLICATION_ID {
-        let ok: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(unreadable)?;
-        if ok != "ok" {
-            return Err(foreign(&format!("is damaged ({ok})")));
-        }
+        return Err(foreign(&path, "is not an alertmesh database"));
     }
     if version as usize > MIGRATIONS.len() {
-        return Err(foreign("was written by a newer alertmesh"));
+        return Err(foreign(&path, "was written by a newer alertmesh"));
+    }
+    if app_id == APPLICATION_ID && (version as usize) < MIGRATIONS.len() {
+        check_whole_file(&conn, &path)?;
     }
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(&e)?;
@@ -194,7 +211,9 @@ pub fn open(data_dir: &Path, network: &NetworkId) -> Result<Connection, StoreErr
         .optional()
         .map_err(&e)?;
     match stored {
-        Some(id) if id != network.as_bytes() => return Err(foreign("belongs to another network")),
+        Some(id) if id != network.as_bytes() => {
+            return Err(foreign(&path, "belongs to another network"));
+        }
         Some(_) => {}
         None => {
             conn.execute(

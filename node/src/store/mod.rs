@@ -523,6 +523,54 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_checks_the_whole_file_and_writes_nothing_to_a_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = NetworkId([1; 32]);
+        let path = db_path(dir.path());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let cert = |i: u8| Write::Cert {
+            node: NodePublicKey([i; 32]),
+            bytes: vec![i; 2000],
+        };
+        let writer = spawn_writer(open(dir.path(), &network).unwrap());
+        runtime.block_on(async {
+            assert_eq!(writer.checked().await, Ok(()));
+            let committed = writer.write_all((0..100).map(cert).collect()).await;
+            assert_eq!(committed.unwrap().await.unwrap(), Ok(()));
+        });
+        drop(writer);
+        // Everything into the main file, then a page that opening does not read damaged:
+        // the last one, a page of `certs`.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 4096;
+        bytes[last..last + 200].fill(0xA5);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let writer = spawn_writer(open(dir.path(), &network).unwrap());
+        let (checked, write) = runtime.block_on(async {
+            let checked = writer.checked().await;
+            let committed = writer.write_all(vec![cert(200)]).await.unwrap();
+            (checked, committed.await.unwrap())
+        });
+        let reason = checked.unwrap_err();
+        assert!(reason.contains("damaged"), "{reason}");
+        assert!(reason.contains("left untouched"), "{reason}");
+        assert!(reason.contains(&path.display().to_string()), "{reason}");
+        assert_eq!(write, Err(reason));
+        drop(writer);
+        assert!(
+            std::fs::read(&path).unwrap() == bytes,
+            "the file was modified"
+        );
+    }
+
+    #[test]
     fn refuses_another_networks_database() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path(), &NetworkId([1; 32])).unwrap());

@@ -1,9 +1,11 @@
 //! The writer thread: every write goes through it, grouped into transactions;
-//! each queued batch is acknowledged only after its commit.
+//! each queued batch is acknowledged only after its commit. Before its first write it
+//! checks the whole file ([`super::migrate::check_whole_file`]): on a damaged database it
+//! writes nothing and fails every write.
 
 use super::{StoreError, StoredAlert, Write};
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Writes queued for the writer thread before senders wait.
 const WRITE_QUEUE: usize = 4096;
@@ -25,6 +27,8 @@ struct Job {
 pub struct Writer {
     tx: mpsc::Sender<Job>,
     alerts: broadcast::Sender<StoredAlert>,
+    /// The whole-file check: `None` while it runs, then its outcome (the error's text).
+    checked: watch::Receiver<Option<Result<(), String>>>,
 }
 
 impl Writer {
@@ -50,6 +54,16 @@ impl Writer {
         self.alerts.subscribe()
     }
 
+    /// Waits for the writer's check of the whole file: `Err` with the reason (naming the
+    /// file, which was left untouched) if the database is damaged.
+    pub async fn checked(&self) -> Result<(), String> {
+        let mut checked = self.checked.clone();
+        match checked.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
+            Err(_) => Err(StoreError::WriterGone.to_string()),
+        }
+    }
+
     /// Waits until everything queued so far is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let committed = self.write_all(vec![Write::Barrier]).await?;
@@ -60,7 +74,8 @@ impl Writer {
     }
 }
 
-/// Starts the writer thread on an open connection.
+/// Starts the writer thread on an open connection; it checks the whole file before its
+/// first write ([`Writer::checked`]).
 pub fn spawn_writer(conn: Connection) -> Writer {
     spawn(conn, true)
 }
@@ -75,11 +90,28 @@ pub fn spawn_writer_unindexed(conn: Connection) -> Writer {
 fn spawn(conn: Connection, index: bool) -> Writer {
     let (tx, mut rx) = mpsc::channel::<Job>(WRITE_QUEUE);
     let (alerts, _) = broadcast::channel(ALERT_BUFFER);
+    let (check_done, checked) = watch::channel(None);
     let announce = alerts.clone();
     std::thread::Builder::new()
         .name("alertmesh-db-writer".into())
         .spawn(move || {
             let mut conn = conn;
+            let started = std::time::Instant::now();
+            let path = std::path::PathBuf::from(conn.path().unwrap_or_default());
+            if let Err(e) = super::migrate::check_whole_file(&conn, &path) {
+                let reason = e.to_string();
+                tracing::error!(error = %reason, "database check failed; writing nothing");
+                check_done.send_replace(Some(Err(reason.clone())));
+                while let Some(job) = rx.blocking_recv() {
+                    let _ = job.done.send(Err(reason.clone()));
+                }
+                return;
+            }
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "database checked: every page reads"
+            );
+            check_done.send_replace(Some(Ok(())));
             while let Some(first) = rx.blocking_recv() {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -108,7 +140,11 @@ fn spawn(conn: Connection, index: bool) -> Writer {
         })
         .map(|_| ())
         .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the database writer"));
-    Writer { tx, alerts }
+    Writer {
+        tx,
+        alerts,
+        checked,
+    }
 }
 
 /// Applies a batch in one transaction; `inserted` collects the alerts it added.
