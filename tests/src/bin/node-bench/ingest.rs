@@ -359,9 +359,14 @@ fn catch_up(
     if result.is_err() {
         late.print_log_tail("the late node", 15);
     }
+    let late_cpu = thread_cpu(late.pid());
     late.stop();
     let r = result?;
     println!("{:.1} s ({:.0} envelopes/s)", r.0, r.1);
+    println!(
+        "  late node CPU from its start, by thread: {}",
+        cpu_by_thread(&late_cpu, r.2)
+    );
     Ok(r)
 }
 
@@ -743,6 +748,19 @@ pub fn index_cost(opts: &Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds per thread name (threads of one name summed), with the share of `secs`.
+fn cpu_by_thread(cpu: &BTreeMap<String, f64>, secs: f64) -> String {
+    let mut by_name: BTreeMap<&str, f64> = BTreeMap::new();
+    for (k, v) in cpu {
+        *by_name.entry(k.split('#').next().unwrap_or(k)).or_default() += v;
+    }
+    let parts: Vec<String> = by_name
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1}s ({:.0}%)", 100.0 * v / secs))
+        .collect();
+    parts.join(", ")
+}
+
 /// The lines printed after each run.
 fn print_run(r: &IngestRun) {
     let sink = &r.sink;
@@ -758,14 +776,7 @@ fn print_run(r: &IngestRun) {
         sink.dropped_events,
         sink.accepted
     );
-    let mut by_name: BTreeMap<&str, f64> = BTreeMap::new();
-    for (k, v) in &sink.sink_cpu {
-        *by_name.entry(k.split('#').next().unwrap_or(k)).or_default() += v;
-    }
-    let cpu: Vec<String> = by_name
-        .iter()
-        .map(|(k, v)| format!("{k} {v:.1}s ({:.0}%)", 100.0 * v / secs))
-        .collect();
+    let cpu = cpu_by_thread(&sink.sink_cpu, secs);
     let (busiest, top) = sink
         .sink_cpu
         .iter()
@@ -773,7 +784,7 @@ fn print_run(r: &IngestRun) {
         .map_or(("-", 0.0), |(k, v)| (k.as_str(), *v));
     println!(
         "  sink CPU over the flood ({secs:.1} s): {}; busiest thread {busiest} {top:.1}s ({:.0}% of the wall time); bench process {:.1}s; load average now {}",
-        cpu.join(", "),
+        cpu,
         100.0 * top / secs,
         sink.bench_cpu,
         std::fs::read_to_string("/proc/loadavg")
