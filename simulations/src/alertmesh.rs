@@ -583,6 +583,15 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
     data.deliveries = collector.snapshot().await;
     data.redelivered = collector.redelivered() as u64;
     let stored = stored_alerts(&slots).await;
+    if !complete {
+        let missing: Vec<(usize, String)> = expected
+            .iter()
+            .filter(|(r, k, _)| !stored.contains(&(*r, k.clone())))
+            .map(|(r, k, _)| (*r, k.clone()))
+            .collect();
+        data.notes
+            .extend(undelivered_states(&slots, &missing, 10).await);
+    }
 
     // No node holds a decrypted alert of a topic its org may not read.
     let mut foreign = 0usize;
@@ -702,6 +711,49 @@ async fn stored_alerts(slots: &[Option<Slot>]) -> HashSet<(usize, String)> {
                     out.insert((i, hex_string(&id)));
                 }
             }
+        }
+        out
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// For the first `limit` undelivered (reader, envelope id) pairs, what the reader's
+/// database holds of the envelope: not received, or held but not decrypted.
+async fn undelivered_states(
+    slots: &[Option<Slot>],
+    missing: &[(usize, String)],
+    limit: usize,
+) -> Vec<String> {
+    let dirs = slots_data_dirs(slots);
+    let missing: Vec<(usize, String)> = missing.iter().take(limit).cloned().collect();
+    let total = missing.len();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        if total > 0 {
+            out.push(format!("states of the first {total} undelivered pairs:"));
+        }
+        for (reader, id) in missing {
+            let Some(Some(dir)) = dirs.get(reader) else {
+                continue;
+            };
+            let Ok(conn) = alertmesh_node::store::open_reader(dir) else {
+                continue;
+            };
+            let count = |sql: &str| -> i64 {
+                conn.query_row(sql, [&id], |r| r.get(0)).unwrap_or(-1)
+            };
+            let held = count("SELECT count(*) FROM envelopes WHERE hex(id) = upper(?1)");
+            let undecrypted = count(
+                "SELECT count(*) FROM undecrypted u JOIN envelopes e ON e.id = u.envelope_id
+                 WHERE hex(e.id) = upper(?1)",
+            );
+            let state = match (held, undecrypted) {
+                (0, _) => "not received",
+                (_, 1) => "held, not decrypted (no sender key)",
+                _ => "held",
+            };
+            out.push(format!("undelivered: node {reader}, envelope {:.16}…: {state}", id));
         }
         out
     })
