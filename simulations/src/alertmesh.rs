@@ -740,9 +740,8 @@ async fn undelivered_states(
             let Ok(conn) = alertmesh_node::store::open_reader(dir) else {
                 continue;
             };
-            let count = |sql: &str| -> i64 {
-                conn.query_row(sql, [&id], |r| r.get(0)).unwrap_or(-1)
-            };
+            let count =
+                |sql: &str| -> i64 { conn.query_row(sql, [&id], |r| r.get(0)).unwrap_or(-1) };
             let held = count("SELECT count(*) FROM envelopes WHERE hex(id) = upper(?1)");
             let undecrypted = count(
                 "SELECT count(*) FROM undecrypted u JOIN envelopes e ON e.id = u.envelope_id
@@ -753,7 +752,10 @@ async fn undelivered_states(
                 (_, 1) => "held, not decrypted (no sender key)",
                 _ => "held",
             };
-            out.push(format!("undelivered: node {reader}, envelope {:.16}…: {state}", id));
+            out.push(format!(
+                "undelivered: node {reader}, envelope {:.16}…: {state}",
+                id
+            ));
         }
         out
     })
