@@ -443,7 +443,19 @@ pub async fn run_baseline(
     )
     .await;
     if !ok {
-        anyhow::bail!("baseline setup timed out");
+        let mut short = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(node) = node {
+                let peers = node.ask(Cmd::Peers).await;
+                if peers < neighbours[i] {
+                    short.push(format!("node {i}: {peers} of {} links", neighbours[i]));
+                }
+            }
+        }
+        anyhow::bail!(
+            "baseline setup timed out; nodes short of their links: {}",
+            short.join(", ")
+        );
     }
     data.ready = t0.elapsed();
     // Settled as the alertmesh run is: no Kademlia query running (their dials to
