@@ -487,7 +487,7 @@ impl Cluster {
             .open(d.log_path())?;
         writeln!(log, "===== harness: start #{} =====", d.starts)?;
         let level = std::env::var("ALERTMESH_TEST_LOG").unwrap_or_else(|_| "info".into());
-        let child = spawn_run(&bin, &d.config_path, log, &level, d.netns.as_deref())?;
+        let child = spawn_run(&bin, &d.config_path, &[], log, &level, d.netns.as_deref())?;
         lock(&DAEMONS).insert(child.id());
         d.child = Some(child);
         self.wait(&format!("the API of daemon {i}"), |c| {
@@ -884,13 +884,14 @@ pub fn wait_until_ok(
     }
 }
 
-/// Spawns `bin run --config config` with `RUST_LOG=level`, its stdout and stderr appended
-/// to `log`, no stdin,
+/// Spawns `bin run --config config` and the `extra` arguments with `RUST_LOG=level`,
+/// its stdout and stderr appended to `log`, no stdin,
 /// inside network namespace `netns` if given (`ip netns exec`, which execs the daemon:
 /// the child's pid is the daemon's).
 pub fn spawn_run(
     bin: &Path,
     config: &Path,
+    extra: &[&str],
     log: File,
     level: &str,
     netns: Option<&str>,
@@ -906,6 +907,7 @@ pub fn spawn_run(
     cmd.arg("run")
         .arg("--config")
         .arg(config)
+        .args(extra)
         .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

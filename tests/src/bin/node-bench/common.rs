@@ -83,17 +83,8 @@ impl Daemon {
             .append(true)
             .open(config.with_file_name("node.log"))?;
         let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-        let child = Command::new(exe)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .env("RUST_LOG", level)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start the node of {name}: {}", exe.display()))?;
+        let child = alertmesh_tests::process::spawn_run(exe, config, extra, log, &level, None)
+            .with_context(|| format!("the node of {name}"))?;
         if let Ok(mut pids) = CHILDREN.lock() {
             pids.push(child.id());
         }
