@@ -67,6 +67,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     HISTORY_SCHEMA,
     // 6: transparency logs (`super::tlog`).
     super::tlog::SCHEMA,
+    // 7: the writer keeps `chain_heads` and empties `undecrypted` itself
+    // (`super::writer`): with these triggers SQLite copied every page each envelope and
+    // alert insert touched into a statement journal.
+    "DROP TRIGGER chain_heads_insert; DROP TRIGGER undecrypted_delete;",
 ];
 
 /// Migration 5 (see [`MIGRATIONS`]).

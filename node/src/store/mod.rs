@@ -475,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn load_reads_chain_heads_and_undecrypted_envelopes_kept_by_triggers() {
+    fn load_reads_chain_heads_and_undecrypted_envelopes_kept_in_the_writes() {
         let dir = tempfile::tempdir().unwrap();
         let writer = spawn_writer(open(dir.path(), &NetworkId([1; 32])).unwrap());
         let envs = chain_with_a_gap(&writer);
@@ -504,11 +504,10 @@ mod tests {
         drop(writer);
         {
             // Back to version 4: without the tables, triggers and index of migrations 5
-            // and 6.
+            // to 7.
             let c = Connection::open(db_path(dir.path())).unwrap();
             c.execute_batch(
-                "DROP TRIGGER chain_heads_insert; DROP TRIGGER undecrypted_insert;
-                 DROP TRIGGER undecrypted_delete; DROP TABLE chain_heads;
+                "DROP TRIGGER undecrypted_insert; DROP TABLE chain_heads;
                  DROP TABLE undecrypted; DROP INDEX envelopes_key_packages;
                  DROP TABLE tlog_leaves; DROP TABLE tlog_nodes; DROP TABLE tlog_checkpoints;
                  DROP TABLE tlog_witnessed; DROP TABLE split_views;

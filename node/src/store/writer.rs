@@ -165,6 +165,18 @@ fn commit(
     tx.commit()
 }
 
+/// Advances the head and size of an envelope's chain (`chain_heads`, read at start by
+/// `super::history`), after the envelope's row is inserted: ?1 author, ?2 topic, ?3 seq,
+/// ?4 id, ?5 prev.
+const ADVANCE_CHAIN_HEAD: &str = "
+    INSERT INTO chain_heads (author, topic, head_seq, head_id, head_prev, held)
+    VALUES (?1, ?2, ?3, ?4, ?5, 1)
+    ON CONFLICT (author, topic) DO UPDATE SET
+        held = held + 1,
+        head_id = iif(excluded.head_seq > head_seq, excluded.head_id, head_id),
+        head_prev = iif(excluded.head_seq > head_seq, excluded.head_prev, head_prev),
+        head_seq = max(head_seq, excluded.head_seq)";
+
 /// Applies one write (indexing a new alert row if given the batch's pending terms); for a
 /// new alert row, returns it as the API shows it.
 fn apply(
@@ -175,7 +187,7 @@ fn apply(
     match write {
         Write::Envelope(row) => {
             let h = row.envelope.header();
-            tx.prepare_cached(
+            let inserted = tx.prepare_cached(
                 "INSERT OR IGNORE INTO envelopes
                  (id, author, topic, seq, prev, kind, charter_version, timestamp_ms, key_epoch, received_ms, bytes)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -193,44 +205,81 @@ fn apply(
                 row.received_ms as i64,
                 row.envelope.as_bytes(),
             ])?;
+            if inserted == 1 {
+                tx.prepare_cached(ADVANCE_CHAIN_HEAD)?.execute(params![
+                    h.author.as_bytes(),
+                    h.topic_id.as_bytes(),
+                    h.seq as i64,
+                    row.envelope.id().as_bytes(),
+                    h.prev.as_bytes(),
+                ])?;
+            }
         }
         Write::Alert(a) => {
+            // The row's values are read first so that the insert is a plain one-row
+            // insert: with a subquery, `RETURNING` or a trigger, SQLite would copy every
+            // page it touches into a statement journal (for the foreign key).
+            let Some((received_ms, original_stix, last_added_us, cursor)) = tx
+                .prepare_cached(
+                    "SELECT received_ms, (SELECT stix_id FROM alerts WHERE envelope_id = ?2),
+                            (SELECT max(added_us) FROM alerts),
+                            (SELECT coalesce(max(cursor), 0) + 1 FROM alerts)
+                     FROM envelopes WHERE id = ?1",
+                )?
+                .query_row(
+                    params![
+                        a.envelope_id.as_bytes(),
+                        a.content.original().map(|o| o.0.to_vec())
+                    ],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
             // An amendment is served under its original's STIX id; `added_us` is now,
             // or one more than the latest, so it increases strictly (TAXII paging key).
             let now_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64);
+            let added_us = now_us.max(last_added_us.unwrap_or(0) + 1);
+            let stix_id =
+                original_stix.or_else(|| crate::stix::served_id(&a.envelope_id, &a.content));
             let content_json = serde_json::to_string(&a.content)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            let added: Option<(i64, i64)> = tx
+            let inserted = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO alerts
                      (envelope_id, cursor, topic_name, org, kind, original, tlp, timestamp_ms, content_json,
                       stix_id, added_us)
-                     SELECT ?1, (SELECT COALESCE(MAX(cursor), 0) + 1 FROM alerts),
-                            ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-                            coalesce((SELECT stix_id FROM alerts WHERE envelope_id = ?5), ?9),
-                            max(?10, coalesce((SELECT max(added_us) FROM alerts), 0) + 1)
-                     FROM envelopes WHERE id = ?1
-                     RETURNING cursor, (SELECT received_ms FROM envelopes WHERE id = ?1)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
-                .query_row(
-                    params![
-                        a.envelope_id.as_bytes(),
-                        a.topic_name,
-                        a.org,
-                        a.content.kind().as_str(),
-                        a.content.original().map(|o| o.0.to_vec()),
-                        a.tlp.to_string(),
-                        a.timestamp_ms as i64,
-                        content_json,
-                        crate::stix::served_id(&a.envelope_id, &a.content),
-                        now_us,
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let (Some((cursor, _)), Some(terms)) = (added, terms) {
+                .execute(params![
+                    a.envelope_id.as_bytes(),
+                    cursor,
+                    a.topic_name,
+                    a.org,
+                    a.content.kind().as_str(),
+                    a.content.original().map(|o| o.0.to_vec()),
+                    a.tlp.to_string(),
+                    a.timestamp_ms as i64,
+                    content_json,
+                    stix_id,
+                    added_us,
+                ])?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            tx.prepare_cached("DELETE FROM undecrypted WHERE envelope_id = ?1")?
+                .execute([a.envelope_id.as_bytes()])?;
+            if let Some(terms) = terms {
                 let meta = super::observables::AlertMeta {
                     cursor,
                     topic: &a.topic_name,
@@ -240,7 +289,7 @@ fn apply(
                 };
                 super::observables::index_alert(tx, terms, &meta, &a.content)?;
             }
-            return Ok(added.map(|(cursor, received_ms)| StoredAlert {
+            return Ok(Some(StoredAlert {
                 cursor,
                 id: a.envelope_id.to_hex(),
                 topic: a.topic_name.clone(),
