@@ -62,8 +62,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     super::observables::SCHEMA,
     // 5: what the core loads at start instead of every envelope (`super::history`): the
     // head and size of each chain, and the encrypted envelopes without an alert row, both
-    // kept by triggers in the writer's transaction; key packages indexed on their own.
-    // Rows of an older database are filled in by the statements at the end.
+    // kept in the writer's transaction (by triggers; since 7 partly by the writer's own
+    // statements); key packages indexed on their own. Rows of an older database are
+    // filled in by the statements at the end.
     HISTORY_SCHEMA,
     // 6: transparency logs (`super::tlog`).
     super::tlog::SCHEMA,

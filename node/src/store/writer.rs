@@ -219,6 +219,7 @@ fn apply(
             // The row's values are read first so that the insert is a plain one-row
             // insert: with a subquery, `RETURNING` or a trigger, SQLite would copy every
             // page it touches into a statement journal (for the foreign key).
+            let original = a.content.original().map(|o| o.0.to_vec());
             let Some((received_ms, original_stix, last_added_us, cursor)) = tx
                 .prepare_cached(
                     "SELECT received_ms, (SELECT stix_id FROM alerts WHERE envelope_id = ?2),
@@ -226,20 +227,14 @@ fn apply(
                             (SELECT coalesce(max(cursor), 0) + 1 FROM alerts)
                      FROM envelopes WHERE id = ?1",
                 )?
-                .query_row(
-                    params![
-                        a.envelope_id.as_bytes(),
-                        a.content.original().map(|o| o.0.to_vec())
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, Option<i64>>(2)?,
-                            r.get::<_, i64>(3)?,
-                        ))
-                    },
-                )
+                .query_row(params![a.envelope_id.as_bytes(), original], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
                 .optional()?
             else {
                 return Ok(None);
@@ -267,7 +262,7 @@ fn apply(
                     a.topic_name,
                     a.org,
                     a.content.kind().as_str(),
-                    a.content.original().map(|o| o.0.to_vec()),
+                    original,
                     a.tlp.to_string(),
                     a.timestamp_ms as i64,
                     content_json,
