@@ -272,26 +272,35 @@ pub async fn run(s: &Scenario, plan: &Plan, progress: &Progress) -> anyhow::Resu
         Duration::from_secs(s.setup_timeout_secs),
         Duration::from_millis(250),
         async || {
-            for i in 0..n {
-                if ready[i] {
-                    continue;
+            // Every node not ready yet is asked at once, and each answer is timed when it
+            // arrives: a node whose core is busy does not delay the others' times.
+            let asks = (0..n).filter(|&i| !ready[i]).map(|i| {
+                let node = slots[i].as_ref().and_then(|s| s.node.as_ref());
+                async move {
+                    let status = match node {
+                        Some(node) => Some(node.core.status().await),
+                        None => None,
+                    };
+                    (i, status, t0.elapsed())
                 }
-                let Some(node) = slots[i].as_ref().and_then(|s| s.node.as_ref()) else {
+            });
+            for (i, status, at) in futures::future::join_all(asks).await {
+                let Some(status) = status else {
                     ready[i] = true;
                     all_certs[i] = true;
                     continue;
                 };
-                if let Ok(st) = node.core.status().await {
+                if let Ok(st) = status {
                     if !all_certs[i] && st.known_nodes >= honest {
                         all_certs[i] = true;
-                        all_certs_at.push(t0.elapsed());
+                        all_certs_at.push(at);
                     }
                     ready[i] = st.admitted_peers >= neighbours[i]
                         && needed[i]
                             .iter()
                             .all(|(t, c)| st.sender_keys.get(t).copied().unwrap_or(0) >= *c);
                     if ready[i] {
-                        ready_at.push(t0.elapsed());
+                        ready_at.push(at);
                     }
                 }
             }

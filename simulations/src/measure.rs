@@ -201,9 +201,15 @@ impl PerNode {
 }
 
 /// Parses Prometheus text for `alertmesh_envelopes_total{verdict=..,reason=..} N` lines;
-/// adds them into `out` keyed by `verdict/reason`.
+/// adds them into `out` keyed by `verdict/reason`, and the events the core shed when its
+/// queue was full (`alertmesh_dropped_events_total`) as `shed/core_saturated`.
 pub fn add_verdicts(text: &str, out: &mut std::collections::BTreeMap<String, u64>) {
     for line in text.lines() {
+        if let Some(n) = line.strip_prefix("alertmesh_dropped_events_total ") {
+            let n: f64 = n.trim().parse().unwrap_or(0.0);
+            *out.entry("shed/core_saturated".into()).or_default() += n as u64;
+            continue;
+        }
         let Some(rest) = line.strip_prefix("alertmesh_envelopes_total{") else {
             continue;
         };

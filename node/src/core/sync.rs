@@ -50,14 +50,32 @@ fn lacking(have: Option<&wire::ChainSummary>, head: u64) -> Vec<(u64, u64)> {
 }
 
 impl CoreState {
-    /// Topics we sync with a peer: the control topic and every topic both orgs may read.
+    /// Topics we ask a peer of `peer_org` to sync: the control topic and every topic we
+    /// read that its org reads or publishes on.
     pub(super) fn sync_topics(&self, peer_org: &OrgId) -> Vec<TopicId> {
+        self.shared_topics(&self.org, peer_org)
+    }
+
+    /// Topics a peer of `peer_org` may sync from us: the control topic and every topic its
+    /// org reads that ours reads or publishes on.
+    fn served_topics(&self, peer_org: &OrgId) -> Vec<TopicId> {
+        self.shared_topics(peer_org, &self.org)
+    }
+
+    /// The control topic and every topic `reader` reads that `holder` reads or publishes
+    /// on. A publisher that does not read a topic still holds its own chain there; without
+    /// it, an envelope of that chain that no reader got by gossip (a key package sealed
+    /// before the readers' meshes formed) would never reach them.
+    fn shared_topics(&self, reader: &OrgId, holder: &OrgId) -> Vec<TopicId> {
         let c = self.charters.current().charter();
         std::iter::once(TopicId::control(&c.network_id))
             .chain(
                 c.topics
                     .iter()
-                    .filter(|t| t.readers.contains(&self.org) && t.readers.contains(peer_org))
+                    .filter(|t| {
+                        t.readers.contains(reader)
+                            && (t.readers.contains(holder) || t.publishers.contains(holder))
+                    })
                     .map(|t| TopicId::derive(&c.network_id, &t.name)),
             )
             .collect()
@@ -159,7 +177,7 @@ impl CoreState {
             .get(&peer)
             .and_then(|p| p.org.clone())
             .ok_or("not admitted")?;
-        if !self.sync_topics(&org).contains(&req.topic) {
+        if !self.served_topics(&org).contains(&req.topic) {
             return Err("your org may not read this topic".into());
         }
         let have: HashMap<&NodePublicKey, &wire::ChainSummary> = req

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::net::{Gossip, NetCommand, RequestTag};
 use crate::store::{self, Loaded, Write};
 use alertmesh_protocol::batch::BatchVerifier;
-use alertmesh_protocol::bootstrap::{Network, simple_plan};
+use alertmesh_protocol::bootstrap::{Network, NetworkPlan, TopicPlan, simple_plan};
 use alertmesh_protocol::{
     Alert, AlertKind, CharterChain, Content, EnvelopeId, Kind, Observable, OrgRootKey, Severity,
     SignedCharter, SignedEnvelope, Tlp, wire,
@@ -83,7 +83,13 @@ struct Mesh {
 impl Mesh {
     /// A network of `n` orgs with one node each (`simple_plan`: one topic `all`).
     fn new(n: usize, seed: u64) -> Self {
-        let network: Network = simple_plan(n, NOW).build(&mut ChaCha20Rng::seed_from_u64(seed));
+        Self::from_plan(simple_plan(n, NOW), seed)
+    }
+
+    /// The network of `plan`, whose orgs have one node each.
+    fn from_plan(plan: NetworkPlan, seed: u64) -> Self {
+        let n = plan.orgs.len();
+        let network: Network = plan.build(&mut ChaCha20Rng::seed_from_u64(seed));
         let genesis = network.genesis.clone();
         let mut roots = Vec::new();
         let mut nodes = Vec::new();
@@ -838,6 +844,31 @@ fn sync_through_a_long_history(checked: bool) {
     if checked {
         assert!(mesh.checked_pages >= pages_from_0, "{}", mesh.checked_pages);
     }
+}
+
+#[test]
+fn a_reader_syncs_the_chain_of_a_publisher_that_does_not_read() {
+    let mut plan = simple_plan(2, NOW);
+    let orgs: Vec<_> = plan.orgs.iter().map(|o| o.org_id.clone()).collect();
+    plan.topics.push(TopicPlan {
+        name: "tips".into(),
+        readers: vec![orgs[1].clone()],
+        publishers: orgs,
+        max_tlp: Tlp::Red,
+    });
+    let mut mesh = Mesh::from_plan(plan, 12);
+    // Node 0 publishes (a key package, then alerts) while alone: nobody got it by gossip.
+    for k in 0..3 {
+        mesh.publish(0, "tips", Tlp::Green, &format!("tip {k}"));
+    }
+    mesh.connect_all();
+    mesh.advance(Duration::from_secs(1));
+    let tips: Vec<_> = mesh.nodes[1]
+        .alerts
+        .iter()
+        .filter(|(topic, org, _)| topic == "tips" && org == "org-0")
+        .collect();
+    assert_eq!(tips.len(), 3, "{:?}", mesh.nodes[1].alerts);
 }
 
 #[test]

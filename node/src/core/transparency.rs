@@ -56,6 +56,16 @@ struct OwnCheckpoint {
     gossiped_witnessed: bool,
 }
 
+impl OwnCheckpoint {
+    /// The note with as many of its cosignatures as a note may carry: with more witnessing
+    /// orgs than fit, every peer would refuse the note as malformed.
+    fn note_bytes(&self) -> Vec<u8> {
+        let mut note = self.note.clone();
+        note.add_signatures_within_limits(self.cosigs.values().cloned());
+        note.to_bytes()
+    }
+}
+
 /// The newest checkpoint we hold of another log.
 pub(super) struct Known {
     pub(super) checkpoint: Checkpoint,
@@ -342,9 +352,7 @@ impl CoreState {
         }
         own.gossiped = true;
         own.gossiped_witnessed = witnessed;
-        let mut note = own.note.clone();
-        note.sigs.extend(own.cosigs.values().cloned());
-        let bytes = note.to_bytes();
+        let bytes = own.note_bytes();
         let write = Write::Checkpoint {
             author: own.checkpoint.author,
             size: own.checkpoint.size,
@@ -869,9 +877,7 @@ impl CoreState {
             && own.gossiped
             && out.len() < alertmesh_protocol::wire::MAX_CHECKPOINTS
         {
-            let mut note = own.note.clone();
-            note.sigs.extend(own.cosigs.values().cloned());
-            out.push(note.to_bytes());
+            out.push(own.note_bytes());
         }
         out
     }

@@ -153,6 +153,26 @@ impl Note {
         })
     }
 
+    /// Appends `sigs` in order while the note stays within [`MAX_NOTE_BYTES`] and
+    /// [`MAX_NOTE_SIGNATURES`], so that the note still parses; returns how many fit.
+    pub fn add_signatures_within_limits(
+        &mut self,
+        sigs: impl IntoIterator<Item = NoteSignature>,
+    ) -> usize {
+        let mut len = self.to_bytes().len();
+        let mut added = 0;
+        for sig in sigs {
+            let line = sig.line().len();
+            if self.sigs.len() >= MAX_NOTE_SIGNATURES || len + line > MAX_NOTE_BYTES {
+                break;
+            }
+            len += line;
+            self.sigs.push(sig);
+            added += 1;
+        }
+        added
+    }
+
     /// The note's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut s = self.text.clone();
@@ -427,6 +447,26 @@ mod tests {
             Checkpoint::verify(&unsigned, &cp.network),
             Err(NoteError::Unsigned)
         );
+    }
+
+    #[test]
+    fn signatures_are_added_only_while_the_note_still_parses() {
+        let a = key(1);
+        let cp = checkpoint(&a);
+        let text = cp.text();
+        let mut note = cp.sign(&a);
+        let cosigs: Vec<_> = (0..150u8)
+            .map(|i| cosign(&text, &cp.network, &key(i.wrapping_add(2)), 1_700_000_000))
+            .collect();
+        let added = note.add_signatures_within_limits(cosigs.clone());
+        assert!(added > 0 && added < cosigs.len());
+        assert_eq!(note.sigs[1..], cosigs[..added]);
+        let bytes = note.to_bytes();
+        assert!(bytes.len() <= MAX_NOTE_BYTES);
+        assert_eq!(Note::parse(&bytes).unwrap(), note);
+        // One more line would have been too large.
+        note.sigs.push(cosigs[added].clone());
+        assert_eq!(Note::parse(&note.to_bytes()), Err(NoteError::TooLarge));
     }
 
     #[test]
