@@ -201,8 +201,9 @@ impl PerNode {
 }
 
 /// Parses Prometheus text for `alertmesh_envelopes_total{verdict=..,reason=..} N` lines;
-/// adds them into `out` keyed by `verdict/reason`, and the events the core shed when its
-/// queue was full (`alertmesh_dropped_events_total`) as `shed/core_saturated`.
+/// adds them into `out` keyed by `verdict/reason`, and the gossip messages the swarm shed
+/// because the core's queue was full (`alertmesh_dropped_events_total`) as
+/// `shed/core_saturated`.
 pub fn add_verdicts(text: &str, out: &mut std::collections::BTreeMap<String, u64>) {
     for line in text.lines() {
         if let Some(n) = line.strip_prefix("alertmesh_dropped_events_total ") {
